@@ -1,0 +1,96 @@
+//! The inbox reader duty of a client: pops the jobs the dispatcher put in this worker's
+//! inbox (a blocking pop on a connection of its own) and routes each to its request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use crate::queue::client::ClientInner;
+use crate::queue::duty::{Backoff, Duty, Shutdown};
+use crate::queue::job::{InboxEntry, Job, Lease, Token};
+
+/// How long one blocking pop waits before the loop looks at the shutdown signal again.
+const POP_WAIT_SECS: f64 = 1.0;
+/// Entries taken per pop.
+const POP_COUNT: usize = 128;
+
+pub(crate) fn start(inner: Arc<ClientInner>, con: MultiplexedConnection) -> Duty {
+    Duty::start("inbox", move |shutdown| run(inner, con, shutdown))
+}
+
+async fn run(inner: Arc<ClientInner>, con: MultiplexedConnection, mut shutdown: Shutdown) {
+    let inbox = inner.queue.keys.inbox(&inner.worker);
+    let mut con = Some(con);
+    let mut backoff = Backoff::new();
+    // The pop is never cancelled half-way (a popped entry would be lost until its lease ran
+    // out): shutdown is looked at between pops.
+    while !shutdown.is_set() {
+        let Some(c) = con.as_mut() else {
+            match inner.queue.blocking_connection().await {
+                Ok(c) => {
+                    tracing::info!(queue = %inner.queue.keys.queue, "inbox reader reconnected to Redis");
+                    con = Some(c);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(queue = %inner.queue.keys.queue, "inbox reader cannot reach Redis: {e}; retrying in {wait:?}");
+                    shutdown.sleep(wait).await;
+                }
+            }
+            continue;
+        };
+        let popped: redis::RedisResult<Option<(String, Vec<String>)>> = redis::cmd("BLMPOP")
+            .arg(POP_WAIT_SECS)
+            .arg(1)
+            .arg(&inbox)
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(POP_COUNT)
+            .query_async(c)
+            .await;
+        match popped {
+            Ok(Some((_, entries))) => {
+                for entry in entries {
+                    route(&inner, &entry);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(queue = %inner.queue.keys.queue, "inbox reader lost Redis: {e}");
+                con = None;
+                shutdown.sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn route(inner: &Arc<ClientInner>, entry: &str) {
+    let parsed = serde_json::from_str::<InboxEntry>(entry)
+        .map_err(|e| e.to_string())
+        .and_then(|e| {
+            let token = Token::parse(&e.token).map_err(|err| err.to_string())?;
+            let seq = e.request.parse::<u64>().map_err(|err| err.to_string())?;
+            Ok((e, token, seq))
+        });
+    let (entry, token, seq) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            // Its lease will run out and the reaper will move it on; nothing here can fix it.
+            tracing::error!(queue = %inner.queue.keys.queue, "unreadable inbox entry ({e}): {entry:.200}");
+            return;
+        }
+    };
+    let job = Job {
+        id: token.id,
+        queue: inner.queue.keys.queue.clone(),
+        data: entry.data,
+        attempt: token.attempt,
+        request_id: None,
+        lease: Arc::new(Lease { token: entry.token }),
+    };
+    if let Some(orphan) = inner.deliver(seq, job) {
+        inner.release_later(orphan);
+    }
+}

@@ -1,0 +1,25 @@
+//! The Lua scripts, each in its own file beside this one. Every state change of a job is one
+//! of these scripts, so it happens whole or not at all. They are sent by SHA and loaded again
+//! by the redis crate when Redis answers NOSCRIPT (after a restart).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+    };
+}
+
+script!(OPEN, "open.lua");
+script!(PUSH, "push.lua");
+script!(ANNOUNCE, "announce.lua");
+script!(DISPATCH, "dispatch.lua");
+script!(COMPLETE, "complete.lua");
+script!(FAIL, "fail.lua");
+script!(RELEASE, "release.lua");
+script!(RENEW, "renew.lua");
+script!(REAP, "reap.lua");
+script!(DEAD, "dead.lua");
