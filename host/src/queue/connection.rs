@@ -45,6 +45,7 @@ impl Queue {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
         let mut con = client.get_connection_manager_with_config(config).await?;
+        scripts::load_all(&mut con).await?;
 
         let found: String = scripts::OPEN
             .key(&keys.meta)

@@ -29,7 +29,7 @@ pub use inspect::{queue_names, DeadJob, QueueStats};
 pub use job::{Job, JobId};
 pub use keys::validate_queue_name;
 pub use manager::{EncodedJob, JobOptions, Manager};
-pub use options::Options;
+pub use options::{redact_url, Options};
 
 /// The protocol this library speaks, stored in each queue's `meta` hash. A queue created with
 /// another major version is refused: its keys may not mean what we think they mean.

@@ -23,3 +23,18 @@ script!(RELEASE, "release.lua");
 script!(RENEW, "renew.lua");
 script!(REAP, "reap.lua");
 script!(DEAD, "dead.lua");
+
+/// Loads every script in one round trip. Called when a queue is opened, so that the first
+/// calls find their script: a NOSCRIPT answer makes the redis crate load and resend, and two
+/// calls resent that way may swap places, which would break the order of one client's
+/// requests.
+pub(crate) async fn load_all(con: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for script in [
+        &*OPEN, &*PUSH, &*ANNOUNCE, &*DISPATCH, &*COMPLETE, &*FAIL, &*RELEASE, &*RENEW, &*REAP,
+        &*DEAD,
+    ] {
+        pipe.load_script(script).ignore();
+    }
+    pipe.query_async(con).await
+}

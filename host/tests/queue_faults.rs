@@ -1,0 +1,281 @@
+//! Faults with real processes: workers and managers killed with SIGKILL or frozen with
+//! SIGSTOP, and Redis itself killed and restarted. The "other process" is this test binary
+//! run again in a child role (see `child_process`), so the faults hit real processes.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use sque::{Client, Error, Manager};
+use support::{eventually, opts, within, RedisServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// A child process running one role against a queue.
+struct ChildRole {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl ChildRole {
+    fn spawn(role: &str, redis: &RedisServer, queue: &str) -> ChildRole {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["child_process", "--exact", "--ignored", "--nocapture"])
+            .env("SQUE_TEST_CHILD", role)
+            .env("SQUE_TEST_URL", redis.url())
+            .env("SQUE_TEST_QUEUE", queue)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ChildRole { child, lines }
+    }
+
+    /// The next line the child role printed (lines of the test harness are skipped).
+    async fn said(&mut self) -> String {
+        within("the child to speak", async {
+            loop {
+                let line = self.lines.next_line().await.unwrap().expect("child exited");
+                if let Some(rest) = line.strip_prefix("CHILD ") {
+                    return rest.to_string();
+                }
+            }
+        })
+        .await
+    }
+
+    async fn kill9(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    async fn tell(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+}
+
+#[test]
+#[ignore = "a role run in a child process by the fault tests"]
+fn child_process() {
+    let Ok(role) = std::env::var("SQUE_TEST_CHILD") else {
+        return;
+    };
+    let url = std::env::var("SQUE_TEST_URL").unwrap();
+    let queue = std::env::var("SQUE_TEST_QUEUE").unwrap();
+    let opts = sque::Options::default()
+        .redis(url)
+        .lease(Duration::from_millis(600))
+        .backoff(Duration::from_millis(20));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        match role.as_str() {
+            "manager" => {
+                let _manager = Manager::new(&queue, opts).await.unwrap();
+                println!("CHILD READY");
+                std::future::pending::<()>().await;
+            }
+            "hold" | "hold-then-ack" => {
+                let client = Client::new(&queue, opts).await.unwrap();
+                let job = client.i_am_free(None).await.unwrap();
+                println!("CHILD HOLDING {} {}", job.id, job.attempt);
+                if role == "hold" {
+                    std::future::pending::<()>().await;
+                }
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).unwrap();
+                let describe = |r: Result<(), Error>| match r {
+                    Ok(()) => "ok".to_string(),
+                    Err(Error::StaleLease { .. }) => "stale".to_string(),
+                    Err(e) => format!("error {e}"),
+                };
+                let completed = client.complete(&job, Some(json!("late"))).await;
+                println!("CHILD COMPLETE {}", describe(completed));
+                let failed = client.fail(&job, "late").await.map(|_| ());
+                println!("CHILD FAIL {}", describe(failed));
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_with_a_job_in_hand_loses_nothing() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("kill", opts(&redis)).await.unwrap();
+    let id = manager
+        .push(json!({"email": "test1@mail.org"}))
+        .await
+        .unwrap();
+    let mut worker = ChildRole::spawn("hold", &redis, "kill");
+    assert_eq!(worker.said().await, format!("HOLDING {id} 1"));
+    worker.kill9().await;
+    let client = Client::new("kill", opts(&redis)).await.unwrap();
+    let job = within("the job to come back", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!((job.id.clone(), job.attempt), (id, 2));
+    assert_eq!(job.data, json!({"email": "test1@mail.org"}));
+    client.complete(&job, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_worker_cannot_touch_the_job_once_it_moved_on() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("freeze", opts(&redis)).await.unwrap();
+    let id = manager.push(json!("x")).await.unwrap();
+    let mut worker = ChildRole::spawn("hold-then-ack", &redis, "freeze");
+    assert_eq!(worker.said().await, format!("HOLDING {id} 1"));
+    worker.signal("-STOP");
+    let client = Client::new("freeze", opts(&redis)).await.unwrap();
+    let job = within("the job to move on", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!((job.id.clone(), job.attempt), (id.clone(), 2));
+    worker.signal("-CONT");
+    worker.tell("go").await;
+    assert_eq!(worker.said().await, "COMPLETE stale");
+    assert_eq!(worker.said().await, "FAIL stale");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!(
+        (stats.in_flight, stats.delayed, stats.dead, stats.completed),
+        (1, 0, 0, 0)
+    );
+    assert_eq!(
+        manager.result(&id).await.unwrap(),
+        None,
+        "the late result was not kept"
+    );
+    client.complete(&job, Some(json!("on time"))).await.unwrap();
+    assert_eq!(manager.result(&id).await.unwrap(), Some(json!("on time")));
+}
+
+/// Workers that take jobs until told to stop and record what they handled.
+fn start_workers(
+    clients: Vec<Client>,
+    handled: Arc<Mutex<Vec<i64>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    clients
+        .into_iter()
+        .map(|client| {
+            let handled = handled.clone();
+            tokio::spawn(async move {
+                loop {
+                    match client.i_am_free(None).await {
+                        Ok(job) => {
+                            handled.lock().unwrap().push(job.data.as_i64().unwrap());
+                            // An ack lost to a fault is fine: the lease brings the job back.
+                            let _ = client.complete(&job, None).await;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn clients(redis: &RedisServer, queue: &str, n: usize) -> Vec<Client> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Client::new(queue, opts(redis)).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_killed_mid_stream_loses_nothing_and_another_takes_over() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("mgr", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let mut manager = ChildRole::spawn("manager", &redis, "mgr");
+    assert_eq!(manager.said().await, "READY");
+    let total = 3000i64;
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let workers = start_workers(clients(&redis, "mgr", 4).await, handled.clone());
+    producer
+        .push_many((0..total).map(|i| json!(i)))
+        .await
+        .unwrap();
+    eventually("some jobs handled", || async {
+        handled.lock().unwrap().len() >= 500
+    })
+    .await;
+    manager.kill9().await;
+    let stuck = producer.stats().await.unwrap().completed;
+    let mut successor = ChildRole::spawn("manager", &redis, "mgr");
+    assert_eq!(successor.said().await, "READY");
+    eventually("all jobs completed", || async {
+        producer.stats().await.unwrap().completed == total as u64
+    })
+    .await;
+    assert!(stuck < total as u64, "the kill landed mid-stream");
+    for w in workers {
+        w.abort();
+    }
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(handled.iter().collect::<HashSet<_>>().len(), total as usize);
+    assert_eq!(handled.len(), total as usize, "no job was handed out twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_killed_and_restarted_mid_stream_loses_nothing() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let manager = Manager::new("aof", opts(&redis)).await.unwrap();
+    let total = 3000i64;
+    manager
+        .push_many((0..total).map(|i| json!(i)))
+        .await
+        .unwrap();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let workers = start_workers(clients(&redis, "aof", 4).await, handled.clone());
+    eventually("some jobs handled", || async {
+        handled.lock().unwrap().len() >= 500
+    })
+    .await;
+    redis.restart(); // SIGKILL, then start again on the same port and data
+    let restarted_at = handled.lock().unwrap().len();
+    eventually("everything handled and acknowledged", || async {
+        match manager.stats().await {
+            Ok(s) => s.waiting + s.in_flight + s.delayed == 0 && s.pushed == total as u64,
+            Err(_) => false,
+        }
+    })
+    .await;
+    for w in workers {
+        w.abort();
+    }
+    assert!(
+        restarted_at < total as usize,
+        "the restart landed mid-stream"
+    );
+    let handled = handled.lock().unwrap().clone();
+    let unique: HashSet<i64> = handled.iter().copied().collect();
+    assert_eq!(unique.len(), total as usize, "no job was lost");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!(stats.dead, 0);
+    eprintln!(
+        "redis restart: {} jobs handled, {} duplicates (at-least-once)",
+        handled.len(),
+        handled.len() - unique.len()
+    );
+}
