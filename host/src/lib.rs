@@ -23,5 +23,15 @@
 pub mod queue;
 
 pub use queue::{
-    Client, DeadJob, Error, FailOutcome, Job, JobId, JobOptions, Manager, Options, QueueStats,
+    queue_names, validate_queue_name, Client, DeadJob, EncodedJob, Error, FailOutcome, Job, JobId,
+    JobOptions, Manager, Options, QueueStats,
 };
+
+#[cfg(feature = "host")]
+pub mod sandbox;
+
+#[cfg(feature = "host")]
+pub mod pool;
+
+#[cfg(feature = "host")]
+pub mod cli;

@@ -1,0 +1,123 @@
+//! What the subcommands share: Redis settings, parsing of sizes and durations, and the
+//! mapping of errors to one line and an exit code.
+
+use std::time::Duration;
+
+/// Bad input or usage: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Shorthand for a usage error.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS.
+    #[arg(
+        long = "redis",
+        env = "SQUE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub url: String,
+
+    /// Prefix of every Redis key sque writes.
+    #[arg(long, env = "SQUE_PREFIX", default_value = "sque")]
+    pub prefix: String,
+}
+
+impl RedisArgs {
+    pub fn options(&self) -> crate::Options {
+        crate::Options::default()
+            .redis(self.url.clone())
+            .prefix(self.prefix.clone())
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct QueueArg {
+    /// The queue's name.
+    #[arg(long, short = 'q', env = "SQUE_QUEUE")]
+    pub queue: String,
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 500ms, 2m)"))
+}
+
+/// Parses `64MiB`, `1GiB`, `512KiB`, `65536` (bytes); `MB`/`KB`/`GB` mean the same powers of 2.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (use e.g. 64MiB, 512KiB, 1GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?}: unknown unit (use B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1usize << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+/// 2 for bad input, usage, or a Redis that cannot be reached or refuses us; 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<UsageError>() || cause.is::<crate::sandbox::LoadError>() {
+            return 2;
+        }
+        if let Some(q) = cause.downcast_ref::<crate::Error>() {
+            return match q {
+                crate::Error::Unavailable(_)
+                | crate::Error::Auth(_)
+                | crate::Error::Permission(_)
+                | crate::Error::Protocol { .. } => 2,
+                other if other.is_bad_input() => 2,
+                _ => 1,
+            };
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

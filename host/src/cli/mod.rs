@@ -1,0 +1,111 @@
+//! The `sque-host` command line: one file a subcommand, over the `queue`, `sandbox` and
+//! `pool` modules. Errors end as one line on stderr and an exit code: 0 success, 2 bad input
+//! or usage (including an unreachable Redis or refused credentials at start), 1 anything else.
+
+mod check;
+mod common;
+mod dead;
+mod push;
+mod run;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use common::UsageError;
+
+#[derive(Parser)]
+#[command(
+    name = "sque-host",
+    version,
+    about = "A Redis job queue whose handlers run as sandboxed WebAssembly components",
+    long_about = "A Redis job queue whose handlers run as sandboxed WebAssembly components.\n\n\
+        Push JSON jobs into a queue, then run hosts that hand each job to a fresh instance of \
+        a handler component (built with the sque-guest crate for wasm32-wasip2).\n\n\
+        Examples:\n  \
+        echo '{\"email\":\"test1@mail.org\"}' | sque-host push --queue emails\n  \
+        sque-host run --queue emails --handler send_email.wasm --slots 16\n  \
+        sque-host stats --queue emails\n  \
+        sque-host check send_email.wasm\n  \
+        sque-host dead list --queue emails\n\n\
+        Every flag can also be set by an environment variable (shown in each subcommand's --help), \
+        e.g. SQUE_REDIS_URL.",
+    after_help = "Exit codes: 0 success, 2 bad input or usage (also: Redis unreachable or credentials refused at start), 1 other failures."
+)]
+struct Cli {
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter such as `sque=debug`.
+    #[arg(long, global = true, env = "SQUE_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the manager and a pool of worker slots running a handler component.
+    Run(run::Args),
+    /// Push jobs: one JSON argument, or NDJSON on stdin (one job a line). Prints the ids.
+    Push(push::Args),
+    /// Show a queue's counts (or every queue's), for a person or with --json for scripts.
+    Stats(stats::Args),
+    /// Check that a file is a valid handler component and list the capabilities it imports.
+    Check(check::Args),
+    /// List, retry or purge the dead list of a queue.
+    Dead(dead::Args),
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sque-main")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Push(args) => push::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
+            Command::Check(args) => check::run(args).await,
+            Command::Dead(args) => dead::run(args).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", common::one_line(&e));
+            ExitCode::from(common::exit_code(&e))
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,255 @@
+//! `sque-host push`: one job from the argument, or NDJSON on stdin, one job a line.
+//!
+//! Stdin is streamed, never read whole: a reader thread checks each line (valid JSON, within
+//! the size limit) and hands batches to the pusher, which pipelines them into Redis. At the
+//! first bad line it stops with `line N: reason` and how many jobs went in before it.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::cli::common::{parse_size, usage, QueueArg, RedisArgs, UsageError};
+use crate::{EncodedJob, JobOptions, Manager};
+
+/// Jobs per batch handed from the reader to the pusher.
+const BATCH: usize = 2000;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    queue: QueueArg,
+
+    /// The job as JSON. Without it, jobs are read from stdin as NDJSON (one JSON value a line;
+    /// blank lines are skipped).
+    json: Option<String>,
+
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// Attempts of these jobs before the dead list (default: the queue's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: Option<u32>,
+
+    /// Largest job accepted, in bytes of JSON.
+    #[arg(long, env = "SQUE_MAX_JOB_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    max_job_bytes: usize,
+
+    /// Never show a progress bar, even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    crate::validate_queue_name(&args.queue.queue)?;
+    let opts = args
+        .redis
+        .options()
+        .max_job_bytes(args.max_job_bytes)
+        .dispatch(false);
+    let job_options = JobOptions {
+        max_attempts: args.max_attempts,
+    };
+    if let Some(json) = &args.json {
+        // Check before connecting: bad input changes nothing and needs no Redis.
+        check_json(json.as_bytes(), args.max_job_bytes)
+            .map_err(|e| usage(format!("the job argument: {e}")))?;
+        let manager = connect(&args, opts).await?;
+        let job = manager.encode_json(json.trim().to_string(), &job_options)?;
+        let ids = manager.push_encoded(&[job]).await?;
+        println!("{}", ids[0]);
+        return Ok(());
+    }
+    let manager = connect(&args, opts).await?;
+
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<String>, UsageError>>(4);
+    let limit = args.max_job_bytes;
+    let reader = tokio::task::spawn_blocking(move || read_stdin(limit, tx));
+    let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {human_pos} jobs pushed ({per_sec}) {elapsed}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    });
+    let mut pushed: u64 = 0;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failure = None;
+    while let Some(batch) = rx.recv().await {
+        let lines = match batch {
+            Ok(lines) => lines,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let jobs = lines
+            .into_iter()
+            .map(|json| manager.encode_json(json, &job_options))
+            .collect::<Result<Vec<EncodedJob>, _>>()?;
+        let ids = manager
+            .push_encoded(&jobs)
+            .await
+            .with_context(|| format!("pushing after {pushed} jobs"))?;
+        for id in &ids {
+            writeln!(out, "{id}")?;
+        }
+        pushed += ids.len() as u64;
+        if let Some(bar) = &progress {
+            bar.set_position(pushed);
+        }
+    }
+    out.flush()?;
+    drop(out);
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    reader.await?;
+    if let Some(e) = failure {
+        return Err(usage(format!(
+            "{e}; {pushed} job(s) before it were pushed, nothing after it"
+        )));
+    }
+    tracing::info!(queue = %args.queue.queue, "{pushed} job(s) pushed");
+    Ok(())
+}
+
+async fn connect(args: &Args, opts: crate::Options) -> anyhow::Result<Manager> {
+    let url = opts.redis_url_redacted();
+    Manager::new(&args.queue.queue, opts)
+        .await
+        .with_context(|| format!("connecting to Redis at {url}"))
+}
+
+/// Reads NDJSON from stdin in batches; the first bad line ends the stream with its reason.
+fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        number += 1;
+        line.clear();
+        let read = match read_line_bounded(&mut input, &mut line, limit) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(UsageError(format!("line {number}: {e}"))));
+                return;
+            }
+        };
+        if read == LineRead::End {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Err(e) = check_json(&line, limit) {
+            let _ = tx.blocking_send(Err(UsageError(format!("line {number}: {e}"))));
+            return;
+        }
+        // check_json proved it is UTF-8.
+        batch.push(
+            String::from_utf8(std::mem::take(&mut line))
+                .expect("checked")
+                .trim()
+                .to_string(),
+        );
+        if batch.len() == BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(batch));
+    }
+}
+
+#[derive(PartialEq)]
+enum LineRead {
+    Line,
+    End,
+}
+
+/// Reads one line (without its newline) of at most `limit` bytes; a longer line is an error
+/// found as soon as the limit is passed, without reading the rest of it.
+fn read_line_bounded(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> Result<LineRead, String> {
+    loop {
+        let buf = input
+            .fill_buf()
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() {
+                LineRead::End
+            } else {
+                LineRead::Line
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > limit {
+            return Err(format!(
+                "the job is over the limit of {limit} bytes (raise --max-job-bytes, or keep large payloads elsewhere and push a reference)"
+            ));
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        input.consume(used);
+        if done.is_some() {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// Valid JSON within the size limit.
+fn check_json(bytes: &[u8], limit: usize) -> Result<(), String> {
+    if bytes.len() > limit {
+        return Err(format!(
+            "the job is {} bytes, over the limit of {limit}",
+            bytes.len()
+        ));
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err("not UTF-8 text, so not JSON".into());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_lines() {
+        let mut input = std::io::Cursor::new(b"{\"a\":1}\n[2]\nlast".to_vec());
+        let mut line = Vec::new();
+        for expected in [&b"{\"a\":1}"[..], b"[2]", b"last"] {
+            line.clear();
+            assert!(read_line_bounded(&mut input, &mut line, 100).unwrap() == LineRead::Line);
+            assert_eq!(line, expected);
+        }
+        line.clear();
+        assert!(read_line_bounded(&mut input, &mut line, 100).unwrap() == LineRead::End);
+        let mut long = std::io::Cursor::new(vec![b'x'; 1000]);
+        line.clear();
+        assert!(read_line_bounded(&mut long, &mut line, 100).is_err());
+    }
+
+    #[test]
+    fn json_checks() {
+        assert!(check_json(b"{\"email\":\"a@b.c\"}", 100).is_ok());
+        assert!(check_json(b"{\"email\":", 100).is_err());
+        assert!(check_json(b"\xff\xfe", 100).is_err());
+        assert!(check_json(b"[1,2,3]", 3).is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! `sque-host run`: the manager and a pool of worker slots, until SIGINT or SIGTERM.
+//! SIGHUP (or, with --watch, a change of the handler file) loads the handler anew for new
+//! jobs; running jobs finish on the old one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::cli::common::{parse_duration, parse_size, usage, QueueArg, RedisArgs};
+use crate::pool::{self, CurrentHandler, PoolConfig};
+use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    queue: QueueArg,
+
+    /// The handler component (.wasm, built for wasm32-wasip2 with sque-guest).
+    #[arg(long, env = "SQUE_HANDLER", required_unless_present = "manager_only")]
+    handler: Option<PathBuf>,
+
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// Jobs run at once.
+    #[arg(long, env = "SQUE_SLOTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    slots: u32,
+
+    /// Jobs asked for ahead of free slots, so that no slot waits for a round trip.
+    #[arg(long, env = "SQUE_PREFETCH", default_value_t = 0)]
+    prefetch: u32,
+
+    /// Wall-time limit of one job.
+    #[arg(long, env = "SQUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Linear-memory limit of one handler instance.
+    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    max_memory: usize,
+
+    /// Attempts of a job before the dead list (the queue's default; a job's own setting wins).
+    #[arg(long, env = "SQUE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+
+    /// How long a job stays leased without renewal: a crashed host's jobs come back after it.
+    #[arg(long, env = "SQUE_LEASE", default_value = "5s", value_parser = parse_duration)]
+    lease: Duration,
+
+    /// Largest job accepted, in bytes of JSON.
+    #[arg(long, env = "SQUE_MAX_JOB_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    max_job_bytes: usize,
+
+    /// An environment variable the handler may read, as K=V (repeatable). None by default.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable).
+    /// None by default.
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    allow_http: Vec<String>,
+
+    /// Bytes of guest output (stdout, stderr, log) kept per job.
+    #[arg(long, env = "SQUE_MAX_LOG_BYTES", default_value = "64KiB", value_parser = parse_size)]
+    max_log_bytes: usize,
+
+    /// Log each job's data at debug level (off: payloads may hold personal data).
+    #[arg(long)]
+    log_payloads: bool,
+
+    /// Run worker slots only; another host's manager dispatches.
+    #[arg(long, conflicts_with = "manager_only")]
+    no_manager: bool,
+
+    /// Run the manager only (dispatch and recovery), no worker slots.
+    #[arg(long)]
+    manager_only: bool,
+
+    /// On SIGINT/SIGTERM, how long running jobs may take to finish.
+    #[arg(long, env = "SQUE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// Load the handler anew when its file changes (as SIGHUP does).
+    #[arg(long)]
+    watch: bool,
+
+    /// Where compiled handlers are cached (it holds native code: only this user may write it).
+    #[arg(long, env = "SQUE_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile the handler at every start instead of caching it.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not K=V")),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let opts = args
+        .redis
+        .options()
+        .lease(args.lease)
+        .max_attempts(args.max_attempts)
+        .max_job_bytes(args.max_job_bytes);
+    let queue = args.queue.queue.clone();
+    crate::validate_queue_name(&queue)?;
+    let url = opts.redis_url_redacted();
+
+    // The handler first: a bad file is the commonest mistake, and it needs no Redis.
+    let worker = if args.manager_only {
+        None
+    } else {
+        let path = args
+            .handler
+            .clone()
+            .ok_or_else(|| usage("--handler is required"))?;
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+            slots: args.slots + args.prefetch,
+            limits: Limits {
+                timeout: args.timeout,
+                max_memory: args.max_memory,
+                max_log_bytes: args.max_log_bytes,
+            },
+            grants: Grants {
+                env: args.env.clone(),
+                http_hosts: args.allow_http.clone(),
+                log_payloads: args.log_payloads,
+            },
+            cache_dir: cache_dir(&args),
+        })?);
+        let handler = load(&sandbox, &path).await?;
+        describe(&handler, &args);
+        Some((sandbox, Arc::new(CurrentHandler::new(handler)), path))
+    };
+
+    let connect = |what: &'static str| {
+        let url = url.clone();
+        move |e: crate::Error| anyhow::Error::new(e).context(format!("{what} at Redis {url}"))
+    };
+    let manager = if args.no_manager {
+        None
+    } else {
+        Some(
+            crate::Manager::new(&queue, opts.clone())
+                .await
+                .map_err(connect("starting the manager"))?,
+        )
+    };
+    let client = match &worker {
+        Some(_) => Some(Arc::new(
+            crate::Client::new(&queue, opts.clone())
+                .await
+                .map_err(connect("starting the worker"))?,
+        )),
+        None => None,
+    };
+    tracing::info!(
+        queue = %queue, redis = %url,
+        "sque-host {} started: manager {}, {} slot(s){}",
+        env!("CARGO_PKG_VERSION"),
+        if manager.is_some() { "on" } else { "off" },
+        if worker.is_some() { args.slots } else { 0 },
+        if args.prefetch > 0 { format!(", prefetch {}", args.prefetch) } else { String::new() },
+    );
+
+    let (stop_tx, stop) = watch::channel(false);
+    let signals = tokio::spawn(watch_signals(
+        stop_tx,
+        worker
+            .as_ref()
+            .map(|(s, h, p)| (s.clone(), h.clone(), p.clone())),
+        args.watch,
+    ));
+
+    if let (Some((sandbox, handler, _)), Some(client)) = (&worker, &client) {
+        let wasm = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("sque-wasm")
+            .build()
+            .context("starting the wasm runtime")?;
+        let report = pool::run(
+            client.clone(),
+            sandbox.clone(),
+            handler.clone(),
+            wasm.handle().clone(),
+            PoolConfig {
+                slots: args.slots as usize,
+                prefetch: args.prefetch as usize,
+                grace: args.grace,
+            },
+            stop.clone(),
+        )
+        .await;
+        wasm.shutdown_background();
+        tracing::info!(
+            queue = %queue,
+            "worker slots stopped: {} completed, {} failed, {} given back unstarted",
+            report.completed, report.failed, report.released
+        );
+    } else {
+        let mut stop = stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+    signals.abort();
+    if let Some(client) = client {
+        if let Ok(client) = Arc::try_unwrap(client) {
+            client.shutdown().await?;
+        }
+    }
+    if let Some(manager) = manager {
+        manager.shutdown().await?;
+    }
+    tracing::info!(queue = %queue, "stopped");
+    Ok(())
+}
+
+fn cache_dir(args: &Args) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    args.cache_dir.clone().or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("sque").join("modules"))
+    })
+}
+
+/// Compiles a handler off the async threads (it can take seconds the first time).
+async fn load(sandbox: &Arc<Sandbox>, path: &std::path::Path) -> anyhow::Result<Handler> {
+    let (sandbox, path) = (sandbox.clone(), path.to_path_buf());
+    Ok(tokio::task::spawn_blocking(move || Handler::load(&sandbox, &path)).await??)
+}
+
+fn describe(handler: &Handler, args: &Args) {
+    let caps = handler.capabilities();
+    tracing::info!(
+        handler = %handler.path().display(),
+        "handler loaded; it imports: {}",
+        if caps.is_empty() { "no capabilities".to_string() } else { caps.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ") }
+    );
+    tracing::info!(
+        "granted: {} environment variable(s), HTTP to {}; no files, no sockets",
+        args.env.len(),
+        if args.allow_http.is_empty() {
+            "no host".to_string()
+        } else {
+            args.allow_http.join(", ")
+        }
+    );
+}
+
+/// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.
+async fn watch_signals(
+    stop: watch::Sender<bool>,
+    worker: Option<(Arc<Sandbox>, Arc<CurrentHandler>, PathBuf)>,
+    watch_file: bool,
+) {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = worker.as_ref().and_then(|(_, _, p)| stamp(p));
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let reload = tokio::select! {
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
+            _ = hup.recv() => true,
+            _ = poll.tick(), if watch_file => {
+                let now = worker.as_ref().and_then(|(_, _, p)| stamp(p));
+                if now != seen { seen = now; true } else { continue }
+            }
+        };
+        if !reload {
+            let _ = stop.send(true);
+            return;
+        }
+        if let Some((sandbox, current, path)) = &worker {
+            match load(sandbox, path).await {
+                Ok(handler) => {
+                    current.replace(handler);
+                    tracing::info!(handler = %path.display(), "handler reloaded: new jobs run on it, running jobs finish on the old one");
+                }
+                Err(e) => {
+                    tracing::error!(handler = %path.display(), "reload failed, keeping the running handler: {}", crate::cli::common::one_line(&e))
+                }
+            }
+        }
+    }
+}

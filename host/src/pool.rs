@@ -1,0 +1,284 @@
+//! Worker slots: asks the queue for jobs on behalf of `slots` slots (plus `prefetch` jobs
+//! asked for ahead, so that no slot idles for a round trip), runs each job in a fresh
+//! sandboxed instance on the wasm runtime, and acknowledges it.
+//!
+//! The wasm runtime is a tokio runtime of its own: guests burning CPU there cannot delay the
+//! lease renewals, dispatch and requests that run on the main runtime.
+//!
+//! Credits: a fetcher takes a credit before it asks, and the credit comes back when the job
+//! is acknowledged, so this host never holds more than `slots + prefetch` jobs.
+//!
+//! Shutdown: fetchers stop asking (their open requests are withdrawn), running jobs get the
+//! grace period to finish, unstarted jobs go back to the head of the queue, and jobs still
+//! running when the grace period ends are failed (retried later elsewhere).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::queue::{Client, Job};
+use crate::sandbox::{Handler, JobInput, Outcome, Sandbox};
+
+/// How the pool runs.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub slots: usize,
+    pub prefetch: usize,
+    /// How long running jobs may take to finish after shutdown is asked for.
+    pub grace: Duration,
+}
+
+/// The handler jobs run on; swapped whole on reload, so a running job keeps the one it
+/// started with.
+pub struct CurrentHandler(RwLock<Arc<Handler>>);
+
+impl CurrentHandler {
+    pub fn new(handler: Handler) -> CurrentHandler {
+        CurrentHandler(RwLock::new(Arc::new(handler)))
+    }
+
+    pub fn get(&self) -> Arc<Handler> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, handler: Handler) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(handler);
+    }
+}
+
+/// What the pool did, for the log line at exit.
+#[derive(Clone, Debug, Default)]
+pub struct PoolReport {
+    pub completed: u64,
+    pub failed: u64,
+    pub released: u64,
+}
+
+/// Everything the slots share.
+struct Shared {
+    client: Arc<Client>,
+    sandbox: Arc<Sandbox>,
+    handler: Arc<CurrentHandler>,
+    wasm: tokio::runtime::Handle,
+    report: std::sync::Mutex<PoolReport>,
+}
+
+/// Runs the pool until `shutdown` turns true, then winds it down as described above.
+pub async fn run(
+    client: Arc<Client>,
+    sandbox: Arc<Sandbox>,
+    handler: Arc<CurrentHandler>,
+    wasm: tokio::runtime::Handle,
+    config: PoolConfig,
+    shutdown: watch::Receiver<bool>,
+) -> PoolReport {
+    let shared = Arc::new(Shared {
+        client,
+        sandbox,
+        handler,
+        wasm,
+        report: Default::default(),
+    });
+    let credits = Arc::new(Semaphore::new(config.slots + config.prefetch));
+    let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+
+    let fetchers: Vec<_> = (0..config.slots + config.prefetch)
+        .map(|_| {
+            tokio::spawn(fetch(
+                shared.clone(),
+                credits.clone(),
+                tx.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    drop(tx);
+    let slots: Vec<_> = (0..config.slots)
+        .map(|_| {
+            tokio::spawn(slot(
+                shared.clone(),
+                rx.clone(),
+                shutdown.clone(),
+                config.grace,
+            ))
+        })
+        .collect();
+
+    for f in fetchers {
+        let _ = f.await;
+    }
+    for s in slots {
+        let _ = s.await;
+    }
+    // Whatever is left in the channel was never started: back to the head of the queue.
+    let mut rx = rx.lock().await;
+    while let Ok((job, _credit)) = rx.try_recv() {
+        release(&shared, &job).await;
+    }
+    let report = shared
+        .report
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    report
+}
+
+/// Asks for a job whenever a credit is free, until shutdown.
+async fn fetch(
+    shared: Arc<Shared>,
+    credits: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<(Job, OwnedSemaphorePermit)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let credit = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            credit = credits.clone().acquire_owned() => credit.expect("never closed"),
+        };
+        // Dropping this future on shutdown withdraws the request; a job that reached it
+        // meanwhile goes back to the head of the queue.
+        let asked = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            job = shared.client.i_am_free(None) => job,
+        };
+        match asked {
+            Ok(job) => {
+                backoff = Duration::from_millis(50);
+                if let Err(mpsc::error::SendError((job, _))) = tx.send((job, credit)) {
+                    release(&shared, &job).await;
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("asking for a job failed: {e}; asking again in {backoff:?}");
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Runs jobs one at a time until shutdown, finishing the one in hand within the grace.
+async fn slot(
+    shared: Arc<Shared>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(Job, OwnedSemaphorePermit)>>>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    loop {
+        let next = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => None,
+                next = rx.recv() => next,
+            }
+        };
+        let Some((job, credit)) = next else { return };
+        run_one(&shared, job, shutdown.clone(), grace).await;
+        drop(credit);
+    }
+}
+
+async fn run_one(shared: &Shared, job: Job, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let handler = shared.handler.get();
+    let input = JobInput {
+        id: job.id.to_string(),
+        queue: job.queue.clone(),
+        attempt: job.attempt,
+        data: job.data.to_string(),
+    };
+    if shared.sandbox.grants.log_payloads {
+        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "starting with data {}", input.data);
+    }
+    let started = Instant::now();
+    let sandbox = shared.sandbox.clone();
+    let mut task = shared
+        .wasm
+        .spawn(async move { sandbox.run(&handler, input).await });
+    let finished = tokio::select! {
+        done = &mut task => Some(done),
+        _ = async {
+            let _ = shutdown.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => None,
+    };
+    let outcome = match finished {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(e)) => Outcome::Retry(format!("the host lost the job's task: {e}")),
+        None => {
+            task.abort();
+            Outcome::Retry(format!(
+                "the host shut down and the job did not finish within the grace period of {grace:?}"
+            ))
+        }
+    };
+    acknowledge(shared, &job, outcome, started.elapsed()).await;
+}
+
+async fn acknowledge(shared: &Shared, job: &Job, outcome: Outcome, took: Duration) {
+    let client = &shared.client;
+    let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
+    let acked = match &outcome {
+        Outcome::Completed(result) => {
+            let result = result
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .unwrap_or(None);
+            let acked = client.complete(job, result).await;
+            if acked.is_ok() {
+                tracing::debug!(queue = %queue, job = %id, attempt, "completed in {took:.1?}");
+            }
+            acked
+        }
+        Outcome::Retry(reason) => match client.fail(job, reason).await {
+            Ok(crate::queue::FailOutcome::Retry { after }) => {
+                tracing::warn!(queue = %queue, job = %id, attempt, "failed: {reason}; retrying in {after:.1?}");
+                Ok(())
+            }
+            Ok(crate::queue::FailOutcome::Dead) => {
+                tracing::error!(queue = %queue, job = %id, attempt, "failed: {reason}; out of attempts, moved to the dead list");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Outcome::Fail(reason) => {
+            let acked = client.fail_permanently(job, reason).await;
+            if acked.is_ok() {
+                tracing::error!(queue = %queue, job = %id, attempt, "failed for good: {reason}; moved to the dead list");
+            }
+            acked.map(|_| ())
+        }
+    };
+    let mut report = shared.report.lock().unwrap_or_else(|p| p.into_inner());
+    match acked {
+        Ok(()) if matches!(outcome, Outcome::Completed(_)) => report.completed += 1,
+        Ok(()) => report.failed += 1,
+        Err(e) => {
+            tracing::warn!(queue = %queue, job = %id, attempt, "could not record the outcome: {e}; the job will come back when its lease runs out")
+        }
+    }
+}
+
+async fn release(shared: &Shared, job: &Job) {
+    match shared.client.release(job).await {
+        Ok(()) => {
+            shared
+                .report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .released += 1;
+            tracing::info!(queue = %job.queue, job = %job.id, "not started: given back to the head of the queue");
+        }
+        Err(e) => {
+            tracing::warn!(queue = %job.queue, job = %job.id, "could not give the job back: {e}; it comes back when its lease runs out")
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The one wasmtime engine of a process, and what every job shares: the linker (WASI with an
+//! empty context, `wasi:http` behind an allow-list, the `log` import), the limits and grants.
+//!
+//! - Pooling allocator sized to the slots: instances, memories and fiber stacks are reused
+//!   instead of mapped and unmapped per job. Where the address-space reservation fails (a
+//!   small `ulimit -v`), it falls back to on-demand allocation and says so.
+//! - Epoch interruption: a ticker thread advances the epoch every 10 ms, and each job's
+//!   store yields to the runtime at every tick, so a guest burning CPU cannot hold a thread
+//!   past its timeout, and the job's timeout can drop it.
+//! - Copy-on-write memory images and a compiled-module cache on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::sandbox::limits::{Grants, Limits};
+use crate::sandbox::state::State;
+
+/// How often the epoch advances: the granularity of timeouts and of yielding.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How to build a [`Sandbox`].
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Jobs that may run at once (sizes the instance pool).
+    pub slots: u32,
+    pub limits: Limits,
+    pub grants: Grants,
+    /// Where compiled modules are cached (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine, the linker, and what every job of this process shares.
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<State>,
+    pub(crate) limits: Limits,
+    pub(crate) grants: Arc<Grants>,
+    pooling: bool,
+    ticker: Ticker,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(open_cache(dir)?),
+            None => None,
+        };
+        let (engine, pooling) = match Engine::new(&engine_config(&config, cache.clone(), true)) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::warn!("the pooling allocator is unavailable ({e}); instances are allocated on demand, which is slower");
+                let engine = Engine::new(&engine_config(&config, cache, false))
+                    .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+                (engine, false)
+            }
+        };
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking wasi:http: {e}"))?;
+        crate::sandbox::Handler_::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the handler world: {e}"))?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(Sandbox {
+            engine,
+            linker,
+            limits: config.limits,
+            grants: Arc::new(config.grants),
+            pooling,
+            ticker,
+        })
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(config: &SandboxConfig, cache: Option<wasmtime::Cache>, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true)
+        .wasm_component_model(true)
+        .memory_init_cow(true)
+        .cache(cache)
+        // Guests are small; a small stack makes fresh instances cheaper and deep recursion a
+        // clean "call stack exhausted" trap.
+        .max_wasm_stack(512 << 10)
+        .async_stack_size(1 << 20);
+    if pooling {
+        // Room for every slot twice over (a reload runs old and new handlers side by side)
+        // plus the checks `sque-host check` makes.
+        let instances = config.slots.saturating_mul(2).saturating_add(4);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .max_core_instances_per_component(32)
+            .total_core_instances(instances.saturating_mul(8))
+            .max_memories_per_component(4)
+            .total_memories(instances.saturating_mul(2))
+            .max_tables_per_component(8)
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memory_size(config.limits.max_memory)
+            .max_unused_warm_slots(instances);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+/// A compiled-module cache in `dir`. The cache holds native code that the host will run, so
+/// the directory must be writable by this user alone.
+fn open_cache(dir: &Path) -> anyhow::Result<wasmtime::Cache> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir)?;
+        let mode = meta.permissions().mode();
+        // Compare owners through a file we just made: it is ours.
+        let probe = dir.join(".owner-probe");
+        std::fs::write(&probe, b"")?;
+        let mine = std::fs::metadata(&probe)?.uid();
+        let _ = std::fs::remove_file(&probe);
+        if meta.uid() != mine || mode & 0o022 != 0 {
+            anyhow::bail!(
+                "the cache directory {} is writable by other users or owned by another user; it holds native code the host runs, so fix it with `chmod 700` or pass --cache-dir",
+                dir.display()
+            );
+        }
+    }
+    let mut cfg = wasmtime::CacheConfig::new();
+    cfg.with_directory(dir);
+    wasmtime::Cache::new(cfg).map_err(|e| anyhow::anyhow!("cannot open the module cache: {e}"))
+}
+
+/// The thread that advances the engine's epoch.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("sque-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        Ticker { stop }
+    }
+}

@@ -1,0 +1,51 @@
+//! Outgoing HTTP (`wasi:http`), allowed only to the hosts granted with `--allow-http`, as
+//! Spin's `allowed_outbound_hosts` does. A denied request fails inside the guest with
+//! `HTTP-request-denied` and is logged on the host.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::sandbox::limits::Grants;
+
+pub(crate) struct AllowList {
+    pub grants: Arc<Grants>,
+    pub queue: String,
+    pub job: String,
+}
+
+type Sent = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for AllowList {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let default_port = if request.uri().scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        if !self.grants.allows_http(&authority, default_port) {
+            tracing::warn!(queue = %self.queue, job = %self.job, "denied the guest an HTTP request to {authority:?}: not allowed by --allow-http");
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let default: &mut dyn WasiHttpHooks = Default::default();
+        default.send_request(request, options, fut)
+    }
+}

@@ -1,0 +1,141 @@
+//! What one job's store holds: its WASI context (empty unless granted), its resource table,
+//! HTTP state, memory limiter and log. One `State` per job, dropped with the store.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::sandbox::http::AllowList;
+use crate::sandbox::limits::{Grants, Limits};
+use crate::sandbox::output::{GuestOutput, JobLog};
+use crate::sandbox::sque::handler::log::{Host as LogHost, Level};
+use crate::sandbox::sque::handler::types::Host as TypesHost;
+
+/// The prefix the guest SDK's panic hook puts before the panic message.
+const PANIC_PREFIX: &str = "guest panicked: ";
+
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: AllowList,
+    pub limiter: MemoryLimiter,
+    pub log: JobLog,
+    /// The message of a panic the guest reported before it trapped.
+    pub panic: Option<String>,
+}
+
+impl State {
+    pub fn new(limits: &Limits, grants: &Arc<Grants>, queue: &str, job: &str) -> State {
+        let log = JobLog::new(queue, job, limits.max_log_bytes);
+        // Empty unless granted: no preopened directories, no arguments, sockets refused.
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput::new(log.clone(), "stdout"))
+            .stderr(GuestOutput::new(log.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|addr, _| {
+                Box::pin(async move {
+                    tracing::warn!("denied the guest a socket to {addr}: sockets are not granted");
+                    false
+                })
+            });
+        for (k, v) in &grants.env {
+            wasi.env(k, v);
+        }
+        State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: AllowList {
+                grants: grants.clone(),
+                queue: queue.to_string(),
+                job: job.to_string(),
+            },
+            limiter: MemoryLimiter {
+                max_memory: limits.max_memory,
+                hit: None,
+            },
+            log,
+            panic: None,
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+impl TypesHost for State {}
+
+impl LogHost for State {
+    fn log(&mut self, level: Level, message: String) {
+        if let Some(panic) = message.strip_prefix(PANIC_PREFIX) {
+            self.panic = Some(panic.to_string());
+        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log.line("log", level, &message);
+    }
+}
+
+/// Caps linear memory and tables; remembers that the cap was hit, so that the job's error
+/// says "out of memory" rather than whatever trap the guest's allocator turned it into.
+pub(crate) struct MemoryLimiter {
+    max_memory: usize,
+    pub hit: Option<usize>,
+}
+
+/// The most table elements an instance may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(desired);
+            return Err(wasmtime::format_err!(
+                "out of memory: the guest asked for {desired} bytes of linear memory, the limit is {}",
+                self.max_memory
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
