@@ -112,7 +112,17 @@ pub fn __run<T: serde::Serialize>(
     static PANIC_HOOK: Once = Once::new();
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("{PANIC_PREFIX}{info}"));
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(a panic without a message)");
+            let place = info
+                .location()
+                .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+                .unwrap_or_default();
+            log(Level::Error, &format!("{PANIC_PREFIX}{message}{place}"));
         }));
     });
     let job = Job {

@@ -20,8 +20,14 @@ pub fn post_json(url: &str, body: &[u8]) -> Result<u16, Error> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
-        .map_err(|e| Error::fail(format!("header: {e:?}")))?;
+    let headers = Fields::from_list(&[
+        ("content-type".to_string(), b"application/json".to_vec()),
+        (
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ),
+    ])
+    .map_err(|e| Error::fail(format!("header: {e:?}")))?;
     let request = OutgoingRequest::new(headers);
     let setup = [
         request.set_method(&Method::Post),

@@ -34,7 +34,8 @@ pub use common::UsageError;
     after_help = "Exit codes: 0 success, 2 bad input or usage (also: Redis unreachable or credentials refused at start), 1 other failures."
 )]
 struct Cli {
-    /// Log filter: error, warn, info, debug, trace, or a tracing filter such as `sque=debug`.
+    /// Log level of sque's own lines (error, warn, info, debug, trace; other crates log
+    /// warnings only), or a full tracing filter such as `sque=debug,wasmtime=info`.
     #[arg(long, global = true, env = "SQUE_LOG", default_value = "info")]
     log: String,
 
@@ -102,10 +103,17 @@ pub fn main() -> ExitCode {
 
 fn init_logging(filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A bare level applies to sque's lines; dependencies (cranelift is chatty) stay at warn.
+    let filter = if filter.contains('=') || filter.contains(',') {
+        filter.to_string()
+    } else {
+        format!("warn,sque={filter}")
+    };
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn,sque=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

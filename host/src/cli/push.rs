@@ -137,7 +137,7 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
         let read = match read_line_bounded(&mut input, &mut line, limit) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.blocking_send(Err(UsageError(format!("line {number}: {e}"))));
+                fail(&tx, batch, format!("line {number}: {e}"));
                 return;
             }
         };
@@ -148,7 +148,7 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
             continue;
         }
         if let Err(e) = check_json(&line, limit) {
-            let _ = tx.blocking_send(Err(UsageError(format!("line {number}: {e}"))));
+            fail(&tx, batch, format!("line {number}: {e}"));
             return;
         }
         // check_json proved it is UTF-8.
@@ -165,6 +165,14 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
     if !batch.is_empty() {
         let _ = tx.blocking_send(Ok(batch));
     }
+}
+
+/// Hands over the good lines read so far, then the reason reading stopped.
+fn fail(tx: &mpsc::Sender<Result<Vec<String>, UsageError>>, batch: Vec<String>, reason: String) {
+    if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
+        return;
+    }
+    let _ = tx.blocking_send(Err(UsageError(reason)));
 }
 
 #[derive(PartialEq)]

@@ -137,7 +137,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cache_dir: cache_dir(&args),
         })?);
         let handler = load(&sandbox, &path).await?;
-        describe(&handler, &args);
         Some((sandbox, Arc::new(CurrentHandler::new(handler)), path))
     };
 
@@ -162,6 +161,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    if let Some((_, handler, _)) = &worker {
+        describe(&handler.get(), &args);
+    }
     tracing::info!(
         queue = %queue, redis = %url,
         "sque-host {} started: manager {}, {} slot(s){}",

@@ -40,11 +40,11 @@ impl JobLog {
         s.budget -= text.len();
         let (queue, job) = (s.queue.as_str(), s.job.as_str());
         match level {
-            tracing::Level::ERROR => tracing::error!(queue, job, stream, "{text}"),
-            tracing::Level::WARN => tracing::warn!(queue, job, stream, "{text}"),
-            tracing::Level::INFO => tracing::info!(queue, job, stream, "{text}"),
-            tracing::Level::DEBUG => tracing::debug!(queue, job, stream, "{text}"),
-            tracing::Level::TRACE => tracing::trace!(queue, job, stream, "{text}"),
+            tracing::Level::ERROR => tracing::error!(%queue, %job, %stream, "{text}"),
+            tracing::Level::WARN => tracing::warn!(%queue, %job, %stream, "{text}"),
+            tracing::Level::INFO => tracing::info!(%queue, %job, %stream, "{text}"),
+            tracing::Level::DEBUG => tracing::debug!(%queue, %job, %stream, "{text}"),
+            tracing::Level::TRACE => tracing::trace!(%queue, %job, %stream, "{text}"),
         }
     }
 

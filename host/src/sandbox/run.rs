@@ -77,14 +77,21 @@ impl Sandbox {
             Ok(Err(e)) => {
                 if let Some(asked) = state.limiter.hit {
                     Outcome::Retry(format!(
-                        "out of memory: the guest asked for {} MiB, the limit is {} MiB",
-                        asked >> 20,
-                        self.limits.max_memory >> 20
+                        "out of memory: the guest asked for {:.1} MiB of linear memory, the limit is {:.1} MiB",
+                        asked as f64 / (1 << 20) as f64,
+                        self.limits.max_memory as f64 / (1 << 20) as f64
                     ))
                 } else if let Some(panic) = &state.panic {
                     Outcome::Retry(format!("guest panicked: {panic}"))
                 } else if let Some(trap) = e.downcast_ref::<Trap>() {
-                    Outcome::Retry(format!("guest trapped: {trap}"))
+                    // Rust guests keep their stack in linear memory: running off its end is
+                    // an out-of-bounds access rather than wasm's own stack exhaustion.
+                    let hint = if *trap == Trap::MemoryOutOfBounds {
+                        " (a guest stack overflow, e.g. deep recursion, ends this way too)"
+                    } else {
+                        ""
+                    };
+                    Outcome::Retry(format!("guest trapped: {trap}{hint}"))
                 } else {
                     Outcome::Retry(format!("guest failed: {e}"))
                 }

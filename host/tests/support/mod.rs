@@ -167,3 +167,5 @@ pub fn query<T: redis::FromRedisValue>(server: &RedisServer, cmd: &[&str]) -> T 
     }
     c.query(&mut server.con()).expect("query")
 }
+
+pub mod host;

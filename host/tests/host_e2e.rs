@@ -1,0 +1,593 @@
+//! End to end: the `sque-host` binary, real guest components, a private redis-server.
+
+mod support;
+
+use serde_json::{json, Value};
+use sque::{JobId, Manager};
+use support::host::{cli, guest, stderr, Host, HttpServer};
+use support::{eventually, RedisServer};
+
+fn producer_opts(redis: &RedisServer) -> sque::Options {
+    sque::Options::default().redis(redis.url()).dispatch(false)
+}
+
+/// Pushes NDJSON through the CLI and returns the ids it printed.
+fn push_lines(redis: &RedisServer, queue: &str, jobs: &[Value], extra: &[&str]) -> Vec<String> {
+    let input: String = jobs.iter().map(|j| format!("{j}\n")).collect();
+    let url = redis.url();
+    let mut args = vec!["push", "--queue", queue, "--redis", &url];
+    args.extend_from_slice(extra);
+    let out = cli(&args, input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "push failed: {}", stderr(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_counts(m: &Manager, completed: u64, dead: u64) {
+    eventually(
+        &format!("{completed} completed and {dead} dead"),
+        || async {
+            let s = m.stats().await.unwrap();
+            s.completed == completed && s.dead == dead
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_pushed_with_the_cli_are_handled_once_and_in_order() {
+    let redis = RedisServer::start();
+    let jobs: Vec<Value> = (0..40).map(|n| json!({"do": "ok", "n": n})).collect();
+    let ids = push_lines(&redis, "order", &jobs, &[]);
+    assert_eq!(ids, (1..=40).map(|i| i.to_string()).collect::<Vec<_>>());
+    let fixtures = guest("fixtures");
+    let host = Host::start(
+        &redis,
+        "order",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--slots",
+            "1",
+            "--log",
+            "debug",
+        ],
+    );
+    let m = Manager::new("order", producer_opts(&redis)).await.unwrap();
+    wait_counts(&m, 40, 0).await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let order: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("completed in"))
+        .filter_map(|l| l.split("job=").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    assert_eq!(order, ids, "one slot handles jobs once each, in push order");
+    let result = m.result(&JobId::from("7")).await.unwrap();
+    assert_eq!(result, Some(json!({"ok": true, "attempt": 1})));
+    let stats = m.stats().await.unwrap();
+    assert_eq!((stats.dispatched, stats.expired, stats.waiting), (40, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misbehaving_guests_fail_with_their_reason_while_good_jobs_go_through() {
+    let redis = RedisServer::start();
+    let bad = [
+        (
+            "trap",
+            "guest trapped: wasm trap: wasm `unreachable` instruction executed",
+        ),
+        ("loop", "timed out after 2s"),
+        ("grow", "out of memory"),
+        ("panic", "guest panicked: the fixture panicked on purpose"),
+        ("recurse", "guest trapped"),
+        ("fail", "handler failed: asked to fail"),
+        ("retry", "handler asked to retry: asked to retry"),
+    ];
+    let mut jobs = Vec::new();
+    for round in 0..3 {
+        for (what, _) in &bad {
+            jobs.push(json!({"do": what, "round": round}));
+            jobs.push(json!({"do": "ok"}));
+            jobs.push(json!({"do": "print", "arg": 200_000}));
+        }
+    }
+    push_lines(&redis, "bad", &jobs, &["--max-attempts", "1"]);
+    let fixtures = guest("fixtures");
+    let host = Host::start(
+        &redis,
+        "bad",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--slots",
+            "4",
+            "--timeout",
+            "2s",
+            "--max-memory",
+            "32MiB",
+        ],
+    );
+    let m = Manager::new("bad", producer_opts(&redis)).await.unwrap();
+    let good = 2 * 3 * bad.len() as u64;
+    let dead = 3 * bad.len() as u64;
+    wait_counts(&m, good, dead).await;
+    for job in m.dead_jobs(100).await.unwrap() {
+        let what = job.data["do"].as_str().unwrap();
+        let (_, expected) = bad
+            .iter()
+            .find(|(w, _)| *w == what)
+            .expect("only bad jobs are dead");
+        let error = job.error.unwrap();
+        assert!(
+            error.contains(expected),
+            "{what}: {error:?} lacks {expected:?}"
+        );
+        assert!(!error.contains('\n'), "errors are one line: {error:?}");
+    }
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0));
+    assert!(
+        log.contains("bytes dropped"),
+        "guest output is capped per job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capabilities_are_denied_unless_granted() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let fixtures = guest("fixtures");
+    let api = format!("http://127.0.0.1:{}/", server.port);
+    let elsewhere = format!("http://127.0.0.1:{}/", redis.port);
+    let redis_addr = format!("127.0.0.1:{}", redis.port);
+    let orders = |queue: &str| -> Vec<String> {
+        let jobs = vec![
+            json!({"do": "read-file", "arg": "/etc/passwd"}),
+            json!({"do": "list-dir", "arg": "/"}),
+            json!({"do": "env"}),
+            json!({"do": "tcp", "arg": redis_addr}),
+            json!({"do": "udp", "arg": "127.0.0.1:9"}),
+            json!({"do": "http", "arg": api}),
+            json!({"do": "http", "arg": elsewhere}),
+        ];
+        push_lines(&redis, queue, &jobs, &[])
+    };
+    let results = |m: Manager, ids: Vec<String>| async move {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(m.result(&JobId::from(id)).await.unwrap().expect("a result"));
+        }
+        out
+    };
+
+    // Nothing granted.
+    let ids = orders("none");
+    let host = Host::start(&redis, "none", &["--handler", fixtures.to_str().unwrap()]);
+    let m = Manager::new("none", producer_opts(&redis)).await.unwrap();
+    wait_counts(&m, 7, 0).await;
+    let r = results(m, ids).await;
+    for (i, what) in [
+        "read-file",
+        "list-dir",
+        "tcp",
+        "udp",
+        "http",
+        "http elsewhere",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = &r[if i < 2 { i } else { i + 1 }];
+        assert_eq!(r["allowed"], json!(false), "{what} was allowed: {r}");
+    }
+    assert_eq!(r[2]["vars"], json!([]), "no environment: {}", r[2]);
+    assert!(
+        server.requests().is_empty(),
+        "no HTTP request left the sandbox"
+    );
+    let (_, log) = host.stop().await;
+    assert!(
+        log.contains("denied the guest an HTTP request"),
+        "denials are logged"
+    );
+
+    // The environment and one HTTP host granted: exactly those.
+    let ids = orders("some");
+    let allow = format!("127.0.0.1:{}", server.port);
+    let host = Host::start(
+        &redis,
+        "some",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--env",
+            "GREETING=hi",
+            "--allow-http",
+            &allow,
+        ],
+    );
+    let m = Manager::new("some", producer_opts(&redis)).await.unwrap();
+    wait_counts(&m, 7, 0).await;
+    let r = results(m, ids).await;
+    assert_eq!(r[0]["allowed"], json!(false), "files stay denied: {}", r[0]);
+    assert_eq!(
+        r[1]["allowed"],
+        json!(false),
+        "directories stay denied: {}",
+        r[1]
+    );
+    assert_eq!(
+        r[2]["vars"],
+        json!([["GREETING", "hi"]]),
+        "only the granted variable: {}",
+        r[2]
+    );
+    assert_eq!(
+        r[3]["allowed"],
+        json!(false),
+        "sockets stay denied: {}",
+        r[3]
+    );
+    assert_eq!(r[4]["allowed"], json!(false), "udp stays denied: {}", r[4]);
+    assert_eq!(r[5]["allowed"], json!(true), "the granted host: {}", r[5]);
+    assert_eq!(r[5]["status"], json!(200));
+    assert_eq!(
+        r[6]["allowed"],
+        json!(false),
+        "another port of the same host: {}",
+        r[6]
+    );
+    assert_eq!(server.requests().len(), 1);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
+    let redis = RedisServer::start();
+    let mut jobs = vec![
+        json!({"do": "sleep", "arg": 1500}),
+        json!({"do": "sleep", "arg": 1500}),
+    ];
+    jobs.extend((0..6).map(|n| json!({"do": "ok", "n": n})));
+    push_lines(&redis, "graceful", &jobs, &[]);
+    let fixtures = guest("fixtures");
+    let host = Host::start(
+        &redis,
+        "graceful",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--slots",
+            "2",
+            "--prefetch",
+            "2",
+            "--grace",
+            "20s",
+        ],
+    );
+    let m = Manager::new("graceful", producer_opts(&redis))
+        .await
+        .unwrap();
+    eventually("two running and two prefetched", || async {
+        m.stats().await.unwrap().in_flight == 4
+    })
+    .await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.completed, s.in_flight, s.dead, s.delayed),
+        (2, 0, 0, 0),
+        "{s:?}\n{log}"
+    );
+    assert_eq!(
+        s.waiting, 6,
+        "prefetched jobs went back to the queue: {s:?}"
+    );
+    assert!(log.contains("given back to the head of the queue"), "{log}");
+
+    // A second host takes the rest: every job once, the given-back ones still on attempt 1.
+    let host = Host::start(
+        &redis,
+        "graceful",
+        &["--handler", fixtures.to_str().unwrap()],
+    );
+    wait_counts(&m, 8, 0).await;
+    for id in 3..=8 {
+        let r = m
+            .result(&JobId::from(id.to_string()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r["attempt"], json!(1), "job {id}: {r}");
+    }
+    host.stop().await;
+
+    // A job that outlives the grace period is failed, to be retried: not lost.
+    push_lines(
+        &redis,
+        "graceful",
+        &[json!({"do": "sleep", "arg": 30000})],
+        &[],
+    );
+    let host = Host::start(
+        &redis,
+        "graceful",
+        &["--handler", fixtures.to_str().unwrap(), "--grace", "300ms"],
+    );
+    eventually("the long job running", || async {
+        m.stats().await.unwrap().in_flight == 1
+    })
+    .await;
+    let (code, _) = host.stop().await;
+    assert_eq!(code, Some(0));
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.in_flight, s.delayed + s.waiting, s.retried),
+        (0, 1, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_swaps_the_handler_and_drops_nothing() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handler.wasm");
+    std::fs::copy(guest("fixtures"), &path).unwrap();
+    let host = Host::start(
+        &redis,
+        "reload",
+        &[
+            "--handler",
+            path.to_str().unwrap(),
+            "--watch",
+            "--slots",
+            "2",
+        ],
+    );
+    let m = Manager::new("reload", producer_opts(&redis)).await.unwrap();
+    let first = push_lines(&redis, "reload", &[json!({"do": "ok"})], &[]);
+    wait_counts(&m, 1, 0).await;
+    assert!(
+        m.result(&JobId::from(first[0].clone()))
+            .await
+            .unwrap()
+            .is_some(),
+        "fixtures answer"
+    );
+
+    // SIGHUP: the noop handler takes over (it returns no result).
+    std::fs::copy(guest("noop"), &path).unwrap();
+    host.signal("-HUP");
+    host.wait_for_log("handler reloaded").await;
+    let second = push_lines(&redis, "reload", &[json!({"do": "ok"})], &[]);
+    wait_counts(&m, 2, 0).await;
+    assert_eq!(
+        m.result(&JobId::from(second[0].clone())).await.unwrap(),
+        None,
+        "noop answers"
+    );
+
+    // A file that does not load keeps the running handler.
+    std::fs::write(&path, b"not wasm").unwrap();
+    host.signal("-HUP");
+    host.wait_for_log("reload failed, keeping the running handler")
+        .await;
+    push_lines(&redis, "reload", &[json!({"do": "ok"})], &[]);
+    wait_counts(&m, 3, 0).await;
+
+    // --watch: a changed file is picked up without a signal.
+    let before = host.log().matches("handler reloaded").count();
+    std::fs::copy(guest("fixtures"), &path).unwrap();
+    eventually("the watched file reloaded", || async {
+        host.log().matches("handler reloaded").count() > before
+    })
+    .await;
+    let fourth = push_lines(&redis, "reload", &[json!({"do": "ok"})], &[]);
+    wait_counts(&m, 4, 0).await;
+    assert!(m
+        .result(&JobId::from(fourth[0].clone()))
+        .await
+        .unwrap()
+        .is_some());
+    let (code, _) = host.stop().await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_send_email_example_posts_to_the_mail_api() {
+    let redis = RedisServer::start();
+    let api = HttpServer::start().await;
+    let jobs = [
+        json!({"email": "test1@mail.org"}),
+        json!({"email": "not-an-address"}),
+        json!({"email": "test2@mail.org", "name": "Ann"}),
+    ];
+    push_lines(&redis, "emails", &jobs, &[]);
+    let url = format!("MAIL_API_URL=http://127.0.0.1:{}/send", api.port);
+    let allow = format!("127.0.0.1:{}", api.port);
+    let wasm = guest("send_email");
+    let host = Host::start(
+        &redis,
+        "emails",
+        &[
+            "--handler",
+            wasm.to_str().unwrap(),
+            "--env",
+            &url,
+            "--allow-http",
+            &allow,
+        ],
+    );
+    let m = Manager::new("emails", producer_opts(&redis)).await.unwrap();
+    wait_counts(&m, 2, 1).await;
+    let sent: Vec<Value> = api
+        .requests()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let mut to: Vec<&str> = sent.iter().map(|m| m["to"].as_str().unwrap()).collect();
+    to.sort();
+    assert_eq!(to, ["test1@mail.org", "test2@mail.org"]);
+    assert!(sent
+        .iter()
+        .any(|m| m["text"].as_str().unwrap().contains("Hi Ann")));
+    let dead = m.dead_jobs(10).await.unwrap();
+    assert!(
+        dead[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid email address"),
+        "{dead:?}"
+    );
+    assert_eq!(
+        m.result(&JobId::from("1")).await.unwrap(),
+        Some(json!({"to": "test1@mail.org", "status": 200}))
+    );
+    host.stop().await;
+}
+
+/// Exit code 2, one line on stderr that starts with "error:", no panic.
+fn assert_refused(out: &std::process::Output, mentions: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(mentions), "{err:?} lacks {mentions:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let m = Manager::new("guarded", producer_opts(&redis))
+        .await
+        .unwrap();
+    m.push(json!({"do": "ok"})).await.unwrap();
+
+    // Handlers that cannot run: nothing is taken from the queue.
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, "hello").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let other = guest("other-world");
+    for (file, mentions) in [
+        (dir.path().join("missing.wasm"), "cannot read the handler"),
+        (text, "not a WebAssembly file"),
+        (core, "a core WebAssembly module, not a component"),
+        (other, "not a sque handler"),
+    ] {
+        let f = file.to_str().unwrap();
+        assert_refused(&cli(&["check", f], b""), mentions);
+        let out = cli(
+            &[
+                "run",
+                "--queue",
+                "guarded",
+                "--redis",
+                &url,
+                "--handler",
+                f,
+                "--no-cache",
+            ],
+            b"",
+        );
+        assert_refused(&out, mentions);
+    }
+    let s = m.stats().await.unwrap();
+    assert_eq!((s.waiting, s.dispatched), (1, 0), "no job was taken");
+
+    // Bad pushes.
+    let push = |stdin: &[u8], extra: &[&str]| {
+        let mut args = vec!["push", "--queue", "guarded", "--redis", &url];
+        args.extend_from_slice(extra);
+        cli(&args, stdin)
+    };
+    assert_refused(&push(b"", &["{\"email\": "]), "not valid JSON");
+    let out = push(b"{\"n\":1}\n{\"n\":2}\n{\"n\":\n{\"n\":4}\n", &[]);
+    assert_refused(&out, "line 3: not valid JSON");
+    assert!(stderr(&out).contains("2 job(s) before it were pushed"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "the ids pushed before it"
+    );
+    assert_refused(&push(b"\xff\xfe\x00junk\n", &[]), "line 1: not UTF-8");
+    let long = format!("{{\"x\":\"{}\"}}\n", "y".repeat(5000));
+    assert_refused(
+        &push(long.as_bytes(), &["--max-job-bytes", "1KiB"]),
+        "line 1: the job is over the limit of 1024 bytes",
+    );
+    assert_refused(
+        &cli(&["push", "--queue", "bad name", "--redis", &url, "1"], b""),
+        "invalid queue name",
+    );
+    assert_eq!(
+        m.stats().await.unwrap().pushed,
+        3,
+        "only the two good lines were pushed"
+    );
+
+    // Redis that cannot be reached or refuses us.
+    let mut gone = RedisServer::start();
+    let gone_url = gone.url();
+    gone.kill();
+    for args in [
+        vec!["push", "--queue", "q", "--redis", &gone_url, "1"],
+        vec!["stats", "--queue", "q", "--redis", &gone_url],
+        vec!["dead", "list", "--queue", "q", "--redis", &gone_url],
+    ] {
+        assert_refused(&cli(&args, b""), "cannot reach Redis");
+    }
+    let noop = guest("noop");
+    assert_refused(
+        &cli(
+            &[
+                "run",
+                "--queue",
+                "q",
+                "--redis",
+                &gone_url,
+                "--handler",
+                noop.to_str().unwrap(),
+                "--no-cache",
+            ],
+            b"",
+        ),
+        "cannot reach Redis",
+    );
+    let locked = RedisServer::start_with(&["--requirepass", "right"]);
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", locked.port);
+    let out = cli(&["push", "--queue", "q", "--redis", &wrong, "1"], b"");
+    assert_refused(&out, "credentials");
+    assert!(
+        !stderr(&out).contains("wrong@"),
+        "the password is not echoed"
+    );
+    assert_refused(
+        &cli(
+            &["push", "--queue", "q", "--redis", "http://nope", "1"],
+            b"",
+        ),
+        "bad Redis URL",
+    );
+}

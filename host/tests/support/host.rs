@@ -1,0 +1,218 @@
+//! Support for end-to-end tests of the `sque-host` binary: the guest components built from
+//! `examples/` and the fixtures crate, the binary run as a real process, and a tiny HTTP
+//! server to stand in for a mail API.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::{within, RedisServer};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The path of a guest component, built (once per test binary) for wasm32-wasip2 in release
+/// mode: `noop`, `send_email`, `fixtures`, `other-world`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+            .unwrap_or(false);
+        if !installed {
+            let ok = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .status()
+                .expect("rustup runs");
+            assert!(ok.success(), "rustup target add wasm32-wasip2 failed");
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "noop", "-p", "send-email", "-p", "fixtures"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the guest components failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target"));
+        target.join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sque-host")
+}
+
+/// Runs `sque-host ARGS` to the end, with `stdin` as its input.
+pub fn cli(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_remove("SQUE_REDIS_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    out
+}
+
+/// Text of a process's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A `sque-host run` process whose log the test can wait on.
+pub struct Host {
+    child: tokio::process::Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Host {
+    /// `sque-host run --redis URL --queue QUEUE ARGS` with a short lease for quick recovery.
+    pub fn start(redis: &RedisServer, queue: &str, args: &[&str]) -> Host {
+        let mut child = tokio::process::Command::new(binary())
+            .args([
+                "run",
+                "--redis",
+                &redis.url(),
+                "--queue",
+                queue,
+                "--lease",
+                "1s",
+                "--no-cache",
+            ])
+            .args(args)
+            .env_remove("SQUE_REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("SQUE_TEST_ECHO").is_some() {
+                    eprintln!("host: {line}");
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Host { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        within(&format!("the host to log {text:?}"), async {
+            while !self.log().contains(text) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// SIGTERM, then the exit code.
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let status = within("the host to exit", self.child.wait()).await.unwrap();
+        // Let the log reader drain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (status.code(), self.log())
+    }
+
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// A local HTTP server answering 200 `{}` to everything, keeping each request's body.
+pub struct HttpServer {
+    pub port: u16,
+    pub bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpServer {
+    pub async fn start() -> HttpServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = bodies.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body).await;
+                    sink.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    let _ = reader
+                        .get_mut()
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                });
+            }
+        });
+        HttpServer { port, bodies }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
