@@ -4,7 +4,8 @@ mod support;
 
 use serde_json::{json, Value};
 use sque::{JobId, Manager};
-use support::host::{cli, guest, stderr, Host, HttpServer};
+use support::guests::guest;
+use support::host::{cli, stderr, Host, HttpServer};
 use support::{eventually, RedisServer};
 
 fn producer_opts(redis: &RedisServer) -> sque::Options {

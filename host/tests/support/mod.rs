@@ -168,4 +168,5 @@ pub fn query<T: redis::FromRedisValue>(server: &RedisServer, cmd: &[&str]) -> T 
     c.query(&mut server.con()).expect("query")
 }
 
+pub mod guests;
 pub mod host;

@@ -1,0 +1,126 @@
+//! The cases, the same jobs (`{"email":"test<i>@mail.org"}`) for both systems.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Case {
+    pub name: String,
+    pub kind: Kind,
+    pub jobs: usize,
+    /// Handler concurrency, for processing and latency.
+    pub concurrency: usize,
+    /// Whether BullMQ runs it too.
+    pub bullmq: bool,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub enum Kind {
+    /// `sque-host push` from an NDJSON file.
+    BulkPushCli,
+    /// `Manager::push_many`; BullMQ `addBulk` in chunks of 1,000.
+    BulkPush,
+    /// One push at a time, each awaited.
+    SinglePush,
+    /// Processing waiting jobs with a no-op handler.
+    Process,
+    /// Push to handler start at light load (one job every 2 ms).
+    Latency,
+    /// Redis bytes per waiting job.
+    BytesPerJob,
+}
+
+/// One run's figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Measurement {
+    pub jobs_per_sec: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub rss_bytes: Option<f64>,
+    pub bytes_per_job: Option<f64>,
+}
+
+pub fn all(quick: bool) -> Vec<Case> {
+    let scale = |full: usize, small: usize| if quick { small } else { full };
+    let case = |name: &str, kind, jobs, concurrency, bullmq| Case {
+        name: name.to_string(),
+        kind,
+        jobs,
+        concurrency,
+        bullmq,
+    };
+    let mut cases = vec![
+        case(
+            "bulk push (sque-host push / addBulk)",
+            Kind::BulkPushCli,
+            scale(200_000, 50_000),
+            0,
+            true,
+        ),
+        case(
+            "bulk push (push_many / addBulk)",
+            Kind::BulkPush,
+            scale(200_000, 50_000),
+            0,
+            true,
+        ),
+        case(
+            "single push, awaited",
+            Kind::SinglePush,
+            scale(10_000, 2_000),
+            0,
+            true,
+        ),
+        case(
+            "process c=1",
+            Kind::Process,
+            scale(100_000, 10_000),
+            1,
+            true,
+        ),
+        case(
+            "process c=10",
+            Kind::Process,
+            scale(100_000, 20_000),
+            10,
+            true,
+        ),
+        case(
+            "process c=50",
+            Kind::Process,
+            scale(100_000, 20_000),
+            50,
+            true,
+        ),
+        case("latency c=10", Kind::Latency, scale(2_000, 500), 10, true),
+        case(
+            "redis bytes per waiting job",
+            Kind::BytesPerJob,
+            scale(100_000, 20_000),
+            0,
+            true,
+        ),
+    ];
+    if !quick {
+        cases.push(case(
+            "growth: bulk push 1M (push_many)",
+            Kind::BulkPush,
+            1_000_000,
+            0,
+            false,
+        ));
+        cases.push(case(
+            "growth: process 1M c=50",
+            Kind::Process,
+            1_000_000,
+            50,
+            false,
+        ));
+    }
+    cases
+}
+
+pub fn email(i: usize) -> serde_json::Value {
+    serde_json::json!({ "email": format!("test{i}@mail.org") })
+}

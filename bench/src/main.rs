@@ -1,0 +1,112 @@
+//! The benchmark harness: every case for sque and for BullMQ, alternating, three runs each,
+//! medians and the ratio sque/BullMQ, written to `bench/results/` as JSON and an SVG chart.
+//!
+//! ```sh
+//! cargo run --release -p sque-bench            # the full comparison (about 10 minutes)
+//! cargo run --release -p sque-bench -- --quick # a smaller one (about 3 minutes)
+//! ```
+
+mod bullmq;
+mod cases;
+mod redis_server;
+mod report;
+mod sque_side;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+
+use crate::cases::{Case, Measurement};
+
+#[derive(Parser)]
+#[command(about = "sque against BullMQ, side by side, on a private redis-server")]
+struct Args {
+    /// Smaller job counts: a check that everything runs, in about 3 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Runs of each case per system (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Only the cases whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// Skip BullMQ (sque's figures alone).
+    #[arg(long)]
+    no_bullmq: bool,
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    build()?;
+    if !args.no_bullmq {
+        bullmq::install()?;
+    }
+    let redis = redis_server::RedisServer::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let cases: Vec<Case> = cases::all(args.quick)
+        .into_iter()
+        .filter(|c| args.only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .collect();
+    let mut results: Vec<(Case, Vec<Measurement>, Vec<Measurement>)> = cases
+        .iter()
+        .map(|c| (c.clone(), Vec::new(), Vec::new()))
+        .collect();
+    for run in 1..=args.runs {
+        for (case, sque_runs, bull_runs) in results.iter_mut() {
+            redis.flush()?;
+            eprintln!("run {run}/{}: {} (sque)", args.runs, case.name);
+            sque_runs.push(runtime.block_on(sque_side::run(case, &redis))?);
+            if !args.no_bullmq && case.bullmq {
+                redis.flush()?;
+                eprintln!("run {run}/{}: {} (BullMQ)", args.runs, case.name);
+                bull_runs.push(bullmq::run(case, &redis)?);
+            }
+        }
+    }
+    let summary = report::summarize(&results, args.quick);
+    report::print(&summary);
+    let dir = workspace().join("bench").join("results");
+    std::fs::create_dir_all(&dir)?;
+    let stem = if args.quick { "latest-quick" } else { "latest" };
+    std::fs::write(
+        dir.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    std::fs::write(dir.join(format!("{stem}.svg")), report::svg(&summary))?;
+    eprintln!("wrote bench/results/{stem}.json and bench/results/{stem}.svg");
+    Ok(())
+}
+
+/// Builds sque-host (release) and the guests the cases run.
+fn build() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building sque-host (release) and the guests");
+    let host = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", "sque-host"])
+        .status()?;
+    let guests = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "noop", "-p", "fixtures"])
+        .status()
+        .context("building the guests (is the wasm32-wasip2 target installed? rustup target add wasm32-wasip2)")?;
+    if !host.success() || !guests.success() {
+        bail!("the build failed");
+    }
+    Ok(())
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}

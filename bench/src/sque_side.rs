@@ -1,0 +1,238 @@
+//! The sque side: the library for pushes, `sque-host` for `push` from a file and for
+//! processing, with the `noop` handler (a fresh instance per job, at-least-once on).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use sque::{Manager, Options};
+
+use crate::cases::{email, Case, Kind, Measurement};
+use crate::redis_server::RedisServer;
+
+fn host_binary() -> std::path::PathBuf {
+    crate::target_dir().join("release").join("sque-host")
+}
+
+fn guest(name: &str) -> std::path::PathBuf {
+    crate::target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"))
+}
+
+pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
+    let opts = Options::default().redis(redis.url()).dispatch(false);
+    let queue = format!("bench-{}", std::process::id());
+    let manager = Manager::new(&queue, opts).await?;
+    let jobs: Vec<serde_json::Value> = (0..case.jobs).map(email).collect();
+    let n = case.jobs as f64;
+    let m = match case.kind {
+        Kind::BulkPushCli => {
+            let mut file = tempfile::NamedTempFile::new()?;
+            for j in &jobs {
+                writeln!(file, "{j}")?;
+            }
+            file.flush()?;
+            let t0 = Instant::now();
+            let status = Command::new(host_binary())
+                .args([
+                    "push",
+                    "--quiet",
+                    "--log",
+                    "warn",
+                    "--queue",
+                    &queue,
+                    "--redis",
+                    &redis.url(),
+                ])
+                .stdin(std::fs::File::open(file.path())?)
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("sque-host push failed");
+            }
+            rate(n, t0.elapsed())
+        }
+        Kind::BulkPush => {
+            let t0 = Instant::now();
+            manager.push_many(jobs).await?;
+            rate(n, t0.elapsed())
+        }
+        Kind::SinglePush => {
+            let t0 = Instant::now();
+            for j in jobs {
+                manager.push(j).await?;
+            }
+            rate(n, t0.elapsed())
+        }
+        Kind::BytesPerJob => {
+            let before = redis.used_memory()?;
+            manager.push_many(jobs).await?;
+            let after = redis.used_memory()?;
+            Measurement {
+                bytes_per_job: Some((after - before) / n),
+                ..Default::default()
+            }
+        }
+        Kind::Process => {
+            manager.push_many(jobs).await?;
+            process(case, redis, &queue, &manager).await?
+        }
+        Kind::Latency => latency(case, redis, &queue, &manager).await?,
+    };
+    Ok(m)
+}
+
+fn rate(jobs: f64, took: Duration) -> Measurement {
+    Measurement {
+        jobs_per_sec: Some(jobs / took.as_secs_f64()),
+        ..Default::default()
+    }
+}
+
+fn start_host(
+    redis: &RedisServer,
+    queue: &str,
+    handler: &str,
+    slots: usize,
+) -> anyhow::Result<std::process::Child> {
+    let cache = crate::target_dir().join("bench-module-cache");
+    Command::new(host_binary())
+        .args([
+            "run",
+            "--log",
+            "warn",
+            "--queue",
+            queue,
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--handler", guest(handler).to_str().unwrap()])
+        .args([
+            "--slots",
+            &slots.to_string(),
+            "--prefetch",
+            &prefetch(slots).to_string(),
+        ])
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting sque-host run")
+}
+
+/// Jobs asked for ahead of free slots.
+fn prefetch(slots: usize) -> usize {
+    slots.max(2)
+}
+
+async fn process(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
+    let total = case.jobs as u64;
+    let warm_at = (total / 100).max(1);
+    let mut host = start_host(redis, queue, "noop", case.concurrency)?;
+    let pid = host.id();
+    let mut warm: Option<(Instant, u64)> = None;
+    let mut rss_peak = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done = manager.stats().await?.completed;
+        if warm.is_none() && done >= warm_at {
+            warm = Some((Instant::now(), done));
+        }
+        if done >= total {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = host.kill();
+            bail!("processing did not finish in 10 minutes");
+        }
+        rss_peak = read_hwm(pid).unwrap_or(rss_peak);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (t0, c0) = warm.expect("warm");
+    let took = t0.elapsed();
+    rss_peak = read_hwm(pid).unwrap_or(rss_peak);
+    stop(&mut host)?;
+    Ok(Measurement {
+        jobs_per_sec: Some((total - c0) as f64 / took.as_secs_f64()),
+        rss_bytes: Some(rss_peak),
+        ..Default::default()
+    })
+}
+
+async fn latency(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
+    let mut host = start_host(redis, queue, "fixtures", case.concurrency)?;
+    // Wait until the host's slots are asking, so start-up is not counted.
+    while manager.stats().await?.requests < case.concurrency as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut pushed = Vec::with_capacity(case.jobs);
+    for i in 0..case.jobs {
+        let at = now_us();
+        let id = manager
+            .push(serde_json::json!({"do": "now", "i": i}))
+            .await?;
+        pushed.push((id, at));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while manager.stats().await?.completed < case.jobs as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(&mut host)?;
+    let mut ms = Vec::with_capacity(pushed.len());
+    for (id, at) in pushed {
+        let r = manager.result(&id).await?.context("a result")?;
+        let started = r["started_us"].as_f64().context("started_us")?;
+        ms.push((started - at as f64) / 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((p * ms.len() as f64) as usize).min(ms.len() - 1)];
+    Ok(Measurement {
+        p50_ms: Some(q(0.5)),
+        p90_ms: Some(q(0.9)),
+        p99_ms: Some(q(0.99)),
+        max_ms: ms.last().copied(),
+        ..Default::default()
+    })
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Peak resident memory (VmHWM) of a process, in bytes.
+fn read_hwm(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0)
+}
+
+fn stop(host: &mut std::process::Child) -> anyhow::Result<()> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status();
+    host.wait()?;
+    Ok(())
+}
