@@ -319,13 +319,22 @@ impl ClientInner {
 
     async fn announce(&self, entries: &[String]) -> Result<()> {
         let k = &self.queue.keys;
+        let opts = &self.queue.opts;
         let mut inv = scripts::ANNOUNCE.prepare_invoke();
         inv.key(&k.requests)
             .key(&k.waiting)
             .key(&k.workers)
+            .key(&k.jobs)
+            .key(&k.leases)
+            .key(&k.stats)
+            .key(&k.meta)
             .arg(&k.wake)
             .arg(&self.worker)
-            .arg(self.heartbeat_ttl().as_millis() as u64);
+            .arg(self.heartbeat_ttl().as_millis() as u64)
+            .arg(opts.lease.as_millis() as u64)
+            .arg(opts.max_attempts)
+            .arg(&k.base)
+            .arg(opts.inbox_ttl().as_millis() as u64);
         for e in entries {
             inv.arg(e);
         }

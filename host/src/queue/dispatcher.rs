@@ -77,11 +77,12 @@ async fn dispatch_all(queue: &Queue) -> bool {
             .key(&k.leases)
             .key(&k.workers)
             .key(&k.stats)
+            .key(&k.meta)
             .arg(BATCH)
             .arg(queue.opts.lease.as_millis() as u64)
             .arg(queue.opts.max_attempts)
             .arg(&k.base)
-            .arg(inbox_ttl(queue).as_millis() as u64)
+            .arg(queue.opts.inbox_ttl().as_millis() as u64)
             .invoke_async(&mut con)
             .await;
         match result {
@@ -93,10 +94,4 @@ async fn dispatch_all(queue: &Queue) -> bool {
             }
         }
     }
-}
-
-/// An inbox outlives its worker by this much: a live worker empties it at once, a dead one
-/// leaves it to expire (its jobs come back through their leases).
-fn inbox_ttl(queue: &Queue) -> Duration {
-    (queue.opts.lease * 4).max(Duration::from_secs(60))
 }

@@ -36,6 +36,13 @@ impl Manager {
         let queue = Queue::open(queue, opts).await?;
         let mut duties = Vec::new();
         if queue.opts.dispatch {
+            // The queue's default attempts: the dispatching managers' setting, last one wins.
+            let _: () = redis::cmd("HSET")
+                .arg(&queue.keys.meta)
+                .arg("max_attempts")
+                .arg(queue.opts.max_attempts)
+                .query_async(&mut queue.con.clone())
+                .await?;
             warn_unless_noeviction(&queue).await;
             duties.push(dispatcher::start(queue.clone()));
             duties.push(reaper::start(queue.clone()));

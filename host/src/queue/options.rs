@@ -58,8 +58,9 @@ impl Options {
         self
     }
 
-    /// The queue's default number of attempts, for jobs pushed without their own. The
-    /// dispatching manager's setting applies.
+    /// The queue's default number of attempts, for jobs pushed without their own. A
+    /// dispatching manager stores it with the queue (the last one started wins); until one
+    /// has, the setting of whoever hands the job out applies.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
@@ -100,6 +101,12 @@ impl Options {
     pub fn result_max(mut self, n: u64) -> Self {
         self.result_max = n;
         self
+    }
+
+    /// How long a worker's inbox outlives its last delivery: a live worker empties it at
+    /// once, a dead one leaves it to expire (its jobs come back through their leases).
+    pub(crate) fn inbox_ttl(&self) -> Duration {
+        (self.lease * 4).max(Duration::from_secs(60))
     }
 
     /// The Redis URL with any password hidden, for logs and error messages.

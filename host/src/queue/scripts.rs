@@ -1,6 +1,7 @@
-//! The Lua scripts, each in its own file beside this one. Every state change of a job is one
-//! of these scripts, so it happens whole or not at all. They are sent by SHA and loaded again
-//! by the redis crate when Redis answers NOSCRIPT (after a restart).
+//! The Lua scripts, each in its own file beside this one, each preceded by `lib.lua` (the
+//! helpers they share). Every state change of a job is one of these scripts, so it happens
+//! whole or not at all. They are sent by SHA and loaded again by the redis crate when Redis
+//! answers NOSCRIPT (after a restart).
 
 use std::sync::LazyLock;
 
@@ -8,8 +9,12 @@ use redis::Script;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/lib.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
     };
 }
 

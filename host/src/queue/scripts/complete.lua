@@ -7,8 +7,7 @@ redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HINCRBY', KEYS[4], 'completed', 1)
 if ARGV[2] == '1' then
-  local t = redis.call('TIME')
   redis.call('HSET', KEYS[5], id, ARGV[3])
-  redis.call('ZADD', KEYS[6], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), id)
+  redis.call('ZADD', KEYS[6], (now_ms()), id)
 end
 return 1

@@ -12,12 +12,11 @@ if ARGV[3] == '1' or attempt >= tonumber(max) then
   redis.call('HINCRBY', KEYS[5], 'dead', 1)
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now, usec = now_ms()
 -- Exponential backoff with "equal jitter": half fixed, half drawn from the clock's microseconds.
 local delay = math.min(tonumber(ARGV[4]) * 2 ^ (attempt - 1), tonumber(ARGV[5]))
 local half = math.floor(delay / 2)
-delay = half + (tonumber(t[2]) % (half + 1))
+delay = half + (usec % (half + 1))
 redis.call('ZADD', KEYS[2], now + delay, ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'retried', 1)
 return math.max(delay, 1)

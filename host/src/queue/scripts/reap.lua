@@ -8,8 +8,7 @@
 -- KEYS[7] results  KEYS[8] results_at  KEYS[9] workers  KEYS[10] requests
 -- ARGV[1] batch limit  ARGV[2] result ttl ms  ARGV[3] result max count  ARGV[4] wake channel
 -- Returns {expired, promoted, dropped results}; a full batch means "call again".
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local limit = tonumber(ARGV[1])
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)

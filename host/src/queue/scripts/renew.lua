@@ -4,8 +4,7 @@
 -- then the tokens, then the worker's pending request entries.
 -- Returns {reannounced, stale token, ...}. When the heartbeat had run out, a manager may have
 -- dropped the worker's requests: they are put back at the tail (reannounced = 1).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out = {'0'}
 local ntokens = tonumber(ARGV[4])
 for i = 5, 4 + ntokens do
