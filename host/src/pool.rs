@@ -5,16 +5,17 @@
 //! The wasm runtime is a tokio runtime of its own: guests burning CPU there cannot delay the
 //! lease renewals, dispatch and requests that run on the main runtime.
 //!
-//! Credits: a fetcher takes a credit before it asks, and the credit comes back when the job
+//! Credits: the fetcher takes a credit before it asks, and the credit comes back when the job
 //! is acknowledged, so this host never holds more than `slots + prefetch` jobs.
 //!
-//! Shutdown: fetchers stop asking (their open requests are withdrawn), running jobs get the
+//! Shutdown: the fetcher stops asking (its open requests are withdrawn), running jobs get the
 //! grace period to finish, unstarted jobs go back to the head of the queue, and jobs still
 //! running when the grace period ends are failed (retried later elsewhere).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::queue::{Client, Job};
@@ -84,17 +85,7 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
-    let fetchers: Vec<_> = (0..config.slots + config.prefetch)
-        .map(|_| {
-            tokio::spawn(fetch(
-                shared.clone(),
-                credits.clone(),
-                tx.clone(),
-                shutdown.clone(),
-            ))
-        })
-        .collect();
-    drop(tx);
+    let fetcher = tokio::spawn(fetch(shared.clone(), credits.clone(), tx, shutdown.clone()));
     let slots: Vec<_> = (0..config.slots)
         .map(|_| {
             tokio::spawn(slot(
@@ -106,9 +97,7 @@ pub async fn run(
         })
         .collect();
 
-    for f in fetchers {
-        let _ = f.await;
-    }
+    let _ = fetcher.await;
     for s in slots {
         let _ = s.await;
     }
@@ -125,40 +114,50 @@ pub async fn run(
     report
 }
 
-/// Asks for a job whenever a credit is free, until shutdown.
+/// Keeps a request open for every free credit, until shutdown, and passes jobs on in the
+/// order the requests were made (which is the order the queue serves them): slots start jobs
+/// in queue order.
 async fn fetch(
     shared: Arc<Shared>,
     credits: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<(Job, OwnedSemaphorePermit)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let client = shared.client.clone();
+    let mut asks = FuturesOrdered::new();
     let mut backoff = Duration::from_millis(50);
+    let mut pause = None;
     loop {
-        let credit = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            credit = credits.clone().acquire_owned() => credit.expect("never closed"),
-        };
-        // Dropping this future on shutdown withdraws the request; a job that reached it
+        // Dropping `asks` on return withdraws the open requests; a job that reached one
         // meanwhile goes back to the head of the queue.
-        let asked = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            job = shared.client.i_am_free(None) => job,
-        };
-        match asked {
-            Ok(job) => {
-                backoff = Duration::from_millis(50);
-                if let Err(mpsc::error::SendError((job, _))) = tx.send((job, credit)) {
-                    release(&shared, &job).await;
-                    return;
-                }
+        tokio::select! {
+            biased;
+            _ = stopping(&mut shutdown) => return,
+            credit = credits.clone().acquire_owned() => {
+                let credit = credit.expect("never closed");
+                let client = &client;
+                asks.push_back(async move { (client.i_am_free(None).await, credit) });
             }
-            Err(e) => {
-                tracing::warn!("asking for a job failed: {e}; asking again in {backoff:?}");
-                tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => return,
-                    _ = tokio::time::sleep(backoff) => {}
+            Some((asked, credit)) = asks.next(), if !asks.is_empty() => match asked {
+                Ok(job) => {
+                    backoff = Duration::from_millis(50);
+                    if let Err(mpsc::error::SendError((job, _))) = tx.send((job, credit)) {
+                        release(&shared, &job).await;
+                        return;
+                    }
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                Err(e) => {
+                    tracing::warn!("asking for a job failed: {e}; asking again in {backoff:?}");
+                    // The credit is held through the pause, so that no new request goes out.
+                    pause = Some((backoff, credit));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            },
+        }
+        if let Some((wait, credit)) = pause.take() {
+            tokio::select! {
+                _ = stopping(&mut shutdown) => return,
+                _ = tokio::time::sleep(wait) => drop(credit),
             }
         }
     }
@@ -176,7 +175,7 @@ async fn slot(
             let mut rx = rx.lock().await;
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => None,
+                _ = stopping(&mut shutdown) => None,
                 next = rx.recv() => next,
             }
         };
@@ -205,7 +204,7 @@ async fn run_one(shared: &Shared, job: Job, mut shutdown: watch::Receiver<bool>,
     let finished = tokio::select! {
         done = &mut task => Some(done),
         _ = async {
-            let _ = shutdown.wait_for(|s| *s).await;
+            stopping(&mut shutdown).await;
             tokio::time::sleep(grace).await;
         } => None,
     };
@@ -265,6 +264,13 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: Outcome, took: Duratio
             tracing::warn!(queue = %queue, job = %id, attempt, "could not record the outcome: {e}; the job will come back when its lease runs out")
         }
     }
+}
+
+/// Resolves once shutdown is asked for.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, so that callers can hold this across
+    // awaits on other threads.
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 async fn release(shared: &Shared, job: &Job) {

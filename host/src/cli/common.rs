@@ -88,7 +88,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             return 2;
         }
         if let Some(q) = cause.downcast_ref::<crate::Error>() {
-            return match q {
+            return match q.cause() {
                 crate::Error::Unavailable(_)
                 | crate::Error::Auth(_)
                 | crate::Error::Permission(_)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::queue::batcher::Batcher;
 use crate::queue::connection::Queue;
 use crate::queue::duty::Duty;
 use crate::queue::error::{Error, Result};
@@ -41,6 +42,10 @@ pub(crate) struct ClientInner {
     pub queue: Queue,
     pub worker: String,
     state: Mutex<State>,
+    /// Request entries, announced together when they come together.
+    announcer: Batcher<String, ()>,
+    /// Completions `(token, result JSON)`, sent together; each answers whether it held.
+    completer: Batcher<(String, Option<String>), bool>,
 }
 
 #[derive(Default)]
@@ -77,15 +82,34 @@ impl Client {
             .arg(1)
             .query_async(&mut queue.con.clone())
             .await?;
+        let worker = worker.to_string();
+        let (announcer, announcing) = Batcher::start("announcer", {
+            let (queue, worker) = (queue.clone(), worker.clone());
+            move |entries| {
+                let (queue, worker) = (queue.clone(), worker.clone());
+                async move { announce(&queue, &worker, entries).await }
+            }
+        });
+        let (completer, completing) = Batcher::start("completer", {
+            let queue = queue.clone();
+            move |done| {
+                let queue = queue.clone();
+                async move { complete(&queue, done).await }
+            }
+        });
         let inner = Arc::new(ClientInner {
             queue,
-            worker: worker.to_string(),
+            worker,
             state: Mutex::new(State::default()),
+            announcer,
+            completer,
         });
         let blocking = inner.queue.blocking_connection().await?;
         let duties = vec![
             inbox::start(inner.clone(), blocking),
             renewer::start(inner.clone()),
+            announcing,
+            completing,
         ];
         Ok(Client { inner, duties })
     }
@@ -164,7 +188,8 @@ impl Client {
         }
         if let Some(seq) = new_seq {
             self.inner
-                .announce(&[self.inner.request_entry(seq)])
+                .announcer
+                .submit(self.inner.request_entry(seq))
                 .await?;
         }
         let rx = guard.rx.as_mut().expect("receiver present until resolved");
@@ -177,24 +202,14 @@ impl Client {
     /// Fails with [`Error::StaleLease`] if the lease ran out and the job moved on.
     pub async fn complete(&self, job: &Job, result: Option<Value>) -> Result<()> {
         self.check_queue(job)?;
-        let k = &self.inner.queue.keys;
-        let mut inv = scripts::COMPLETE.prepare_invoke();
-        inv.key(&k.leases)
-            .key(&k.jobs)
-            .key(&k.errors)
-            .key(&k.stats)
-            .key(&k.results)
-            .key(&k.results_at)
-            .arg(job.lease_token());
-        match &result {
-            Some(v) => inv
-                .arg("1")
-                .arg(serde_json::to_string(v).expect("Value serializes")),
-            None => inv.arg("0").arg(""),
-        };
-        let done: i64 = inv.invoke_async(&mut self.inner.queue.con.clone()).await?;
+        let result = result.map(|v| serde_json::to_string(&v).expect("a Value serializes"));
+        let held = self
+            .inner
+            .completer
+            .submit((job.lease_token().to_string(), result))
+            .await?;
         self.inner.forget(job.lease_token());
-        if done == 1 {
+        if held {
             Ok(())
         } else {
             Err(stale(job))
@@ -315,31 +330,6 @@ impl ClientInner {
     /// How long this worker counts as alive without a heartbeat.
     pub fn heartbeat_ttl(&self) -> Duration {
         self.queue.opts.lease
-    }
-
-    async fn announce(&self, entries: &[String]) -> Result<()> {
-        let k = &self.queue.keys;
-        let opts = &self.queue.opts;
-        let mut inv = scripts::ANNOUNCE.prepare_invoke();
-        inv.key(&k.requests)
-            .key(&k.waiting)
-            .key(&k.workers)
-            .key(&k.jobs)
-            .key(&k.leases)
-            .key(&k.stats)
-            .key(&k.meta)
-            .arg(&k.wake)
-            .arg(&self.worker)
-            .arg(self.heartbeat_ttl().as_millis() as u64)
-            .arg(opts.lease.as_millis() as u64)
-            .arg(opts.max_attempts)
-            .arg(&k.base)
-            .arg(opts.inbox_ttl().as_millis() as u64);
-        for e in entries {
-            inv.arg(e);
-        }
-        let _: i64 = inv.invoke_async(&mut self.queue.con.clone()).await?;
-        Ok(())
     }
 
     /// Routes a job from the inbox to the request it answers. Returns the job's token when
@@ -471,4 +461,49 @@ impl Drop for Waiting<'_> {
             }
         }
     }
+}
+
+/// Stores request entries (`announce.lua`); those that can be served at once are.
+async fn announce(queue: &Queue, worker: &str, entries: Vec<String>) -> Result<Vec<()>> {
+    let (k, opts) = (&queue.keys, &queue.opts);
+    let mut inv = scripts::ANNOUNCE.prepare_invoke();
+    inv.key(&k.requests)
+        .key(&k.waiting)
+        .key(&k.workers)
+        .key(&k.jobs)
+        .key(&k.leases)
+        .key(&k.stats)
+        .key(&k.meta)
+        .arg(&k.wake)
+        .arg(worker)
+        .arg(opts.lease.as_millis() as u64)
+        .arg(opts.lease.as_millis() as u64)
+        .arg(opts.max_attempts)
+        .arg(&k.base)
+        .arg(opts.inbox_ttl().as_millis() as u64);
+    for e in &entries {
+        inv.arg(e);
+    }
+    let _: i64 = inv.invoke_async(&mut queue.con.clone()).await?;
+    Ok(vec![(); entries.len()])
+}
+
+/// Completes jobs (`complete.lua`); answers, for each, whether its lease still held.
+async fn complete(queue: &Queue, done: Vec<(String, Option<String>)>) -> Result<Vec<bool>> {
+    let k = &queue.keys;
+    let mut inv = scripts::COMPLETE.prepare_invoke();
+    inv.key(&k.leases)
+        .key(&k.jobs)
+        .key(&k.errors)
+        .key(&k.stats)
+        .key(&k.results)
+        .key(&k.results_at);
+    for (token, result) in &done {
+        match result {
+            Some(json) => inv.arg(token).arg("1").arg(json),
+            None => inv.arg(token).arg("0").arg(""),
+        };
+    }
+    let held: Vec<i64> = inv.invoke_async(&mut queue.con.clone()).await?;
+    Ok(held.into_iter().map(|h| h == 1).collect())
 }

@@ -55,6 +55,10 @@ pub enum Error {
     #[error("the client was shut down")]
     Closed,
 
+    /// A call sent together with others (see `batcher.rs`) failed; the cause is shared.
+    #[error("{0}")]
+    Batch(std::sync::Arc<Error>),
+
     /// Any other error Redis returned.
     #[error("Redis error: {0}")]
     Redis(#[source] redis::RedisError),
@@ -84,10 +88,21 @@ impl From<redis::RedisError> for Error {
 impl Error {
     /// True for bad input to the call itself: fix the call rather than retry it.
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidQueueName { .. } | Error::JobTooLarge { .. } | Error::InvalidInput(_)
-        )
+        match self {
+            Error::Batch(e) => e.is_bad_input(),
+            e => matches!(
+                e,
+                Error::InvalidQueueName { .. } | Error::JobTooLarge { .. } | Error::InvalidInput(_)
+            ),
+        }
+    }
+
+    /// The error itself, looking through a shared batch failure.
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::Batch(e) => e.cause(),
+            e => e,
+        }
     }
 }
 
