@@ -65,5 +65,6 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         max_ms: f("max_ms"),
         rss_bytes: f("rss_bytes"),
         bytes_per_job: f("bytes_per_job"),
+        ..Default::default()
     })
 }

@@ -39,6 +39,10 @@ pub struct Measurement {
     pub max_ms: Option<f64>,
     pub rss_bytes: Option<f64>,
     pub bytes_per_job: Option<f64>,
+    /// CPU time Redis spent per job (processing cases).
+    pub redis_cpu_us_per_job: Option<f64>,
+    /// CPU time the host process spent per job (sque's processing cases).
+    pub host_cpu_us_per_job: Option<f64>,
 }
 
 pub fn all(quick: bool) -> Vec<Case> {

@@ -67,6 +67,18 @@ impl RedisServer {
         Ok(())
     }
 
+    /// CPU seconds Redis has used (user + system), from INFO cpu.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let info = self.cli(&["INFO", "cpu"])?;
+        let field = |name: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(field("used_cpu_user:") + field("used_cpu_sys:"))
+    }
+
     /// `used_memory` from INFO memory.
     pub fn used_memory(&self) -> anyhow::Result<f64> {
         let info = self.cli(&["INFO", "memory"])?;

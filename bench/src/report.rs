@@ -40,6 +40,8 @@ fn medians(runs: &[Measurement]) -> Measurement {
         max_ms: median(runs.iter().map(|m| m.max_ms)),
         rss_bytes: median(runs.iter().map(|m| m.rss_bytes)),
         bytes_per_job: median(runs.iter().map(|m| m.bytes_per_job)),
+        redis_cpu_us_per_job: median(runs.iter().map(|m| m.redis_cpu_us_per_job)),
+        host_cpu_us_per_job: median(runs.iter().map(|m| m.host_cpu_us_per_job)),
     }
 }
 
@@ -99,6 +101,9 @@ fn describe(m: &Measurement) -> String {
     }
     if let Some(v) = m.bytes_per_job {
         parts.push(format!("{v:.0} B/job"));
+    }
+    if let (Some(r), Some(h)) = (m.redis_cpu_us_per_job, m.host_cpu_us_per_job) {
+        parts.push(format!("CPU/job: Redis {r:.1} µs, host {h:.1} µs"));
     }
     if let Some(v) = m.rss_bytes {
         parts.push(format!("RSS {:.0} MiB", v / (1 << 20) as f64));

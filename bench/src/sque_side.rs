@@ -123,9 +123,10 @@ fn start_host(
         .context("starting sque-host run")
 }
 
-/// Jobs asked for ahead of free slots.
+/// Jobs asked for ahead of free slots: enough that acknowledgements in flight never leave a
+/// slot waiting (tuned by hand on the 2-core machine; see bench/README.md).
 fn prefetch(slots: usize) -> usize {
-    slots.max(2)
+    (slots * 2).max(32)
 }
 
 async fn process(
@@ -138,13 +139,14 @@ async fn process(
     let warm_at = (total / 100).max(1);
     let mut host = start_host(redis, queue, "noop", case.concurrency)?;
     let pid = host.id();
-    let mut warm: Option<(Instant, u64)> = None;
+    let mut warm: Option<(Instant, u64, f64, f64)> = None;
     let mut rss_peak = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let done = manager.stats().await?.completed;
         if warm.is_none() && done >= warm_at {
-            warm = Some((Instant::now(), done));
+            let (redis_cpu, host_cpu) = (redis.cpu_seconds()?, cpu_seconds(pid).unwrap_or(0.0));
+            warm = Some((Instant::now(), done, redis_cpu, host_cpu));
         }
         if done >= total {
             break;
@@ -156,13 +158,18 @@ async fn process(
         rss_peak = read_hwm(pid).unwrap_or(rss_peak);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (t0, c0) = warm.expect("warm");
+    let (t0, c0, redis0, host0) = warm.expect("warm");
     let took = t0.elapsed();
+    let jobs = (total - c0) as f64;
+    let redis_cpu = redis.cpu_seconds()? - redis0;
+    let host_cpu = cpu_seconds(pid).unwrap_or(0.0) - host0;
     rss_peak = read_hwm(pid).unwrap_or(rss_peak);
     stop(&mut host)?;
     Ok(Measurement {
-        jobs_per_sec: Some((total - c0) as f64 / took.as_secs_f64()),
+        jobs_per_sec: Some(jobs / took.as_secs_f64()),
         rss_bytes: Some(rss_peak),
+        redis_cpu_us_per_job: Some(redis_cpu * 1e6 / jobs),
+        host_cpu_us_per_job: Some(host_cpu * 1e6 / jobs),
         ..Default::default()
     })
 }
@@ -213,6 +220,16 @@ fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Peak resident memory (VmHWM) of a process, in bytes.

@@ -81,7 +81,8 @@ pub async fn run(
         wasm,
         report: Default::default(),
     });
-    let credits = Arc::new(Semaphore::new(config.slots + config.prefetch));
+    let total_credits = (config.slots + config.prefetch) as u32;
+    let credits = Arc::new(Semaphore::new(total_credits as usize));
     let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
@@ -106,6 +107,8 @@ pub async fn run(
     while let Ok((job, _credit)) = rx.try_recv() {
         release(&shared, &job).await;
     }
+    // Every credit back means every outcome is recorded.
+    let _ = credits.acquire_many(total_credits).await;
     let report = shared
         .report
         .lock()
@@ -180,12 +183,23 @@ async fn slot(
             }
         };
         let Some((job, credit)) = next else { return };
-        run_one(&shared, job, shutdown.clone(), grace).await;
-        drop(credit);
+        let (outcome, took) = run_one(&shared, &job, shutdown.clone(), grace).await;
+        // The slot goes on to its next job while the outcome travels to Redis (with other
+        // slots' outcomes, batched); the credit comes back once it is recorded.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            acknowledge(&shared, &job, outcome, took).await;
+            drop(credit);
+        });
     }
 }
 
-async fn run_one(shared: &Shared, job: Job, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+async fn run_one(
+    shared: &Shared,
+    job: &Job,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> (Outcome, Duration) {
     let handler = shared.handler.get();
     let input = JobInput {
         id: job.id.to_string(),
@@ -194,7 +208,9 @@ async fn run_one(shared: &Shared, job: Job, mut shutdown: watch::Receiver<bool>,
         data: job.data.to_string(),
     };
     if shared.sandbox.grants.log_payloads {
-        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "starting with data {}", input.data);
+        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started, with data {}", input.data);
+    } else {
+        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started");
     }
     let started = Instant::now();
     let sandbox = shared.sandbox.clone();
@@ -218,7 +234,7 @@ async fn run_one(shared: &Shared, job: Job, mut shutdown: watch::Receiver<bool>,
             ))
         }
     };
-    acknowledge(shared, &job, outcome, started.elapsed()).await;
+    (outcome, started.elapsed())
 }
 
 async fn acknowledge(shared: &Shared, job: &Job, outcome: Outcome, took: Duration) {

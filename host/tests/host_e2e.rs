@@ -63,7 +63,7 @@ async fn jobs_pushed_with_the_cli_are_handled_once_and_in_order() {
     assert_eq!(code, Some(0), "{log}");
     let order: Vec<String> = log
         .lines()
-        .filter(|l| l.contains("completed in"))
+        .filter(|l| l.contains(" started "))
         .filter_map(|l| l.split("job=").nth(1))
         .map(|rest| {
             rest.split_whitespace()

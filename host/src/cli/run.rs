@@ -30,9 +30,10 @@ pub struct Args {
     #[arg(long, env = "SQUE_SLOTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     slots: u32,
 
-    /// Jobs asked for ahead of free slots, so that no slot waits for a round trip.
-    #[arg(long, env = "SQUE_PREFETCH", default_value_t = 0)]
-    prefetch: u32,
+    /// Jobs asked for ahead of free slots, so that no slot waits for a round trip (they are
+    /// leased meanwhile, and given back unstarted on shutdown). Default: as many as --slots.
+    #[arg(long, env = "SQUE_PREFETCH")]
+    prefetch: Option<u32>,
 
     /// Wall-time limit of one job.
     #[arg(long, env = "SQUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -112,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .max_job_bytes(args.max_job_bytes);
     let queue = args.queue.queue.clone();
     crate::validate_queue_name(&queue)?;
+    let prefetch = args.prefetch.unwrap_or(args.slots);
     let url = opts.redis_url_redacted();
 
     // The handler first: a bad file is the commonest mistake, and it needs no Redis.
@@ -123,7 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .ok_or_else(|| usage("--handler is required"))?;
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-            slots: args.slots + args.prefetch,
+            slots: args.slots + prefetch,
             limits: Limits {
                 timeout: args.timeout,
                 max_memory: args.max_memory,
@@ -170,7 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         if manager.is_some() { "on" } else { "off" },
         if worker.is_some() { args.slots } else { 0 },
-        if args.prefetch > 0 { format!(", prefetch {}", args.prefetch) } else { String::new() },
+        if prefetch > 0 { format!(", prefetch {}", prefetch) } else { String::new() },
     );
 
     let (stop_tx, stop) = watch::channel(false);
@@ -195,7 +197,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             wasm.handle().clone(),
             PoolConfig {
                 slots: args.slots as usize,
-                prefetch: args.prefetch as usize,
+                prefetch: prefetch as usize,
                 grace: args.grace,
             },
             stop.clone(),
