@@ -592,3 +592,106 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "bad Redis URL",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_the_dead_list_from_the_command_line() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    push_lines(
+        &redis,
+        "cli",
+        &[json!({"do": "fail"}), json!({"do": "ok"})],
+        &[],
+    );
+    push_lines(&redis, "other", &[json!(1)], &[]);
+    let fixtures = guest("fixtures");
+    let host = Host::start(&redis, "cli", &["--handler", fixtures.to_str().unwrap()]);
+    let m = Manager::new("cli", producer_opts(&redis)).await.unwrap();
+    wait_counts(&m, 1, 1).await;
+    host.stop().await;
+
+    let out = cli(
+        &[
+            "stats",
+            "--queue",
+            "cli",
+            "--redis",
+            &url,
+            "--json",
+            "--interval",
+            "100ms",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "queue",
+        "waiting",
+        "in_flight",
+        "delayed",
+        "dead",
+        "workers",
+        "pushed",
+        "completed",
+        "retried",
+        "dead_lettered",
+        "completed_per_sec",
+    ] {
+        assert!(stats.get(field).is_some(), "{field} missing from {stats}");
+    }
+    assert_eq!(
+        (
+            stats["queue"].clone(),
+            stats["dead"].clone(),
+            stats["completed"].clone()
+        ),
+        (json!("cli"), json!(1), json!(1))
+    );
+    let out = cli(
+        &["stats", "--redis", &url, "--json", "--interval", "0s"],
+        b"",
+    );
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = all["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cli", "other"]);
+    let out = cli(
+        &[
+            "stats",
+            "--queue",
+            "cli",
+            "--redis",
+            &url,
+            "--interval",
+            "0s",
+        ],
+        b"",
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("in flight") && table.contains("dead-lettered"),
+        "{table}"
+    );
+
+    let out = cli(
+        &["dead", "list", "--queue", "cli", "--redis", &url, "--json"],
+        b"",
+    );
+    let dead: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dead["data"], json!({"do": "fail"}));
+    assert_eq!(dead["error"], json!("handler failed: asked to fail"));
+    let out = cli(&["dead", "retry", "--queue", "cli", "--redis", &url], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("1 job(s) back"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(m.stats().await.unwrap().waiting, 1);
+    let out = cli(&["dead", "purge", "--queue", "cli", "--redis", &url], b"");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 dead job(s) purged"));
+}

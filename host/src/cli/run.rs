@@ -188,6 +188,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let wasm = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("sque-wasm")
+            // More threads than slots (or cores) would only add wake-ups between them.
+            .worker_threads(cores().min(args.slots as usize))
             .build()
             .context("starting the wasm runtime")?;
         let report = pool::run(
@@ -224,6 +226,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!(queue = %queue, "stopped");
     Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn cache_dir(args: &Args) -> Option<PathBuf> {

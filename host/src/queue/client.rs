@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub held: HashMap<String, Job>,
     /// The caller's request ids, while their request is pending or their job held.
     by_request_id: HashMap<String, Slot>,
+    /// Tokens being acknowledged right now: a renewal that finds them gone is no news.
+    acking: std::collections::HashSet<String>,
     closed: bool,
 }
 
@@ -203,6 +205,7 @@ impl Client {
     pub async fn complete(&self, job: &Job, result: Option<Value>) -> Result<()> {
         self.check_queue(job)?;
         let result = result.map(|v| serde_json::to_string(&v).expect("a Value serializes"));
+        self.inner.begin_ack(job.lease_token());
         let held = self
             .inner
             .completer
@@ -231,6 +234,7 @@ impl Client {
         self.check_queue(job)?;
         let k = &self.inner.queue.keys;
         let opts = &self.inner.queue.opts;
+        self.inner.begin_ack(job.lease_token());
         let delay: i64 = scripts::FAIL
             .key(&k.leases)
             .key(&k.delayed)
@@ -360,9 +364,21 @@ impl ClientInner {
         None
     }
 
+    /// Marks a held job as being acknowledged (completed, failed or given back).
+    fn begin_ack(&self, token: &str) {
+        self.lock().acking.insert(token.to_string());
+    }
+
+    /// Whether the job is held and not being acknowledged.
+    pub fn holds_unacked(&self, token: &str) -> bool {
+        let state = self.lock();
+        state.held.contains_key(token) && !state.acking.contains(token)
+    }
+
     /// Stops tracking a held job (acknowledged, given back, or lost).
     pub fn forget(&self, token: &str) {
         let mut state = self.lock();
+        state.acking.remove(token);
         if let Some(job) = state.held.remove(token) {
             if let Some(id) = &job.request_id {
                 if matches!(state.by_request_id.get(id), Some(Slot::Held(t)) if t == token) {
@@ -375,17 +391,20 @@ impl ClientInner {
     /// Gives a job back to the head of the queue (`release.lua`). False when the lease had
     /// already moved on.
     pub async fn release(&self, token: &str) -> Result<bool> {
-        self.forget(token);
+        self.begin_ack(token);
         let k = &self.queue.keys;
-        let released: i64 = scripts::RELEASE
+        let released: redis::RedisResult<i64> = scripts::RELEASE
             .key(&k.leases)
             .key(&k.waiting)
             .key(&k.requests)
             .arg(token)
             .arg(&k.wake)
             .invoke_async(&mut self.queue.con.clone())
-            .await?;
-        Ok(released == 1)
+            .await;
+        // Given back or not, this client no longer holds it (if the call failed, the lease
+        // runs out and the reaper brings the job back).
+        self.forget(token);
+        Ok(released? == 1)
     }
 
     /// Releases in the background, from places that cannot wait (drop handlers, the inbox

@@ -54,6 +54,10 @@ async fn renew(inner: &Arc<ClientInner>) -> redis::RedisResult<()> {
         tracing::warn!(queue = %k.queue, worker = %inner.worker, "this worker's heartbeat had run out; its {} open request(s) were stored again", requests.len());
     }
     for stale in out.iter().skip(1) {
+        if !inner.holds_unacked(stale) {
+            // Completed, failed or given back while the renewal was on its way.
+            continue;
+        }
         tracing::warn!(queue = %k.queue, token = %stale, "lease lost before it could be renewed; the job has gone back to the queue");
         inner.forget(stale);
     }
