@@ -629,3 +629,45 @@ async fn job_ids_display_as_strings() {
         Value::String("17".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
+    let redis = RedisServer::start();
+    // The ACL of docs/PROTOCOL.md, word for word.
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let acl = doc
+        .split("```")
+        .find(|block| block.contains("ACL SETUSER sque-host"))
+        .expect("the ACL in docs/PROTOCOL.md")
+        .replace("\\\n", " ")
+        .replace(">PASSWORD", ">s3cret");
+    let words: Vec<&str> = acl.split_whitespace().collect();
+    let _: () = query(&redis, &words);
+    let opts =
+        |user: &str| opts(&redis).redis(format!("redis://{user}:s3cret@127.0.0.1:{}", redis.port));
+    let manager = Manager::new("acl", opts("sque-host")).await.unwrap();
+    let client = Client::new("acl", opts("sque-host")).await.unwrap();
+    manager
+        .push(json!({"email": "test1@mail.org"}))
+        .await
+        .unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    client.fail(&job, "once more").await.unwrap();
+    let job = within("retried job", client.i_am_free(None)).await.unwrap();
+    client.complete(&job, Some(json!("sent"))).await.unwrap();
+    assert_eq!(manager.stats().await.unwrap().completed, 1);
+    assert!(manager.dead_jobs(10).await.unwrap().is_empty());
+
+    // A user who may not touch the sque keys.
+    let _: () = query(
+        &redis,
+        &[
+            "ACL", "SETUSER", "nosy", "on", ">s3cret", "~other:*", "+@all",
+        ],
+    );
+    let err = Manager::new("acl", opts("nosy"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::Permission(_)), "{err}");
+}

@@ -119,12 +119,26 @@ impl Host {
     pub async fn kill9(mut self) {
         self.child.kill().await.unwrap();
     }
+
+    /// Resident memory of the host process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
 }
 
-/// A local HTTP server answering 200 `{}` to everything, keeping each request's body.
+/// A local HTTP server answering 200 `{}` to everything, keeping each request's path and
+/// body.
 pub struct HttpServer {
     pub port: u16,
     pub bodies: Arc<Mutex<Vec<String>>>,
+    pub paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpServer {
@@ -132,17 +146,23 @@ impl HttpServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let sink = bodies.clone();
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (sink, path_sink) = (bodies.clone(), paths.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let sink = sink.clone();
+                let (sink, path_sink) = (sink.clone(), path_sink.clone());
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(stream);
                     let mut length = 0usize;
+                    let mut first = true;
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
                             return;
+                        }
+                        if std::mem::take(&mut first) {
+                            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                            path_sink.lock().unwrap().push(path);
                         }
                         let lower = line.to_ascii_lowercase();
                         if let Some(v) = lower.strip_prefix("content-length:") {
@@ -166,10 +186,19 @@ impl HttpServer {
                 });
             }
         });
-        HttpServer { port, bodies }
+        HttpServer {
+            port,
+            bodies,
+            paths,
+        }
     }
 
     pub fn requests(&self) -> Vec<String> {
         self.bodies.lock().unwrap().clone()
+    }
+
+    /// The paths requested, in arrival order.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
     }
 }

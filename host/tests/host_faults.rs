@@ -1,0 +1,338 @@
+//! The fault suite for hosts: real `sque-host` processes killed with SIGKILL, frozen with
+//! SIGSTOP, cut off from Redis or from its connections, and guests that burn CPU or
+//! misbehave by the thousand. Every handler run is counted by a local HTTP server (each job
+//! makes one request), so lost jobs and duplicates are seen from outside the queue.
+//!
+//! Leases are 1 s here (`Host::start`), so recovery takes about a second.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sque::Manager;
+use support::guests::guest;
+use support::host::{cli, stderr, Host, HttpServer};
+use support::{eventually, RedisServer};
+
+fn producer(redis: &RedisServer) -> sque::Options {
+    sque::Options::default().redis(redis.url()).dispatch(false)
+}
+
+/// Jobs that each make one HTTP request to `server` (path `/<i>`), then sleep `sleep_ms`.
+fn counted_jobs(server: &HttpServer, n: usize, sleep_ms: u64) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"do": "http", "arg": format!("http://127.0.0.1:{}/{i}", server.port), "sleep": sleep_ms}))
+        .collect()
+}
+
+/// How many times each job ran.
+fn runs(server: &HttpServer) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for p in server.paths() {
+        *counts.entry(p).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn host_args(server: &HttpServer, slots: &str) -> Vec<String> {
+    vec![
+        "--handler".into(),
+        guest("fixtures").to_str().unwrap().into(),
+        "--allow-http".into(),
+        format!("127.0.0.1:{}", server.port),
+        "--slots".into(),
+        slots.into(),
+    ]
+}
+
+fn start(redis: &RedisServer, queue: &str, args: &[String]) -> Host {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Host::start(redis, queue, &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let total = 800;
+    let m = Manager::new("kill", producer(&redis)).await.unwrap();
+    m.push_many(counted_jobs(&server, total, 40)).await.unwrap();
+    let mut args = host_args(&server, "4");
+    // Each kill costs the jobs in the victim's hands an attempt: leave room for ten.
+    args.extend(["--max-attempts".to_string(), "20".to_string()]);
+    let in_hand = 8; // slots + prefetch of one host
+    let _steady = start(&redis, "kill", &args);
+    let mut victim = start(&redis, "kill", &args);
+    let kills = 10;
+    let mut recoveries = Vec::new();
+    for _ in 0..kills {
+        let before = m.stats().await.unwrap();
+        eventually("progress before the next kill", || async {
+            let s = m.stats().await.unwrap();
+            s.completed >= before.completed + 10 || s.completed as usize == total
+        })
+        .await;
+        let expired = m.stats().await.unwrap().expired;
+        victim.kill9().await;
+        let killed_at = Instant::now();
+        victim = start(&redis, "kill", &args);
+        // The killed host's jobs come back when their leases run out.
+        eventually("the killed host's jobs to come back", || async {
+            let s = m.stats().await.unwrap();
+            s.expired > expired || s.completed as usize == total
+        })
+        .await;
+        recoveries.push(killed_at.elapsed());
+    }
+    eventually("every job completed", || async {
+        m.stats().await.unwrap().completed as usize == total
+    })
+    .await;
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.waiting, s.in_flight, s.delayed, s.dead),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    let runs = runs(&server);
+    assert_eq!(runs.len(), total, "every job ran at least once");
+    let duplicates: usize = runs.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= kills * in_hand,
+        "{duplicates} duplicates after {kills} kills"
+    );
+    recoveries.sort();
+    eprintln!(
+        "sigkill x{kills}: {total} jobs completed, 0 lost, {duplicates} duplicate runs; recovery after a kill: median {:?}, max {:?} (lease 1 s)",
+        recoveries[recoveries.len() / 2],
+        recoveries.last().unwrap()
+    );
+    assert!(*recoveries.last().unwrap() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_frozen_past_its_lease_cannot_touch_what_moved_on() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let m = Manager::new("frozen", producer(&redis)).await.unwrap();
+    m.push_many(counted_jobs(&server, 1, 2500)).await.unwrap();
+    let args = host_args(&server, "1");
+    let frozen = start(&redis, "frozen", &args);
+    eventually("the job running on the first host", || async {
+        server.paths().len() == 1
+    })
+    .await;
+    frozen.signal("-STOP");
+    let other = start(&redis, "frozen", &args);
+    eventually("the job done by the other host", || async {
+        m.stats().await.unwrap().completed == 1
+    })
+    .await;
+    frozen.signal("-CONT");
+    frozen.wait_for_log("could not record the outcome").await;
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (
+            s.completed,
+            s.in_flight,
+            s.dead,
+            s.delayed,
+            s.waiting,
+            s.expired
+        ),
+        (1, 0, 0, 0, 0, 1),
+        "{s:?}"
+    );
+    assert_eq!(server.paths().len(), 2, "it ran twice: once per lease");
+    assert!(
+        frozen.log().contains("the lease ran out"),
+        "{}",
+        frozen.log()
+    );
+    other.stop().await;
+    frozen.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_killed_and_restarted_under_load_loses_nothing() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let server = HttpServer::start().await;
+    let total = 1500;
+    {
+        let m = Manager::new("aof", producer(&redis)).await.unwrap();
+        m.push_many(counted_jobs(&server, total, 5)).await.unwrap();
+    }
+    let args = host_args(&server, "4");
+    let a = start(&redis, "aof", &args);
+    let b = start(&redis, "aof", &args);
+    eventually("some jobs run", || async { server.paths().len() >= 300 }).await;
+    redis.restart();
+    let m = Manager::new("aof", producer(&redis)).await.unwrap();
+    eventually("every job completed after the restart", || async {
+        m.stats()
+            .await
+            .map(|s| s.completed as usize == total)
+            .unwrap_or(false)
+    })
+    .await;
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.waiting, s.in_flight, s.delayed, s.dead),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(runs(&server).len(), total, "every job ran");
+    let (code_a, log_a) = a.stop().await;
+    let (code_b, _) = b.stop().await;
+    assert_eq!((code_a, code_b), (Some(0), Some(0)));
+    assert!(log_a.contains("Redis"), "the outage is in the log: {log_a}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_killed_by_redis_are_made_again() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let total = 1000;
+    let m = Manager::new("ckill", producer(&redis)).await.unwrap();
+    m.push_many(counted_jobs(&server, total, 5)).await.unwrap();
+    let args = host_args(&server, "4");
+    let a = start(&redis, "ckill", &args);
+    let b = start(&redis, "ckill", &args);
+    for round in 1..=5 {
+        eventually("progress", || async { server.paths().len() >= round * 120 }).await;
+        for kind in ["normal", "pubsub"] {
+            let _: redis::Value = support::query(&redis, &["CLIENT", "KILL", "TYPE", kind]);
+        }
+    }
+    eventually("every job completed", || async {
+        m.stats()
+            .await
+            .map(|s| s.completed as usize == total)
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(runs(&server).len(), total);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_burning_cpu_in_every_slot_cannot_starve_renewals_or_stats() {
+    let redis = RedisServer::start();
+    let m = Manager::new("burn", producer(&redis)).await.unwrap();
+    // Four slots, each spinning three leases long; a tight timeout spins for ever.
+    let mut jobs: Vec<Value> = (0..4).map(|_| json!({"do": "spin", "arg": 3000})).collect();
+    jobs.push(json!({"do": "loop"}));
+    m.push_many(jobs).await.unwrap();
+    let fixtures = guest("fixtures");
+    let host = Host::start(
+        &redis,
+        "burn",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--slots",
+            "4",
+            "--prefetch",
+            "1",
+            "--timeout",
+            "6s",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    eventually("every slot burning", || async {
+        m.stats().await.unwrap().in_flight == 5
+    })
+    .await;
+    // While they burn, the host's manager and a stats call answer.
+    let asked = Instant::now();
+    let out = cli(
+        &[
+            "stats",
+            "--queue",
+            "burn",
+            "--redis",
+            &redis.url(),
+            "--json",
+            "--interval",
+            "0s",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats_took = asked.elapsed();
+    eventually("the spinners done and the loop timed out", || async {
+        let s = m.stats().await.unwrap();
+        s.completed == 4 && s.dead == 1
+    })
+    .await;
+    let s = m.stats().await.unwrap();
+    assert_eq!(s.expired, 0, "renewals kept every lease alive: {s:?}");
+    let dead = m.dead_jobs(1).await.unwrap();
+    assert!(
+        dead[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 6s"),
+        "{dead:?}"
+    );
+    eprintln!("cpu burn in every slot: stats answered in {stats_took:?}, 0 leases lost");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_misbehaving_jobs_among_good_ones_keep_the_host_flat() {
+    let redis = RedisServer::start();
+    let m = Manager::new("mix", producer(&redis)).await.unwrap();
+    let kinds = [
+        "ok", "trap", "ok", "panic", "ok", "grow", "ok", "fail", "ok", "print", "recurse", "retry",
+    ];
+    let total = 1200;
+    let jobs: Vec<Value> = (0..total)
+        .map(|i| json!({"do": kinds[i % kinds.len()], "arg": 100_000}))
+        .collect();
+    m.push_many(jobs).await.unwrap();
+    let fixtures = guest("fixtures");
+    let host = Host::start(
+        &redis,
+        "mix",
+        &[
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--slots",
+            "4",
+            "--max-memory",
+            "16MiB",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    eventually("a first stretch done", || async {
+        m.stats().await.unwrap().dispatched >= 300
+    })
+    .await;
+    let early = host.rss();
+    let good = (0..total)
+        .filter(|i| matches!(kinds[i % kinds.len()], "ok" | "print"))
+        .count() as u64;
+    let bad = total as u64 - good;
+    eventually("all done", || async {
+        let s = m.stats().await.unwrap();
+        s.completed == good && s.dead == bad
+    })
+    .await;
+    let late = host.rss();
+    let grew = late.saturating_sub(early);
+    eprintln!(
+        "1200 mixed jobs ({bad} misbehaving): host RSS {} MiB after 300, {} MiB at the end",
+        early >> 20,
+        late >> 20
+    );
+    assert!(grew < 48 << 20, "host memory grew by {} MiB", grew >> 20);
+    let (code, _) = host.stop().await;
+    assert_eq!(code, Some(0));
+}
