@@ -20,6 +20,7 @@
 //! The Redis layout and scripts are described in `docs/PROTOCOL.md`, the guarantees in
 //! `docs/GUARANTEES.md`.
 
+pub mod ndjson;
 pub mod queue;
 
 pub use queue::{

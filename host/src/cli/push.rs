@@ -4,13 +4,14 @@
 //! the size limit) and hands batches to the pusher, which pipelines them into Redis. At the
 //! first bad line it stops with `line N: reason` and how many jobs went in before it.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::cli::common::{parse_size, usage, QueueArg, RedisArgs, UsageError};
+use crate::ndjson::{check_job_json, read_line_bounded, LineRead};
 use crate::{EncodedJob, JobOptions, Manager};
 
 /// Jobs per batch handed from the reader to the pusher.
@@ -53,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(json) = &args.json {
         // Check before connecting: bad input changes nothing and needs no Redis.
-        check_json(json.as_bytes(), args.max_job_bytes)
+        check_job_json(json.as_bytes(), args.max_job_bytes)
             .map_err(|e| usage(format!("the job argument: {e}")))?;
         let manager = connect(&args, opts).await?;
         let job = manager.encode_json(json.trim().to_string(), &job_options)?;
@@ -147,11 +148,11 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Err(e) = check_json(&line, limit) {
+        if let Err(e) = check_job_json(&line, limit) {
             fail(&tx, batch, format!("line {number}: {e}"));
             return;
         }
-        // check_json proved it is UTF-8.
+        // check_job_json proved it is UTF-8.
         batch.push(
             String::from_utf8(std::mem::take(&mut line))
                 .expect("checked")
@@ -173,91 +174,4 @@ fn fail(tx: &mpsc::Sender<Result<Vec<String>, UsageError>>, batch: Vec<String>, 
         return;
     }
     let _ = tx.blocking_send(Err(UsageError(reason)));
-}
-
-#[derive(PartialEq)]
-enum LineRead {
-    Line,
-    End,
-}
-
-/// Reads one line (without its newline) of at most `limit` bytes; a longer line is an error
-/// found as soon as the limit is passed, without reading the rest of it.
-fn read_line_bounded(
-    input: &mut impl BufRead,
-    line: &mut Vec<u8>,
-    limit: usize,
-) -> Result<LineRead, String> {
-    loop {
-        let buf = input
-            .fill_buf()
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        if buf.is_empty() {
-            return Ok(if line.is_empty() {
-                LineRead::End
-            } else {
-                LineRead::Line
-            });
-        }
-        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if line.len() + chunk.len() > limit {
-            return Err(format!(
-                "the job is over the limit of {limit} bytes (raise --max-job-bytes, or keep large payloads elsewhere and push a reference)"
-            ));
-        }
-        line.extend_from_slice(chunk);
-        let used = done.unwrap_or(buf.len());
-        input.consume(used);
-        if done.is_some() {
-            return Ok(LineRead::Line);
-        }
-    }
-}
-
-/// Valid JSON within the size limit.
-fn check_json(bytes: &[u8], limit: usize) -> Result<(), String> {
-    if bytes.len() > limit {
-        return Err(format!(
-            "the job is {} bytes, over the limit of {limit}",
-            bytes.len()
-        ));
-    }
-    if std::str::from_utf8(bytes).is_err() {
-        return Err("not UTF-8 text, so not JSON".into());
-    }
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-        .map(|_| ())
-        .map_err(|e| format!("not valid JSON: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_lines() {
-        let mut input = std::io::Cursor::new(b"{\"a\":1}\n[2]\nlast".to_vec());
-        let mut line = Vec::new();
-        for expected in [&b"{\"a\":1}"[..], b"[2]", b"last"] {
-            line.clear();
-            assert!(read_line_bounded(&mut input, &mut line, 100).unwrap() == LineRead::Line);
-            assert_eq!(line, expected);
-        }
-        line.clear();
-        assert!(read_line_bounded(&mut input, &mut line, 100).unwrap() == LineRead::End);
-        let mut long = std::io::Cursor::new(vec![b'x'; 1000]);
-        line.clear();
-        assert!(read_line_bounded(&mut long, &mut line, 100).is_err());
-    }
-
-    #[test]
-    fn json_checks() {
-        assert!(check_json(b"{\"email\":\"a@b.c\"}", 100).is_ok());
-        assert!(check_json(b"{\"email\":", 100).is_err());
-        assert!(check_json(b"\xff\xfe", 100).is_err());
-        assert!(check_json(b"[1,2,3]", 3).is_err());
-    }
 }

@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::queue::client::ClientInner;
 use crate::queue::duty::{Backoff, Duty, Shutdown};
-use crate::queue::job::{InboxEntry, Job, Lease, Token};
+use crate::queue::job::{parse_delivery, Job, Lease};
 
 /// How long one blocking pop waits before the loop looks at the shutdown signal again.
 const POP_WAIT_SECS: f64 = 1.0;
@@ -67,30 +67,25 @@ async fn run(inner: Arc<ClientInner>, con: MultiplexedConnection, mut shutdown: 
 }
 
 fn route(inner: &Arc<ClientInner>, entry: &str) {
-    let parsed = serde_json::from_str::<InboxEntry>(entry)
-        .map_err(|e| e.to_string())
-        .and_then(|e| {
-            let token = Token::parse(&e.token).map_err(|err| err.to_string())?;
-            let seq = e.request.parse::<u64>().map_err(|err| err.to_string())?;
-            Ok((e, token, seq))
-        });
-    let (entry, token, seq) = match parsed {
-        Ok(p) => p,
+    let delivery = match parse_delivery(entry) {
+        Ok(d) => d,
         Err(e) => {
             // Its lease will run out and the reaper will move it on; nothing here can fix it.
-            tracing::error!(queue = %inner.queue.keys.queue, "unreadable inbox entry ({e}): {entry:.200}");
+            tracing::error!(queue = %inner.queue.keys.queue, "{e}: {entry:.200}");
             return;
         }
     };
     let job = Job {
-        id: token.id,
+        id: delivery.id,
         queue: inner.queue.keys.queue.clone(),
-        data: entry.data,
-        attempt: token.attempt,
+        data: delivery.data,
+        attempt: delivery.attempt,
         request_id: None,
-        lease: Arc::new(Lease { token: entry.token }),
+        lease: Arc::new(Lease {
+            token: delivery.token,
+        }),
     };
-    if let Some(orphan) = inner.deliver(seq, job) {
+    if let Some(orphan) = inner.deliver(delivery.request, job) {
         inner.release_later(orphan);
     }
 }

@@ -97,13 +97,44 @@ impl Token {
 
 /// What the dispatcher puts in a worker's inbox: `{"r": request, "t": token, "d": data}`.
 #[derive(Deserialize)]
-pub(crate) struct InboxEntry {
+struct InboxEntry {
     #[serde(rename = "r")]
-    pub request: String,
+    request: String,
     #[serde(rename = "t")]
-    pub token: String,
+    token: String,
     #[serde(rename = "d")]
+    data: Value,
+}
+
+/// An inbox entry read back from Redis, checked: the request it answers, its lease token,
+/// and the job's data.
+#[derive(Debug)]
+pub struct Delivery {
+    pub request: u64,
+    pub token: String,
+    pub id: JobId,
+    pub attempt: u32,
     pub data: Value,
+}
+
+/// Parses an inbox entry. Public for the fuzz target (`fuzz/`): whatever Redis holds, this
+/// answers with a `Delivery` or an error, never a panic.
+#[doc(hidden)]
+pub fn parse_delivery(entry: &str) -> Result<Delivery> {
+    let corrupt = |what: String| Error::Corrupt(format!("inbox entry: {what}"));
+    let e: InboxEntry = serde_json::from_str(entry).map_err(|e| corrupt(e.to_string()))?;
+    let token = Token::parse(&e.token)?;
+    let request = e
+        .request
+        .parse::<u64>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Delivery {
+        request,
+        id: token.id,
+        attempt: token.attempt,
+        token: e.token,
+        data: e.data,
+    })
 }
 
 #[cfg(test)]

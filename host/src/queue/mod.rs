@@ -27,7 +27,7 @@ mod scripts;
 pub use client::{Client, FailOutcome};
 pub use error::Error;
 pub use inspect::{queue_names, DeadJob, QueueStats};
-pub use job::{Job, JobId};
+pub use job::{parse_delivery, Delivery, Job, JobId};
 pub use keys::validate_queue_name;
 pub use manager::{EncodedJob, JobOptions, Manager};
 pub use options::{redact_url, Options};
