@@ -27,6 +27,14 @@ fn push_lines(redis: &RedisServer, queue: &str, jobs: &[Value], extra: &[&str]) 
         .collect()
 }
 
+/// `sque-host run` on `queue` with the fixtures handler and `extra` flags.
+fn fixtures_host(redis: &RedisServer, queue: &str, extra: &[&str]) -> Host {
+    let fixtures = guest("fixtures");
+    let mut args = vec!["--handler", fixtures.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Host::start(redis, queue, &args)
+}
+
 async fn wait_counts(m: &Manager, completed: u64, dead: u64) {
     eventually(
         &format!("{completed} completed and {dead} dead"),
@@ -44,19 +52,7 @@ async fn jobs_pushed_with_the_cli_are_handled_once_and_in_order() {
     let jobs: Vec<Value> = (0..40).map(|n| json!({"do": "ok", "n": n})).collect();
     let ids = push_lines(&redis, "order", &jobs, &[]);
     assert_eq!(ids, (1..=40).map(|i| i.to_string()).collect::<Vec<_>>());
-    let fixtures = guest("fixtures");
-    let host = Host::start(
-        &redis,
-        "order",
-        &[
-            "--handler",
-            fixtures.to_str().unwrap(),
-            "--slots",
-            "1",
-            "--log",
-            "debug",
-        ],
-    );
+    let host = fixtures_host(&redis, "order", &["--slots", "1", "--log", "debug"]);
     let m = Manager::new("order", producer_opts(&redis)).await.unwrap();
     wait_counts(&m, 40, 0).await;
     let (code, log) = host.stop().await;
@@ -104,20 +100,10 @@ async fn misbehaving_guests_fail_with_their_reason_while_good_jobs_go_through() 
         }
     }
     push_lines(&redis, "bad", &jobs, &["--max-attempts", "1"]);
-    let fixtures = guest("fixtures");
-    let host = Host::start(
+    let host = fixtures_host(
         &redis,
         "bad",
-        &[
-            "--handler",
-            fixtures.to_str().unwrap(),
-            "--slots",
-            "4",
-            "--timeout",
-            "2s",
-            "--max-memory",
-            "32MiB",
-        ],
+        &["--slots", "4", "--timeout", "2s", "--max-memory", "32MiB"],
     );
     let m = Manager::new("bad", producer_opts(&redis)).await.unwrap();
     let good = 2 * 3 * bad.len() as u64;
@@ -148,7 +134,6 @@ async fn misbehaving_guests_fail_with_their_reason_while_good_jobs_go_through() 
 async fn capabilities_are_denied_unless_granted() {
     let redis = RedisServer::start();
     let server = HttpServer::start().await;
-    let fixtures = guest("fixtures");
     let api = format!("http://127.0.0.1:{}/", server.port);
     let elsewhere = format!("http://127.0.0.1:{}/", redis.port);
     let redis_addr = format!("127.0.0.1:{}", redis.port);
@@ -174,7 +159,7 @@ async fn capabilities_are_denied_unless_granted() {
 
     // Nothing granted.
     let ids = orders("none");
-    let host = Host::start(&redis, "none", &["--handler", fixtures.to_str().unwrap()]);
+    let host = fixtures_host(&redis, "none", &[]);
     let m = Manager::new("none", producer_opts(&redis)).await.unwrap();
     wait_counts(&m, 7, 0).await;
     let r = results(m, ids).await;
@@ -206,17 +191,10 @@ async fn capabilities_are_denied_unless_granted() {
     // The environment and one HTTP host granted: exactly those.
     let ids = orders("some");
     let allow = format!("127.0.0.1:{}", server.port);
-    let host = Host::start(
+    let host = fixtures_host(
         &redis,
         "some",
-        &[
-            "--handler",
-            fixtures.to_str().unwrap(),
-            "--env",
-            "GREETING=hi",
-            "--allow-http",
-            &allow,
-        ],
+        &["--env", "GREETING=hi", "--allow-http", &allow],
     );
     let m = Manager::new("some", producer_opts(&redis)).await.unwrap();
     wait_counts(&m, 7, 0).await;
@@ -262,20 +240,10 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
     ];
     jobs.extend((0..6).map(|n| json!({"do": "ok", "n": n})));
     push_lines(&redis, "graceful", &jobs, &[]);
-    let fixtures = guest("fixtures");
-    let host = Host::start(
+    let host = fixtures_host(
         &redis,
         "graceful",
-        &[
-            "--handler",
-            fixtures.to_str().unwrap(),
-            "--slots",
-            "2",
-            "--prefetch",
-            "2",
-            "--grace",
-            "20s",
-        ],
+        &["--slots", "2", "--prefetch", "2", "--grace", "20s"],
     );
     let m = Manager::new("graceful", producer_opts(&redis))
         .await
@@ -299,11 +267,7 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
     assert!(log.contains("given back to the head of the queue"), "{log}");
 
     // A second host takes the rest: every job once, the given-back ones still on attempt 1.
-    let host = Host::start(
-        &redis,
-        "graceful",
-        &["--handler", fixtures.to_str().unwrap()],
-    );
+    let host = fixtures_host(&redis, "graceful", &[]);
     wait_counts(&m, 8, 0).await;
     for id in 3..=8 {
         let r = m
@@ -322,11 +286,7 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
         &[json!({"do": "sleep", "arg": 30000})],
         &[],
     );
-    let host = Host::start(
-        &redis,
-        "graceful",
-        &["--handler", fixtures.to_str().unwrap(), "--grace", "300ms"],
-    );
+    let host = fixtures_host(&redis, "graceful", &["--grace", "300ms"]);
     eventually("the long job running", || async {
         m.stats().await.unwrap().in_flight == 1
     })
@@ -604,8 +564,7 @@ async fn stats_and_the_dead_list_from_the_command_line() {
         &[],
     );
     push_lines(&redis, "other", &[json!(1)], &[]);
-    let fixtures = guest("fixtures");
-    let host = Host::start(&redis, "cli", &["--handler", fixtures.to_str().unwrap()]);
+    let host = fixtures_host(&redis, "cli", &[]);
     let m = Manager::new("cli", producer_opts(&redis)).await.unwrap();
     wait_counts(&m, 1, 1).await;
     host.stop().await;

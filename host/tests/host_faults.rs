@@ -47,6 +47,17 @@ fn host_args(server: &HttpServer, slots: &str) -> Vec<String> {
     ]
 }
 
+/// Waits until every one of `total` jobs has completed, through any outage.
+async fn wait_all_completed(m: &Manager, total: usize) {
+    eventually("every job completed", || async {
+        m.stats()
+            .await
+            .map(|s| s.completed as usize == total)
+            .unwrap_or(false)
+    })
+    .await;
+}
+
 fn start(redis: &RedisServer, queue: &str, args: &[String]) -> Host {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Host::start(redis, queue, &args)
@@ -86,10 +97,7 @@ async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
         .await;
         recoveries.push(killed_at.elapsed());
     }
-    eventually("every job completed", || async {
-        m.stats().await.unwrap().completed as usize == total
-    })
-    .await;
+    wait_all_completed(&m, total).await;
     let s = m.stats().await.unwrap();
     assert_eq!(
         (s.waiting, s.in_flight, s.delayed, s.dead),
@@ -170,13 +178,7 @@ async fn redis_killed_and_restarted_under_load_loses_nothing() {
     eventually("some jobs run", || async { server.paths().len() >= 300 }).await;
     redis.restart();
     let m = Manager::new("aof", producer(&redis)).await.unwrap();
-    eventually("every job completed after the restart", || async {
-        m.stats()
-            .await
-            .map(|s| s.completed as usize == total)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_all_completed(&m, total).await;
     let s = m.stats().await.unwrap();
     assert_eq!(
         (s.waiting, s.in_flight, s.delayed, s.dead),
@@ -206,13 +208,7 @@ async fn connections_killed_by_redis_are_made_again() {
             let _: redis::Value = support::query(&redis, &["CLIENT", "KILL", "TYPE", kind]);
         }
     }
-    eventually("every job completed", || async {
-        m.stats()
-            .await
-            .map(|s| s.completed as usize == total)
-            .unwrap_or(false)
-    })
-    .await;
+    wait_all_completed(&m, total).await;
     assert_eq!(runs(&server).len(), total);
     a.stop().await;
     b.stop().await;
