@@ -3,7 +3,8 @@
 //! misbehave by the thousand. Every handler run is counted by a local HTTP server (each job
 //! makes one request), so lost jobs and duplicates are seen from outside the queue.
 //!
-//! Leases are 1 s here (`Host::start`), so recovery takes about a second.
+//! Leases are 1 s here (`Host::start`), so recovery takes about a second. A longer soak by
+//! hand: `SQUE_SOAK=10 cargo test -p sque-host --test host_faults -- --nocapture`.
 
 mod support;
 
@@ -67,7 +68,13 @@ fn start(redis: &RedisServer, queue: &str, args: &[String]) -> Host {
 async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
     let redis = RedisServer::start();
     let server = HttpServer::start().await;
-    let total = 800;
+    // SQUE_SOAK=N runs N times the kills and jobs (a soak by hand; CI runs 1).
+    let soak: usize = std::env::var("SQUE_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let kills = 10 * soak;
+    let total = 80 * kills;
     let m = Manager::new("kill", producer(&redis)).await.unwrap();
     m.push_many(counted_jobs(&server, total, 40)).await.unwrap();
     let mut args = host_args(&server, "4");
@@ -76,7 +83,6 @@ async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
     let in_hand = 8; // slots + prefetch of one host
     let _steady = start(&redis, "kill", &args);
     let mut victim = start(&redis, "kill", &args);
-    let kills = 10;
     let mut recoveries = Vec::new();
     for _ in 0..kills {
         let before = m.stats().await.unwrap();
