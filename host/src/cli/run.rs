@@ -55,13 +55,19 @@ pub struct Args {
     #[arg(long, env = "SQUE_MAX_JOB_BYTES", default_value = "1MiB", value_parser = parse_size)]
     max_job_bytes: usize,
 
-    /// An environment variable the handler may read, as K=V (repeatable). None by default.
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    /// An environment variable the handler may read, as K=V (repeatable; SQUE_ENV takes a
+    /// comma-separated list). None by default.
+    #[arg(long = "env", env = "SQUE_ENV", value_delimiter = ',', value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
 
     /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable).
     /// None by default.
-    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    #[arg(
+        long = "allow-http",
+        env = "SQUE_ALLOW_HTTP",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
     allow_http: Vec<String>,
 
     /// Bytes of guest output (stdout, stderr, log) kept per job.
@@ -69,15 +75,15 @@ pub struct Args {
     max_log_bytes: usize,
 
     /// Log each job's data at debug level (off: payloads may hold personal data).
-    #[arg(long)]
+    #[arg(long, env = "SQUE_LOG_PAYLOADS")]
     log_payloads: bool,
 
     /// Run worker slots only; another host's manager dispatches.
-    #[arg(long, conflicts_with = "manager_only")]
+    #[arg(long, env = "SQUE_NO_MANAGER", conflicts_with = "manager_only")]
     no_manager: bool,
 
     /// Run the manager only (dispatch and recovery), no worker slots.
-    #[arg(long)]
+    #[arg(long, env = "SQUE_MANAGER_ONLY")]
     manager_only: bool,
 
     /// On SIGINT/SIGTERM, how long running jobs may take to finish.
@@ -85,7 +91,7 @@ pub struct Args {
     grace: Duration,
 
     /// Load the handler anew when its file changes (as SIGHUP does).
-    #[arg(long)]
+    #[arg(long, env = "SQUE_WATCH")]
     watch: bool,
 
     /// Where compiled handlers are cached (it holds native code: only this user may write it).
@@ -93,7 +99,7 @@ pub struct Args {
     cache_dir: Option<PathBuf>,
 
     /// Compile the handler at every start instead of caching it.
-    #[arg(long, conflicts_with = "cache_dir")]
+    #[arg(long, env = "SQUE_NO_CACHE", conflicts_with = "cache_dir")]
     no_cache: bool,
 }
 
