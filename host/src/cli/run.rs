@@ -60,8 +60,8 @@ pub struct Args {
     #[arg(long = "env", env = "SQUE_ENV", value_delimiter = ',', value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
 
-    /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable).
-    /// None by default.
+    /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable;
+    /// SQUE_ALLOW_HTTP takes a comma-separated list). None by default.
     #[arg(
         long = "allow-http",
         env = "SQUE_ALLOW_HTTP",
