@@ -654,3 +654,73 @@ async fn stats_and_the_dead_list_from_the_command_line() {
     let out = cli(&["dead", "purge", "--queue", "cli", "--redis", &url], b"");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 dead job(s) purged"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_run_and_stats_over_tls() {
+    let redis = RedisServer::start_tls();
+    let ca = redis.tls_ca.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let url = redis.url();
+    let out = cli(
+        &["push", "--queue", "tls", "--redis", &url, "--tls-ca", ca],
+        b"{\"do\":\"ok\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let host = fixtures_host(&redis, "tls", &["--tls-ca", ca]);
+    let m = Manager::new("tls", producer_opts(&redis).tls_ca(ca))
+        .await
+        .unwrap();
+    wait_counts(&m, 1, 0).await;
+    let (code, _) = host.stop().await;
+    assert_eq!(code, Some(0));
+    let out = cli(
+        &[
+            "stats",
+            "--queue",
+            "tls",
+            "--redis",
+            &url,
+            "--tls-ca",
+            ca,
+            "--json",
+            "--interval",
+            "0s",
+        ],
+        b"",
+    );
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["completed"], json!(1));
+    // Without the CA: refused at start with one line, exit 2.
+    let out = cli(
+        &[
+            "stats",
+            "--queue",
+            "tls",
+            "--redis",
+            &url,
+            "--interval",
+            "0s",
+        ],
+        b"",
+    );
+    assert_refused(&out, "Redis");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut child = std::process::Command::new(support::host::binary())
+        .args(["stats", "--queue", "q", "--redis", &url, "--interval", "0s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // `| head -0`
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}

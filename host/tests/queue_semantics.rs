@@ -671,3 +671,42 @@ async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
         .expect("refused");
     assert!(matches!(err, Error::Permission(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_a_private_ca_works_and_plain_text_to_it_fails() {
+    let redis = RedisServer::start_tls();
+    let ca = redis.tls_ca.clone().unwrap();
+    let tls = opts(&redis).tls_ca(&ca);
+    let manager = Manager::new("tls", tls.clone()).await.unwrap();
+    let client = Client::new("tls", tls.clone()).await.unwrap();
+    manager
+        .push(json!({"email": "test1@mail.org"}))
+        .await
+        .unwrap();
+    let job = within("job over TLS", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.complete(&job, Some(json!("sent"))).await.unwrap();
+    assert_eq!(manager.result(&job.id).await.unwrap(), Some(json!("sent")));
+
+    // Without the CA the server's certificate is not trusted; plain text is not TLS.
+    let untrusted = Manager::new("tls", opts(&redis))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(untrusted, Error::Unavailable(_) | Error::Redis(_)),
+        "{untrusted}"
+    );
+    let plain = opts(&redis).redis(format!("redis://127.0.0.1:{}", redis.port));
+    let err = within("plain text to a TLS port", Manager::new("tls", plain))
+        .await
+        .err()
+        .unwrap();
+    assert!(!err.is_bad_input(), "{err}");
+    let missing = Manager::new("tls", tls.tls_ca("/nonexistent/ca.pem"))
+        .await
+        .err()
+        .unwrap();
+    assert!(missing.is_bad_input(), "{missing}");
+}

@@ -26,13 +26,22 @@ pub struct RedisArgs {
     /// Prefix of every Redis key sque writes.
     #[arg(long, env = "SQUE_PREFIX", default_value = "sque")]
     pub prefix: String,
+
+    /// For rediss://: a PEM file of the CA that signed Redis's certificate (default: the
+    /// system's trusted roots).
+    #[arg(long, env = "SQUE_TLS_CA", value_name = "PEM_FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl RedisArgs {
     pub fn options(&self) -> crate::Options {
-        crate::Options::default()
+        let opts = crate::Options::default()
             .redis(self.url.clone())
-            .prefix(self.prefix.clone())
+            .prefix(self.prefix.clone());
+        match &self.tls_ca {
+            Some(ca) => opts.tls_ca(ca.clone()),
+            None => opts,
+        }
     }
 }
 

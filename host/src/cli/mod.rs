@@ -71,6 +71,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log);
+    if !matches!(cli.command, Command::Run(_)) {
+        die_quietly_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sque-main")
@@ -98,6 +101,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", common::one_line(&e));
             ExitCode::from(common::exit_code(&e))
         }
+    }
+}
+
+/// `sque-host stats | head -3`: when the reader goes away, end at once and quietly, as Unix
+/// tools do, instead of failing a write with a panic. (Rust ignores SIGPIPE by default.)
+/// `run` keeps ignoring it: a host must not die because whoever read its log went away.
+fn die_quietly_on_closed_stdout() {
+    // SAFETY: setting a signal's disposition to its default touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -32,12 +32,7 @@ impl Queue {
     pub async fn open(name: &str, opts: Options) -> Result<Queue> {
         opts.validate()?;
         let keys = Keys::new(&opts.prefix, name)?;
-        let client = redis::Client::open(opts.redis.as_str()).map_err(|e| {
-            Error::InvalidInput(format!(
-                "bad Redis URL {}: {e} (expected redis://[user:password@]host[:port][/db] or rediss://...)",
-                opts.redis_url_redacted()
-            ))
-        })?;
+        let client = redis_client(&opts)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -83,6 +78,32 @@ impl Queue {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?)
+    }
+}
+
+/// A Redis client for the URL of `opts` (TLS with `rediss://`, trusting `opts.tls_ca` if set).
+pub(crate) fn redis_client(opts: &Options) -> Result<redis::Client> {
+    let bad_url = |e: redis::RedisError| {
+        Error::InvalidInput(format!(
+            "bad Redis URL {}: {e} (expected redis://[user:password@]host[:port][/db] or rediss://...)",
+            opts.redis_url_redacted()
+        ))
+    };
+    match &opts.tls_ca {
+        None => redis::Client::open(opts.redis.as_str()).map_err(bad_url),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot read the TLS CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(opts.redis.as_str(), certificates).map_err(bad_url)
+        }
     }
 }
 

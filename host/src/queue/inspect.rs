@@ -194,9 +194,9 @@ impl Manager {
 
 /// The names of all queues under the prefix of `opts` (those ever opened).
 pub async fn queue_names(opts: &crate::Options) -> Result<Vec<String>> {
-    let client = redis::Client::open(opts.redis.as_str())
-        .map_err(|e| Error::InvalidInput(format!("bad Redis URL: {e}")))?;
-    let mut con = client.get_multiplexed_async_connection().await?;
+    let mut con = crate::queue::connection::redis_client(opts)?
+        .get_multiplexed_async_connection()
+        .await?;
     let mut names: Vec<String> = redis::cmd("SMEMBERS")
         .arg(format!("{}:queues", opts.prefix))
         .query_async(&mut con)

@@ -19,6 +19,7 @@ pub struct Options {
     pub(crate) backoff_max: Duration,
     pub(crate) result_ttl: Duration,
     pub(crate) result_max: u64,
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -34,6 +35,7 @@ impl Default for Options {
             backoff_max: Duration::from_secs(3600),
             result_ttl: Duration::from_secs(24 * 3600),
             result_max: 10_000,
+            tls_ca: None,
         }
     }
 }
@@ -109,6 +111,13 @@ impl Options {
         (self.lease * 4).max(Duration::from_secs(60))
     }
 
+    /// A PEM file of the certificate authority that signed the Redis server's certificate,
+    /// for `rediss://` with a private CA (the system's roots are used otherwise).
+    pub fn tls_ca(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca = Some(pem_file.into());
+        self
+    }
+
     /// The Redis URL with any password hidden, for logs and error messages.
     pub fn redis_url_redacted(&self) -> String {
         redact_url(&self.redis)
@@ -145,6 +154,7 @@ impl fmt::Debug for Options {
             .field("backoff_max", &self.backoff_max)
             .field("result_ttl", &self.result_ttl)
             .field("result_max", &self.result_max)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }

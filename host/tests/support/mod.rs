@@ -15,6 +15,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
+    /// With TLS only (`start_tls`): the CA that signed the server's certificate.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -30,6 +32,7 @@ impl RedisServer {
             dir,
             args: args.iter().map(|s| s.to_string()).collect(),
             child: None,
+            tls_ca: None,
         };
         // A port found free may be taken again before redis binds it: try a few.
         for _ in 0..5 {
@@ -41,9 +44,108 @@ impl RedisServer {
         panic!("could not start redis-server (is it installed? .ci/run installs it)");
     }
 
+    /// Starts `redis-server` speaking TLS only, with a certificate for 127.0.0.1 signed by a
+    /// CA made for the test (`tls_ca`). Needs `openssl`.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .current_dir(d)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl runs");
+            assert!(ok.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sque test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let file = |name: &str| d.join(name).to_str().unwrap().to_string();
+        let args = vec![
+            "--tls-cert-file".to_string(),
+            file("server.crt"),
+            "--tls-key-file".to_string(),
+            file("server.key"),
+            "--tls-ca-cert-file".to_string(),
+            file("ca.crt"),
+            "--tls-auth-clients".to_string(),
+            "no".to_string(),
+        ];
+        let mut server = RedisServer {
+            port: 0,
+            tls_ca: Some(d.join("ca.crt")),
+            dir,
+            args,
+            child: None,
+        };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server with TLS");
+    }
+
     fn spawn(&mut self) -> bool {
+        let port = self.port.to_string();
+        // A TLS server listens on --tls-port only.
+        let (plain, tls) = match self.tls_ca {
+            Some(_) => ("0", vec!["--tls-port", &port]),
+            None => (port.as_str(), vec![]),
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", plain])
+            .args(tls)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--dir"])
             .arg(self.dir.path())
             .args(&self.args)
@@ -68,6 +170,9 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
+        if self.tls_ca.is_some() {
+            return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
         let mut url = self.url();
         if let Some(p) = self.password() {
             url = format!("redis://:{p}@127.0.0.1:{}", self.port);
@@ -84,7 +189,12 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// A plain connection for looking into Redis from the test.
