@@ -724,3 +724,40 @@ async fn a_reader_that_goes_away_ends_the_command_quietly() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_gib_line_on_push_stdin_is_refused_without_being_read_whole() {
+    use std::io::Write;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut child = std::process::Command::new(support::host::binary())
+        .args(["push", "--queue", "huge", "--redis", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // One line of 2 GiB, streamed: the writer stops when push hangs up.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 16];
+        let mut written: u64 = 0;
+        stdin.write_all(b"\"").unwrap();
+        while written < 2 << 30 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            written += chunk.len() as u64;
+        }
+        written
+    });
+    let out = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    assert_refused(&out, "line 1: the job is over the limit of 1048576 bytes");
+    assert!(
+        written < 64 << 20,
+        "push read {written} bytes of a line it had already refused"
+    );
+    let m = Manager::new("huge", producer_opts(&redis)).await.unwrap();
+    assert_eq!(m.stats().await.unwrap().pushed, 0);
+}
