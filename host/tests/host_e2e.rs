@@ -5,7 +5,7 @@ mod support;
 use serde_json::{json, Value};
 use sque::{JobId, Manager};
 use support::guests::guest;
-use support::host::{cli, stderr, Host, HttpServer};
+use support::host::{cli, spawn_cli, stderr, Host, HttpServer};
 use support::{eventually, RedisServer};
 
 fn producer_opts(redis: &RedisServer) -> sque::Options {
@@ -710,12 +710,7 @@ async fn push_run_and_stats_over_tls() {
 async fn a_reader_that_goes_away_ends_the_command_quietly() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut child = std::process::Command::new(support::host::binary())
-        .args(["stats", "--queue", "q", "--redis", &url, "--interval", "0s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(&["stats", "--queue", "q", "--redis", &url, "--interval", "0s"]);
     drop(child.stdout.take()); // `| head -0`
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
@@ -730,13 +725,7 @@ async fn a_two_gib_line_on_push_stdin_is_refused_without_being_read_whole() {
     use std::io::Write;
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut child = std::process::Command::new(support::host::binary())
-        .args(["push", "--queue", "huge", "--redis", &url])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(&["push", "--queue", "huge", "--redis", &url]);
     let mut stdin = child.stdin.take().unwrap();
     // One line of 2 GiB, streamed: the writer stops when push hangs up.
     let writer = std::thread::spawn(move || {

@@ -14,16 +14,21 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sque-host")
 }
 
-/// Runs `sque-host ARGS` to the end, with `stdin` as its input.
-pub fn cli(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(binary())
+/// Starts `sque-host ARGS` with stdin, stdout and stderr piped to the test.
+pub fn spawn_cli(args: &[&str]) -> std::process::Child {
+    Command::new(binary())
         .args(args)
         .env_remove("SQUE_REDIS_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `sque-host ARGS` to the end, with `stdin` as its input.
+pub fn cli(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn_cli(args);
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
