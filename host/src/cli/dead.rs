@@ -41,7 +41,7 @@ struct Target {
     queue: QueueArg,
     #[command(flatten)]
     redis: RedisArgs,
-    /// Only the job with this id (every dead job when left out; not for `list`).
+    /// Only the job with this id (every dead job when left out).
     #[arg(long)]
     id: Option<String>,
 }
