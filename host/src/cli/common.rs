@@ -15,7 +15,10 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct RedisArgs {
-    /// Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS.
+    /// Redis URL: redis://[user:password@]host[:port][/db] for one server;
+    /// redis+cluster://host:port[,host:port...] for a Redis Cluster;
+    /// redis+sentinel://host:port[,host:port...]/service[/db] for the master Sentinel names.
+    /// rediss… for TLS.
     #[arg(
         long = "redis",
         env = "SQUE_REDIS_URL",

@@ -116,11 +116,13 @@ fn die_quietly_on_closed_stdout() {
 
 fn init_logging(filter: &str) {
     use tracing_subscriber::EnvFilter;
-    // A bare level applies to sque's lines; dependencies (cranelift is chatty) stay at warn.
+    // A bare level applies to sque's lines; dependencies (cranelift is chatty) stay at warn,
+    // and the redis crate's cluster client at error: sque says itself, once, what a lost node
+    // means for the user.
     let filter = if filter.contains('=') || filter.contains(',') {
         filter.to_string()
     } else {
-        format!("warn,sque={filter}")
+        format!("warn,redis=error,sque={filter}")
     };
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn,sque=info"));
     tracing_subscriber::fmt()

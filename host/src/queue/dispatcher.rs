@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
-
 use crate::queue::connection::Queue;
 use crate::queue::duty::{Backoff, Duty, Shutdown};
 use crate::queue::scripts;
@@ -26,12 +24,7 @@ pub(crate) fn start(queue: Queue) -> Duty {
 async fn run(queue: Queue, mut shutdown: Shutdown) {
     let mut backoff = Backoff::new();
     while !shutdown.is_set() {
-        let pubsub = async {
-            let mut pubsub = queue.client.get_async_pubsub().await?;
-            pubsub.subscribe(&queue.keys.wake).await?;
-            redis::RedisResult::Ok(pubsub)
-        };
-        let pubsub = match pubsub.await {
+        let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
             Ok(p) => p,
             Err(e) => {
                 let wait = backoff.next();
@@ -40,19 +33,18 @@ async fn run(queue: Queue, mut shutdown: Shutdown) {
                 continue;
             }
         };
-        let mut messages = pubsub.into_on_message();
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
-                message = messages.next() => {
-                    if message.is_none() {
+                alive = wake.next() => {
+                    if !alive {
                         tracing::warn!(queue = %queue.keys.queue, "dispatcher lost its subscription; reconnecting");
                         break;
                     }
                     // A burst of wake-ups needs one dispatch pass, not one each.
-                    while let Some(Some(_)) = messages.next().now_or_never() {}
+                    while wake.try_next() {}
                 }
                 _ = sweep.tick() => {}
             }

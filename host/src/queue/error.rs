@@ -71,7 +71,13 @@ impl From<redis::RedisError> for Error {
         match e.kind() {
             ErrorKind::AuthenticationFailed => Error::Auth(e),
             ErrorKind::Server(ServerErrorKind::NoPerm) => Error::Permission(e),
-            _ if text.contains("WRONGPASS") || text.contains("NOAUTH") => Error::Auth(e),
+            // A cluster client wraps the node's refusal in its own error; the text keeps it.
+            _ if ["WRONGPASS", "NOAUTH", "AuthenticationFailed"]
+                .iter()
+                .any(|word| text.contains(word)) =>
+            {
+                Error::Auth(e)
+            }
             _ if text.contains("NOPERM") => Error::Permission(e),
             _ if e.is_io_error()
                 || e.is_connection_refusal()

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
+use crate::queue::backend::Conn;
 use crate::queue::client::ClientInner;
 use crate::queue::duty::{Backoff, Duty, Shutdown};
 use crate::queue::job::{parse_delivery, Job, Lease};
@@ -15,11 +14,11 @@ const POP_WAIT_SECS: f64 = 1.0;
 /// Entries taken per pop.
 const POP_COUNT: usize = 128;
 
-pub(crate) fn start(inner: Arc<ClientInner>, con: MultiplexedConnection) -> Duty {
+pub(crate) fn start(inner: Arc<ClientInner>, con: Conn) -> Duty {
     Duty::start("inbox", move |shutdown| run(inner, con, shutdown))
 }
 
-async fn run(inner: Arc<ClientInner>, con: MultiplexedConnection, mut shutdown: Shutdown) {
+async fn run(inner: Arc<ClientInner>, con: Conn, mut shutdown: Shutdown) {
     let inbox = inner.queue.keys.inbox(&inner.worker);
     let mut con = Some(con);
     let mut backoff = Backoff::new();

@@ -194,8 +194,8 @@ impl Manager {
 
 /// The names of all queues under the prefix of `opts` (those ever opened).
 pub async fn queue_names(opts: &crate::Options) -> Result<Vec<String>> {
-    let mut con = crate::queue::connection::redis_client(opts)?
-        .get_multiplexed_async_connection()
+    let mut con = crate::queue::backend::Backend::new(opts)?
+        .connection()
         .await?;
     let mut names: Vec<String> = redis::cmd("SMEMBERS")
         .arg(format!("{}:queues", opts.prefix))

@@ -8,6 +8,7 @@
 //! request; the client's renewer (`renewer.rs`) keeps the lease alive until `complete.lua` or
 //! `fail.lua` ends it. The reaper (`reaper.rs`, `reap.lua`) brings back jobs whose lease ran out.
 
+mod backend;
 mod batcher;
 mod client;
 mod connection;

@@ -41,7 +41,10 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.
+    /// The Redis URL: `redis://[user:password@]host[:port][/db]` for one server,
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` for a Redis Cluster, or
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]` for the master
+    /// that Sentinel names; `rediss…` for TLS.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis = url.into();
         self

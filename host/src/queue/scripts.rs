@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::queue::backend::Conn;
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
@@ -29,16 +31,23 @@ script!(RENEW, "renew.lua");
 script!(REAP, "reap.lua");
 script!(DEAD, "dead.lua");
 
-/// Loads every script in one round trip. Called when a queue is opened, so that the first
-/// calls find their script: a NOSCRIPT answer makes the redis crate load and resend, and two
-/// calls resent that way may swap places, which would break the order of one client's
-/// requests.
-pub(crate) async fn load_all(con: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for script in [
+/// Loads every script. Called when a queue is opened, so that the first calls find their
+/// script: a NOSCRIPT answer makes the redis crate load and resend, and two calls resent that
+/// way may swap places, which would break the order of one client's requests. On one server
+/// this is one round trip; on a cluster each `SCRIPT LOAD` goes to every node.
+pub(crate) async fn load_all(con: &mut Conn) -> redis::RedisResult<()> {
+    let all = [
         &*OPEN, &*PUSH, &*ANNOUNCE, &*DISPATCH, &*COMPLETE, &*FAIL, &*RELEASE, &*RENEW, &*REAP,
         &*DEAD,
-    ] {
+    ];
+    if let Conn::Cluster(_) = con {
+        for script in all {
+            script.load_async(con).await?;
+        }
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for script in all {
         pipe.load_script(script).ignore();
     }
     pipe.query_async(con).await

@@ -21,5 +21,5 @@ if redis.call('LLEN', KEYS[1]) == 0 then
   first = first + served
 end
 for i = first, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-if first <= #ARGV and redis.call('LLEN', KEYS[2]) > 0 then redis.call('PUBLISH', ARGV[1], 'free') end
+if first <= #ARGV and redis.call('LLEN', KEYS[2]) > 0 then redis.call('SPUBLISH', ARGV[1], 'free') end
 return served

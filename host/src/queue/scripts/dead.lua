@@ -21,6 +21,6 @@ for i = #entries, 1, -1 do
   end
 end
 if ARGV[1] == 'retry' and n > 0 and redis.call('LLEN', KEYS[5]) > 0 then
-  redis.call('PUBLISH', ARGV[3], 'retried')
+  redis.call('SPUBLISH', ARGV[3], 'retried')
 end
 return n

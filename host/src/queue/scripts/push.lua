@@ -17,5 +17,5 @@ end
 if #items > 0 then redis.call('RPUSH', KEYS[1], unpack(items)) end
 redis.call('HINCRBY', KEYS[4], 'pushed', count)
 -- Wake a manager only when a worker is waiting for work: bulk pushes stay quiet.
-if redis.call('LLEN', KEYS[5]) > 0 then redis.call('PUBLISH', ARGV[1], 'pushed') end
+if redis.call('LLEN', KEYS[5]) > 0 then redis.call('SPUBLISH', ARGV[1], 'pushed') end
 return first

@@ -47,6 +47,6 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now)
 
 if #expired + #due > 0 and redis.call('LLEN', KEYS[10]) > 0 then
-  redis.call('PUBLISH', ARGV[4], 'requeued')
+  redis.call('SPUBLISH', ARGV[4], 'requeued')
 end
 return {#expired, #due, #dropped}

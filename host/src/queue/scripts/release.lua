@@ -6,5 +6,5 @@
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local id, attempt, max = string.match(ARGV[1], '^([^|]+)|(%d+)|(%d+)$')
 redis.call('LPUSH', KEYS[2], id .. '|' .. (tonumber(attempt) - 1) .. '|' .. max)
-if redis.call('LLEN', KEYS[3]) > 0 then redis.call('PUBLISH', ARGV[2], 'released') end
+if redis.call('LLEN', KEYS[3]) > 0 then redis.call('SPUBLISH', ARGV[2], 'released') end
 return 1
