@@ -537,7 +537,7 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "cannot reach Redis",
     );
     let locked = RedisServer::start_with(&["--requirepass", "right"]);
-    let wrong = format!("redis://:wrong@127.0.0.1:{}", locked.port);
+    let wrong = locked.url_with_auth(":wrong");
     let out = cli(&["push", "--queue", "q", "--redis", &wrong, "1"], b"");
     assert_refused(&out, "credentials");
     assert!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sque::{Client, Error, Manager};
+use support::workers::{clients, start_workers};
 use support::{eventually, opts, within, RedisServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -169,38 +170,6 @@ async fn a_frozen_worker_cannot_touch_the_job_once_it_moved_on() {
 }
 
 /// Workers that take jobs until told to stop and record what they handled.
-fn start_workers(
-    clients: Vec<Client>,
-    handled: Arc<Mutex<Vec<i64>>>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    clients
-        .into_iter()
-        .map(|client| {
-            let handled = handled.clone();
-            tokio::spawn(async move {
-                loop {
-                    match client.i_am_free(None).await {
-                        Ok(job) => {
-                            handled.lock().unwrap().push(job.data.as_i64().unwrap());
-                            // An ack lost to a fault is fine: the lease brings the job back.
-                            let _ = client.complete(&job, None).await;
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
-async fn clients(redis: &RedisServer, queue: &str, n: usize) -> Vec<Client> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(Client::new(queue, opts(redis)).await.unwrap());
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manager_killed_mid_stream_loses_nothing_and_another_takes_over() {
     let redis = RedisServer::start();

@@ -603,7 +603,7 @@ async fn an_unreachable_redis_or_a_wrong_password_fails_promptly() {
     assert!(matches!(err, Error::Unavailable(_)), "{err}");
 
     let locked = RedisServer::start_with(&["--requirepass", "s3cret"]);
-    let wrong = format!("redis://:nope@127.0.0.1:{}", locked.port);
+    let wrong = locked.url_with_auth(":nope");
     let err = Manager::new("q", sque::Options::default().redis(wrong))
         .await
         .err()
@@ -613,7 +613,7 @@ async fn an_unreachable_redis_or_a_wrong_password_fails_promptly() {
         !err.to_string().contains("nope"),
         "the password is not echoed: {err}"
     );
-    let right = format!("redis://:s3cret@127.0.0.1:{}", locked.port);
+    let right = locked.url_with_auth(":s3cret");
     let manager = Manager::new("q", sque::Options::default().redis(right))
         .await
         .unwrap();
@@ -643,8 +643,7 @@ async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
         .replace(">PASSWORD", ">s3cret");
     let words: Vec<&str> = acl.split_whitespace().collect();
     let _: () = query(&redis, &words);
-    let opts =
-        |user: &str| opts(&redis).redis(format!("redis://{user}:s3cret@127.0.0.1:{}", redis.port));
+    let opts = |user: &str| opts(&redis).redis(redis.url_with_auth(&format!("{user}:s3cret")));
     let manager = Manager::new("acl", opts("sque-host")).await.unwrap();
     let client = Client::new("acl", opts("sque-host")).await.unwrap();
     manager
