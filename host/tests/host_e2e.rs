@@ -519,6 +519,15 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
     ] {
         assert_refused(&cli(&args, b""), "cannot reach Redis");
     }
+    // Neither a cluster seed nor a sentinel answers.
+    let gone_cluster = format!("redis+cluster://127.0.0.1:{}", gone.port);
+    let gone_sentinel = format!("redis+sentinel://127.0.0.1:{}/mymaster", gone.port);
+    for url in [&gone_cluster, &gone_sentinel] {
+        assert_refused(
+            &cli(&["push", "--queue", "q", "--redis", url, "1"], b""),
+            "cannot reach Redis",
+        );
+    }
     let noop = guest("noop");
     assert_refused(
         &cli(
@@ -544,13 +553,16 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         !stderr(&out).contains("wrong@"),
         "the password is not echoed"
     );
-    assert_refused(
-        &cli(
-            &["push", "--queue", "q", "--redis", "http://nope", "1"],
-            b"",
-        ),
-        "bad Redis URL",
-    );
+    for url in [
+        "http://nope",
+        "redis+cluster://",
+        "redis+sentinel://127.0.0.1:26379",
+    ] {
+        assert_refused(
+            &cli(&["push", "--queue", "q", "--redis", url, "1"], b""),
+            "bad Redis URL",
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
