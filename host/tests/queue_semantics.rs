@@ -36,6 +36,51 @@ async fn the_original_example() {
     manager.shutdown().await.unwrap();
 }
 
+/// The manager's push hands a job straight to a worker that waits for one (as `dispatch.lua`
+/// would, next), once a dispatching manager has left the lease and inbox lifetime in meta.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_serves_a_waiting_worker_itself_once_a_dispatching_manager_set_the_lease() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("direct", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("direct", opts(&redis)).await.unwrap();
+    let request_stored = || async {
+        eventually("a request stored", || async {
+            producer.stats().await.unwrap().requests == 1
+        })
+        .await
+    };
+    // No dispatching manager has run yet: the push leaves the job to one.
+    let (first, dispatcher) = within("first job", async {
+        tokio::join!(client.i_am_free(None), async {
+            request_stored().await;
+            producer.push(json!("first")).await.unwrap();
+            let stats = producer.stats().await.unwrap();
+            assert_eq!((stats.waiting, stats.dispatched), (1, 0), "not handed out");
+            Manager::new("direct", opts(&redis)).await.unwrap()
+        })
+    })
+    .await;
+    assert_eq!(first.unwrap().data, json!("first"));
+    dispatcher.shutdown().await.unwrap();
+
+    // Now no dispatcher runs at all, and the push itself serves the waiting request.
+    let (second, ()) = within("second job, from the push itself", async {
+        tokio::join!(client.i_am_free(None), async {
+            request_stored().await;
+            producer.push(json!("second")).await.unwrap();
+        })
+    })
+    .await;
+    let second = second.unwrap();
+    assert_eq!(second.data, json!("second"));
+    assert_eq!(second.attempt, 1);
+    client.complete(&second, None).await.unwrap();
+    let stats = producer.stats().await.unwrap();
+    assert_eq!((stats.dispatched, stats.completed), (2, 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_clients_requests_are_served_in_the_order_they_were_made() {
     let redis = RedisServer::start();

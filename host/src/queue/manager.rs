@@ -36,11 +36,16 @@ impl Manager {
         let queue = Queue::open(queue, opts).await?;
         let mut duties = Vec::new();
         if queue.opts.dispatch {
-            // The queue's default attempts: the dispatching managers' setting, last one wins.
+            // The dispatching managers' settings, last one wins: the queue's default attempts,
+            // and the lease and inbox lifetime with which `push.lua` serves waiting workers.
             let _: () = redis::cmd("HSET")
                 .arg(&queue.keys.meta)
                 .arg("max_attempts")
                 .arg(queue.opts.max_attempts)
+                .arg("lease")
+                .arg(queue.opts.lease.as_millis() as u64)
+                .arg("inbox_ttl")
+                .arg(queue.opts.inbox_ttl().as_millis() as u64)
                 .query_async(&mut queue.con.clone())
                 .await?;
             warn_unless_noeviction(&queue).await;
@@ -141,6 +146,8 @@ impl Manager {
             .key(&k.meta)
             .key(&k.stats)
             .key(&k.requests)
+            .key(&k.leases)
+            .key(&k.workers)
             .arg(&k.wake);
         for job in jobs {
             inv.arg(&job.json);

@@ -77,7 +77,9 @@ impl Options {
         self
     }
 
-    /// `false` makes a producer-only [`Manager`](crate::Manager) that never dispatches nor reaps.
+    /// `false` makes a producer-only [`Manager`](crate::Manager) that runs no dispatcher nor
+    /// reaper. Its pushes still serve workers that wait, in the push script itself, once a
+    /// dispatching manager has set the queue's lease.
     pub fn dispatch(mut self, on: bool) -> Self {
         self.dispatch = on;
         self

@@ -39,3 +39,34 @@ local function serve(q, waiting, requests)
   end
   return served
 end
+
+-- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
+-- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
+-- dropped. Returns how many were served (and counts them as dispatched).
+-- `keys`: {waiting, requests, workers, stats}
+local function dispatch_stored(q, keys, max_pairs, now)
+  local alive = {}
+  local n = 0
+  while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
+    local req = redis.call('LPOP', keys.requests)
+    if not req then break end
+    local worker, seq = string.match(req, '^([^:]+):(.+)$')
+    if worker then
+      if alive[worker] == nil then
+        local until_ms = redis.call('ZSCORE', keys.workers, worker)
+        alive[worker] = until_ms and tonumber(until_ms) > now or false
+      end
+      if alive[worker] then
+        if serve(q, keys.waiting, {{worker, seq}}) == 1 then
+          n = n + 1
+        else
+          -- No job left after all (purged data): the request keeps its place.
+          redis.call('LPUSH', keys.requests, req)
+          break
+        end
+      end
+    end
+  end
+  if n > 0 then redis.call('HINCRBY', keys.stats, 'dispatched', n) end
+  return n
+end
