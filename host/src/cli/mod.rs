@@ -74,7 +74,10 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Run(_)) {
         die_quietly_on_closed_stdout();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread for everything that talks to Redis: that work is light and mostly waiting,
+    // and one thread wakes no other. `run` gives the guests a runtime of their own (see
+    // cli/run.rs), so a busy guest never holds up renewals, dispatch or stats.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("sque-main")
         .build()
