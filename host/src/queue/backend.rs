@@ -205,8 +205,7 @@ impl Backend {
     /// Subscribes to the sharded channel `channel`.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
         let (sender, messages) = unbounded_channel();
-        let mut moved = None;
-        let con = match self {
+        let (client, moved) = match self {
             Backend::Cluster(clients) => {
                 let mut con = clients
                     .pushes
@@ -218,43 +217,36 @@ impl Backend {
                     )
                     .await?;
                 con.ssubscribe(channel).await?;
-                Conn::Cluster(con)
+                return Ok(Subscription {
+                    _con: Conn::Cluster(con),
+                    messages,
+                    moved: None,
+                });
             }
-            Backend::Single(_) | Backend::Sentinel(_) => {
-                let client = match self {
-                    Backend::Sentinel(sentinel) => {
-                        moved = Some(sentinel.moves.subscribe());
-                        sentinel.master_client().await?
-                    }
-                    _ => self.single_client(),
-                };
-                let info = client.get_connection_info().clone();
-                let resp3 = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP3);
-                let client = redis::Client::open(info.set_redis_settings(resp3))?;
-                let mut con = plain(&client, Some(sender)).await?;
-                // With RESP3 the confirmation is a push that also answers the command.
-                redis::cmd("SSUBSCRIBE")
-                    .arg(channel)
-                    .exec_async(&mut con)
-                    .await?;
-                Conn::Plain(con)
+            Backend::Single(client) => ((**client).clone(), None),
+            Backend::Sentinel(sentinel) => {
+                let moved = sentinel.moves.subscribe();
+                (sentinel.master_client().await?, Some(moved))
             }
         };
+        // The same server, spoken to in RESP3, whose pushes carry the messages.
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))?;
+        let mut con = plain(&client, Some(sender)).await?;
+        // With RESP3 the confirmation is a push that also answers the command.
+        redis::cmd("SSUBSCRIBE")
+            .arg(channel)
+            .exec_async(&mut con)
+            .await?;
         Ok(Subscription {
-            _con: con,
+            _con: Conn::Plain(con),
             messages,
             moved,
         })
-    }
-
-    fn single_client(&self) -> redis::Client {
-        match self {
-            Backend::Single(client) => (**client).clone(),
-            _ => unreachable!("only called for a single server"),
-        }
     }
 }
 
