@@ -85,7 +85,8 @@ async fn queues_spread_over_a_cluster_and_a_restarted_master_loses_nothing() {
 }
 
 /// Sharded pub/sub keeps a wake-up on the node of its queue; plain `PUBLISH` would send
-/// every message over the cluster bus to every node.
+/// every message over the cluster bus to every node (and the mutation to `PUBLISH` in
+/// `release.lua` fails this test).
 #[tokio::test(flavor = "multi_thread")]
 async fn wake_ups_stay_on_the_queues_shard() {
     let redis = RedisServer::start_cluster_with(&[]);
@@ -106,29 +107,49 @@ async fn wake_ups_stay_on_the_queues_shard() {
     let before = bus_publishes(&redis);
 
     let manager = Manager::new(name, opts(&redis)).await.unwrap();
-    let client = Client::new(name, opts(&redis)).await.unwrap();
+    let clients = [
+        Client::new(name, opts(&redis)).await.unwrap(),
+        Client::new(name, opts(&redis)).await.unwrap(),
+    ];
     eventually("the dispatcher subscribed on the queue's node", || async {
         let subscribers: Vec<redis::Value> =
             redis.on_node(owner, &["PUBSUB", "SHARDNUMSUB", &channel]);
         subscribers.get(1) == Some(&redis::Value::Int(1))
     })
     .await;
-    // Each job is pushed while the request waits, so each push publishes a wake-up.
-    for i in 0..50 {
-        let (job, ()) = within("job", async {
-            tokio::join!(client.i_am_free(None), async {
-                eventually("request stored", || async {
+    let spublish_calls = || -> u64 {
+        let stats: String = redis.on_node(owner, &["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_spublish:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    let published_before = spublish_calls();
+    // One job passed back and forth: each holder gives it back while the other's request is
+    // stored, so each `release` publishes a wake-up, and the dispatcher serves the other.
+    manager.push(json!("ball")).await.unwrap();
+    let mut job = within("first job", clients[0].i_am_free(None))
+        .await
+        .unwrap();
+    for round in 0..50 {
+        let (holder, other) = (&clients[round % 2], &clients[(round + 1) % 2]);
+        let (next, ()) = within("the job, passed on", async {
+            tokio::join!(other.i_am_free(None), async {
+                eventually("the other request stored", || async {
                     manager.stats().await.unwrap().requests == 1
                 })
                 .await;
-                manager.push(json!(i)).await.unwrap();
+                holder.release(&job).await.unwrap();
             })
         })
         .await;
-        let job = job.unwrap();
-        assert_eq!(job.data, json!(i));
-        client.complete(&job, None).await.unwrap();
+        job = next.unwrap();
+        assert_eq!(job.data, json!("ball"));
     }
+    assert!(
+        spublish_calls() >= published_before + 50,
+        "every release published a wake-up"
+    );
     assert_eq!(
         bus_publishes(&redis),
         before,
