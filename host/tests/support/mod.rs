@@ -357,10 +357,7 @@ impl RedisServer {
     /// Runs a command on every node (commands about connections, such as `CLIENT KILL`).
     pub fn on_every_node(&self, cmd: &[&str]) {
         for node in &self.nodes {
-            let mut c = redis::cmd(cmd[0]);
-            for a in &cmd[1..] {
-                c.arg(*a);
-            }
+            let c = command(cmd);
             let _: redis::Value = c.query(&mut self.node_con(node)).expect("query");
         }
     }
@@ -388,10 +385,7 @@ impl RedisServer {
 
     /// Runs a command on node `i` alone.
     pub fn on_node<T: redis::FromRedisValue>(&self, i: usize, cmd: &[&str]) -> T {
-        let mut c = redis::cmd(cmd[0]);
-        for a in &cmd[1..] {
-            c.arg(*a);
-        }
+        let c = command(cmd);
         c.query(&mut self.node_con(&self.nodes[i])).expect("query")
     }
 
@@ -513,10 +507,7 @@ impl SentinelSetup {
     }
 
     fn ask_sentinel<T: redis::FromRedisValue>(&self, cmd: &[&str]) -> Option<T> {
-        let mut c = redis::cmd(cmd[0]);
-        for a in &cmd[1..] {
-            c.arg(*a);
-        }
+        let c = command(cmd);
         let mut con = redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinel_port))
             .ok()?
             .get_connection_with_timeout(Duration::from_secs(1))
@@ -608,12 +599,18 @@ pub fn opts(server: &RedisServer) -> sque::Options {
         .backoff_max(Duration::from_millis(100))
 }
 
+/// A command from its words, as `redis-cli` takes them.
+fn command(words: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(words[0]);
+    for word in &words[1..] {
+        c.arg(*word);
+    }
+    c
+}
+
 /// Runs `redis-cli`-like commands on the test server.
 pub fn query<T: redis::FromRedisValue>(server: &RedisServer, cmd: &[&str]) -> T {
-    let mut c = redis::cmd(cmd[0]);
-    for a in &cmd[1..] {
-        c.arg(*a);
-    }
+    let c = command(cmd);
     c.query(&mut *server.con()).expect("query")
 }
 
