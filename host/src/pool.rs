@@ -5,8 +5,10 @@
 //! The wasm runtime is a tokio runtime of its own: guests burning CPU there cannot delay the
 //! lease renewals, dispatch and requests that run on the main runtime.
 //!
-//! Credits: the fetcher takes a credit before it asks, and the credit comes back when the job
-//! is acknowledged, so this host never holds more than `slots + prefetch` jobs.
+//! Credits: the fetcher takes a credit before it asks, and the credit comes back when the
+//! slot has run the job and sent its outcome on its way, so this host never runs or keeps
+//! waiting more than `slots + prefetch` jobs. Returning it then, rather than once the outcome
+//! is recorded, lets the next request travel to Redis in the same call as the completion.
 //!
 //! Shutdown: the fetcher stops asking (its open requests are withdrawn), running jobs get the
 //! grace period to finish, unstarted jobs go back to the head of the queue, and jobs still
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use crate::queue::{Client, Job};
 use crate::sandbox::{Handler, JobInput, Outcome, Sandbox};
@@ -63,6 +66,8 @@ struct Shared {
     handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
     report: std::sync::Mutex<PoolReport>,
+    /// Acknowledgements on their way to Redis: waited for before the pool ends.
+    acks: TaskTracker,
 }
 
 /// Runs the pool until `shutdown` turns true, then winds it down as described above.
@@ -80,9 +85,9 @@ pub async fn run(
         handler,
         wasm,
         report: Default::default(),
+        acks: TaskTracker::new(),
     });
-    let total_credits = (config.slots + config.prefetch) as u32;
-    let credits = Arc::new(Semaphore::new(total_credits as usize));
+    let credits = Arc::new(Semaphore::new(config.slots + config.prefetch));
     let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
@@ -107,8 +112,8 @@ pub async fn run(
     while let Ok((job, _credit)) = rx.try_recv() {
         release(&shared, &job).await;
     }
-    // Every credit back means every outcome is recorded.
-    let _ = credits.acquire_many(total_credits).await;
+    shared.acks.close();
+    shared.acks.wait().await;
     let report = shared
         .report
         .lock()
@@ -185,12 +190,13 @@ async fn slot(
         let Some((job, credit)) = next else { return };
         let (outcome, took) = run_one(&shared, &job, shutdown.clone(), grace).await;
         // The slot goes on to its next job while the outcome travels to Redis (with other
-        // slots' outcomes, batched); the credit comes back once it is recorded.
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            acknowledge(&shared, &job, outcome, took).await;
-            drop(credit);
-        });
+        // slots' outcomes and the requests their credits make, batched). The acknowledgement
+        // is spawned before the credit comes back, so it reaches the batch first.
+        let ack = shared.clone();
+        shared
+            .acks
+            .spawn(async move { acknowledge(&ack, &job, outcome, took).await });
+        drop(credit);
     }
 }
 

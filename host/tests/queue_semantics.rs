@@ -81,6 +81,38 @@ async fn a_push_serves_a_waiting_worker_itself_once_a_dispatching_manager_set_th
     assert_eq!((stats.dispatched, stats.completed), (2, 1));
 }
 
+/// A request made while jobs wait is served by the call that makes it, and the job comes back
+/// in that call's reply: nothing goes through the worker's inbox (no manager runs here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_made_while_jobs_wait_is_answered_in_the_reply_not_through_the_inbox() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("reply", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("reply", opts(&redis)).await.unwrap();
+    producer.push_many((0..3).map(|i| json!(i))).await.unwrap();
+    let node = redis.node_of("sque:{reply}:waiting");
+    // Every job that goes through an inbox sets the inbox's lifetime (PEXPIRE).
+    let inbox_writes = || redis.command_calls(node, "pexpire");
+    let before = inbox_writes();
+    for i in 0..3 {
+        let job = within("a job", client.i_am_free(None)).await.unwrap();
+        assert_eq!((job.data.clone(), job.attempt), (json!(i), 1));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(inbox_writes(), before, "a job went through the inbox");
+    let stats = producer.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.dispatched,
+            stats.completed,
+            stats.in_flight,
+            stats.waiting
+        ),
+        (3, 3, 0, 0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_clients_requests_are_served_in_the_order_they_were_made() {
     let redis = RedisServer::start();

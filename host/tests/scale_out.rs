@@ -117,13 +117,7 @@ async fn wake_ups_stay_on_the_queues_shard() {
         subscribers.get(1) == Some(&redis::Value::Int(1))
     })
     .await;
-    let spublish_calls = || -> u64 {
-        let stats: String = redis.on_node(owner, &["INFO", "commandstats"]);
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_spublish:calls="))
-            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-    };
+    let spublish_calls = || redis.command_calls(owner, "spublish");
     let published_before = spublish_calls();
     // One job passed back and forth: each holder gives it back while the other's request is
     // stored, so each `release` publishes a wake-up, and the dispatcher serves the other.

@@ -5,7 +5,7 @@
 //! deliveries and to renew leases: the truth is in Redis, so losing the process loses nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,7 +15,7 @@ use crate::queue::batcher::Batcher;
 use crate::queue::connection::Queue;
 use crate::queue::duty::Duty;
 use crate::queue::error::{Error, Result};
-use crate::queue::job::Job;
+use crate::queue::job::{parse_delivery, Job, Lease};
 use crate::queue::options::Options;
 use crate::queue::{inbox, renewer, scripts};
 
@@ -42,10 +42,17 @@ pub(crate) struct ClientInner {
     pub queue: Queue,
     pub worker: String,
     state: Mutex<State>,
-    /// Request entries, announced together when they come together.
-    announcer: Batcher<String, ()>,
-    /// Completions `(token, result JSON)`, sent together; each answers whether it held.
-    completer: Batcher<(String, Option<String>), bool>,
+    /// Completions and requests, sent together when they come together (`exchange.lua`).
+    exchanger: Batcher<Exchange, bool>,
+}
+
+/// One item of a worker's traffic to Redis, answered with whether it held.
+enum Exchange {
+    /// "I am free": the request with this sequence number (always holds).
+    Ask(u64),
+    /// The job under this lease token is done, with its result JSON, if any (holds unless
+    /// the lease had moved on).
+    Complete(String, Option<String>),
 }
 
 #[derive(Default)]
@@ -85,33 +92,32 @@ impl Client {
             .query_async(&mut queue.con.clone())
             .await?;
         let worker = worker.to_string();
-        let (announcer, announcing) = Batcher::start("announcer", {
-            let (queue, worker) = (queue.clone(), worker.clone());
-            move |entries| {
-                let (queue, worker) = (queue.clone(), worker.clone());
-                async move { announce(&queue, &worker, entries).await }
+        let blocking = queue.blocking_connection().await?;
+        // The exchanger routes the jobs its replies carry, so it needs the client it serves.
+        let mut exchanging = None;
+        let inner = Arc::new_cyclic(|me: &Weak<ClientInner>| {
+            let me = me.clone();
+            let (exchanger, duty) = Batcher::start("exchanger", move |items| {
+                let me = me.upgrade();
+                async move {
+                    match me {
+                        Some(inner) => exchange(&inner, items).await,
+                        None => Err(Error::Closed),
+                    }
+                }
+            });
+            exchanging = Some(duty);
+            ClientInner {
+                queue,
+                worker,
+                state: Mutex::new(State::default()),
+                exchanger,
             }
         });
-        let (completer, completing) = Batcher::start("completer", {
-            let queue = queue.clone();
-            move |done| {
-                let queue = queue.clone();
-                async move { complete(&queue, done).await }
-            }
-        });
-        let inner = Arc::new(ClientInner {
-            queue,
-            worker,
-            state: Mutex::new(State::default()),
-            announcer,
-            completer,
-        });
-        let blocking = inner.queue.blocking_connection().await?;
         let duties = vec![
             inbox::start(inner.clone(), blocking),
             renewer::start(inner.clone()),
-            announcing,
-            completing,
+            exchanging.expect("set by new_cyclic"),
         ];
         Ok(Client { inner, duties })
     }
@@ -189,10 +195,7 @@ impl Client {
             return Box::pin(self.i_am_free(request_id)).await;
         }
         if let Some(seq) = new_seq {
-            self.inner
-                .announcer
-                .submit(self.inner.request_entry(seq))
-                .await?;
+            self.inner.exchanger.submit(Exchange::Ask(seq)).await?;
         }
         let rx = guard.rx.as_mut().expect("receiver present until resolved");
         let job = rx.await.map_err(|_| Error::Closed)?;
@@ -208,8 +211,8 @@ impl Client {
         self.inner.begin_ack(job.lease_token());
         let held = self
             .inner
-            .completer
-            .submit((job.lease_token().to_string(), result))
+            .exchanger
+            .submit(Exchange::Complete(job.lease_token().to_string(), result))
             .await?;
         self.inner.forget(job.lease_token());
         if held {
@@ -364,6 +367,32 @@ impl ClientInner {
         None
     }
 
+    /// Takes a delivery (from the inbox or an exchange's reply) and routes it to its request;
+    /// a job nobody waits for any more goes back to the head of the queue.
+    pub fn accept(self: &Arc<Self>, entry: &str) {
+        let delivery = match parse_delivery(entry) {
+            Ok(d) => d,
+            Err(e) => {
+                // Its lease will run out and the reaper will move it on; nothing here can fix it.
+                tracing::error!(queue = %self.queue.keys.queue, "{e}: {entry:.200}");
+                return;
+            }
+        };
+        let job = Job {
+            id: delivery.id,
+            queue: self.queue.keys.queue.clone(),
+            data: delivery.data,
+            attempt: delivery.attempt,
+            request_id: None,
+            lease: Arc::new(Lease {
+                token: delivery.token,
+            }),
+        };
+        if let Some(orphan) = self.deliver(delivery.request, job) {
+            self.release_later(orphan);
+        }
+    }
+
     /// Marks a held job as being acknowledged (completed, failed or given back).
     fn begin_ack(&self, token: &str) {
         self.lock().acking.insert(token.to_string());
@@ -482,10 +511,11 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Stores request entries (`announce.lua`); those that can be served at once are.
-async fn announce(queue: &Queue, worker: &str, entries: Vec<String>) -> Result<Vec<()>> {
-    let (k, opts) = (&queue.keys, &queue.opts);
-    let mut inv = scripts::ANNOUNCE.prepare_invoke();
+/// Sends completions and requests (`exchange.lua`), routes the jobs handed out at once, and
+/// answers, for each item, whether it held.
+async fn exchange(inner: &Arc<ClientInner>, items: Vec<Exchange>) -> Result<Vec<bool>> {
+    let (k, opts) = (&inner.queue.keys, &inner.queue.opts);
+    let mut inv = scripts::EXCHANGE.prepare_invoke();
     inv.key(&k.requests)
         .key(&k.waiting)
         .key(&k.workers)
@@ -493,36 +523,45 @@ async fn announce(queue: &Queue, worker: &str, entries: Vec<String>) -> Result<V
         .key(&k.leases)
         .key(&k.stats)
         .key(&k.meta)
+        .key(&k.errors)
+        .key(&k.results)
+        .key(&k.results_at)
         .arg(&k.wake)
-        .arg(worker)
-        .arg(opts.lease.as_millis() as u64)
+        .arg(&inner.worker)
+        .arg(inner.heartbeat_ttl().as_millis() as u64)
         .arg(opts.lease.as_millis() as u64)
         .arg(opts.max_attempts)
         .arg(&k.base)
         .arg(opts.inbox_ttl().as_millis() as u64);
-    for e in &entries {
-        inv.arg(e);
+    let completions = items
+        .iter()
+        .filter(|i| matches!(i, Exchange::Complete(..)))
+        .count();
+    inv.arg(completions);
+    for item in &items {
+        if let Exchange::Complete(token, result) = item {
+            match result {
+                Some(json) => inv.arg(token).arg("1").arg(json),
+                None => inv.arg(token).arg("0").arg(""),
+            };
+        }
     }
-    let _: i64 = inv.invoke_async(&mut queue.con.clone()).await?;
-    Ok(vec![(); entries.len()])
-}
-
-/// Completes jobs (`complete.lua`); answers, for each, whether its lease still held.
-async fn complete(queue: &Queue, done: Vec<(String, Option<String>)>) -> Result<Vec<bool>> {
-    let k = &queue.keys;
-    let mut inv = scripts::COMPLETE.prepare_invoke();
-    inv.key(&k.leases)
-        .key(&k.jobs)
-        .key(&k.errors)
-        .key(&k.stats)
-        .key(&k.results)
-        .key(&k.results_at);
-    for (token, result) in &done {
-        match result {
-            Some(json) => inv.arg(token).arg("1").arg(json),
-            None => inv.arg(token).arg("0").arg(""),
-        };
+    for item in &items {
+        if let Exchange::Ask(seq) = item {
+            inv.arg(inner.request_entry(*seq));
+        }
     }
-    let held: Vec<i64> = inv.invoke_async(&mut queue.con.clone()).await?;
-    Ok(held.into_iter().map(|h| h == 1).collect())
+    let (held, delivered): (Vec<i64>, Vec<String>) =
+        inv.invoke_async(&mut inner.queue.con.clone()).await?;
+    for entry in &delivered {
+        inner.accept(entry);
+    }
+    let mut held = held.into_iter();
+    Ok(items
+        .iter()
+        .map(|item| match item {
+            Exchange::Ask(_) => true,
+            Exchange::Complete(..) => held.next() == Some(1),
+        })
+        .collect())
 }

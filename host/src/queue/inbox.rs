@@ -1,5 +1,6 @@
-//! The inbox reader duty of a client: pops the jobs the dispatcher put in this worker's
-//! inbox (a blocking pop on a connection of its own) and routes each to its request.
+//! The inbox reader duty of a client: pops the jobs a manager (or a push) put in this
+//! worker's inbox (a blocking pop on a connection of its own) and routes each to its request.
+//! Jobs handed out the moment they are asked for come back in the exchange's reply instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,6 @@ use std::time::Duration;
 use crate::queue::backend::Conn;
 use crate::queue::client::ClientInner;
 use crate::queue::duty::{Backoff, Duty, Shutdown};
-use crate::queue::job::{parse_delivery, Job, Lease};
 
 /// How long one blocking pop waits before the loop looks at the shutdown signal again.
 const POP_WAIT_SECS: f64 = 1.0;
@@ -52,7 +52,7 @@ async fn run(inner: Arc<ClientInner>, con: Conn, mut shutdown: Shutdown) {
         match popped {
             Ok(Some((_, entries))) => {
                 for entry in entries {
-                    route(&inner, &entry);
+                    inner.accept(&entry);
                 }
             }
             Ok(None) => {}
@@ -62,29 +62,5 @@ async fn run(inner: Arc<ClientInner>, con: Conn, mut shutdown: Shutdown) {
                 shutdown.sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-fn route(inner: &Arc<ClientInner>, entry: &str) {
-    let delivery = match parse_delivery(entry) {
-        Ok(d) => d,
-        Err(e) => {
-            // Its lease will run out and the reaper will move it on; nothing here can fix it.
-            tracing::error!(queue = %inner.queue.keys.queue, "{e}: {entry:.200}");
-            return;
-        }
-    };
-    let job = Job {
-        id: delivery.id,
-        queue: inner.queue.keys.queue.clone(),
-        data: delivery.data,
-        attempt: delivery.attempt,
-        request_id: None,
-        lease: Arc::new(Lease {
-            token: delivery.token,
-        }),
-    };
-    if let Some(orphan) = inner.deliver(delivery.request, job) {
-        inner.release_later(orphan);
     }
 }

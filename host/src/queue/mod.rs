@@ -2,11 +2,12 @@
 //!
 //! One job's way through these modules: [`Manager::push`] (`manager.rs`, script `push.lua`)
 //! puts it at the tail of `waiting`; a worker's [`Client::i_am_free`] (`client.rs`,
-//! `announce.lua`) stores a request; the manager's dispatcher (`dispatcher.rs`,
-//! `dispatch.lua`) pairs the oldest job with the oldest request and puts it in the worker's
-//! inbox under a lease; the client's inbox reader (`inbox.rs`) hands it to the waiting
-//! request; the client's renewer (`renewer.rs`) keeps the lease alive until `complete.lua` or
-//! `fail.lua` ends it. The reaper (`reaper.rs`, `reap.lua`) brings back jobs whose lease ran out.
+//! `exchange.lua`) takes it under a lease at once if it waits, else stores a request; the
+//! manager's dispatcher (`dispatcher.rs`, `dispatch.lua`) pairs the oldest job with the
+//! oldest stored request and puts it in the worker's inbox under a lease, where the client's
+//! inbox reader (`inbox.rs`) finds it; the client's renewer (`renewer.rs`) keeps the lease
+//! alive until `exchange.lua` (a completion, sent with the next requests) or `fail.lua` ends
+//! it. The reaper (`reaper.rs`, `reap.lua`) brings back jobs whose lease ran out.
 
 mod backend;
 mod batcher;

@@ -22,9 +22,8 @@ macro_rules! script {
 
 script!(OPEN, "open.lua");
 script!(PUSH, "push.lua");
-script!(ANNOUNCE, "announce.lua");
+script!(EXCHANGE, "exchange.lua");
 script!(DISPATCH, "dispatch.lua");
-script!(COMPLETE, "complete.lua");
 script!(FAIL, "fail.lua");
 script!(RELEASE, "release.lua");
 script!(RENEW, "renew.lua");
@@ -37,8 +36,7 @@ script!(DEAD, "dead.lua");
 /// this is one round trip; on a cluster each `SCRIPT LOAD` goes to every node.
 pub(crate) async fn load_all(con: &mut Conn) -> redis::RedisResult<()> {
     let all = [
-        &*OPEN, &*PUSH, &*ANNOUNCE, &*DISPATCH, &*COMPLETE, &*FAIL, &*RELEASE, &*RENEW, &*REAP,
-        &*DEAD,
+        &*OPEN, &*PUSH, &*EXCHANGE, &*DISPATCH, &*FAIL, &*RELEASE, &*RENEW, &*REAP, &*DEAD,
     ];
     if let Conn::Cluster(_) = con {
         for script in all {

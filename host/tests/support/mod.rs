@@ -389,6 +389,17 @@ impl RedisServer {
         c.query(&mut self.node_con(&self.nodes[i])).expect("query")
     }
 
+    /// How many times node `i` has run `command` (lower case) since it started, from
+    /// `INFO commandstats`; commands run inside scripts count too.
+    pub fn command_calls(&self, i: usize, command: &str) -> u64 {
+        let stats: String = self.on_node(i, &["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
     /// `kill -9` node `i` alone, then starts it again on its port and data (a master
     /// restarted without failover: there are no replicas).
     pub fn restart_node(&mut self, i: usize) {

@@ -13,7 +13,8 @@ end
 -- deadline, and {"r":seq,"t":token,"d":data} goes to the worker's inbox. Returns false, and
 -- drops the item, when the job's data is gone (a purged job).
 -- `q`: {jobs = key, leases = key, base = "p:{q}:", deadline = ms, default_max = n,
--- inbox_ttl = ms}
+-- inbox_ttl = ms, out = table or nil}. With `q.out`, the delivery is appended to it (the
+-- caller returns it to the worker in its reply) instead of going through the inbox.
 local function hand_out(q, item, worker, seq)
   local id, attempt, max = string.match(item, '^([^|]+)|(%d+)|?(%d*)$')
   local data = id and redis.call('HGET', q.jobs, id)
@@ -21,9 +22,14 @@ local function hand_out(q, item, worker, seq)
   if max == '' then max = q.default_max end
   local token = id .. '|' .. (tonumber(attempt) + 1) .. '|' .. max
   redis.call('ZADD', q.leases, q.deadline, token)
-  local inbox = q.base .. 'inbox:' .. worker
-  redis.call('RPUSH', inbox, '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data .. '}')
-  redis.call('PEXPIRE', inbox, q.inbox_ttl)
+  local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data .. '}'
+  if q.out then
+    q.out[#q.out + 1] = delivery
+  else
+    local inbox = q.base .. 'inbox:' .. worker
+    redis.call('RPUSH', inbox, delivery)
+    redis.call('PEXPIRE', inbox, q.inbox_ttl)
+  end
   return true
 end
 
