@@ -2,8 +2,11 @@
 //! asked for ahead, so that no slot idles for a round trip), runs each job in a fresh
 //! sandboxed instance on the wasm runtime, and acknowledges it.
 //!
-//! The wasm runtime is a tokio runtime of its own: guests burning CPU there cannot delay the
-//! lease renewals, dispatch and requests that run on the main runtime.
+//! The slots run on the wasm runtime, a tokio runtime of its own: guests burning CPU there
+//! cannot delay the lease renewals, dispatch and requests that run on the main runtime. Jobs
+//! cross between the two runtimes in channels (the fetcher's to the slots, the client's
+//! batcher for the outcomes), so a thread that is busy anyway picks up a whole burst of them
+//! instead of being woken once per job.
 //!
 //! Credits: the fetcher takes a credit before it asks, and the credit comes back when the
 //! slot has run the job and sent its outcome on its way, so this host never runs or keeps
@@ -14,10 +17,12 @@
 //! grace period to finish, unstarted jobs go back to the head of the queue, and jobs still
 //! running when the grace period ends are failed (retried later elsewhere).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -91,22 +96,29 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
+    let (outcomes, finished) = mpsc::unbounded_channel::<Finished>();
+
     let fetcher = tokio::spawn(fetch(shared.clone(), credits.clone(), tx, shutdown.clone()));
+    let acknowledger = tokio::spawn(acknowledge_all(shared.clone(), finished));
     let slots: Vec<_> = (0..config.slots)
         .map(|_| {
-            tokio::spawn(slot(
+            shared.wasm.spawn(slot(
                 shared.clone(),
                 rx.clone(),
+                outcomes.clone(),
                 shutdown.clone(),
                 config.grace,
             ))
         })
         .collect();
+    drop(outcomes);
 
     let _ = fetcher.await;
     for s in slots {
         let _ = s.await;
     }
+    // The slots are gone, and with them the senders: the acknowledger has seen every outcome.
+    let _ = acknowledger.await;
     // Whatever is left in the channel was never started: back to the head of the queue.
     let mut rx = rx.lock().await;
     while let Ok((job, _credit)) = rx.try_recv() {
@@ -171,10 +183,12 @@ async fn fetch(
     }
 }
 
-/// Runs jobs one at a time until shutdown, finishing the one in hand within the grace.
+/// Runs jobs one at a time until shutdown, finishing the one in hand within the grace. Runs
+/// on the wasm runtime.
 async fn slot(
     shared: Arc<Shared>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(Job, OwnedSemaphorePermit)>>>,
+    outcomes: mpsc::UnboundedSender<Finished>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -190,12 +204,9 @@ async fn slot(
         let Some((job, credit)) = next else { return };
         let (outcome, took) = run_one(&shared, &job, shutdown.clone(), grace).await;
         // The slot goes on to its next job while the outcome travels to Redis (with other
-        // slots' outcomes and the requests their credits make, batched). The acknowledgement
-        // is spawned before the credit comes back, so it reaches the batch first.
-        let ack = shared.clone();
-        shared
-            .acks
-            .spawn(async move { acknowledge(&ack, &job, outcome, took).await });
+        // slots' outcomes and the requests their credits make, batched). The outcome is
+        // passed on before the credit comes back, so it reaches the batch first.
+        let _ = outcomes.send(Finished { job, outcome, took });
         drop(credit);
     }
 }
@@ -219,28 +230,40 @@ async fn run_one(
         tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started");
     }
     let started = Instant::now();
-    let sandbox = shared.sandbox.clone();
-    let mut task = shared
-        .wasm
-        .spawn(async move { sandbox.run(&handler, input).await });
-    let finished = tokio::select! {
-        done = &mut task => Some(done),
+    // A panic in the host's own code for this job fails the job, not the slot.
+    let run = AssertUnwindSafe(shared.sandbox.run(&handler, input)).catch_unwind();
+    // Past the grace period the run is dropped, and the guest's store with it.
+    let outcome = tokio::select! {
+        done = run => done.unwrap_or_else(|_| {
+            Outcome::Retry("the host failed while running the job (a bug in sque-host)".into())
+        }),
         _ = async {
             stopping(&mut shutdown).await;
             tokio::time::sleep(grace).await;
-        } => None,
-    };
-    let outcome = match finished {
-        Some(Ok(outcome)) => outcome,
-        Some(Err(e)) => Outcome::Retry(format!("the host lost the job's task: {e}")),
-        None => {
-            task.abort();
-            Outcome::Retry(format!(
-                "the host shut down and the job did not finish within the grace period of {grace:?}"
-            ))
-        }
+        } => Outcome::Retry(format!(
+            "the host shut down and the job did not finish within the grace period of {grace:?}"
+        )),
     };
     (outcome, started.elapsed())
+}
+
+/// A job a slot has run, on its way to be acknowledged.
+struct Finished {
+    job: Job,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// Acknowledges every outcome the slots pass on, each in a task of its own on the main
+/// runtime (tracked, so that the pool ends only once they are recorded), until the slots
+/// are gone.
+async fn acknowledge_all(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+    while let Some(Finished { job, outcome, took }) = finished.recv().await {
+        let ack = shared.clone();
+        shared
+            .acks
+            .spawn(async move { acknowledge(&ack, &job, outcome, took).await });
+    }
 }
 
 async fn acknowledge(shared: &Shared, job: &Job, outcome: Outcome, took: Duration) {
