@@ -204,10 +204,14 @@ async fn slot(
         let Some((job, credit)) = next else { return };
         let (outcome, took) = run_one(&shared, &job, shutdown.clone(), grace).await;
         // The slot goes on to its next job while the outcome travels to Redis (with other
-        // slots' outcomes and the requests their credits make, batched). The outcome is
-        // passed on before the credit comes back, so it reaches the batch first.
-        let _ = outcomes.send(Finished { job, outcome, took });
-        drop(credit);
+        // slots' outcomes and the requests their credits make, batched). The credit goes
+        // with the outcome: one message to the main runtime, not two wake-ups.
+        let _ = outcomes.send(Finished {
+            job,
+            outcome,
+            took,
+            credit,
+        });
     }
 }
 
@@ -252,17 +256,26 @@ struct Finished {
     job: Job,
     outcome: Outcome,
     took: Duration,
+    credit: OwnedSemaphorePermit,
 }
 
 /// Acknowledges every outcome the slots pass on, each in a task of its own on the main
 /// runtime (tracked, so that the pool ends only once they are recorded), until the slots
-/// are gone.
+/// are gone. The job's credit comes back once its acknowledgement is on its way (spawned
+/// first, it reaches the batch before the request the credit makes), not once recorded.
 async fn acknowledge_all(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Finished>) {
-    while let Some(Finished { job, outcome, took }) = finished.recv().await {
+    while let Some(done) = finished.recv().await {
+        let Finished {
+            job,
+            outcome,
+            took,
+            credit,
+        } = done;
         let ack = shared.clone();
         shared
             .acks
             .spawn(async move { acknowledge(&ack, &job, outcome, took).await });
+        drop(credit);
     }
 }
 
