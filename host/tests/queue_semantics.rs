@@ -472,6 +472,29 @@ async fn a_stale_holder_is_refused_and_cannot_touch_the_new_lease() {
     assert_eq!(manager.result(&new.id).await.unwrap(), Some(json!("done")));
 }
 
+/// Completions travel in batches; a job completed twice at once (both in one batch) is
+/// completed once, and the second call is told its lease is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_completed_twice_at_once_counts_once_and_the_second_is_refused() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("twice", opts(&redis)).await.unwrap();
+    manager.push(json!("x")).await.unwrap();
+    let client = Client::new("twice", opts(&redis)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let (a, b) = within("both completions", async {
+        tokio::join!(client.complete(&job, None), client.complete(&job, None))
+    })
+    .await;
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(Error::StaleLease { attempt: 1, .. })))
+        .count();
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(refused, 1, "{a:?} {b:?}");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.completed, stats.in_flight), (1, 0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn leases_are_renewed_while_a_slow_job_runs() {
     let redis = RedisServer::start();

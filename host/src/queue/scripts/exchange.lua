@@ -2,7 +2,8 @@
 -- requests ("I am free"). A slot that finishes a job and asks for the next one costs one
 -- round trip, and the jobs that can be handed out at once come back in the reply.
 --
--- Completions: each entry is refused (0) when its token is stale, and then changes nothing.
+-- Completions: each entry is refused (0) when its token is stale (or named twice), and then
+-- changes nothing.
 -- Requests: the worker's heartbeat is renewed. When no older request is stored, the new ones
 -- are served at once from the waiting jobs (as a manager would serve them next) and their
 -- deliveries returned; the lease is taken here, so a reply lost on the way is a lease that
@@ -19,24 +20,34 @@
 local now = now_ms()
 local held = {}
 local completions = tonumber(ARGV[8])
-local done = 0
-for i = 9, 8 + 3 * completions, 3 do
-  local token = ARGV[i]
-  if redis.call('ZREM', KEYS[5], token) == 0 then
-    held[#held + 1] = 0
-  else
-    local id = string.match(token, '^([^|]+)|')
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('HDEL', KEYS[8], id)
-    if ARGV[i + 1] == '1' then
-      redis.call('HSET', KEYS[9], id, ARGV[i + 2])
-      redis.call('ZADD', KEYS[10], now, id)
+if completions > 0 then
+  -- One ZMSCORE tells which leases still hold; one call each then ends them all.
+  local tokens = {}
+  for i = 1, completions do tokens[i] = ARGV[6 + 3 * i] end
+  local scores = redis.call('ZMSCORE', KEYS[5], unpack(tokens))
+  local ended, ids, seen = {}, {}, {}
+  for i, token in ipairs(tokens) do
+    if scores[i] and not seen[token] then
+      seen[token] = true
+      local id = string.match(token, '^([^|]+)|')
+      ended[#ended + 1] = token
+      ids[#ids + 1] = id
+      if ARGV[7 + 3 * i] == '1' then
+        redis.call('HSET', KEYS[9], id, ARGV[8 + 3 * i])
+        redis.call('ZADD', KEYS[10], now, id)
+      end
+      held[i] = 1
+    else
+      held[i] = 0
     end
-    done = done + 1
-    held[#held + 1] = 1
+  end
+  if #ended > 0 then
+    redis.call('ZREM', KEYS[5], unpack(ended))
+    redis.call('HDEL', KEYS[4], unpack(ids))
+    redis.call('HDEL', KEYS[8], unpack(ids))
+    redis.call('HINCRBY', KEYS[6], 'completed', #ended)
   end
 end
-if done > 0 then redis.call('HINCRBY', KEYS[6], 'completed', done) end
 
 local first = 9 + 3 * completions
 local delivered = {}

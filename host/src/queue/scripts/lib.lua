@@ -8,40 +8,50 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2])
 end
 
--- Hands the job of a waiting item ("id|attempts" or "id|attempts|max") to request `seq` of
--- `worker`: the attempt goes up by one, the lease (token "id|attempt|max") is scored by its
--- deadline, and {"r":seq,"t":token,"d":data} goes to the worker's inbox. Returns false, and
--- drops the item, when the job's data is gone (a purged job).
+-- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order), oldest job to
+-- oldest request, while jobs wait. Each waiting item ("id|attempts" or "id|attempts|max")
+-- becomes a delivery: the attempt goes up by one, the lease (token "id|attempt|max") is
+-- scored by its deadline, and {"r":seq,"t":token,"d":data} goes to the worker's inbox, or,
+-- with `q.out`, is appended to it (the caller returns it in its reply). An item whose data
+-- is gone (a purged job) is dropped. Batched: one LPOP, one HMGET and one ZADD serve all the
+-- requests that jobs are left for. Returns how many requests were served; the rest are left
+-- to the caller.
 -- `q`: {jobs = key, leases = key, base = "p:{q}:", deadline = ms, default_max = n,
--- inbox_ttl = ms, out = table or nil}. With `q.out`, the delivery is appended to it (the
--- caller returns it to the worker in its reply) instead of going through the inbox.
-local function hand_out(q, item, worker, seq)
-  local id, attempt, max = string.match(item, '^([^|]+)|(%d+)|?(%d*)$')
-  local data = id and redis.call('HGET', q.jobs, id)
-  if not data then return false end
-  if max == '' then max = q.default_max end
-  local token = id .. '|' .. (tonumber(attempt) + 1) .. '|' .. max
-  redis.call('ZADD', q.leases, q.deadline, token)
-  local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data .. '}'
-  if q.out then
-    q.out[#q.out + 1] = delivery
-  else
-    local inbox = q.base .. 'inbox:' .. worker
-    redis.call('RPUSH', inbox, delivery)
-    redis.call('PEXPIRE', inbox, q.inbox_ttl)
-  end
-  return true
-end
-
--- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order) while jobs wait.
--- Returns how many requests were served; the rest are left to the caller.
+-- inbox_ttl = ms, out = table or nil}
 local function serve(q, waiting, requests)
   local served = 0
   while served < #requests do
-    local item = redis.call('LPOP', waiting)
-    if not item then break end
-    local r = requests[served + 1]
-    if hand_out(q, item, r[1], r[2]) then served = served + 1 end
+    local wanted = #requests - served
+    local items = redis.call('LPOP', waiting, wanted)
+    if not items then break end
+    local parsed, ids = {}, {}
+    for i, item in ipairs(items) do
+      local id, attempt, max = string.match(item, '^([^|]+)|(%d+)|?(%d*)$')
+      parsed[i] = {id, attempt, max}
+      ids[i] = id or ''
+    end
+    local data = redis.call('HMGET', q.jobs, unpack(ids))
+    local leases = {}
+    for i, p in ipairs(parsed) do
+      if p[1] and data[i] then
+        served = served + 1
+        local worker, seq = requests[served][1], requests[served][2]
+        local max = p[3] == '' and q.default_max or p[3]
+        local token = p[1] .. '|' .. (tonumber(p[2]) + 1) .. '|' .. max
+        leases[#leases + 1] = q.deadline
+        leases[#leases + 1] = token
+        local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
+        if q.out then
+          q.out[#q.out + 1] = delivery
+        else
+          local inbox = q.base .. 'inbox:' .. worker
+          redis.call('RPUSH', inbox, delivery)
+          redis.call('PEXPIRE', inbox, q.inbox_ttl)
+        end
+      end
+    end
+    if #leases > 0 then redis.call('ZADD', q.leases, unpack(leases)) end
+    if #items < wanted then break end
   end
   return served
 end
