@@ -130,6 +130,29 @@ async fn misbehaving_guests_fail_with_their_reason_while_good_jobs_go_through() 
     );
 }
 
+/// A guest's output is taken as it writes: a guest that prints a thousand lines does not wait
+/// for its turn on the runtime once per line behind guests that compute (it used to, and ran
+/// out of its time here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_prints_is_not_held_up_by_guests_that_compute() {
+    let redis = RedisServer::start();
+    let mut jobs: Vec<Value> = (0..3).map(|_| json!({"do": "loop"})).collect();
+    jobs.push(json!({"do": "print", "arg": 1 << 20}));
+    push_lines(&redis, "printer", &jobs, &["--max-attempts", "1"]);
+    let host = fixtures_host(
+        &redis,
+        "printer",
+        &["--slots", "4", "--guest-threads", "1", "--timeout", "2s"],
+    );
+    let m = Manager::new("printer", producer_opts(&redis))
+        .await
+        .unwrap();
+    wait_counts(&m, 1, 3).await;
+    let printed = m.result(&JobId::from("4")).await.unwrap();
+    assert_eq!(printed, Some(json!({"printed": 1 << 20})));
+    host.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn capabilities_are_denied_unless_granted() {
     let redis = RedisServer::start();

@@ -6,8 +6,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// How many bytes a guest may write in one go (what `check-write` grants).
+const WRITE_PERMIT: usize = 64 << 10;
 
 /// The log budget and identity of one job, shared by its stdout, stderr and log import.
 #[derive(Clone)]
@@ -121,6 +126,35 @@ impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    /// Written in place: the default adapter passes every write to a background task and
+    /// makes the guest wait for it, so a guest that prints waited for its turn on the runtime
+    /// once per line, behind every other guest's time slice (a few hundred lines could take
+    /// seconds beside guests that compute).
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.take(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
 }
 
 impl AsyncWrite for GuestOutput {
