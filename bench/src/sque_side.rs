@@ -110,23 +110,13 @@ fn start_host(
             &redis.url(),
         ])
         .args(["--handler", guest(handler).to_str().unwrap()])
-        .args([
-            "--slots",
-            &slots.to_string(),
-            "--prefetch",
-            &prefetch(slots).to_string(),
-        ])
+        // The prefetch is left to its default, the adaptive window (host/src/prefetch.rs).
+        .args(["--slots", &slots.to_string()])
         .arg("--cache-dir")
         .arg(cache)
         .stdout(Stdio::null())
         .spawn()
         .context("starting sque-host run")
-}
-
-/// Jobs asked for ahead of free slots: enough that acknowledgements in flight never leave a
-/// slot waiting (tuned by hand on the 2-core machine; see bench/README.md).
-fn prefetch(slots: usize) -> usize {
-    (slots * 2).max(32)
 }
 
 async fn process(

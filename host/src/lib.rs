@@ -35,4 +35,7 @@ pub mod sandbox;
 pub mod pool;
 
 #[cfg(feature = "host")]
+pub mod prefetch;
+
+#[cfg(feature = "host")]
 pub mod cli;

@@ -18,6 +18,7 @@
 //! running when the grace period ends are failed (retried later elsewhere).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::prefetch::{self, Prefetch};
 use crate::queue::{Client, Job};
 use crate::sandbox::{Handler, JobInput, Outcome, Sandbox};
 
@@ -33,7 +35,9 @@ use crate::sandbox::{Handler, JobInput, Outcome, Sandbox};
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
     pub slots: usize,
-    pub prefetch: usize,
+    /// Jobs asked for ahead of free slots: fixed, or `None` for the adaptive window
+    /// (`prefetch.rs`).
+    pub prefetch: Option<usize>,
     /// How long running jobs may take to finish after shutdown is asked for.
     pub grace: Duration,
 }
@@ -73,6 +77,8 @@ struct Shared {
     report: std::sync::Mutex<PoolReport>,
     /// Acknowledgements on their way to Redis: waited for before the pool ends.
     acks: TaskTracker,
+    /// Jobs the slots have finished, for the adaptive prefetch.
+    finished: AtomicU64,
 }
 
 /// Runs the pool until `shutdown` turns true, then winds it down as described above.
@@ -91,14 +97,22 @@ pub async fn run(
         wasm,
         report: Default::default(),
         acks: TaskTracker::new(),
+        finished: AtomicU64::new(0),
     });
-    let credits = Arc::new(Semaphore::new(config.slots + config.prefetch));
+    let prefetch = Prefetch::new(config.prefetch, config.slots);
+    let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
     let (tx, rx) = mpsc::unbounded_channel::<(Job, OwnedSemaphorePermit)>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
     let (outcomes, finished) = mpsc::unbounded_channel::<Finished>();
 
-    let fetcher = tokio::spawn(fetch(shared.clone(), credits.clone(), tx, shutdown.clone()));
+    let fetcher = tokio::spawn(fetch(
+        shared.clone(),
+        credits.clone(),
+        prefetch,
+        tx,
+        shutdown.clone(),
+    ));
     let acknowledger = tokio::spawn(acknowledge_all(shared.clone(), finished));
     let slots: Vec<_> = (0..config.slots)
         .map(|_| {
@@ -136,10 +150,11 @@ pub async fn run(
 
 /// Keeps a request open for every free credit, until shutdown, and passes jobs on in the
 /// order the requests were made (which is the order the queue serves them): slots start jobs
-/// in queue order.
+/// in queue order. Resizes an adaptive prefetch as the rate of finished jobs changes.
 async fn fetch(
     shared: Arc<Shared>,
     credits: Arc<Semaphore>,
+    mut prefetch: Prefetch,
     tx: mpsc::UnboundedSender<(Job, OwnedSemaphorePermit)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -147,12 +162,17 @@ async fn fetch(
     let mut asks = FuturesOrdered::new();
     let mut backoff = Duration::from_millis(50);
     let mut pause = None;
+    let mut retune = tokio::time::interval(prefetch::RETUNE_EVERY);
+    retune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Dropping `asks` on return withdraws the open requests; a job that reached one
         // meanwhile goes back to the head of the queue.
         tokio::select! {
             biased;
             _ = stopping(&mut shutdown) => return,
+            _ = retune.tick(), if prefetch.is_adaptive() => {
+                prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
+            }
             credit = credits.clone().acquire_owned() => {
                 let credit = credit.expect("never closed");
                 let client = &client;
@@ -265,6 +285,7 @@ struct Finished {
 /// first, it reaches the batch before the request the credit makes), not once recorded.
 async fn acknowledge_all(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Finished>) {
     while let Some(done) = finished.recv().await {
+        shared.finished.fetch_add(1, Ordering::Relaxed);
         let Finished {
             job,
             outcome,

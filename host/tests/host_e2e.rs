@@ -254,6 +254,31 @@ async fn capabilities_are_denied_unless_granted() {
     host.stop().await;
 }
 
+/// The default prefetch adapts to the rate jobs finish: slow jobs leave the rest of the queue
+/// to other hosts (here at most the slots plus as many ahead, and the outcomes on their way)
+/// instead of a fixed batch being leased to this one.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_slow_jobs_the_adaptive_prefetch_takes_no_more_than_the_slots_ahead() {
+    let redis = RedisServer::start();
+    let jobs: Vec<Value> = (0..24).map(|_| json!({"do": "sleep", "arg": 40})).collect();
+    push_lines(&redis, "slow", &jobs, &[]);
+    let host = fixtures_host(&redis, "slow", &["--slots", "2"]);
+    let m = Manager::new("slow", producer_opts(&redis)).await.unwrap();
+    let most_in_flight = std::sync::atomic::AtomicU64::new(0);
+    eventually("24 slow jobs completed", || async {
+        let s = m.stats().await.unwrap();
+        most_in_flight.fetch_max(s.in_flight, std::sync::atomic::Ordering::Relaxed);
+        s.completed == 24
+    })
+    .await;
+    let most = most_in_flight.into_inner();
+    // 2 running, 2 ahead, and at most one finished job per slot whose completion is on its way.
+    assert!(most <= 6, "{most} jobs leased to one host at once");
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("prefetch adaptive"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
     let redis = RedisServer::start();

@@ -31,7 +31,8 @@ pub struct Args {
     slots: u32,
 
     /// Jobs asked for ahead of free slots, so that no slot waits for a round trip (they are
-    /// leased meanwhile, and given back unstarted on shutdown). Default: as many as --slots.
+    /// leased meanwhile, and given back unstarted on shutdown). Default: adaptive, about 5 ms
+    /// of work at the rate jobs finish, at least --slots and at most 1024.
     #[arg(long, env = "SQUE_PREFETCH")]
     prefetch: Option<u32>,
 
@@ -125,7 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .max_job_bytes(args.max_job_bytes);
     let queue = args.queue.queue.clone();
     crate::validate_queue_name(&queue)?;
-    let prefetch = args.prefetch.unwrap_or(args.slots);
+    let prefetch = args.prefetch.map(|n| n as usize);
     let url = opts.redis_url_redacted();
 
     // The handler first: a bad file is the commonest mistake, and it needs no Redis.
@@ -137,7 +138,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .ok_or_else(|| usage("--handler is required"))?;
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-            slots: args.slots + prefetch,
+            // Only the slots run guests; the room a reload needs is in the sizing itself.
+            slots: args.slots,
             limits: Limits {
                 timeout: args.timeout,
                 max_memory: args.max_memory,
@@ -184,7 +186,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         if manager.is_some() { "on" } else { "off" },
         if worker.is_some() { args.slots } else { 0 },
-        if prefetch > 0 { format!(", prefetch {}", prefetch) } else { String::new() },
+        match prefetch {
+            Some(n) => format!(", prefetch {n}"),
+            None => ", prefetch adaptive".to_string(),
+        },
     );
 
     let (stop_tx, stop) = watch::channel(false);
@@ -210,7 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             wasm.handle().clone(),
             PoolConfig {
                 slots: args.slots as usize,
-                prefetch: prefetch as usize,
+                prefetch,
                 grace: args.grace,
             },
             stop.clone(),

@@ -1,0 +1,135 @@
+//! How many jobs a host asks for ahead of its free slots.
+//!
+//! Jobs asked for ahead wait in the host, leased, so that no slot waits for a round trip to
+//! Redis. How many that takes depends on how fast jobs finish: a noop handler finishes
+//! ~100,000 jobs a second on two cores and needs a few hundred in hand to hide a batched
+//! round trip; a handler that takes 100 ms needs none. A fixed number is wrong for one or the
+//! other, so by default the prefetch adapts (like a TCP window sized to the bandwidth-delay
+//! product): it keeps about [`WINDOW`] of work in hand at the rate jobs have been finishing,
+//! never fewer than the slots and never more than [`MAX`]. A job held ahead is a job another
+//! host cannot take, so the window stays short; `--prefetch N` fixes it instead.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+/// The work, in time at the current rate, the adaptive prefetch keeps in hand.
+pub const WINDOW: Duration = Duration::from_millis(5);
+/// The most jobs the adaptive prefetch asks for ahead.
+pub const MAX: usize = 1024;
+/// How often the adaptive prefetch looks at the rate again.
+pub const RETUNE_EVERY: Duration = Duration::from_millis(100);
+
+/// The prefetch of one pool: fixed, or adapted to the rate of finished jobs.
+#[derive(Debug)]
+pub struct Prefetch {
+    current: usize,
+    adaptive: Option<Rate>,
+}
+
+#[derive(Debug)]
+struct Rate {
+    floor: usize,
+    finished: u64,
+    at: Instant,
+}
+
+impl Prefetch {
+    /// `Some(n)`: always `n`. `None`: adaptive, starting from (and never below) `slots`.
+    pub fn new(fixed: Option<usize>, slots: usize) -> Prefetch {
+        match fixed {
+            Some(n) => Prefetch {
+                current: n,
+                adaptive: None,
+            },
+            None => Prefetch {
+                current: slots,
+                adaptive: Some(Rate {
+                    floor: slots,
+                    finished: 0,
+                    at: Instant::now(),
+                }),
+            },
+        }
+    }
+
+    /// Jobs asked for ahead right now.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive.is_some()
+    }
+
+    /// Looks at how many jobs have finished in all (`finished`) and resizes the window:
+    /// credits are added to `credits` at once; credits to take away are taken as they come
+    /// free (a credit in use is never taken from its job).
+    pub fn retune(&mut self, finished: u64, credits: &Semaphore) {
+        let Some(rate) = &mut self.adaptive else {
+            return;
+        };
+        let now = Instant::now();
+        let elapsed = now.duration_since(rate.at).as_secs_f64();
+        if elapsed <= 0.0 {
+            return;
+        }
+        let per_sec = finished.saturating_sub(rate.finished) as f64 / elapsed;
+        (rate.finished, rate.at) = (finished, now);
+        let target = ((per_sec * WINDOW.as_secs_f64()).ceil() as usize)
+            .clamp(rate.floor, MAX.max(rate.floor));
+        if target > self.current {
+            credits.add_permits(target - self.current);
+            tracing::debug!(
+                "prefetch {} -> {target} ({per_sec:.0} jobs/s)",
+                self.current
+            );
+            self.current = target;
+        } else if target < self.current {
+            let taken = credits.forget_permits(self.current - target);
+            if taken > 0 {
+                tracing::debug!(
+                    "prefetch {} -> {} ({per_sec:.0} jobs/s)",
+                    self.current,
+                    self.current - taken
+                );
+            }
+            self.current -= taken;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_prefetch_never_moves() {
+        let credits = Semaphore::new(10);
+        let mut p = Prefetch::new(Some(6), 4);
+        std::thread::sleep(Duration::from_millis(2));
+        p.retune(1_000_000, &credits);
+        assert_eq!((p.current(), credits.available_permits()), (6, 10));
+    }
+
+    #[test]
+    fn the_adaptive_prefetch_follows_the_rate_between_the_slots_and_the_cap() {
+        // 4 slots + 4 ahead to start with.
+        let credits = Semaphore::new(8);
+        let mut p = Prefetch::new(None, 4);
+        // Fast: far more than the cap's worth of work in the window.
+        std::thread::sleep(Duration::from_millis(20));
+        p.retune(10_000_000, &credits);
+        assert_eq!(p.current(), MAX);
+        assert_eq!(credits.available_permits(), 4 + MAX);
+        // Slow: nothing finished; the window shrinks back to the slots, as credits come free.
+        let held = credits.try_acquire_many((4 + MAX - 10) as u32).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        p.retune(10_000_000, &credits);
+        assert_eq!(p.current(), MAX - 10, "only free credits are taken");
+        drop(held);
+        p.retune(10_000_000, &credits);
+        assert_eq!(p.current(), 4);
+        assert_eq!(credits.available_permits(), 8);
+    }
+}
