@@ -18,7 +18,7 @@ pub const WINDOW: Duration = Duration::from_millis(5);
 /// The most jobs the adaptive prefetch asks for ahead.
 pub const MAX: usize = 1024;
 /// How often the adaptive prefetch looks at the rate again.
-pub const RETUNE_EVERY: Duration = Duration::from_millis(100);
+pub const RETUNE_EVERY: Duration = Duration::from_millis(25);
 
 /// The prefetch of one pool: fixed, or adapted to the rate of finished jobs.
 #[derive(Debug)]
