@@ -4,9 +4,9 @@
 //!
 //! The slots run on the wasm runtime, a tokio runtime of its own: guests burning CPU there
 //! cannot delay the lease renewals, dispatch and requests that run on the main runtime. Jobs
-//! cross between the two runtimes in channels (the fetcher's to the slots, the client's
-//! batcher for the outcomes), so a thread that is busy anyway picks up a whole burst of them
-//! instead of being woken once per job.
+//! cross between the two runtimes in channels (the fetcher's to the slots, the slots'
+//! outcomes to the acknowledger), so a thread that is busy anyway picks up a whole burst of
+//! them instead of being woken once per job.
 //!
 //! Credits: the fetcher takes a credit before it asks, and the credit comes back when the
 //! slot has run the job and sent its outcome on its way, so this host never runs or keeps
