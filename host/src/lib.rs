@@ -38,4 +38,7 @@ pub mod pool;
 pub mod prefetch;
 
 #[cfg(feature = "host")]
+pub mod outbox;
+
+#[cfg(feature = "host")]
 pub mod cli;

@@ -5,8 +5,9 @@
 //! The slots run on the wasm runtime, a tokio runtime of its own: guests burning CPU there
 //! cannot delay the lease renewals, dispatch and requests that run on the main runtime. Jobs
 //! cross between the two runtimes in channels (the fetcher's to the slots, the slots'
-//! outcomes, gathered into bursts by the forwarder, to the acknowledger), so a thread that
-//! is busy anyway picks up a whole burst of them instead of being woken once per job.
+//! outcomes, gathered into bursts by the outbox (`outbox.rs`), to the acknowledger), so a
+//! thread that is busy anyway picks up a whole burst of them instead of being woken once per
+//! job.
 //!
 //! Credits: the fetcher takes a credit before it asks, and the credit comes back when the
 //! slot has run the job and sent its outcome on its way, so this host never runs or keeps
@@ -28,6 +29,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::outbox::Outbox;
 use crate::prefetch::{self, Prefetch};
 use crate::queue::{Client, Job};
 use crate::sandbox::{Handler, JobInput, Outcome, Sandbox};
@@ -105,9 +107,9 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel::<Ready>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
-    let (outcomes, finished) = mpsc::unbounded_channel::<Finished>();
-    let (batches, finished_batches) = mpsc::unbounded_channel::<Vec<Finished>>();
-    let forwarder = shared.wasm.spawn(forward(finished, batches));
+    let (bursts, finished) = mpsc::unbounded_channel::<Vec<Finished>>();
+    let outbox = Outbox::new(bursts);
+    let forwarder = shared.wasm.spawn(outbox.clone().forward());
 
     let fetcher = tokio::spawn(fetch(
         shared.clone(),
@@ -116,27 +118,29 @@ pub async fn run(
         tx,
         shutdown.clone(),
     ));
-    let acknowledger = tokio::spawn(acknowledge_all(shared.clone(), finished_batches));
+    let acknowledger = tokio::spawn(acknowledge_all(shared.clone(), finished));
     let slots: Vec<_> = (0..config.slots)
         .map(|_| {
             shared.wasm.spawn(slot(
                 shared.clone(),
                 rx.clone(),
-                outcomes.clone(),
+                outbox.clone(),
                 shutdown.clone(),
                 config.grace,
             ))
         })
         .collect();
-    drop(outcomes);
 
     let _ = fetcher.await;
     for s in slots {
         let _ = s.await;
     }
-    // The slots are gone, and with them the senders: the forwarder has passed on every
-    // outcome, and the acknowledger has seen them all.
+    // The slots are gone: what they left in the outbox goes now, and with the outbox gone
+    // the acknowledger's channel closes once it has seen every outcome.
+    forwarder.abort();
     let _ = forwarder.await;
+    outbox.flush();
+    drop(outbox);
     let _ = acknowledger.await;
     // Whatever is left in the channel was never started: back to the head of the queue.
     let mut rx = rx.lock().await;
@@ -214,7 +218,7 @@ async fn fetch(
 async fn slot(
     shared: Arc<Shared>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Ready>>>,
-    outcomes: mpsc::UnboundedSender<Finished>,
+    outbox: Arc<Outbox<Finished>>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -233,8 +237,8 @@ async fn slot(
         let (outcome, took) = run_one(&shared, &job, input, shutdown.clone(), grace).await;
         // The slot goes on to its next job while the outcome travels to Redis (with other
         // slots' outcomes and the requests their credits make, batched). The credit goes
-        // with the outcome, through the forwarder.
-        let _ = outcomes.send(Finished {
+        // with the outcome, through the outbox.
+        outbox.put(Finished {
             job,
             outcome,
             took,
@@ -298,31 +302,6 @@ struct Finished {
     outcome: Outcome,
     took: Duration,
     credit: OwnedSemaphorePermit,
-}
-
-/// Passes the slots' outcomes to the main runtime in bursts, until the slots are gone. Runs
-/// on the wasm runtime.
-///
-/// Every message to the main runtime wakes its thread (an eventfd write, and a context switch
-/// on the other side, about a microsecond each per job at full speed). So the forwarder lets
-/// the slots that are ready to run go first (`yield_now` puts it back only once the wasm
-/// runtime has run out of ready tasks, or at its next maintenance tick, a few dozen polls
-/// later), then sends everything that finished meanwhile as one message. A lone outcome on
-/// an idle host is not held up: the runtime runs out of ready tasks at once.
-async fn forward(
-    mut outcomes: mpsc::UnboundedReceiver<Finished>,
-    batches: mpsc::UnboundedSender<Vec<Finished>>,
-) {
-    while let Some(first) = outcomes.recv().await {
-        tokio::task::yield_now().await;
-        let mut batch = vec![first];
-        while let Ok(more) = outcomes.try_recv() {
-            batch.push(more);
-        }
-        if batches.send(batch).is_err() {
-            return;
-        }
-    }
 }
 
 /// Acknowledges every outcome the slots pass on, a burst at a time in a task of its own on
