@@ -9,7 +9,10 @@
 //! - [`FLUSH_AFTER`] has passed since the last burst: the slot sends at once (a slow job's
 //!   outcome never waits for others);
 //! - the wasm runtime has no other task ready: the forwarder, which waits for that with
-//!   `yield_now`, sends whatever is there. On an idle host that is at once.
+//!   `yield_now`, sends whatever is there. On an idle host that is at once;
+//! - the sweeper, a thread of its own, finds it has waited [`FLUSH_AFTER`] (it looks every
+//!   [`SWEEP_EVERY`]). That is for a runtime kept busy by guests that compute: it polls the
+//!   forwarder only at its maintenance ticks, which are then up to 61 time slices apart.
 //!
 //! The bound matters: a credit comes back with its outcome, and the fetcher asks for the
 //! next job only then. Waiting only for the runtime to go idle held outcomes, and so the
@@ -25,6 +28,9 @@ pub const FLUSH_AT: usize = 16;
 
 /// The longest an outcome waits for others while slots keep finishing jobs.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(1);
+
+/// How often the sweeper looks.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(5);
 
 /// Gathers items from many tasks of one runtime and sends them on in bursts.
 pub struct Outbox<T> {
@@ -77,13 +83,34 @@ impl<T: Send + 'static> Outbox<T> {
 
     /// Sends whatever waits.
     pub fn flush(&self) {
+        self.flush_when(|_| true);
+    }
+
+    /// Sends whatever waits if there is any and `due` says so.
+    fn flush_when(&self, due: impl FnOnce(&Pending<T>) -> bool) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.items.is_empty() {
+        if pending.items.is_empty() || !due(&pending) {
             return;
         }
         let burst = take(&mut pending);
         drop(pending);
         let _ = self.out.send(burst);
+    }
+
+    /// Starts the sweeper: every [`SWEEP_EVERY`], for as long as the outbox lives, it sends
+    /// what has waited since the last burst for the outbox's bound.
+    pub fn start_sweeper(self: &Arc<Self>) {
+        let outbox = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("sque-outbox".into())
+            .spawn(move || loop {
+                std::thread::sleep(SWEEP_EVERY);
+                let Some(outbox) = outbox.upgrade() else {
+                    return;
+                };
+                outbox.flush_when(|p| p.last_sent.elapsed() >= outbox.flush_after);
+            })
+            .expect("spawn the outbox's sweeper thread");
     }
 
     /// Sends what waits once the runtime it runs on has no other task ready (`yield_now`
@@ -127,6 +154,19 @@ mod tests {
         std::thread::sleep(FLUSH_AFTER);
         outbox.put(7);
         assert_eq!(rx.try_recv().unwrap(), vec![7]);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_sends_what_waited_with_no_forwarder_and_no_more_items() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let outbox = Outbox::with_flush_after(tx, Duration::from_millis(50));
+        outbox.start_sweeper();
+        outbox.put(1);
+        let burst = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(burst.expect("the sweeper sent nothing"), Some(vec![1]));
+        drop(outbox);
+        let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(closed.expect("the channel stayed open"), None);
     }
 
     #[tokio::test]

@@ -109,6 +109,7 @@ pub async fn run(
 
     let (bursts, finished) = mpsc::unbounded_channel::<Vec<Finished>>();
     let outbox = Outbox::new(bursts);
+    outbox.start_sweeper();
     let forwarder = shared.wasm.spawn(outbox.clone().forward());
 
     let fetcher = tokio::spawn(fetch(
