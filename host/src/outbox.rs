@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 /// The most outcomes that wait for a burst.
-pub const FLUSH_AT: usize = 16;
+pub const FLUSH_AT: usize = 64;
 
 /// The longest an outcome waits for others while slots keep finishing jobs.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(1);
