@@ -11,10 +11,9 @@
 //!
 //! Credits: the fetcher takes a credit before it asks, and the credit travels with the job
 //! and its outcome until the acknowledger has sent that outcome on its way, so this host
-//! never runs or keeps waiting more than `slots + prefetch` jobs (besides finished ones
-//! waiting in the outbox, at most 64 or a few milliseconds). Returning it then, rather than
-//! once the outcome is recorded, lets the next request travel to Redis in the same call as
-//! the completion.
+//! never holds more than `slots + prefetch` jobs, finished ones waiting in the outbox
+//! included. Returning it then, rather than once the outcome is recorded, lets the next
+//! request travel to Redis in the same call as the completion.
 //!
 //! Shutdown: the fetcher stops asking (its open requests are withdrawn), running jobs get the
 //! grace period to finish, unstarted jobs go back to the head of the queue, and jobs still
