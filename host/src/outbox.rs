@@ -18,7 +18,7 @@
 //! next job only then. Waiting only for the runtime to go idle held outcomes, and so the
 //! requests, for as long as the slots had jobs in hand, and the slots then ran dry.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
@@ -73,9 +73,7 @@ impl<T: Send + 'static> Outbox<T> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.items.push(item);
         if pending.items.len() >= FLUSH_AT || pending.last_sent.elapsed() >= self.flush_after {
-            let burst = take(&mut pending);
-            drop(pending);
-            let _ = self.out.send(burst);
+            self.send(pending);
         } else if pending.items.len() == 1 {
             self.arrived.notify_one();
         }
@@ -88,11 +86,16 @@ impl<T: Send + 'static> Outbox<T> {
 
     /// Sends whatever waits if there is any and `due` says so.
     fn flush_when(&self, due: impl FnOnce(&Pending<T>) -> bool) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.items.is_empty() || !due(&pending) {
-            return;
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.items.is_empty() && due(&pending) {
+            self.send(pending);
         }
-        let burst = take(&mut pending);
+    }
+
+    /// Sends what waits as one burst, letting go of the lock before the send.
+    fn send(&self, mut pending: MutexGuard<'_, Pending<T>>) {
+        pending.last_sent = Instant::now();
+        let burst = std::mem::replace(&mut pending.items, Vec::with_capacity(FLUSH_AT));
         drop(pending);
         let _ = self.out.send(burst);
     }
@@ -123,11 +126,6 @@ impl<T: Send + 'static> Outbox<T> {
             self.flush();
         }
     }
-}
-
-fn take<T>(pending: &mut Pending<T>) -> Vec<T> {
-    pending.last_sent = Instant::now();
-    std::mem::replace(&mut pending.items, Vec::with_capacity(FLUSH_AT))
 }
 
 #[cfg(test)]

@@ -322,14 +322,10 @@ async fn acknowledge_all(
         shared
             .finished
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let mut credits = Vec::with_capacity(batch.len());
-        let outcomes: Vec<_> = batch
+        let (outcomes, credits): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|done| {
-                credits.push(done.credit);
-                (done.job, done.outcome, done.took)
-            })
-            .collect();
+            .map(|done| ((done.job, done.outcome, done.took), done.credit))
+            .unzip();
         let ack = shared.clone();
         shared.acks.spawn(async move {
             join_all(
