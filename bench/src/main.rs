@@ -8,8 +8,6 @@
 
 mod bullmq;
 mod cases;
-#[path = "../../host/tests/support/guests.rs"]
-mod guests;
 mod redis_server;
 mod report;
 mod sque_side;
@@ -104,8 +102,8 @@ fn build() -> anyhow::Result<()> {
     if !host.success() {
         bail!("building sque-host failed");
     }
-    guests::guest("noop");
-    guests::guest("fixtures");
+    sque_testing::guests::guest("noop");
+    sque_testing::guests::guest("fixtures");
     Ok(())
 }
 

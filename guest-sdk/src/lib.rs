@@ -33,7 +33,7 @@ pub use sque_guest_macro::handler;
 pub mod __bindings {
     wit_bindgen::generate!({
         world: "handler",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export",
         default_bindings_module: "::sque_guest::__bindings",

@@ -8,18 +8,15 @@
 //!
 //! `cargo bench -p sque-host --bench sandbox`
 
-#[path = "../tests/support/guests.rs"]
-mod guests;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use sque::sandbox::{Grants, Handler, JobInput, Limits, Outcome, Sandbox, SandboxConfig};
+use sque_host::sandbox::{Grants, Handler, JobInput, Limits, Outcome, Sandbox, SandboxConfig};
 
 mod plain {
     use wasmtime::component::{HasSelf, Linker, ResourceTable};
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
     use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-    wasmtime::component::bindgen!({ world: "handler", path: "../wit" });
+    wasmtime::component::bindgen!({ world: "handler", path: "wit" });
 
     pub struct State {
         wasi: WasiCtx,
@@ -89,7 +86,7 @@ fn job() -> JobInput {
 }
 
 fn sandbox(c: &mut Criterion) {
-    let noop = guests::guest("noop");
+    let noop = sque_testing::guests::guest("noop");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

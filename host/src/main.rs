@@ -1,4 +1,4 @@
-//! `sque-host`: the binary. All of it lives in the library's `cli` module.
+//! `sque-host`: the binary. All of it lives in the `cli` module.
 
 /// mimalloc rather than glibc's malloc: a job's way through the host allocates and frees
 /// many small, short-lived objects on two threads (the queue's and the guests'), and glibc's
@@ -10,5 +10,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    sque::cli::main()
+    sque_host::cli::main()
 }

@@ -312,6 +312,11 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
         s.waiting, 6,
         "prefetched jobs went back to the queue: {s:?}"
     );
+    assert_eq!(
+        (s.requests, s.workers),
+        (0, 0),
+        "the host withdrew its requests and left: {s:?}\n{log}"
+    );
     assert!(log.contains("given back to the head of the queue"), "{log}");
 
     // A second host takes the rest: every job once, the given-back ones still on attempt 1.
@@ -541,11 +546,47 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "the ids pushed before it"
     );
     assert_refused(&push(b"\xff\xfe\x00junk\n", &[]), "line 1: not UTF-8");
+    // The size limit is the queue's: set with `queue config`, then every push holds to it.
+    let out = cli(
+        &[
+            "queue",
+            "config",
+            "--queue",
+            "guarded",
+            "--redis",
+            &url,
+            "--max-job-bytes",
+            "1KiB",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("max_job_bytes 1024"));
     let long = format!("{{\"x\":\"{}\"}}\n", "y".repeat(5000));
     assert_refused(
-        &push(long.as_bytes(), &["--max-job-bytes", "1KiB"]),
+        &push(long.as_bytes(), &[]),
         "line 1: the job is over the limit of 1024 bytes",
     );
+    assert_refused(
+        &cli(
+            &[
+                "queue", "config", "--queue", "guarded", "--redis", &url, "--lease", "1ms",
+            ],
+            b"",
+        ),
+        "lease must be at least 100 ms",
+    );
+    // Reads of a queue that does not exist say so, and create nothing.
+    for args in [
+        vec!["queue", "config", "--queue", "nosuch", "--redis", &url],
+        vec!["stats", "--queue", "nosuch", "--redis", &url],
+        vec!["dead", "list", "--queue", "nosuch", "--redis", &url],
+        vec!["dead", "purge", "--queue", "nosuch", "--redis", &url],
+    ] {
+        assert_refused(&cli(&args, b""), "queue \"nosuch\" does not exist");
+    }
+    let made: Vec<String> = sque_testing::query(&redis, &["KEYS", "sque:{nosuch}*"]);
+    assert!(made.is_empty(), "nothing was created: {made:?}");
     assert_refused(
         &cli(&["push", "--queue", "bad name", "--redis", &url, "1"], b""),
         "invalid queue name",

@@ -37,8 +37,8 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    pub fn options(&self) -> crate::Options {
-        let opts = crate::Options::default()
+    pub fn options(&self) -> sque::Options {
+        let opts = sque::Options::default()
             .redis(self.url.clone())
             .prefix(self.prefix.clone());
         match &self.tls_ca {
@@ -99,12 +99,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() || cause.is::<crate::sandbox::LoadError>() {
             return 2;
         }
-        if let Some(q) = cause.downcast_ref::<crate::Error>() {
-            return match q.cause() {
-                crate::Error::Unavailable(_)
-                | crate::Error::Auth(_)
-                | crate::Error::Permission(_)
-                | crate::Error::Protocol { .. } => 2,
+        if let Some(q) = cause.downcast_ref::<sque::Error>() {
+            return match q {
+                sque::Error::Unavailable(_)
+                | sque::Error::Auth(_)
+                | sque::Error::Permission(_)
+                | sque::Error::Protocol { .. } => 2,
                 other if other.is_bad_input() => 2,
                 _ => 1,
             };

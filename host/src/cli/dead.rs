@@ -1,9 +1,9 @@
 //! `sque-host dead list|retry|purge`: the jobs that used up their attempts or failed for good.
 
 use anyhow::Context as _;
+use sque::{Admin, Inspector, JobId};
 
 use crate::cli::common::{QueueArg, RedisArgs};
-use crate::{JobId, Manager};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,9 +18,10 @@ enum Action {
         #[command(flatten)]
         target: Target,
         /// How many at most.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, env = "SQUE_DEAD_LIMIT", default_value_t = 100)]
         limit: usize,
-        #[arg(long)]
+        /// One JSON object a line instead of text.
+        #[arg(long, env = "SQUE_DEAD_JSON")]
         json: bool,
     },
     /// Put dead jobs back at the tail of the queue, their attempts started again.
@@ -47,13 +48,26 @@ struct Target {
 }
 
 impl Target {
-    async fn manager(&self) -> anyhow::Result<Manager> {
-        crate::validate_queue_name(&self.queue.queue)?;
-        let opts = self.redis.options().dispatch(false);
-        let url = opts.redis_url_redacted();
-        Manager::new(&self.queue.queue, opts)
+    fn context(&self) -> String {
+        format!(
+            "queue {:?} at Redis {}",
+            self.queue.queue,
+            self.redis.options().redis_url_redacted()
+        )
+    }
+
+    async fn inspector(&self) -> anyhow::Result<Inspector> {
+        sque::validate_queue_name(&self.queue.queue)?;
+        Inspector::new(&self.queue.queue, self.redis.options())
             .await
-            .with_context(|| format!("connecting to Redis at {url}"))
+            .with_context(|| self.context())
+    }
+
+    async fn admin(&self) -> anyhow::Result<Admin> {
+        sque::validate_queue_name(&self.queue.queue)?;
+        Admin::new(&self.queue.queue, self.redis.options())
+            .await
+            .with_context(|| self.context())
     }
 }
 
@@ -64,8 +78,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let manager = target.manager().await?;
-            let jobs = manager.dead_jobs(limit).await?;
+            let inspector = target.inspector().await?;
+            let jobs = inspector.dead_jobs(limit).await?;
             let jobs = jobs
                 .into_iter()
                 .filter(|j| target.id.as_deref().is_none_or(|id| j.id.as_str() == id));
@@ -89,15 +103,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Action::Retry { target } => {
-            let manager = target.manager().await?;
-            let n = manager
+            let admin = target.admin().await?;
+            let n = admin
                 .retry_dead(target.id.clone().map(JobId::from).as_ref())
                 .await?;
             println!("{n} job(s) back in queue {:?}", target.queue.queue);
         }
         Action::Purge { target } => {
-            let manager = target.manager().await?;
-            let n = manager
+            let admin = target.admin().await?;
+            let n = admin
                 .purge_dead(target.id.clone().map(JobId::from).as_ref())
                 .await?;
             println!("{n} dead job(s) purged from {:?}", target.queue.queue);

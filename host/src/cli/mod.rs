@@ -1,11 +1,12 @@
-//! The `sque-host` command line: one file a subcommand, over the `queue`, `sandbox` and
-//! `pool` modules. Errors end as one line on stderr and an exit code: 0 success, 2 bad input
+//! The `sque-host` command line: one file a subcommand, over the `sque` library and the
+//! `sandbox` and `pool` modules. Errors end as one line on stderr and an exit code: 0 success, 2 bad input
 //! or usage (including an unreachable Redis or refused credentials at start), 1 anything else.
 
 mod check;
 mod common;
 mod dead;
 mod push;
+mod queue;
 mod run;
 mod stats;
 
@@ -28,9 +29,11 @@ pub use common::UsageError;
         sque-host run --queue emails --handler send_email.wasm --slots 16\n  \
         sque-host stats --queue emails\n  \
         sque-host check send_email.wasm\n  \
-        sque-host dead list --queue emails\n\n\
-        Every flag can also be set by an environment variable (shown in each subcommand's --help), \
-        e.g. SQUE_REDIS_URL.",
+        sque-host dead list --queue emails\n  \
+        sque-host queue config --queue emails --lease 10s\n\n\
+        Settings can also be given as environment variables (shown in each subcommand's --help), \
+        e.g. SQUE_REDIS_URL. Flags that name what to act on (a job argument, --id, --create) \
+        and the settings of `queue config` have none: those happen only when typed.",
     after_help = "Exit codes: 0 success, 2 bad input or usage (also: Redis unreachable or credentials refused at start), 1 other failures."
 )]
 struct Cli {
@@ -55,6 +58,8 @@ enum Command {
     Check(check::Args),
     /// List, retry or purge the dead list of a queue.
     Dead(dead::Args),
+    /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention).
+    Queue(queue::Args),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -95,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Dead(args) => dead::run(args).await,
+            Command::Queue(args) => queue::run(args).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

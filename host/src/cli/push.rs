@@ -10,9 +10,10 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
+use sque::ndjson::{check_job_json, read_line_bounded, LineRead};
+use sque::{EncodedJob, JobOptions, Producer};
+
 use crate::cli::common::{parse_size, usage, QueueArg, RedisArgs, UsageError};
-use crate::ndjson::{check_job_json, read_line_bounded, LineRead};
-use crate::{EncodedJob, JobOptions, Manager};
 
 /// Jobs per batch handed from the reader to the pusher.
 const BATCH: usize = 2000;
@@ -30,42 +31,45 @@ pub struct Args {
     redis: RedisArgs,
 
     /// Attempts of these jobs before the dead list (default: the queue's).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "SQUE_PUSH_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
 
-    /// Largest job accepted, in bytes of JSON.
-    #[arg(long, env = "SQUE_MAX_JOB_BYTES", default_value = "1MiB", value_parser = parse_size)]
-    max_job_bytes: usize,
+    /// Queue setting: the largest job, in bytes of JSON, for a queue this push creates
+    /// [default: 1MiB]. An existing queue's own limit is the one that holds.
+    #[arg(long, env = "SQUE_MAX_JOB_BYTES", value_parser = parse_size)]
+    max_job_bytes: Option<usize>,
 
     /// Never show a progress bar, even on a terminal.
-    #[arg(long)]
+    #[arg(long, env = "SQUE_QUIET")]
     quiet: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    crate::validate_queue_name(&args.queue.queue)?;
-    let opts = args
-        .redis
-        .options()
-        .max_job_bytes(args.max_job_bytes)
-        .dispatch(false);
+    sque::validate_queue_name(&args.queue.queue)?;
+    let mut opts = args.redis.options();
+    if let Some(n) = args.max_job_bytes {
+        opts = opts.max_job_bytes(n);
+    }
     let job_options = JobOptions {
         max_attempts: args.max_attempts,
     };
     if let Some(json) = &args.json {
         // Check before connecting: bad input changes nothing and needs no Redis.
-        check_job_json(json.as_bytes(), args.max_job_bytes)
-            .map_err(|e| usage(format!("the job argument: {e}")))?;
-        let manager = connect(&args, opts).await?;
-        let job = manager.encode_json(json.trim().to_string(), &job_options)?;
-        let ids = manager.push_encoded(&[job]).await?;
+        check_job_json(
+            json.as_bytes(),
+            opts.queue_settings().max_job_bytes as usize,
+        )
+        .map_err(|e| usage(format!("the job argument: {e}")))?;
+        let producer = connect(&args, opts).await?;
+        let job = producer.encode_json(json.trim().to_string(), &job_options)?;
+        let ids = producer.push_encoded(&[job]).await?;
         println!("{}", ids[0]);
         return Ok(());
     }
-    let manager = connect(&args, opts).await?;
+    let producer = connect(&args, opts).await?;
 
     let (tx, mut rx) = mpsc::channel::<Result<Vec<String>, UsageError>>(4);
-    let limit = args.max_job_bytes;
+    let limit = producer.max_job_bytes();
     let reader = tokio::task::spawn_blocking(move || read_stdin(limit, tx));
     let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new_spinner();
@@ -89,9 +93,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         let jobs = lines
             .into_iter()
-            .map(|json| manager.encode_json(json, &job_options))
+            .map(|json| producer.encode_json(json, &job_options))
             .collect::<Result<Vec<EncodedJob>, _>>()?;
-        let ids = manager
+        let ids = producer
             .push_encoded(&jobs)
             .await
             .with_context(|| format!("pushing after {pushed} jobs"))?;
@@ -118,9 +122,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(args: &Args, opts: crate::Options) -> anyhow::Result<Manager> {
+async fn connect(args: &Args, opts: sque::Options) -> anyhow::Result<Producer> {
     let url = opts.redis_url_redacted();
-    Manager::new(&args.queue.queue, opts)
+    Producer::new(&args.queue.queue, opts)
         .await
         .with_context(|| format!("connecting to Redis at {url}"))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::common::{parse_duration, parse_size, usage, QueueArg, RedisArgs};
 use crate::pool::{self, CurrentHandler, PoolConfig};
@@ -50,17 +50,21 @@ pub struct Args {
     #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
     max_memory: usize,
 
-    /// Attempts of a job before the dead list (the queue's default; a job's own setting wins).
-    #[arg(long, env = "SQUE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    max_attempts: u32,
+    /// Queue setting: attempts of a job before the dead list (a job's own limit wins).
+    /// Given to a queue this host creates [default: 5]; an existing queue keeps its own, and
+    /// the host says so if it differs (change it with `sque-host queue config`).
+    #[arg(long, env = "SQUE_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: Option<u32>,
 
-    /// How long a job stays leased without renewal: a crashed host's jobs come back after it.
-    #[arg(long, env = "SQUE_LEASE", default_value = "5s", value_parser = parse_duration)]
-    lease: Duration,
+    /// Queue setting: how long a job stays leased without renewal; a crashed host's jobs come
+    /// back after it. For a queue this host creates [default: 5s], as --max-attempts.
+    #[arg(long, env = "SQUE_LEASE", value_parser = parse_duration)]
+    lease: Option<Duration>,
 
-    /// Largest job accepted, in bytes of JSON.
-    #[arg(long, env = "SQUE_MAX_JOB_BYTES", default_value = "1MiB", value_parser = parse_size)]
-    max_job_bytes: usize,
+    /// Queue setting: the largest job, in bytes of JSON. For a queue this host creates
+    /// [default: 1MiB], as --max-attempts.
+    #[arg(long, env = "SQUE_MAX_JOB_BYTES", value_parser = parse_size)]
+    max_job_bytes: Option<usize>,
 
     /// An environment variable the handler may read, as K=V (repeatable; SQUE_ENV takes a
     /// comma-separated list). None by default.
@@ -118,14 +122,14 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opts = args
-        .redis
-        .options()
-        .lease(args.lease)
-        .max_attempts(args.max_attempts)
-        .max_job_bytes(args.max_job_bytes);
+    let opts = args.redis.options().settings(sque::SettingsChange {
+        lease: args.lease,
+        max_attempts: args.max_attempts,
+        max_job_bytes: args.max_job_bytes.map(|n| n as u64),
+        ..Default::default()
+    });
     let queue = args.queue.queue.clone();
-    crate::validate_queue_name(&queue)?;
+    sque::validate_queue_name(&queue)?;
     let prefetch = args.prefetch.map(|n| n as usize);
     let url = opts.redis_url_redacted();
 
@@ -158,20 +162,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let connect = |what: &'static str| {
         let url = url.clone();
-        move |e: crate::Error| anyhow::Error::new(e).context(format!("{what} at Redis {url}"))
+        move |e: sque::Error| anyhow::Error::new(e).context(format!("{what} at Redis {url}"))
     };
     let manager = if args.no_manager {
         None
     } else {
         Some(
-            crate::Manager::new(&queue, opts.clone())
+            sque::Manager::new(&queue, opts.clone())
                 .await
                 .map_err(connect("starting the manager"))?,
         )
     };
     let client = match &worker {
         Some(_) => Some(Arc::new(
-            crate::Client::new(&queue, opts.clone())
+            sque::Client::new(&queue, opts.clone())
                 .await
                 .map_err(connect("starting the worker"))?,
         )),
@@ -192,9 +196,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     );
 
-    let (stop_tx, stop) = watch::channel(false);
+    let stop = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(
-        stop_tx,
+        stop.clone(),
         worker
             .as_ref()
             .map(|(s, h, p)| (s.clone(), h.clone(), p.clone())),
@@ -228,14 +232,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             report.completed, report.failed, report.released
         );
     } else {
-        let mut stop = stop.clone();
-        let _ = stop.wait_for(|s| *s).await;
+        stop.cancelled().await;
     }
     signals.abort();
     if let Some(client) = client {
-        if let Ok(client) = Arc::try_unwrap(client) {
-            client.shutdown().await?;
-        }
+        client
+            .shutdown()
+            .await
+            .context("withdrawing this host's requests from the queue")?;
     }
     if let Some(manager) = manager {
         manager.shutdown().await?;
@@ -296,7 +300,7 @@ fn describe(handler: &Handler, args: &Args) {
 
 /// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.
 async fn watch_signals(
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     worker: Option<(Arc<Sandbox>, Arc<CurrentHandler>, PathBuf)>,
     watch_file: bool,
 ) {
@@ -322,7 +326,7 @@ async fn watch_signals(
             }
         };
         if !reload {
-            let _ = stop.send(true);
+            stop.cancel();
             return;
         }
         if let Some((sandbox, current, path)) = &worker {

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use sque::{Inspector, QueueStats};
+
 use crate::cli::common::{parse_duration, RedisArgs};
-use crate::{Manager, QueueStats};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,11 +20,11 @@ pub struct Args {
     redis: RedisArgs,
 
     /// One JSON object instead of tables.
-    #[arg(long)]
+    #[arg(long, env = "SQUE_STATS_JSON")]
     json: bool,
 
     /// Time between the two readings that rates are computed from (0s: no rates).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "SQUE_STATS_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
 }
 
@@ -38,27 +39,27 @@ struct Row {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opts = args.redis.options().dispatch(false);
+    let opts = args.redis.options();
     let url = opts.redis_url_redacted();
     let names = match &args.queue {
         Some(q) => {
-            crate::validate_queue_name(q)?;
+            sque::validate_queue_name(q)?;
             vec![q.clone()]
         }
-        None => crate::queue_names(&opts)
+        None => sque::queue_names(&opts)
             .await
             .with_context(|| format!("listing queues at Redis {url}"))?,
     };
-    let mut managers = Vec::new();
+    let mut inspectors = Vec::new();
     for name in &names {
-        managers.push(
-            Manager::new(name, opts.clone())
+        inspectors.push(
+            Inspector::new(name, opts.clone())
                 .await
                 .with_context(|| format!("reading queue {name:?} at Redis {url}"))?,
         );
     }
     let mut first = Vec::new();
-    for m in &managers {
+    for m in &inspectors {
         first.push(m.stats().await?);
     }
     let mut rows = Vec::new();
@@ -75,7 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         tokio::time::sleep(args.interval).await;
         let secs = args.interval.as_secs_f64();
-        for (m, before) in managers.iter().zip(first) {
+        for (m, before) in inspectors.iter().zip(first) {
             let now = m.stats().await?;
             let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
             rows.push(Row {

@@ -10,11 +10,11 @@
 //! - Copy-on-write memory images and a compiled-module cache on disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -45,7 +45,8 @@ pub struct Sandbox {
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
     pooling: bool,
-    ticker: Ticker,
+    /// Stops the epoch ticker when the sandbox is dropped.
+    _ticker: DropGuard,
 }
 
 impl Sandbox {
@@ -70,14 +71,14 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("linking wasi:http: {e}"))?;
         crate::sandbox::Handler_::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the handler world: {e}"))?;
-        let ticker = Ticker::start(engine.clone());
+        let ticker = start_ticker(engine.clone());
         Ok(Sandbox {
             engine,
             linker,
             limits: config.limits,
             grants: Arc::new(config.grants),
             pooling,
-            ticker,
+            _ticker: ticker,
         })
     }
 
@@ -88,12 +89,6 @@ impl Sandbox {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.ticker.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -162,24 +157,18 @@ fn open_cache(dir: &Path) -> anyhow::Result<wasmtime::Cache> {
     wasmtime::Cache::new(cfg).map_err(|e| anyhow::anyhow!("cannot open the module cache: {e}"))
 }
 
-/// The thread that advances the engine's epoch.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-}
-
-impl Ticker {
-    fn start(engine: Engine) -> Ticker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("sque-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawn the epoch thread");
-        Ticker { stop }
-    }
+/// Starts the thread that advances the engine's epoch, until the guard is dropped.
+fn start_ticker(engine: Engine) -> DropGuard {
+    let stop = CancellationToken::new();
+    let ticking = stop.clone();
+    std::thread::Builder::new()
+        .name("sque-epoch".into())
+        .spawn(move || {
+            while !ticking.is_cancelled() {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn the epoch thread");
+    stop.drop_guard()
 }

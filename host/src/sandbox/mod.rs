@@ -29,7 +29,7 @@ pub use run::{JobInput, Outcome};
 mod bindings {
     wasmtime::component::bindgen!({
         world: "handler",
-        path: "../wit",
+        path: "wit",
         exports: { default: async },
     });
 }

@@ -1,0 +1,108 @@
+//! `sque-host queue config`: a queue's settings, shown or changed. They live in the queue's
+//! meta in Redis, the one source every host, client and script reads; this is how to change
+//! them after the queue exists.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sque::{Admin, Producer, SettingsChange};
+
+use crate::cli::common::{parse_duration, parse_size, QueueArg, RedisArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Action {
+    /// Show the queue's settings, or change those given (the others stay). Every host and
+    /// client uses a new value at its next call. These flags have no environment variables:
+    /// a setting changes only when it is named here.
+    ///
+    /// Example: sque-host queue config --queue emails --lease 10s --max-attempts 8
+    Config(Config),
+}
+
+#[derive(clap::Args, Debug)]
+struct Config {
+    #[command(flatten)]
+    queue: QueueArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// How long a dispatched job stays leased without a renewal (at least 100ms); a worker's
+    /// heartbeat lasts as long, and a crashed host's jobs come back after it.
+    #[arg(long, value_parser = parse_duration)]
+    lease: Option<Duration>,
+    /// How long a worker's inbox outlives its last delivery (at least the lease).
+    #[arg(long, value_parser = parse_duration)]
+    inbox_ttl: Option<Duration>,
+    /// Attempts of a job pushed without its own limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: Option<u32>,
+    /// The largest job, in bytes of JSON (the push script refuses larger ones).
+    #[arg(long, value_parser = parse_size)]
+    max_job_bytes: Option<usize>,
+    /// The first retry's delay; each further attempt doubles it, up to --backoff-max.
+    #[arg(long, value_parser = parse_duration)]
+    backoff: Option<Duration>,
+    /// The longest delay between two attempts.
+    #[arg(long, value_parser = parse_duration)]
+    backoff_max: Option<Duration>,
+    /// How long a completed job's result stays readable.
+    #[arg(long, value_parser = parse_duration)]
+    result_ttl: Option<Duration>,
+    /// How many completed jobs' results are kept at most.
+    #[arg(long)]
+    result_max: Option<u64>,
+
+    /// Create the queue with these settings if it does not exist (otherwise that is an
+    /// error: a typo should not make a queue).
+    #[arg(long)]
+    create: bool,
+
+    /// Print the settings as one JSON object (durations in milliseconds).
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let Action::Config(c) = args.action;
+    sque::validate_queue_name(&c.queue.queue)?;
+    let change = SettingsChange {
+        lease: c.lease,
+        inbox_ttl: c.inbox_ttl,
+        max_attempts: c.max_attempts,
+        max_job_bytes: c.max_job_bytes.map(|n| n as u64),
+        backoff: c.backoff,
+        backoff_max: c.backoff_max,
+        result_ttl: c.result_ttl,
+        result_max: c.result_max,
+    };
+    let opts = c.redis.options();
+    let context = format!(
+        "queue {:?} at Redis {}",
+        c.queue.queue,
+        opts.redis_url_redacted()
+    );
+    let admin = match Admin::new(&c.queue.queue, opts.clone()).await {
+        Err(sque::Error::NoSuchQueue(_)) if c.create => {
+            // The first opener's settings are the queue's.
+            Producer::new(&c.queue.queue, opts.clone().settings(change.clone()))
+                .await
+                .with_context(|| context.clone())?;
+            Admin::new(&c.queue.queue, opts).await
+        }
+        other => other,
+    }
+    .with_context(|| context.clone())?;
+    let settings = admin.configure(&change).await.with_context(|| context)?;
+    if c.json {
+        println!("{}", serde_json::to_string(&settings)?);
+    } else {
+        println!("queue {:?}: {settings}", c.queue.queue);
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Worker slots: asks the queue for jobs on behalf of `slots` slots (plus `prefetch` jobs
+//! asked for ahead, so that no slot idles for a round trip), runs each job in a fresh
+//! sandboxed instance on the wasm runtime, and acknowledges it.
+//!
+//! - `fetcher.rs`: keeps a request open for every free credit, and passes jobs on in order;
+//! - `prefetch.rs`: how many jobs to ask for ahead (adaptive by default);
+//! - `slot.rs`: runs jobs one at a time in the sandbox, on the wasm runtime;
+//! - `outbox.rs`: the slots' outcomes, sent on to the main runtime in bursts;
+//! - `acknowledger.rs`: records each outcome in Redis;
+//! - `current_handler.rs`: the handler jobs start on, swapped whole on reload.
+//!
+//! The slots run on the wasm runtime, a tokio runtime of its own: guests burning CPU there
+//! cannot delay the lease renewals, dispatch and requests that run on the main runtime. Jobs
+//! cross between the two runtimes in channels (the fetcher's to the slots, the slots'
+//! outcomes, gathered into bursts by the outbox, to the acknowledger), so a thread that is
+//! busy anyway picks up a whole burst of them instead of being woken once per job.
+//!
+//! Credits: the fetcher takes a credit before it asks, and the credit travels with the job
+//! and its outcome until the acknowledger has sent that outcome on its way, so this host
+//! never holds more than `slots + prefetch` jobs, finished ones waiting in the outbox
+//! included. Returning it then, rather than once the outcome is recorded, lets the next
+//! request travel to Redis in the same call as the completion.
+//!
+//! Shutdown (the `stop` token): the fetcher stops asking (its open requests are withdrawn),
+//! running jobs get the grace period to finish, unstarted jobs go back to the head of the
+//! queue, and jobs still running when the grace period ends are failed (retried later
+//! elsewhere).
+
+mod acknowledger;
+mod current_handler;
+mod fetcher;
+mod outbox;
+mod prefetch;
+mod slot;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sque::{Client, Job};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::sandbox::{JobInput, Outcome, Sandbox};
+pub use current_handler::CurrentHandler;
+use outbox::Outbox;
+use prefetch::Prefetch;
+
+/// How the pool runs.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub slots: usize,
+    /// Jobs asked for ahead of free slots: fixed, or `None` for the adaptive window
+    /// (`prefetch.rs`).
+    pub prefetch: Option<usize>,
+    /// How long running jobs may take to finish after shutdown is asked for.
+    pub grace: Duration,
+}
+
+/// What the pool did, for the log line at exit.
+#[derive(Clone, Debug, Default)]
+pub struct PoolReport {
+    pub completed: u64,
+    pub failed: u64,
+    pub released: u64,
+}
+
+/// Everything the pool's parts share.
+struct Shared {
+    client: Arc<Client>,
+    sandbox: Arc<Sandbox>,
+    handler: Arc<CurrentHandler>,
+    wasm: tokio::runtime::Handle,
+    report: std::sync::Mutex<PoolReport>,
+    /// Acknowledgements on their way to Redis: waited for before the pool ends.
+    acks: TaskTracker,
+    /// Jobs the slots have finished, for the adaptive prefetch.
+    finished: AtomicU64,
+}
+
+impl Shared {
+    fn report(&self) -> std::sync::MutexGuard<'_, PoolReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A job on its way to a slot, with what its guest is given. The fetcher prepares that (the
+/// data as JSON text) on the main runtime, which has time to spare, rather than the slot on
+/// the busier guests' thread.
+struct Ready {
+    job: Job,
+    input: JobInput,
+    credit: OwnedSemaphorePermit,
+}
+
+/// A job a slot has run, on its way to be acknowledged.
+struct Finished {
+    job: Job,
+    outcome: Outcome,
+    took: Duration,
+    credit: OwnedSemaphorePermit,
+}
+
+/// Runs the pool until `stop` is cancelled, then winds it down as described above.
+pub async fn run(
+    client: Arc<Client>,
+    sandbox: Arc<Sandbox>,
+    handler: Arc<CurrentHandler>,
+    wasm: tokio::runtime::Handle,
+    config: PoolConfig,
+    stop: CancellationToken,
+) -> PoolReport {
+    let shared = Arc::new(Shared {
+        client,
+        sandbox,
+        handler,
+        wasm,
+        report: Default::default(),
+        acks: TaskTracker::new(),
+        finished: AtomicU64::new(0),
+    });
+    let prefetch = Prefetch::new(config.prefetch, config.slots);
+    let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
+    let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
+
+    let (bursts, finished) = mpsc::unbounded_channel::<Vec<Finished>>();
+    let outbox = Outbox::new(bursts);
+    let sweeper = CancellationToken::new();
+    outbox.start_sweeper(sweeper.clone());
+    let forwarder = shared.wasm.spawn(outbox.clone().forward());
+
+    let fetcher = tokio::spawn(fetcher::run(
+        shared.clone(),
+        credits,
+        prefetch,
+        ready_tx,
+        stop.clone(),
+    ));
+    let acknowledger = tokio::spawn(acknowledger::run(shared.clone(), finished));
+    let slots: Vec<_> = (0..config.slots)
+        .map(|_| {
+            shared.wasm.spawn(slot::run(
+                shared.clone(),
+                ready_rx.clone(),
+                outbox.clone(),
+                stop.clone(),
+                config.grace,
+            ))
+        })
+        .collect();
+
+    let _ = fetcher.await;
+    for s in slots {
+        let _ = s.await;
+    }
+    // The slots are gone: what they left in the outbox goes now, and with the outbox gone
+    // the acknowledger's channel closes once it has seen every outcome.
+    forwarder.abort();
+    let _ = forwarder.await;
+    sweeper.cancel();
+    outbox.flush();
+    drop(outbox);
+    let _ = acknowledger.await;
+    // Whatever is left in the channel was never started: back to the head of the queue.
+    let mut ready_rx = ready_rx.lock().await;
+    while let Ok(ready) = ready_rx.try_recv() {
+        release(&shared, &ready.job).await;
+    }
+    shared.acks.close();
+    shared.acks.wait().await;
+    let report = shared.report().clone();
+    report
+}
+
+/// Gives a job that never started back to the head of the queue.
+async fn release(shared: &Shared, job: &Job) {
+    match shared.client.release(job).await {
+        Ok(()) => {
+            shared.report().released += 1;
+            tracing::info!(queue = %job.queue, job = %job.id, "not started: given back to the head of the queue");
+        }
+        Err(e) => {
+            tracing::warn!(queue = %job.queue, job = %job.id, "could not give the job back: {e}; it comes back when its lease runs out")
+        }
+    }
+}

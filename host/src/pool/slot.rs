@@ -1,0 +1,78 @@
+//! A slot: runs jobs one at a time until shutdown, finishing the one in hand within the
+//! grace period. Runs on the wasm runtime; its outcomes go to the outbox.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use sque::Job;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::outbox::Outbox;
+use crate::pool::{Finished, Ready, Shared};
+use crate::sandbox::{JobInput, Outcome};
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    ready: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Ready>>>,
+    outbox: Arc<Outbox<Finished>>,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    loop {
+        let next = {
+            let mut ready = ready.lock().await;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => None,
+                next = ready.recv() => next,
+            }
+        };
+        let Some(Ready { job, input, credit }) = next else {
+            return;
+        };
+        let (outcome, took) = run_one(&shared, &job, input, &stop, grace).await;
+        // The slot goes on to its next job while the outcome travels to Redis (with other
+        // slots' outcomes and the requests their credits make, batched). The credit goes
+        // with the outcome, through the outbox.
+        outbox.put(Finished {
+            job,
+            outcome,
+            took,
+            credit,
+        });
+    }
+}
+
+async fn run_one(
+    shared: &Shared,
+    job: &Job,
+    input: JobInput,
+    stop: &CancellationToken,
+    grace: Duration,
+) -> (Outcome, Duration) {
+    let handler = shared.handler.get();
+    if shared.sandbox.grants.log_payloads {
+        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started, with data {}", input.data);
+    } else {
+        tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started");
+    }
+    let started = Instant::now();
+    // A panic in the host's own code for this job fails the job, not the slot.
+    let run = AssertUnwindSafe(shared.sandbox.run(&handler, input)).catch_unwind();
+    // Past the grace period the run is dropped, and the guest's store with it.
+    let outcome = tokio::select! {
+        done = run => done.unwrap_or_else(|_| {
+            Outcome::Retry("the host failed while running the job (a bug in sque-host)".into())
+        }),
+        _ = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => Outcome::Retry(format!(
+            "the host shut down and the job did not finish within the grace period of {grace:?}"
+        )),
+    };
+    (outcome, started.elapsed())
+}

@@ -1,0 +1,71 @@
+//! The inbox reader duty of a client: pops the jobs a dispatcher (or a push) put in this
+//! worker's inbox (a blocking pop on a connection of its own) and hands them to the worker to
+//! route. Jobs handed out the moment they are asked for come back in the exchange's reply
+//! instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Conn;
+use crate::backoff::Backoff;
+use crate::client::worker::Worker;
+use crate::tasks::sleep_unless;
+
+/// How long one blocking pop waits before the loop looks at the cancellation again.
+const POP_WAIT_SECS: f64 = 1.0;
+/// Entries taken per pop.
+const POP_COUNT: usize = 128;
+
+pub(super) fn start(worker: &Arc<Worker>, con: Conn) {
+    let worker = worker.clone();
+    worker
+        .tasks
+        .clone()
+        .spawn("inbox", move |stop| run(worker, con, stop));
+}
+
+async fn run(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
+    let inbox = worker.queue.keys.inbox(&worker.id);
+    let queue = worker.queue.keys.queue.clone();
+    let mut con = Some(con);
+    let mut backoff = Backoff::new();
+    // The pop is never cancelled half-way (a popped entry would be lost until its lease ran
+    // out): cancellation is looked at between pops.
+    while !stop.is_cancelled() {
+        let Some(c) = con.as_mut() else {
+            match worker.queue.blocking_connection().await {
+                Ok(c) => {
+                    tracing::info!(%queue, "inbox reader reconnected to Redis");
+                    con = Some(c);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(%queue, "inbox reader cannot reach Redis: {e}; retrying in {wait:?}");
+                    sleep_unless(&stop, wait).await;
+                }
+            }
+            continue;
+        };
+        let popped: redis::RedisResult<Option<(String, Vec<Vec<u8>>)>> = redis::cmd("BLMPOP")
+            .arg(POP_WAIT_SECS)
+            .arg(1)
+            .arg(&inbox)
+            .arg("LEFT")
+            .arg("COUNT")
+            .arg(POP_COUNT)
+            .query_async(c)
+            .await;
+        match popped {
+            Ok(Some((_, entries))) => worker.accept(entries),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%queue, "inbox reader lost Redis: {e}");
+                con = None;
+                sleep_unless(&stop, Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

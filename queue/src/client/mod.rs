@@ -1,0 +1,260 @@
+//! The worker's side: ask for jobs with [`Client::i_am_free`], then complete or fail them.
+//!
+//! A client is one worker identity (a number unique per process start, from the queue's
+//! `meta.workers_seq`). Its parts:
+//! - `registry.rs`: what it asked for and what it holds (one owner, no Redis);
+//! - `worker.rs`: what the parts share, and the routing of deliveries;
+//! - `exchanger.rs`: requests and completions sent to Redis together (`exchange.lua`);
+//! - `inbox.rs`: the duty that pops jobs a dispatcher put in this worker's inbox;
+//! - `renewer.rs`: the duty that keeps the leases and the heartbeat alive.
+//!
+//! The truth is in Redis, so losing the process loses nothing.
+
+mod exchanger;
+mod inbox;
+mod registry;
+mod renewer;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::options::Options;
+use crate::queue::Queue;
+use crate::scripts;
+use crate::scripts::fail::Failed;
+use crate::tasks::{Stop, Tasks};
+use registry::{Acked, Asked};
+use worker::{Exchange, Worker};
+
+/// The longest request id accepted by [`Client::i_am_free`].
+const MAX_REQUEST_ID: usize = 200;
+
+/// What became of a failed job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// It will be tried again after this delay (backoff with jitter); it then rejoins the tail
+    /// of the queue.
+    Retry { after: Duration },
+    /// It is in the dead list, with its error.
+    Dead,
+}
+
+/// A worker of one queue.
+pub struct Client {
+    worker: Arc<Worker>,
+    /// Dropping the client stops its tasks.
+    _stop: Stop,
+}
+
+impl Client {
+    /// Connects to Redis, joins the queue (creating it if need be) and starts the inbox reader
+    /// and the lease renewer.
+    pub async fn new(queue: &str, opts: Options) -> Result<Client> {
+        let queue = Queue::open(queue, opts).await?;
+        let id: u64 = redis::cmd("HINCRBY")
+            .arg(&queue.keys.meta)
+            .arg("workers_seq")
+            .arg(1)
+            .query_async(&mut queue.con.clone())
+            .await?;
+        let blocking = queue.blocking_connection().await?;
+        let (tasks, stop) = Tasks::new();
+        let worker = Worker::start(queue, id.to_string(), tasks);
+        inbox::start(&worker, blocking);
+        renewer::start(&worker);
+        Ok(Client {
+            worker,
+            _stop: stop,
+        })
+    }
+
+    /// This worker's id within the queue.
+    pub fn worker_id(&self) -> &str {
+        &self.worker.id
+    }
+
+    /// Asks for a job and waits until one is handed over.
+    ///
+    /// The request is stored in Redis when the future is first polled; requests are served
+    /// in the order they were stored. With `Some(id)`, asking again with the id of a request
+    /// still pending, or of a job still held, gives that same job, not a second one.
+    /// Dropping the future withdraws the request; a job that already reached it goes back to
+    /// the head of the queue.
+    pub async fn i_am_free(&self, request_id: Option<&str>) -> Result<Job> {
+        if let Some(id) = request_id {
+            if id.is_empty() || id.len() > MAX_REQUEST_ID {
+                return Err(Error::InvalidInput(format!(
+                    "request id must be 1 to {MAX_REQUEST_ID} bytes"
+                )));
+            }
+        }
+        let asked = self.worker.registry().ask(request_id)?;
+        let (seq, rx, new) = match asked {
+            Asked::Held(job) => return Ok(job),
+            Asked::Joined(seq, rx) => (seq, rx, false),
+            Asked::New(seq, rx) => (seq, rx, true),
+        };
+        let mut waiting = Waiting {
+            worker: &self.worker,
+            seq,
+            rx: Some(rx),
+        };
+        if new {
+            self.worker.exchanger.submit(Exchange::Ask(seq)).await?;
+        }
+        let job = waiting
+            .rx
+            .as_mut()
+            .expect("receiver present until resolved")
+            .await
+            .map_err(|_| Error::Closed)?;
+        waiting.rx = None;
+        Ok(job)
+    }
+
+    /// Marks the job done and keeps `result` (if any) readable by its id for a while.
+    /// Fails with [`Error::StaleLease`] if the lease ran out and the job moved on. If the
+    /// call fails otherwise (Redis unreachable), the job is still held and its lease renewed:
+    /// call again, or drop it and it comes back when its lease runs out.
+    pub async fn complete(&self, job: &Job, result: Option<Value>) -> Result<()> {
+        self.check_queue(job)?;
+        let result = result.map(|v| serde_json::to_string(&v).expect("a Value serializes"));
+        let ack = self.worker.begin_ack(job.lease_token());
+        let held = self
+            .worker
+            .exchanger
+            .submit(Exchange::Complete(job.lease_token().to_string(), result))
+            .await;
+        match held {
+            Ok(true) => {
+                ack.end(Acked::Done);
+                Ok(())
+            }
+            Ok(false) => {
+                ack.end(Acked::Done);
+                Err(stale(job))
+            }
+            Err(e) => {
+                ack.end(Acked::Failed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reports a failure: the job is tried again after a backoff, or goes to the dead list
+    /// when it has used up its attempts.
+    pub async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {
+        self.fail_with(job, error, false).await
+    }
+
+    /// Reports a failure that no retry can mend: the job goes straight to the dead list.
+    pub async fn fail_permanently(&self, job: &Job, error: &str) -> Result<FailOutcome> {
+        self.fail_with(job, error, true).await
+    }
+
+    async fn fail_with(&self, job: &Job, error: &str, permanent: bool) -> Result<FailOutcome> {
+        self.check_queue(job)?;
+        let ack = self.worker.begin_ack(job.lease_token());
+        let failed =
+            scripts::fail::call(&self.worker.queue, job.lease_token(), error, permanent).await;
+        match failed {
+            Ok(failed) => {
+                ack.end(Acked::Done);
+                match failed {
+                    Failed::Stale => Err(stale(job)),
+                    Failed::Dead => Ok(FailOutcome::Dead),
+                    Failed::Retry(after) => Ok(FailOutcome::Retry { after }),
+                }
+            }
+            Err(e) => {
+                ack.end(Acked::Failed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives a job back to the head of the queue without counting the attempt: for a worker
+    /// that took a job and must stop before starting it.
+    pub async fn release(&self, job: &Job) -> Result<()> {
+        self.check_queue(job)?;
+        match self.worker.release(job.lease_token()).await? {
+            true => Ok(()),
+            false => Err(stale(job)),
+        }
+    }
+
+    /// The jobs this client holds (delivered, not yet acknowledged).
+    pub fn held(&self) -> usize {
+        self.worker.registry().held_count()
+    }
+
+    /// Withdraws the open requests, stops renewing, and forgets this worker. Pending
+    /// `i_am_free` calls fail with [`Error::Closed`]. Jobs still held keep their leases until
+    /// they run out, so complete or release them first. Safe to call more than once, and
+    /// from a client shared between tasks.
+    pub async fn shutdown(&self) -> Result<()> {
+        let seqs = self.worker.registry().close();
+        self.worker.tasks.shutdown().await;
+        let k = &self.worker.queue.keys;
+        let mut pipe = redis::pipe();
+        for seq in seqs {
+            pipe.lrem(&k.requests, 1, self.worker.request_entry(seq))
+                .ignore();
+        }
+        pipe.zrem(&k.workers, &self.worker.id).ignore();
+        let _: () = pipe.query_async(&mut self.worker.queue.con.clone()).await?;
+        Ok(())
+    }
+
+    fn check_queue(&self, job: &Job) -> Result<()> {
+        if job.queue == self.worker.queue.keys.queue {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "job {} belongs to queue {:?}, not {:?}",
+                job.id, job.queue, self.worker.queue.keys.queue
+            )))
+        }
+    }
+}
+
+fn stale(job: &Job) -> Error {
+    Error::StaleLease {
+        job: job.id.clone(),
+        attempt: job.attempt,
+    }
+}
+
+/// The state of one `i_am_free` call, so that dropping the call cleans up after it.
+struct Waiting<'a> {
+    worker: &'a Arc<Worker>,
+    seq: u64,
+    rx: Option<oneshot::Receiver<Job>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        // A job sent to us that we never returned: give it back unless someone else has it.
+        if let Ok(job) = rx.try_recv() {
+            let token = job.lease.token.clone();
+            drop(job);
+            if self.worker.registry().is_let_go(&token) {
+                self.worker.release_later(token);
+            }
+            return;
+        }
+        if self.worker.registry().abandon(self.seq) {
+            self.worker.withdraw_later(self.seq);
+        }
+    }
+}

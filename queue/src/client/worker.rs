@@ -1,0 +1,206 @@
+//! One worker identity and what its parts share: the opened queue, the worker's id, its
+//! [`Registry`] (the one owner of what it asked for and holds), its tasks, and the exchanger
+//! through which requests and completions go to Redis together. The `Client` API, the inbox
+//! reader and the renewer all work through this.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::client::exchanger::{self, Exchanger};
+use crate::client::registry::{Acked, Registry};
+use crate::error::Result;
+use crate::job::{Job, Lease};
+use crate::queue::Queue;
+use crate::scripts;
+use crate::scripts::exchange::Completion;
+use crate::tasks::Tasks;
+use crate::wire::parse_delivery;
+
+/// One item of a worker's traffic to Redis, answered with whether it held.
+pub(crate) enum Exchange {
+    /// "I am free": the request with this sequence number (always holds).
+    Ask(u64),
+    /// The job under this lease token is done, with its result JSON, if any (holds unless
+    /// the lease had moved on).
+    Complete(String, Option<String>),
+}
+
+pub(crate) struct Worker {
+    pub queue: Queue,
+    /// This worker's id within the queue (from `meta.workers_seq`).
+    pub id: String,
+    registry: Mutex<Registry>,
+    pub tasks: Tasks,
+    pub exchanger: Exchanger<Exchange, bool>,
+}
+
+impl Worker {
+    /// A worker of `queue` under `id`, with its exchanger running in `tasks`.
+    pub fn start(queue: Queue, id: String, tasks: Tasks) -> Arc<Worker> {
+        let (exchanger, batches) = exchanger::channel();
+        let worker = Arc::new(Worker {
+            queue,
+            id,
+            registry: Mutex::new(Registry::default()),
+            tasks,
+            exchanger,
+        });
+        let me = worker.clone();
+        worker.tasks.spawn("exchanger", move |stop| {
+            exchanger::run(
+                batches,
+                move |items| {
+                    let me = me.clone();
+                    async move { me.exchange(items).await }
+                },
+                stop,
+            )
+        });
+        worker
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry a request has in the queue's `requests` list.
+    pub fn request_entry(&self, seq: u64) -> String {
+        format!("{}:{seq}", self.id)
+    }
+
+    /// Marks the job under `token` as being acknowledged until the guard ends it.
+    pub fn begin_ack<'a>(&'a self, token: &'a str) -> AckGuard<'a> {
+        self.registry().begin_ack(token);
+        AckGuard {
+            worker: self,
+            token,
+        }
+    }
+
+    /// Takes deliveries (from the inbox or an exchange's reply) and routes each to its
+    /// request; a job nobody waits for any more goes back to the head of the queue.
+    pub fn accept(self: &Arc<Self>, entries: Vec<Vec<u8>>) {
+        for entry in entries {
+            let delivery = match parse_delivery(&entry) {
+                Ok(d) => d,
+                Err(e) => {
+                    // No token to act on: its lease runs out and the reaper moves it on.
+                    tracing::error!(queue = %self.queue.keys.queue, "unreadable delivery: {e}");
+                    continue;
+                }
+            };
+            let data = match delivery.data {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::error!(queue = %self.queue.keys.queue, job = %delivery.id, "{e}");
+                    continue;
+                }
+            };
+            let job = Job {
+                id: delivery.id,
+                queue: self.queue.keys.queue.clone(),
+                data,
+                attempt: delivery.attempt,
+                request_id: None,
+                lease: Arc::new(Lease {
+                    token: delivery.token,
+                }),
+            };
+            let orphan = self.registry().deliver(delivery.request, job);
+            if let Some(token) = orphan {
+                self.release_later(token);
+            }
+        }
+    }
+
+    /// Gives a job back to the head of the queue (`release.lua`). False when the lease had
+    /// already moved on.
+    pub async fn release(&self, token: &str) -> Result<bool> {
+        let ack = self.begin_ack(token);
+        let released = scripts::release::call(&self.queue, token).await;
+        // Given back or not, this client no longer holds it (if the call failed, the lease
+        // runs out and the reaper brings the job back).
+        ack.end(Acked::Done);
+        released
+    }
+
+    /// Releases in a tracked task, from places that cannot wait (drop handlers, the inbox
+    /// reader). If it fails, the lease runs out and the reaper brings the job back anyway.
+    pub fn release_later(self: &Arc<Self>, token: String) {
+        let me = self.clone();
+        self.tasks.spawn_errand("release", async move {
+            if let Err(e) = me.release(&token).await {
+                tracing::warn!(queue = %me.queue.keys.queue, token, "could not give a job back: {e}; its lease will run out instead");
+            }
+        });
+    }
+
+    /// Withdraws request `seq` in a tracked task. If it fails, the request is served later and
+    /// its job given back, or dropped once this worker's heartbeat runs out.
+    pub fn withdraw_later(self: &Arc<Self>, seq: u64) {
+        let me = self.clone();
+        self.tasks.spawn_errand("withdraw", async move {
+            let entry = me.request_entry(seq);
+            let withdrawn: redis::RedisResult<i64> = redis::cmd("LREM")
+                .arg(&me.queue.keys.requests)
+                .arg(1)
+                .arg(&entry)
+                .query_async(&mut me.queue.con.clone())
+                .await;
+            if let Err(e) = withdrawn {
+                tracing::debug!(queue = %me.queue.keys.queue, "could not withdraw request {entry}: {e}");
+            }
+        });
+    }
+
+    /// Sends completions and requests (`exchange.lua`), routes the jobs handed out at once, and
+    /// answers, for each item, whether it held.
+    async fn exchange(self: &Arc<Self>, items: Vec<Exchange>) -> Result<Vec<bool>> {
+        let completions: Vec<Completion> = items
+            .iter()
+            .filter_map(|item| match item {
+                Exchange::Complete(token, result) => Some(Completion {
+                    token,
+                    result: result.as_deref(),
+                }),
+                Exchange::Ask(_) => None,
+            })
+            .collect();
+        let asks: Vec<String> = items
+            .iter()
+            .filter_map(|item| match item {
+                Exchange::Ask(seq) => Some(self.request_entry(*seq)),
+                Exchange::Complete(..) => None,
+            })
+            .collect();
+        let reply = scripts::exchange::call(&self.queue, &self.id, &completions, &asks).await?;
+        self.accept(reply.delivered);
+        let mut held = reply.held.into_iter();
+        Ok(items
+            .iter()
+            .map(|item| match item {
+                Exchange::Ask(_) => true,
+                Exchange::Complete(..) => held.next() == Some(true),
+            })
+            .collect())
+    }
+}
+
+/// An acknowledgement on its way: ended with how it went, or, if the call was dropped
+/// half-way, as failed (the job stays held, its lease renewed, until its holder lets go).
+pub(crate) struct AckGuard<'a> {
+    worker: &'a Worker,
+    token: &'a str,
+}
+
+impl AckGuard<'_> {
+    pub fn end(self, how: Acked) {
+        self.worker.registry().end_ack(self.token, how);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AckGuard<'_> {
+    fn drop(&mut self) {
+        self.worker.registry().end_ack(self.token, Acked::Failed);
+    }
+}

@@ -1,0 +1,75 @@
+//! The dispatch duty: sleeps on the queue's wake channel (pub/sub) and on a short timer, and
+//! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests.
+//!
+//! Pub/sub only wakes it up; the requests and jobs themselves are in Redis. A message lost
+//! while this dispatcher was down or reconnecting is made up for by the sweep after every
+//! (re)subscription and by the timer.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::queue::Queue;
+use crate::scripts;
+use crate::tasks::{sleep_unless, Tasks};
+
+/// Pairs per script call: large enough to amortise the round trip, small enough that one
+/// call never holds Redis for long.
+const BATCH: usize = 256;
+/// The sweep that makes up for lost wake-ups.
+const SWEEP: Duration = Duration::from_millis(250);
+
+pub(super) fn start(tasks: &Tasks, queue: Queue) {
+    tasks.spawn("dispatch", move |stop| run(queue, stop));
+}
+
+async fn run(queue: Queue, stop: CancellationToken) {
+    let mut backoff = Backoff::new();
+    while !stop.is_cancelled() {
+        let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
+            Ok(p) => p,
+            Err(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(queue = %queue.keys.queue, "dispatcher cannot subscribe: {e}; retrying in {wait:?}");
+                sleep_unless(&stop, wait).await;
+                continue;
+            }
+        };
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                alive = wake.next() => {
+                    if !alive {
+                        tracing::warn!(queue = %queue.keys.queue, "dispatcher lost its subscription; reconnecting");
+                        break;
+                    }
+                    // A burst of wake-ups needs one dispatch pass, not one each.
+                    while wake.try_next() {}
+                }
+                _ = sweep.tick() => {}
+            }
+            if dispatch_all(&queue).await {
+                backoff.reset();
+            } else {
+                sleep_unless(&stop, backoff.next_wait()).await;
+            }
+        }
+    }
+}
+
+/// Dispatches until no pair is left. Returns false when Redis failed.
+async fn dispatch_all(queue: &Queue) -> bool {
+    loop {
+        match scripts::dispatch::call(queue, BATCH).await {
+            Ok(n) if n < BATCH => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(queue = %queue.keys.queue, "dispatch failed: {e}");
+                return false;
+            }
+        }
+    }
+}

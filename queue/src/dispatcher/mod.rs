@@ -1,0 +1,57 @@
+//! The dispatcher role: hands waiting jobs to stored requests (`dispatch.rs`) and brings back
+//! jobs whose lease ran out (`reaper.rs`). The original design's manager "listens all the
+//! time": this is that part of it. Any number of dispatchers may run on one queue: every step
+//! they take is one atomic script, so no two of them ever hand out the same job.
+
+mod dispatch;
+mod reaper;
+
+use crate::error::Result;
+use crate::options::Options;
+use crate::queue::Queue;
+use crate::tasks::{Stop, Tasks};
+
+/// Dispatches and reaps one queue until shut down or dropped.
+pub struct Dispatcher {
+    tasks: Tasks,
+    _stop: Stop,
+}
+
+impl Dispatcher {
+    /// Connects to Redis, creates the queue or joins it, and starts dispatching and reaping.
+    pub async fn new(queue: &str, opts: Options) -> Result<Dispatcher> {
+        Ok(Dispatcher::start(Queue::open(queue, opts).await?).await)
+    }
+
+    pub(crate) async fn start(queue: Queue) -> Dispatcher {
+        warn_unless_noeviction(&queue).await;
+        let (tasks, stop) = Tasks::new();
+        dispatch::start(&tasks, queue.clone());
+        reaper::start(&tasks, queue);
+        Dispatcher { tasks, _stop: stop }
+    }
+
+    /// Stops dispatching and reaping, and waits until both have stopped. Jobs and requests
+    /// stay in Redis for other dispatchers.
+    pub async fn shutdown(&self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// With any eviction policy but `noeviction`, a Redis under memory pressure silently deletes
+/// keys, and with them jobs. Say so loudly; an ACL that denies CONFIG is not an error.
+async fn warn_unless_noeviction(queue: &Queue) {
+    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut queue.con.clone())
+        .await;
+    if let Ok(pair) = policy {
+        if let Some(policy) = pair.get(1).filter(|p| p.as_str() != "noeviction") {
+            tracing::warn!(
+                policy = %policy,
+                "Redis maxmemory-policy is {policy:?}, not \"noeviction\": under memory pressure Redis will silently delete jobs. Set `maxmemory-policy noeviction`."
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The names of a queue's Redis keys. Every key carries the hash tag `{queue}` right after the
+//! prefix, so all of one queue's keys live in one Redis Cluster slot.
+
+use crate::error::{Error, Result};
+
+/// The longest queue name, in bytes.
+pub const MAX_QUEUE_NAME: usize = 200;
+
+/// Checks that `name` can be a queue name: 1 to 200 bytes, no whitespace or control
+/// characters, none of `{ } * ? [ ]` (they would break the hash tag or key patterns).
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    validate_name("queue", name)
+}
+
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name.len() > MAX_QUEUE_NAME {
+        Some(format!(
+            "it is {} bytes long, the limit is {MAX_QUEUE_NAME}",
+            name.len()
+        ))
+    } else {
+        name.chars()
+            .find(|c| c.is_whitespace() || c.is_control() || "{}*?[]".contains(*c))
+            .map(|c| format!("it contains {c:?}; use letters, digits and - _ . : / only"))
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) if what == "queue" => Err(Error::InvalidQueueName {
+            name: name.to_string(),
+            reason,
+        }),
+        Some(reason) => Err(Error::InvalidInput(format!(
+            "invalid {what} {name:?}: {reason}"
+        ))),
+    }
+}
+
+/// All keys of one queue. See `docs/PROTOCOL.md` for what each holds.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    pub queue: String,
+    /// `prefix:{queue}:`, the start of every key of the queue.
+    pub base: String,
+    pub waiting: String,
+    pub jobs: String,
+    pub meta: String,
+    pub stats: String,
+    pub requests: String,
+    pub leases: String,
+    pub delayed: String,
+    pub dead: String,
+    pub errors: String,
+    pub results: String,
+    pub results_at: String,
+    pub workers: String,
+    /// The pub/sub channel that wakes the managers.
+    pub wake: String,
+    /// The set of all queue names under this prefix (for `stats` over every queue).
+    pub registry: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, queue: &str) -> Result<Keys> {
+        validate_name("prefix", prefix)?;
+        validate_queue_name(queue)?;
+        let base = format!("{prefix}:{{{queue}}}:");
+        let key = |name: &str| format!("{base}{name}");
+        Ok(Keys {
+            queue: queue.to_string(),
+            waiting: key("waiting"),
+            jobs: key("jobs"),
+            meta: key("meta"),
+            stats: key("stats"),
+            requests: key("requests"),
+            leases: key("leases"),
+            delayed: key("delayed"),
+            dead: key("dead"),
+            errors: key("errors"),
+            results: key("results"),
+            results_at: key("results_at"),
+            workers: key("workers"),
+            wake: key("wake"),
+            registry: format!("{prefix}:queues"),
+            base,
+        })
+    }
+
+    /// The list a worker pops its jobs from.
+    pub fn inbox(&self, worker: &str) -> String {
+        format!("{}inbox:{worker}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_queue_hash_tag() {
+        let k = Keys::new("sque", "emails").unwrap();
+        assert_eq!(k.waiting, "sque:{emails}:waiting");
+        assert_eq!(k.inbox("7"), "sque:{emails}:inbox:7");
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for name in [
+            "", "a b", "a{b", "a}b", "a*", "a?", "[a]", "tab\t", "nl\n", "\u{7f}",
+        ] {
+            assert!(validate_queue_name(name).is_err(), "{name:?} was accepted");
+        }
+        assert!(validate_queue_name(&"x".repeat(201)).is_err());
+        assert!(validate_queue_name(&"x".repeat(200)).is_ok());
+        assert!(validate_queue_name("emails.eu-1:high/2").is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! `fail.lua`: a failure reported by the holder of a lease.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::{invocation, script};
+use crate::error::Result;
+use crate::queue::Queue;
+
+pub(crate) static SCRIPT: LazyLock<Script> = script!("fail.lua");
+
+/// What became of the failed job.
+pub(crate) enum Failed {
+    /// The lease had moved on: nothing changed.
+    Stale,
+    Dead,
+    /// Tried again after this delay.
+    Retry(Duration),
+}
+
+/// Fails the job under `token` with `error`; `permanent` sends it straight to the dead list.
+pub(crate) async fn call(q: &Queue, token: &str, error: &str, permanent: bool) -> Result<Failed> {
+    let k = &q.keys;
+    let delay: i64 = invocation(
+        &SCRIPT,
+        &[&k.meta, &k.leases, &k.delayed, &k.dead, &k.errors, &k.stats],
+    )
+    .arg(token)
+    .arg(error)
+    .arg(if permanent { "1" } else { "0" })
+    .invoke_async(&mut q.con.clone())
+    .await?;
+    Ok(match delay {
+        -1 => Failed::Stale,
+        0 => Failed::Dead,
+        ms => Failed::Retry(Duration::from_millis(ms as u64)),
+    })
+}

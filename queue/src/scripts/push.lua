@@ -1,0 +1,37 @@
+-- push: append jobs to the tail of the waiting list (FIFO: the head leaves first), then serve
+-- requests that were waiting for work, in this same call, as a manager would serve them next.
+-- KEYS[1] meta  KEYS[2] waiting  KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests
+-- KEYS[6] leases  KEYS[7] workers (both optional: without them, push only wakes a manager)
+-- ARGV[1] the caller's protocol version, then pairs (data JSON, max_attempts or "") for each
+-- job.
+-- Returns the first new id; the others follow it in order.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS)
+local base = key_base(KEYS[1])
+local count = (#ARGV - 1) / 2
+local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
+local first = last - count + 1
+local items = {}
+for i = 0, count - 1 do
+  local id = first + i
+  redis.call('HSET', KEYS[3], id, ARGV[2 + 2 * i])
+  local max = ARGV[3 + 2 * i]
+  if max == '' then items[#items + 1] = id .. '|0' else items[#items + 1] = id .. '|0|' .. max end
+  -- RPUSH takes many values at once; flush in chunks to stay within Lua's stack.
+  if #items == 1000 then redis.call('RPUSH', KEYS[2], unpack(items)); items = {} end
+end
+if #items > 0 then redis.call('RPUSH', KEYS[2], unpack(items)) end
+redis.call('HINCRBY', KEYS[4], 'pushed', count)
+-- Bulk pushes into a queue nobody waits on stay quiet and cheap.
+if redis.call('LLEN', KEYS[5]) == 0 then return first end
+-- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
+if KEYS[7] then
+  local now = now_ms()
+  dispatch_stored(serving(base, s, now),
+                  {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
+                  count, now)
+end
+if redis.call('LLEN', KEYS[5]) > 0 and redis.call('LLEN', KEYS[2]) > 0 then
+  redis.call('SPUBLISH', base .. 'wake', 'pushed')
+end
+return first

@@ -1,0 +1,233 @@
+//! The wire forms that carry a job through Redis (`docs/PROTOCOL.md`, "Wire forms"), and
+//! their parsers. Whatever Redis holds, these answer with a value or an error that says what
+//! is wrong, never a panic: they are fuzzed (`fuzz/`). Public for the fuzz targets only.
+//!
+//! - an *item* in `waiting`: `ID|ATTEMPTS` or `ID|ATTEMPTS|MAX`;
+//! - a *token* in `leases`, `delayed` and `dead`: `ID|ATTEMPT|MAX`;
+//! - a *delivery* (an inbox entry, or one of `exchange`'s replies):
+//!   `{"r":"SEQ","t":"TOKEN","d":DATA}`, the data inlined last as it was pushed.
+//!
+//! Job ids are decimal (the push script assigns them from a counter); attempts and limits are
+//! decimal numbers of at most nine digits, so that they fit a `u32` after one more attempt.
+
+use serde_json::Value;
+
+use crate::job::JobId;
+
+/// The deepest nesting of arrays and objects accepted in job data, results and deliveries,
+/// for every producer (the push script enforces the same).
+pub const MAX_DEPTH: usize = 128;
+
+/// The longest job id, in digits.
+const MAX_ID_DIGITS: usize = 20;
+/// The most digits of an attempt count or limit.
+const MAX_COUNT_DIGITS: usize = 9;
+
+/// One delivery of a job: `ID|ATTEMPT|MAX`. Every script that ends or extends a lease names
+/// the exact token, so a worker whose lease ran out (and whose job was dispatched again, with
+/// a higher attempt) can no longer touch the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub id: JobId,
+    pub attempt: u32,
+    pub max: u32,
+}
+
+impl Token {
+    pub fn parse(token: &str) -> Result<Token, String> {
+        let bad = || format!("lease token {:?} is not ID|ATTEMPT|MAX", cut(token));
+        let mut parts = token.split('|');
+        let (Some(id), Some(attempt), Some(max), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if !is_id(id) {
+            return Err(bad());
+        }
+        match (count(attempt), count(max)) {
+            (Some(attempt), Some(max)) => Ok(Token {
+                id: JobId::from(id),
+                attempt,
+                max,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Whether `id` is a job id: 1 to 20 decimal digits.
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_DIGITS && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn count(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > MAX_COUNT_DIGITS || !text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A delivery read back from Redis: the request it answers, its lease token, and the job's
+/// data, or why the data cannot be given to a worker.
+#[derive(Debug)]
+pub struct Delivery {
+    pub request: u64,
+    pub token: String,
+    pub id: JobId,
+    pub attempt: u32,
+    pub data: Result<Value, String>,
+}
+
+/// Parses a delivery. An envelope that cannot be read is an error (no token: nothing can
+/// be done for the job but let its lease run out); data that cannot be read is a delivery
+/// whose `data` says why, so that the worker can record the job as poison.
+pub fn parse_delivery(entry: &[u8]) -> Result<Delivery, String> {
+    let envelope;
+    let (request, token, data) = match split_envelope(entry) {
+        Some(parts) => parts,
+        None => {
+            envelope = serde_json::from_slice::<Envelope>(entry).map_err(|_| {
+                format!(
+                    "delivery {:?} is not {{\"r\":…,\"t\":…,\"d\":…}}",
+                    cut_bytes(entry)
+                )
+            })?;
+            (
+                envelope.r.as_str(),
+                envelope.t.as_str(),
+                envelope.d.get().as_bytes(),
+            )
+        }
+    };
+    let request: u64 = request
+        .parse()
+        .map_err(|_| format!("delivery with request number {:?}", cut(request)))?;
+    let parsed = Token::parse(token)?;
+    Ok(Delivery {
+        request,
+        id: parsed.id,
+        attempt: parsed.attempt,
+        token: token.to_string(),
+        data: parse_data(data),
+    })
+}
+
+/// Job data as a worker is given it: valid JSON, nested at most [`MAX_DEPTH`] deep.
+pub fn parse_data(data: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(data).map_err(|e| describe_json_error(&e))
+}
+
+/// Says what is wrong with JSON text, in the words the dead list shows.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("recursion limit exceeded") {
+        format!("data is nested deeper than {MAX_DEPTH} levels")
+    } else {
+        format!("data is not valid JSON: {text}")
+    }
+}
+
+/// A delivery read as JSON, when it is not in the scripts' own form.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    r: String,
+    t: String,
+    d: Box<serde_json::value::RawValue>,
+}
+
+/// The request number, token and raw data of an envelope: the fixed prefix the scripts
+/// write (`{"r":"SEQ","t":"TOKEN","d":`, then the data, then `}`), read without parsing the
+/// data, so that data which is not JSON does not hide the token. Envelopes in another key
+/// order (written by another implementation) are read as JSON.
+fn split_envelope(entry: &[u8]) -> Option<(&str, &str, &[u8])> {
+    let rest = entry.strip_prefix(br#"{"r":""#)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let (request, rest) = rest.split_at(end);
+    let rest = rest.strip_prefix(br#"","t":""#)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let (token, rest) = rest.split_at(end);
+    let rest = rest.strip_prefix(br#"","d":"#)?;
+    let data = rest.strip_suffix(b"}")?;
+    Some((
+        std::str::from_utf8(request).ok()?,
+        std::str::from_utf8(token).ok()?,
+        data,
+    ))
+}
+
+fn cut(text: &str) -> &str {
+    match text.char_indices().nth(80) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+fn cut_bytes(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse() {
+        let t = Token::parse("42|3|5").unwrap();
+        assert_eq!((t.id.as_str(), t.attempt, t.max), ("42", 3, 5));
+        for bad in [
+            "",
+            "42",
+            "42|x|5",
+            "42|1",
+            "|1|5",
+            "1|2|3|4",
+            "a\"b|1|5",
+            "1|4294967295|5",
+            "1|1|99999999999",
+        ] {
+            assert!(Token::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn deliveries_parse_and_bad_data_keeps_its_token() {
+        let d = parse_delivery(br#"{"r":"7","t":"12|1|5","d":{"email":"a@b.c"}}"#).unwrap();
+        assert_eq!((d.request, d.token.as_str(), d.attempt), (7, "12|1|5", 1));
+        assert_eq!(d.data.unwrap()["email"], "a@b.c");
+
+        let d = parse_delivery(br#"{"r":"7","t":"12|1|5","d":{not json}}"#).unwrap();
+        assert_eq!(d.token, "12|1|5");
+        assert!(d.data.unwrap_err().starts_with("data is not valid JSON"));
+
+        let deep = format!(
+            r#"{{"r":"1","t":"1|1|5","d":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let d = parse_delivery(deep.as_bytes()).unwrap();
+        assert_eq!(d.data.unwrap_err(), "data is nested deeper than 128 levels");
+
+        let d = parse_delivery(b"{\"r\":\"1\",\"t\":\"1|1|5\",\"d\":\"\xff\"}").unwrap();
+        assert!(d.data.is_err(), "invalid UTF-8 is not JSON");
+
+        let d = parse_delivery(br#"{"d":[1], "t":"3|2|5", "r":"9"}"#).unwrap();
+        assert_eq!((d.request, d.attempt), (9, 2));
+        assert_eq!(d.data.unwrap(), serde_json::json!([1]));
+    }
+
+    #[test]
+    fn broken_envelopes_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"{",
+            br#"{"r":"x","t":"1|1|5","d":1}"#,
+            br#"{"r":"1","t":"1|1","d":1}"#,
+            br#"{"r":"1","t":"1|1|5","d":1"#,
+            b"\xff\xfe",
+        ] {
+            assert!(parse_delivery(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}

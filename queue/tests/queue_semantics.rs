@@ -1,0 +1,915 @@
+//! The queue's semantics, each against a real redis-server started for the test.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sque::{Client, Error, FailOutcome, JobId, JobOptions, Manager};
+use support::{eventually, opts, query, within, RedisServer};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_example() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("queName", opts(&redis)).await.unwrap();
+    let client1 = Client::new("queName", opts(&redis)).await.unwrap();
+    let client2 = Client::new("queName", opts(&redis)).await.unwrap();
+    for email in ["test1@mail.org", "test2@mail.org", "test3@mail.org"] {
+        manager.push(json!({ "email": email })).await.unwrap();
+    }
+    let first = within("client1", client1.i_am_free(None)).await.unwrap();
+    let second = within("client2", client2.i_am_free(None)).await.unwrap();
+    let third = within("client1 again", client1.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(first.data["email"], "test1@mail.org");
+    assert_eq!(second.data["email"], "test2@mail.org");
+    assert_eq!(third.data["email"], "test3@mail.org");
+    assert_eq!(first.attempt, 1);
+    for (client, job) in [(&client1, &first), (&client2, &second), (&client1, &third)] {
+        client.complete(job, None).await.unwrap();
+    }
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight, stats.completed), (0, 0, 3));
+    manager.shutdown().await.unwrap();
+}
+
+/// A push serves a request that was waiting for work itself, in the same script call (as a
+/// dispatcher would, next), with the queue's own lease from its meta: no dispatcher needs to
+/// have run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_serves_a_waiting_worker_itself() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("direct", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("direct", opts(&redis)).await.unwrap();
+    let (job, ()) = within("the job, from the push itself", async {
+        tokio::join!(client.i_am_free(None), async {
+            eventually("a request stored", || async {
+                producer.stats().await.unwrap().requests == 1
+            })
+            .await;
+            producer.push(json!("first")).await.unwrap();
+        })
+    })
+    .await;
+    let job = job.unwrap();
+    assert_eq!((&job.data, job.attempt), (&json!("first"), 1));
+    client.complete(&job, None).await.unwrap();
+    let stats = producer.stats().await.unwrap();
+    assert_eq!((stats.dispatched, stats.completed), (1, 1));
+}
+
+/// The lease a job is handed out with is the queue's, whoever hands it out: a client started
+/// with another lease uses the queue's (it says so once), and `Admin::configure` changes it
+/// for every later job.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_role_uses_the_queues_own_lease() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("lease", opts(&redis).lease(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let client = Client::new("lease", opts(&redis).lease(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let lease_left_ms = |token: String| {
+        let deadline: f64 = query(&redis, &["ZSCORE", "sque:{lease}:leases", &token]);
+        let (secs, micros): (String, String) = query(&redis, &["TIME"]);
+        let now = secs.parse::<f64>().unwrap() * 1000.0 + micros.parse::<f64>().unwrap() / 1000.0;
+        deadline - now
+    };
+    manager.push(json!(1)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let left = lease_left_ms(job.lease_token().to_string());
+    assert!(
+        left > 0.0 && left <= 2000.0,
+        "the queue's 2 s lease, not the client's 60 s: {left} ms"
+    );
+    client.complete(&job, None).await.unwrap();
+
+    let settings = manager
+        .admin()
+        .configure(&sque::SettingsChange {
+            lease: Some(Duration::from_secs(30)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(settings.lease, Duration::from_secs(30));
+    manager.push(json!(2)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let left = lease_left_ms(job.lease_token().to_string());
+    assert!(
+        left > 20_000.0 && left <= 30_000.0,
+        "the new 30 s lease: {left} ms"
+    );
+
+    let err = manager
+        .admin()
+        .configure(&sque::SettingsChange {
+            lease: Some(Duration::from_millis(5)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_bad_input() && err.to_string().contains("lease"),
+        "{err}"
+    );
+    assert_eq!(
+        manager.admin().settings().await.unwrap().lease,
+        Duration::from_secs(30),
+        "a refused change changes nothing"
+    );
+}
+
+/// A request made while jobs wait is served by the call that makes it, and the job comes back
+/// in that call's reply: nothing goes through the worker's inbox (no manager runs here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_made_while_jobs_wait_is_answered_in_the_reply_not_through_the_inbox() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("reply", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("reply", opts(&redis)).await.unwrap();
+    producer.push_many((0..3).map(|i| json!(i))).await.unwrap();
+    let node = redis.node_of("sque:{reply}:waiting");
+    // Every job that goes through an inbox sets the inbox's lifetime (PEXPIRE).
+    let inbox_writes = || redis.command_calls(node, "pexpire");
+    let before = inbox_writes();
+    for i in 0..3 {
+        let job = within("a job", client.i_am_free(None)).await.unwrap();
+        assert_eq!((job.data.clone(), job.attempt), (json!(i), 1));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(inbox_writes(), before, "a job went through the inbox");
+    let stats = producer.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.dispatched,
+            stats.completed,
+            stats.in_flight,
+            stats.waiting
+        ),
+        (3, 3, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_clients_requests_are_served_in_the_order_they_were_made() {
+    let redis = RedisServer::start();
+    let client = Client::new("q", opts(&redis)).await.unwrap();
+    let manager = Manager::new("q", opts(&redis)).await.unwrap();
+    let pusher = async {
+        // Push only once both requests are stored, so neither could have been served early.
+        eventually("two requests stored", || async {
+            manager.stats().await.unwrap().requests == 2
+        })
+        .await;
+        manager.push(json!("first")).await.unwrap();
+        manager.push(json!("second")).await.unwrap();
+    };
+    let (a, b, ()) = within("both requests served", async {
+        tokio::join!(client.i_am_free(None), client.i_am_free(None), pusher)
+    })
+    .await;
+    assert_eq!(a.unwrap().data, json!("first"));
+    assert_eq!(b.unwrap().data, json!("second"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_jobs_leave_in_fifo_order() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("fifo", opts(&redis)).await.unwrap();
+    let ids = manager
+        .push_many((0..10_000).map(|i| json!({ "n": i })))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 10_000);
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        10_000,
+        "ids are unique"
+    );
+    let client = Client::new("fifo", opts(&redis)).await.unwrap();
+    for i in 0..10_000 {
+        let job = within("next job", client.i_am_free(None)).await.unwrap();
+        assert_eq!(job.data["n"], i);
+        assert_eq!(job.id, ids[i as usize]);
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(manager.stats().await.unwrap().waiting, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_clients_get_twenty_thousand_jobs_exactly_once() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("many", opts(&redis)).await.unwrap();
+    manager
+        .push_many((0..20_000).map(|i| json!(i)))
+        .await
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let client = Client::new("many", opts(&redis)).await.unwrap();
+        let manager_stats = Manager::new("many", opts(&redis).dispatch(false))
+            .await
+            .unwrap();
+        let seen = seen.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                if manager_stats.stats().await.unwrap().waiting == 0 {
+                    break;
+                }
+                let job = tokio::select! {
+                    job = client.i_am_free(None) => job.unwrap(),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                };
+                seen.lock().unwrap().push(job.data.as_i64().unwrap());
+                client.complete(&job, None).await.unwrap();
+            }
+            client.shutdown().await.unwrap();
+        }));
+    }
+    within("all workers done", async {
+        for w in workers {
+            w.await.unwrap();
+        }
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), 20_000, "no job delivered twice");
+    assert_eq!(unique.len(), 20_000, "every job delivered");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!(
+        (stats.completed, stats.dispatched, stats.expired),
+        (20_000, 20_000, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queues_are_isolated_and_carry_any_json() {
+    let redis = RedisServer::start();
+    let emails = Manager::new("emails", opts(&redis)).await.unwrap();
+    let sms = Manager::new("sms", opts(&redis)).await.unwrap();
+    let values = [
+        json!({"email": "a@b.c", "nested": {"list": [1, 2.5, null, true]}}),
+        json!([1, "two", {"three": 3}]),
+        json!("a string with \"quotes\", \\ and ünïcødé"),
+        json!(42),
+        json!(null),
+        json!(false),
+    ];
+    for v in &values {
+        emails.push(v.clone()).await.unwrap();
+    }
+    sms.push(json!("sms only")).await.unwrap();
+    let sms_client = Client::new("sms", opts(&redis)).await.unwrap();
+    let job = within("sms job", sms_client.i_am_free(None)).await.unwrap();
+    assert_eq!((job.data, job.queue.as_str()), (json!("sms only"), "sms"));
+    let client = Client::new("emails", opts(&redis)).await.unwrap();
+    for v in &values {
+        let job = within("emails job", client.i_am_free(None)).await.unwrap();
+        assert_eq!(&job.data, v);
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(sms.stats().await.unwrap().waiting, 0);
+    assert_eq!(emails.stats().await.unwrap().completed, values.len() as u64);
+    assert_eq!(sms.stats().await.unwrap().completed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manager_listens_all_the_time() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("later", opts(&redis)).await.unwrap();
+    let client = Client::new("later", opts(&redis)).await.unwrap();
+    // A worker asks on an empty queue: it gets the job pushed later.
+    let (job, ()) = within("job pushed after the request", async {
+        tokio::join!(client.i_am_free(None), async {
+            eventually("request stored", || async {
+                manager.stats().await.unwrap().requests == 1
+            })
+            .await;
+            manager.push(json!("late")).await.unwrap();
+        })
+    })
+    .await;
+    let job = job.unwrap();
+    assert_eq!(job.data, json!("late"));
+    // A job pushed with no free worker waits for the next request; dispatched, it leaves.
+    manager.push(json!("waits")).await.unwrap();
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight), (1, 1));
+    let next = within("waiting job", client.i_am_free(None)).await.unwrap();
+    assert_eq!(next.data, json!("waits"));
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight), (0, 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_request_id_gets_the_same_job() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("rid", opts(&redis)).await.unwrap();
+    let client = Client::new("rid", opts(&redis)).await.unwrap();
+    manager.push(json!(1)).await.unwrap();
+    manager.push(json!(2)).await.unwrap();
+    let (a, b) = within("both", async {
+        tokio::join!(client.i_am_free(Some("r1")), client.i_am_free(Some("r1")))
+    })
+    .await;
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        (a.id.clone(), a.request_id.as_deref()),
+        (b.id.clone(), Some("r1"))
+    );
+    // Still held: asking again with the id gives the same job.
+    let again = within("again", client.i_am_free(Some("r1"))).await.unwrap();
+    assert_eq!(again.id, a.id);
+    assert_eq!(
+        manager.stats().await.unwrap().waiting,
+        1,
+        "the second job was not taken"
+    );
+    client.complete(&a, None).await.unwrap();
+    // Once acknowledged, the id is free again and asks for a new job.
+    let next = within("next", client.i_am_free(Some("r1"))).await.unwrap();
+    assert_eq!(next.data, json!(2));
+}
+
+/// A request id whose job was let go (every clone dropped unacknowledged, and a renewal
+/// noticed) asks anew. It used to recurse without an await point until the stack overflowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_id_whose_job_was_let_go_asks_anew() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("letgo", opts(&redis)).await.unwrap();
+    let client = Client::new("letgo", opts(&redis)).await.unwrap();
+    manager.push(json!(1)).await.unwrap();
+    manager.push(json!(2)).await.unwrap();
+    let first = within("first", client.i_am_free(Some("r"))).await.unwrap();
+    assert_eq!(first.data, json!(1));
+    drop(first);
+    eventually("the renewer to let the job go", || async {
+        client.held() == 0
+    })
+    .await;
+    let next = within("a job for the same request id", client.i_am_free(Some("r")))
+        .await
+        .unwrap();
+    assert_eq!(next.request_id.as_deref(), Some("r"));
+    client.complete(&next, None).await.unwrap();
+}
+
+/// A completion that fails (Redis away) leaves the job held and renewed, not half
+/// acknowledged: when its lease is then lost, the client forgets it. The token used to stay
+/// marked as "being acknowledged" forever, so the lost job stayed held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_that_failed_leaves_the_job_held_until_its_lease_is_lost() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let manager = Manager::new("ackfail", opts(&redis)).await.unwrap();
+    let client = Client::new("ackfail", opts(&redis)).await.unwrap();
+    manager.push(json!(1)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    redis.kill();
+    let err = within("the completion to fail", client.complete(&job, None))
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert_eq!(
+        client.held(),
+        1,
+        "still held: the completion can be tried again"
+    );
+    redis.restart();
+    // The lease goes (as if it had run out and the job gone to another worker): the next
+    // renewal finds it stale.
+    let _: i64 = query(
+        &redis,
+        &["ZREM", "sque:{ackfail}:leases", job.lease_token()],
+    );
+    eventually("the client to forget the lost job", || async {
+        client.held() == 0
+    })
+    .await;
+    let err = client.complete(&job, None).await.unwrap_err();
+    assert!(matches!(err, Error::StaleLease { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_request_is_withdrawn() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("drop", opts(&redis)).await.unwrap();
+    let quitter = Client::new("drop", opts(&redis)).await.unwrap();
+    {
+        let ask = quitter.i_am_free(None);
+        tokio::pin!(ask);
+        // Poll once so the request is stored, then drop it.
+        let stored = tokio::time::timeout(Duration::from_millis(300), &mut ask).await;
+        assert!(stored.is_err(), "nothing to deliver yet");
+        assert_eq!(manager.stats().await.unwrap().requests, 1);
+    }
+    eventually("request withdrawn", || async {
+        manager.stats().await.unwrap().requests == 0
+    })
+    .await;
+    manager.push(json!("for the next worker")).await.unwrap();
+    let worker = Client::new("drop", opts(&redis)).await.unwrap();
+    let job = within("job", worker.i_am_free(None)).await.unwrap();
+    assert_eq!(
+        (job.data.clone(), job.attempt),
+        (json!("for the next worker"), 1)
+    );
+    // A job given back goes to the head of the queue, its attempt not counted.
+    manager.push(json!("behind")).await.unwrap();
+    worker.release(&job).await.unwrap();
+    let again = within("released job", worker.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (job.id, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_retry_with_backoff_then_go_to_the_dead_list() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("retry", opts(&redis).max_attempts(3))
+        .await
+        .unwrap();
+    let client = Client::new("retry", opts(&redis)).await.unwrap();
+    let id = manager.push(json!({"to": "x"})).await.unwrap();
+    for attempt in 1..=3 {
+        let job = within("attempt", client.i_am_free(None)).await.unwrap();
+        assert_eq!((job.id.clone(), job.attempt), (id.clone(), attempt));
+        let outcome = client
+            .fail(&job, &format!("smtp timed out #{attempt}"))
+            .await
+            .unwrap();
+        if attempt < 3 {
+            assert!(
+                matches!(outcome, FailOutcome::Retry { after } if after <= Duration::from_millis(100))
+            );
+        } else {
+            assert_eq!(outcome, FailOutcome::Dead);
+        }
+    }
+    let dead = manager.dead_jobs(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].id.clone(), dead[0].attempts), (id.clone(), 3));
+    assert_eq!(dead[0].error.as_deref(), Some("smtp timed out #3"));
+    assert_eq!(dead[0].data, json!({"to": "x"}));
+    let stats = manager.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.retried,
+            stats.dead_lettered,
+            stats.dead,
+            stats.waiting
+        ),
+        (2, 1, 1, 0)
+    );
+
+    // Retried from the dead list: attempts start again at 1.
+    assert_eq!(manager.retry_dead(Some(&id)).await.unwrap(), 1);
+    let job = within("retried", client.i_am_free(None)).await.unwrap();
+    assert_eq!((job.id.clone(), job.attempt), (id.clone(), 1));
+    client
+        .fail_permanently(&job, "no such mailbox")
+        .await
+        .unwrap();
+    assert_eq!(
+        manager.last_error(&id).await.unwrap().as_deref(),
+        Some("no such mailbox")
+    );
+    assert_eq!(manager.purge_dead(None).await.unwrap(), 1);
+    assert!(manager.dead_jobs(10).await.unwrap().is_empty());
+    let jobs: u64 = query(&redis, &["HLEN", "sque:{retry}:jobs"]);
+    assert_eq!(jobs, 0, "purged jobs leave no data behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_own_max_attempts_wins() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("own", opts(&redis).max_attempts(5))
+        .await
+        .unwrap();
+    let client = Client::new("own", opts(&redis)).await.unwrap();
+    let options = JobOptions {
+        max_attempts: Some(1),
+    };
+    manager.push_with(json!("once"), options).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    assert_eq!(client.fail(&job, "boom").await.unwrap(), FailOutcome::Dead);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_holder_lets_go_comes_back_and_expiry_counts_as_an_attempt() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("expiry", opts(&redis).max_attempts(2))
+        .await
+        .unwrap();
+    let id = manager.push(json!("x")).await.unwrap();
+    manager.push(json!("y")).await.unwrap();
+    {
+        // The worker "dies": its client is dropped with the job in hand.
+        let doomed = Client::new("expiry", opts(&redis)).await.unwrap();
+        let job = within("job", doomed.i_am_free(None)).await.unwrap();
+        assert_eq!(job.attempt, 1);
+    }
+    eventually("the lease ran out", || async {
+        manager.stats().await.unwrap().expired == 1
+    })
+    .await;
+    let client = Client::new("expiry", opts(&redis)).await.unwrap();
+    // The expired job returns to the head of the queue, before "y".
+    let job = within("job back", client.i_am_free(None)).await.unwrap();
+    assert_eq!((job.id.clone(), job.attempt), (id.clone(), 2));
+    drop(job); // let go of every clone without acknowledging: the lease runs out again
+    eventually("dead after two expiries", || async {
+        manager.stats().await.unwrap().dead == 1
+    })
+    .await;
+    let dead = manager.dead_jobs(1).await.unwrap();
+    assert!(
+        dead[0].error.as_deref().unwrap().contains("lease expired"),
+        "{dead:?}"
+    );
+    let next = within("y", client.i_am_free(None)).await.unwrap();
+    assert_eq!(next.data, json!("y"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_holder_is_refused_and_cannot_touch_the_new_lease() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("fence", opts(&redis)).await.unwrap();
+    manager.push(json!("x")).await.unwrap();
+    let old = {
+        let frozen = Client::new("fence", opts(&redis)).await.unwrap();
+        within("job", frozen.i_am_free(None)).await.unwrap()
+        // The client is gone (no renewals), but the job value survives, as in a frozen worker.
+    };
+    let fresh = Client::new("fence", opts(&redis)).await.unwrap();
+    let new = within("job again", fresh.i_am_free(None)).await.unwrap();
+    assert_eq!((new.id.clone(), new.attempt), (old.id.clone(), 2));
+    let late = Client::new("fence", opts(&redis)).await.unwrap();
+    for result in [
+        late.complete(&old, Some(json!("late"))).await.map(|_| ()),
+        late.fail(&old, "late").await.map(|_| ()),
+        late.fail_permanently(&old, "late").await.map(|_| ()),
+        late.release(&old).await,
+    ] {
+        assert!(
+            matches!(result, Err(Error::StaleLease { attempt: 1, .. })),
+            "{result:?}"
+        );
+    }
+    let stats = manager.stats().await.unwrap();
+    assert_eq!(
+        (stats.in_flight, stats.dead, stats.delayed, stats.waiting),
+        (1, 0, 0, 0)
+    );
+    assert_eq!(manager.result(&old.id).await.unwrap(), None);
+    fresh.complete(&new, Some(json!("done"))).await.unwrap();
+    assert_eq!(manager.result(&new.id).await.unwrap(), Some(json!("done")));
+}
+
+/// Completions travel in batches; a job completed twice at once (both in one batch) is
+/// completed once, and the second call is told its lease is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_completed_twice_at_once_counts_once_and_the_second_is_refused() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("twice", opts(&redis)).await.unwrap();
+    manager.push(json!("x")).await.unwrap();
+    let client = Client::new("twice", opts(&redis)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let (a, b) = within("both completions", async {
+        tokio::join!(client.complete(&job, None), client.complete(&job, None))
+    })
+    .await;
+    let refused = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(Error::StaleLease { attempt: 1, .. })))
+        .count();
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(refused, 1, "{a:?} {b:?}");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.completed, stats.in_flight), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_are_renewed_while_a_slow_job_runs() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("slow", opts(&redis)).await.unwrap();
+    manager.push(json!("slow")).await.unwrap();
+    let client = Client::new("slow", opts(&redis)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let other = Client::new("slow", opts(&redis)).await.unwrap();
+    // Five leases long: without renewal the job would have gone to `other`.
+    let stolen = tokio::time::timeout(Duration::from_secs(3), other.i_am_free(None)).await;
+    assert!(stolen.is_err(), "the job was dispatched twice: {stolen:?}");
+    client.complete(&job, None).await.unwrap();
+    assert_eq!(manager.stats().await.unwrap().expired, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_are_kept_for_a_bounded_count_and_time() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("results", opts(&redis).result_max(3))
+        .await
+        .unwrap();
+    let client = Client::new("results", opts(&redis)).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(manager.push(json!(i)).await.unwrap());
+        let job = within("job", client.i_am_free(None)).await.unwrap();
+        client
+            .complete(&job, Some(json!({ "sent": i })))
+            .await
+            .unwrap();
+    }
+    eventually("only 3 results kept", || async {
+        manager.stats().await.unwrap().results == 3
+    })
+    .await;
+    assert_eq!(manager.result(&ids[0]).await.unwrap(), None);
+    assert_eq!(manager.result(&ids[1]).await.unwrap(), None);
+    assert_eq!(
+        manager.result(&ids[4]).await.unwrap(),
+        Some(json!({"sent": 4}))
+    );
+    // The retention is the queue's: changed for the queue, not by opening it again.
+    manager
+        .admin()
+        .configure(&sque::SettingsChange {
+            result_ttl: Some(Duration::from_millis(200)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("results dropped after their time", || async {
+        manager.stats().await.unwrap().results == 0
+    })
+    .await;
+    assert_eq!(manager.result(&ids[4]).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_managers_never_dispatch_a_job_twice() {
+    let redis = RedisServer::start();
+    let m1 = Manager::new("two", opts(&redis)).await.unwrap();
+    let m2 = Manager::new("two", opts(&redis)).await.unwrap();
+    let clients: Vec<Arc<Client>> = futures_join(8, || Client::new("two", opts(&redis))).await;
+    let total = 4000;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let (c, seen) = (c.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let job = c.i_am_free(None).await.unwrap();
+                seen.lock().unwrap().push(job.data.as_i64().unwrap());
+                c.complete(&job, None).await.unwrap();
+            }
+        }));
+    }
+    for chunk in (0..total).collect::<Vec<i64>>().chunks(100) {
+        let m = if chunk[0] % 200 == 0 { &m1 } else { &m2 };
+        m.push_many(chunk.iter().map(|i| json!(i))).await.unwrap();
+    }
+    eventually("all completed", || async {
+        m1.stats().await.unwrap().completed == total as u64
+    })
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), total as usize, "no duplicates");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), total as usize);
+}
+
+async fn futures_join<F, Fut>(n: usize, make: F) -> Vec<Arc<Client>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Client, Error>>,
+{
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(make().await.unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_and_writes_nothing() {
+    let redis = RedisServer::start();
+    for name in [
+        "",
+        "has space",
+        "a{b}",
+        "star*",
+        "q?",
+        "[x]",
+        "tab\tq",
+        "nl\nq",
+        &"x".repeat(201),
+    ] {
+        let err = Manager::new(name, opts(&redis))
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, Error::InvalidQueueName { .. }),
+            "{name:?}: {err}"
+        );
+        assert!(err.is_bad_input());
+        let err = Client::new(name, opts(&redis))
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, Error::InvalidQueueName { .. }),
+            "{name:?}: {err}"
+        );
+    }
+    let keys: u64 = query(&redis, &["DBSIZE"]);
+    assert_eq!(keys, 0, "a bad queue name wrote nothing");
+
+    let manager = Manager::new("limits", opts(&redis).max_job_bytes(100))
+        .await
+        .unwrap();
+    let big = json!("x".repeat(200));
+    let err = manager.push(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::JobTooLarge { limit: 100, .. }),
+        "{err}"
+    );
+    let err = manager
+        .push_many(vec![json!(1), big, json!(2)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::JobTooLarge { .. }), "{err}");
+    let err = manager
+        .push_with(
+            json!(1),
+            JobOptions {
+                max_attempts: Some(0),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.pushed), (0, 0), "nothing was pushed");
+
+    let err = Manager::new("q", opts(&redis).lease(Duration::from_millis(1)))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_bad_input(), "{err}");
+    let err = Manager::new("q", opts(&redis).redis("nonsense://x"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_bad_input(), "{err}");
+    let client = Client::new("limits", opts(&redis)).await.unwrap();
+    let err = client.i_am_free(Some("")).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_protocol_version_is_refused() {
+    let redis = RedisServer::start();
+    let _: () = query(&redis, &["HSET", "sque:{future}:meta", "protocol", "2.0"]);
+    let err = Manager::new("future", opts(&redis)).await.err().unwrap();
+    assert!(
+        matches!(&err, Error::Protocol { found, .. } if found == "2.0"),
+        "{err}"
+    );
+    let err = Client::new("future", opts(&redis)).await.err().unwrap();
+    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_redis_or_a_wrong_password_fails_promptly() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let err = within(
+        "unreachable",
+        Manager::new("q", sque::Options::default().redis(url)),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+
+    let locked = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let wrong = locked.url_with_auth(":nope");
+    let err = Manager::new("q", sque::Options::default().redis(wrong))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Auth(_)), "{err}");
+    assert!(
+        !err.to_string().contains("nope"),
+        "the password is not echoed: {err}"
+    );
+    let right = locked.url_with_auth(":s3cret");
+    let manager = Manager::new("q", sque::Options::default().redis(right))
+        .await
+        .unwrap();
+    manager.push(json!(1)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_ids_display_as_strings() {
+    let id = JobId::from("17");
+    assert_eq!(id.to_string(), "17");
+    assert_eq!(
+        serde_json::to_value(&id).unwrap(),
+        Value::String("17".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
+    let redis = RedisServer::start();
+    // The ACL of docs/PROTOCOL.md, word for word.
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let acl = doc
+        .split("```")
+        .find(|block| block.contains("ACL SETUSER sque-host"))
+        .expect("the ACL in docs/PROTOCOL.md")
+        .replace("\\\n", " ")
+        .replace(">PASSWORD", ">s3cret");
+    let words: Vec<&str> = acl.split_whitespace().collect();
+    let _: () = query(&redis, &words);
+    let opts = |user: &str| opts(&redis).redis(redis.url_with_auth(&format!("{user}:s3cret")));
+    let manager = Manager::new("acl", opts("sque-host")).await.unwrap();
+    let client = Client::new("acl", opts("sque-host")).await.unwrap();
+    manager
+        .push(json!({"email": "test1@mail.org"}))
+        .await
+        .unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    client.fail(&job, "once more").await.unwrap();
+    let job = within("retried job", client.i_am_free(None)).await.unwrap();
+    client.complete(&job, Some(json!("sent"))).await.unwrap();
+    assert_eq!(manager.stats().await.unwrap().completed, 1);
+    assert!(manager.dead_jobs(10).await.unwrap().is_empty());
+
+    // A user who may not touch the sque keys.
+    let _: () = query(
+        &redis,
+        &[
+            "ACL", "SETUSER", "nosy", "on", ">s3cret", "~other:*", "+@all",
+        ],
+    );
+    let err = Manager::new("acl", opts("nosy"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::Permission(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_a_private_ca_works_and_plain_text_to_it_fails() {
+    let redis = RedisServer::start_tls();
+    let ca = redis.tls_ca.clone().unwrap();
+    let tls = opts(&redis).tls_ca(&ca);
+    let manager = Manager::new("tls", tls.clone()).await.unwrap();
+    let client = Client::new("tls", tls.clone()).await.unwrap();
+    manager
+        .push(json!({"email": "test1@mail.org"}))
+        .await
+        .unwrap();
+    let job = within("job over TLS", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.complete(&job, Some(json!("sent"))).await.unwrap();
+    assert_eq!(manager.result(&job.id).await.unwrap(), Some(json!("sent")));
+
+    // Without the CA the server's certificate is not trusted; plain text is not TLS.
+    let untrusted = Manager::new("tls", opts(&redis))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(untrusted, Error::Unavailable(_) | Error::Redis(_)),
+        "{untrusted}"
+    );
+    let plain = opts(&redis).redis(format!("redis://127.0.0.1:{}", redis.port));
+    let err = within("plain text to a TLS port", Manager::new("tls", plain))
+        .await
+        .err()
+        .unwrap();
+    assert!(!err.is_bad_input(), "{err}");
+    let missing = Manager::new("tls", tls.tls_ca("/nonexistent/ca.pem"))
+        .await
+        .err()
+        .unwrap();
+    assert!(missing.is_bad_input(), "{missing}");
+}
