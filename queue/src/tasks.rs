@@ -109,6 +109,9 @@ mod tests {
         });
         drop(stop);
         let slept = tokio::time::timeout(Duration::from_secs(10), rx).await;
-        assert!(!slept.expect("the task ended").unwrap(), "cancelled, not slept out");
+        assert!(
+            !slept.expect("the task ended").unwrap(),
+            "cancelled, not slept out"
+        );
     }
 }

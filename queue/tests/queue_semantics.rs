@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sque::{Client, Error, FailOutcome, JobId, JobOptions, Manager};
+use sque::{Client, Error, FailOutcome, Inspector, JobId, JobOptions, Manager};
 use support::{eventually, opts, query, within, RedisServer};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -397,6 +397,34 @@ async fn a_completion_that_failed_leaves_the_job_held_until_its_lease_is_lost() 
     .await;
     let err = client.complete(&job, None).await.unwrap_err();
     assert!(matches!(err, Error::StaleLease { .. }), "{err}");
+}
+
+/// A client shared between tasks (as a host's slots share one) shuts down from any of them:
+/// its open requests are withdrawn, its heartbeat dropped, and calls after it fail with
+/// `Error::Closed`. (`shutdown` used to take the client by value, and `sque-host run` skipped
+/// it, silently, whenever the client was still shared.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_client_shuts_down_and_withdraws_its_requests() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("shared", opts(&redis)).await.unwrap();
+    let client = Arc::new(Client::new("shared", opts(&redis)).await.unwrap());
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.i_am_free(None).await })
+    };
+    eventually("the request stored", || async {
+        manager.stats().await.unwrap().requests == 1
+    })
+    .await;
+    within("shutdown", client.shutdown()).await.unwrap();
+    let asked = within("the pending request to end", asking).await.unwrap();
+    assert!(matches!(asked, Err(Error::Closed)), "{asked:?}");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.requests, stats.workers), (0, 0), "{stats:?}");
+    assert!(matches!(client.i_am_free(None).await, Err(Error::Closed)));
+    within("a second shutdown", client.shutdown())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -873,6 +901,41 @@ async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
         .err()
         .expect("refused");
     assert!(matches!(err, Error::Permission(_)), "{err}");
+}
+
+/// The inspector only reads: it works for a user with the read-only ACL of
+/// docs/PROTOCOL.md (read-only keys, read commands only), which can change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspector_works_with_a_read_only_acl_user() {
+    let redis = RedisServer::start();
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let acl = doc
+        .split("```")
+        .find(|block| block.contains("ACL SETUSER sque-reader"))
+        .expect("the read-only ACL in docs/PROTOCOL.md")
+        .replace("\\\n", " ")
+        .replace(">PASSWORD", ">s3cret");
+    let words: Vec<&str> = acl.split_whitespace().collect();
+    let _: () = query(&redis, &words);
+    let manager = Manager::new("ro", opts(&redis)).await.unwrap();
+    let id = manager.push(json!({"n": 1})).await.unwrap();
+    let reader = opts(&redis).redis(redis.url_with_auth("sque-reader:s3cret"));
+    let inspector = Inspector::new("ro", reader.clone()).await.unwrap();
+    assert_eq!(inspector.stats().await.unwrap().waiting, 1);
+    let job = inspector.job(&id).await.unwrap().expect("the job");
+    assert_eq!(job.data, Some(json!({"n": 1})));
+    assert!(inspector.dead_jobs(10).await.unwrap().is_empty());
+    assert_eq!(
+        sque::queue_names(&reader).await.unwrap(),
+        vec!["ro".to_string()]
+    );
+    let err = Manager::new("ro", reader.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::Permission(_)), "{err}");
+    let err = Inspector::new("nope", reader).await.err().expect("refused");
+    assert!(matches!(err, Error::NoSuchQueue(_)), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

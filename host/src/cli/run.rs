@@ -234,7 +234,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         stop.cancelled().await;
     }
-    signals.abort();
+    // The signal watcher cancelled `stop` and ended; nothing else does.
+    let _ = signals.await;
     if let Some(client) = client {
         client
             .shutdown()

@@ -127,9 +127,12 @@ pub async fn run(
 
     let (bursts, finished) = mpsc::unbounded_channel::<Vec<Finished>>();
     let outbox = Outbox::new(bursts);
-    let sweeper = CancellationToken::new();
-    outbox.start_sweeper(sweeper.clone());
-    let forwarder = shared.wasm.spawn(outbox.clone().forward());
+    // The sweeper and the forwarder stop once the slots have (their own token).
+    let outbox_stop = CancellationToken::new();
+    outbox.start_sweeper(outbox_stop.clone());
+    let forwarder = shared
+        .wasm
+        .spawn(outbox.clone().forward(outbox_stop.clone()));
 
     let fetcher = tokio::spawn(fetcher::run(
         shared.clone(),
@@ -157,9 +160,8 @@ pub async fn run(
     }
     // The slots are gone: what they left in the outbox goes now, and with the outbox gone
     // the acknowledger's channel closes once it has seen every outcome.
-    forwarder.abort();
+    outbox_stop.cancel();
     let _ = forwarder.await;
-    sweeper.cancel();
     outbox.flush();
     drop(outbox);
     let _ = acknowledger.await;

@@ -118,11 +118,14 @@ impl<T: Send + 'static> Outbox<T> {
     }
 
     /// Sends what waits once the runtime it runs on has no other task ready (`yield_now`
-    /// puts it back only then, or at the runtime's next maintenance tick). Runs until
-    /// aborted; flush once more after aborting it.
-    pub async fn forward(self: Arc<Self>) {
+    /// puts it back only then, or at the runtime's next maintenance tick). Runs until `stop`
+    /// is cancelled; flush once more after it ends.
+    pub async fn forward(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            self.arrived.notified().await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.arrived.notified() => {}
+            }
             tokio::task::yield_now().await;
             self.flush();
         }
@@ -175,14 +178,15 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         // Time never sends here: only the forwarder can.
         let outbox = Outbox::with_flush_after(tx, Duration::from_secs(3600));
-        let forwarder = tokio::spawn(outbox.clone().forward());
+        let stop = CancellationToken::new();
+        let forwarder = tokio::spawn(outbox.clone().forward(stop.clone()));
         outbox.put(1);
         outbox.put(2);
         // Bounded, so that a forwarder that never sends fails the test instead of hanging it.
         let burst = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
         assert_eq!(burst.expect("the forwarder sent nothing"), Some(vec![1, 2]));
-        forwarder.abort();
-        let _ = forwarder.await;
+        stop.cancel();
+        forwarder.await.unwrap();
         drop(outbox);
         assert!(
             rx.recv().await.is_none(),
