@@ -41,6 +41,9 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         Kind::Process => "process",
         Kind::Latency => "latency",
         Kind::BytesPerJob => "bytes-per-job",
+        Kind::DeadRetryAll | Kind::DeadPurgeAll => {
+            bail!("{}: a sque-only case", case.name)
+        }
     };
     let out = Command::new("node")
         .current_dir(dir())

@@ -27,6 +27,10 @@ pub enum Kind {
     Latency,
     /// Redis bytes per waiting job.
     BytesPerJob,
+    /// `sque-host dead retry --all` of a dead list this long (sque only).
+    DeadRetryAll,
+    /// `sque-host dead purge --all` of a dead list this long (sque only).
+    DeadPurgeAll,
 }
 
 /// One run's figures.
@@ -43,6 +47,8 @@ pub struct Measurement {
     pub redis_cpu_us_per_job: Option<f64>,
     /// CPU time the host process spent per job (sque's processing cases).
     pub host_cpu_us_per_job: Option<f64>,
+    /// The longest single command Redis ran meanwhile (`SLOWLOG`), in ms.
+    pub longest_call_ms: Option<f64>,
 }
 
 pub fn all(quick: bool) -> Vec<Case> {
@@ -104,6 +110,20 @@ pub fn all(quick: bool) -> Vec<Case> {
             scale(100_000, 20_000),
             0,
             true,
+        ),
+        case(
+            "dead retry --all (dead jobs/s, longest call)",
+            Kind::DeadRetryAll,
+            scale(100_000, 20_000),
+            0,
+            false,
+        ),
+        case(
+            "dead purge --all (dead jobs/s, longest call)",
+            Kind::DeadPurgeAll,
+            scale(100_000, 20_000),
+            0,
+            false,
         ),
     ];
     if !quick {

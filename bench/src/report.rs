@@ -42,6 +42,7 @@ fn medians(runs: &[Measurement]) -> Measurement {
         bytes_per_job: median(runs.iter().map(|m| m.bytes_per_job)),
         redis_cpu_us_per_job: median(runs.iter().map(|m| m.redis_cpu_us_per_job)),
         host_cpu_us_per_job: median(runs.iter().map(|m| m.host_cpu_us_per_job)),
+        longest_call_ms: median(runs.iter().map(|m| m.longest_call_ms)),
     }
 }
 
@@ -107,6 +108,9 @@ fn describe(m: &Measurement) -> String {
     }
     if let Some(v) = m.rss_bytes {
         parts.push(format!("RSS {:.0} MiB", v / (1 << 20) as f64));
+    }
+    if let Some(v) = m.longest_call_ms {
+        parts.push(format!("longest Redis call {v:.2} ms"));
     }
     parts.join(", ")
 }

@@ -81,6 +81,8 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             process(case, redis, &queue, &manager).await?
         }
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
+        Kind::DeadRetryAll => dead_all(case, redis, &queue, "retry")?,
+        Kind::DeadPurgeAll => dead_all(case, redis, &queue, "purge")?,
     };
     Ok(m)
 }
@@ -241,5 +243,85 @@ fn stop(host: &mut std::process::Child) -> anyhow::Result<()> {
         .args(["-TERM", &host.id().to_string()])
         .status();
     host.wait()?;
+    Ok(())
+}
+
+/// `sque-host dead retry|purge --all` of `case.jobs` dead jobs, timed, with the longest single
+/// command Redis ran meanwhile (every command logged in SLOWLOG for the run).
+fn dead_all(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    action: &str,
+) -> anyhow::Result<Measurement> {
+    bury(redis, queue, case.jobs)?;
+    let _: () = redis.on_node(0, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    let _: () = redis.on_node(0, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    let _: () = redis.on_node(0, &["SLOWLOG", "RESET"]);
+    let t0 = Instant::now();
+    let status = Command::new(host_binary())
+        .args([
+            "dead",
+            action,
+            "--all",
+            "--queue",
+            queue,
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--log", "warn"])
+        .stdout(Stdio::null())
+        .status()?;
+    let took = t0.elapsed();
+    if !status.success() {
+        bail!("sque-host dead {action} --all failed");
+    }
+    // Each entry: id, time, duration in µs, the command's words, client address and name.
+    let log: Vec<Vec<redis::Value>> = redis.on_node(0, &["SLOWLOG", "GET", "100000"]);
+    let _: () = redis.on_node(0, &["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    let longest_us = log
+        .iter()
+        .filter_map(|entry| redis::from_redis_value_ref::<i64>(entry.get(2)?).ok())
+        .max()
+        .context("SLOWLOG logged nothing")?;
+    Ok(Measurement {
+        jobs_per_sec: Some(case.jobs as f64 / took.as_secs_f64()),
+        longest_call_ms: Some(longest_us as f64 / 1000.0),
+        ..Default::default()
+    })
+}
+
+/// Puts `n` dead jobs in the queue's dead list, in the protocol's shape, as fast as Redis
+/// takes them (pipelined), with room for all of them.
+fn bury(redis: &RedisServer, queue: &str, n: usize) -> anyhow::Result<()> {
+    let key = |name: &str| format!("sque:{{{queue}}}:{name}");
+    let _: () = redis.on_node(0, &["HSET", &key("meta"), "dead_max", &(n * 2).to_string()]);
+    let mut con = redis.con();
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            let token = format!("{id}|5|5");
+            pipe.cmd("ZADD")
+                .arg(key("dead_at"))
+                .arg(*id)
+                .arg(&token)
+                .ignore();
+            pipe.cmd("HSET")
+                .arg(key("jobs"))
+                .arg(*id)
+                .arg(email(*id).to_string())
+                .ignore();
+            pipe.cmd("HSET")
+                .arg(key("errors"))
+                .arg(*id)
+                .arg(
+                    serde_json::json!({"code": "fail", "message": "handler failed: no", "at": id, "token": token})
+                        .to_string(),
+                )
+                .ignore();
+        }
+        pipe.query::<()>(&mut *con)
+            .context("burying the bench's dead jobs")?;
+    }
     Ok(())
 }

@@ -581,7 +581,9 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         vec!["queue", "config", "--queue", "nosuch", "--redis", &url],
         vec!["stats", "--queue", "nosuch", "--redis", &url],
         vec!["dead", "list", "--queue", "nosuch", "--redis", &url],
-        vec!["dead", "purge", "--queue", "nosuch", "--redis", &url],
+        vec![
+            "dead", "purge", "--queue", "nosuch", "--redis", &url, "--all",
+        ],
     ] {
         assert_refused(&cli(&args, b""), "queue \"nosuch\" does not exist");
     }
@@ -745,14 +747,20 @@ async fn stats_and_the_dead_list_from_the_command_line() {
     let dead: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dead["data"], json!({"do": "fail"}));
     assert_eq!(dead["error"], json!("handler failed: asked to fail"));
-    let out = cli(&["dead", "retry", "--queue", "cli", "--redis", &url], b"");
+    let out = cli(
+        &["dead", "retry", "--queue", "cli", "--redis", &url, "--all"],
+        b"",
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("1 job(s) back"),
         "{}",
         stderr(&out)
     );
     assert_eq!(m.stats().await.unwrap().waiting, 1);
-    let out = cli(&["dead", "purge", "--queue", "cli", "--redis", &url], b"");
+    let out = cli(
+        &["dead", "purge", "--queue", "cli", "--redis", &url, "--all"],
+        b"",
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 dead job(s) purged"));
 }
 

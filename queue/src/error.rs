@@ -115,6 +115,12 @@ impl From<redis::RedisError> for Error {
                 Error::Auth(e)
             }
             _ if text.contains("NOPERM") => Error::Permission(e),
+            // A cluster whose nodes are all gone, or one that is reconfiguring, is as
+            // unreachable as a server that is down.
+            ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(ServerErrorKind::ClusterDown)
+            | ErrorKind::Server(ServerErrorKind::MasterDown)
+            | ErrorKind::Server(ServerErrorKind::TryAgain) => Error::Unavailable(e),
             _ if e.is_io_error()
                 || e.is_connection_refusal()
                 || e.is_connection_dropped()

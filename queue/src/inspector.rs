@@ -2,18 +2,28 @@
 //! the dead list) and never writes to Redis. Opening one creates nothing: a queue that does
 //! not exist is an error, so `sque-host stats --queue typo` changes nothing, and an ACL user
 //! with read-only rights can use it (`docs/PROTOCOL.md`).
+//!
+//! What it reads may have been written by anyone: entries that are not in the protocol's
+//! shape (poison data, a token that does not parse, a counter that is not a number) are shown
+//! as what they are, with what is wrong, and never hide the rest.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::JobId;
 use crate::options::Options;
 use crate::queue::Queue;
 use crate::settings::QueueSettings;
-use crate::wire::Token;
+use crate::wire::{describe_json_error, LastError, Token};
+
+/// Bytes read back as they are (data nobody here wrote need not be UTF-8).
+type Raw = Vec<u8>;
+
+/// The most of a dead job's data shown when it is not JSON.
+const SHOWN_RAW: usize = 4096;
 
 /// Reads one queue.
 #[derive(Clone)]
@@ -46,34 +56,52 @@ pub struct QueueStats {
     pub retried: u64,
     pub dead_lettered: u64,
     pub expired: u64,
+    /// Jobs whose data could not be delivered (dead at once).
+    pub poisoned: u64,
+    /// Dead jobs dropped to keep the dead list within its bounds.
+    pub dead_dropped: u64,
 }
 
 /// A job in the dead list.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeadJob {
+    /// The job's id; for an entry that is not a lease token, the entry itself.
     pub id: JobId,
+    /// The job's data (`null` when it is gone); data that is not JSON is shown as a string
+    /// of its first 4 KiB, and `problem` says so.
     pub data: Value,
     /// The attempts it had made.
     pub attempts: u32,
-    /// The last error it failed with.
+    /// The last error's message.
     pub error: Option<String>,
+    /// How its last attempt ended (`poison`, `lease_expired`, `trap`, ...).
+    pub code: Option<String>,
+    /// When it died, in ms since the epoch (Redis's clock).
+    pub died_at: Option<u64>,
+    /// Its data was cut to 4 KiB (poison keeps no more).
+    pub cut: bool,
+    /// What is wrong with the entry itself, when it is not in the protocol's shape.
+    pub problem: Option<String>,
 }
 
 /// What the queue holds of one job.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct JobInfo {
     pub id: JobId,
-    /// The job's data while it is not completed (or purged).
+    /// The job's data while it is not completed (or purged); data that is not JSON is shown
+    /// as a string, and `problem` says so.
     pub data: Option<Value>,
     /// The result of a completed job, while it is kept.
     pub result: Option<Value>,
     /// The last error of a job that failed, was retried or is dead.
-    pub last_error: Option<String>,
+    pub last_error: Option<LastError>,
+    /// What is wrong with what the queue holds of it, if anything.
+    pub problem: Option<String>,
 }
 
 impl Inspector {
     /// Connects to Redis and reads the queue's meta; a queue that does not exist is
-    /// [`Error::NoSuchQueue`]. Writes nothing.
+    /// [`crate::Error::NoSuchQueue`]. Writes nothing.
     pub async fn new(queue: &str, opts: Options) -> Result<Inspector> {
         Ok(Inspector {
             queue: Queue::open_existing(queue, opts).await?,
@@ -94,37 +122,38 @@ impl Inspector {
         &self.queue.settings
     }
 
-    /// Counts of the queue, read in one round trip.
+    /// Counts of the queue, read in one round trip. A counter that is not a number counts 0.
     pub async fn stats(&self) -> Result<QueueStats> {
         let k = &self.queue.keys;
-        let (waiting, in_flight, delayed, dead, workers, requests, results, counters): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            HashMap<String, u64>,
-        ) = redis::pipe()
+        let (counts, counters): ([u64; 8], HashMap<String, Raw>) = redis::pipe()
             .llen(&k.waiting)
             .zcard(&k.leases)
             .zcard(&k.delayed)
+            .zcard(&k.dead_at)
             .llen(&k.dead)
             // The reaper drops workers whose heartbeat ran out, on Redis's clock.
             .zcard(&k.workers)
             .llen(&k.requests)
             .zcard(&k.results_at)
             .hgetall(&k.stats)
-            .query_async(&mut self.queue.con.clone())
-            .await?;
-        let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+            .query_async::<(u64, u64, u64, u64, u64, u64, u64, u64, HashMap<String, Raw>)>(
+                &mut self.queue.con.clone(),
+            )
+            .await
+            .map(|(a, b, c, d, e, f, g, h, counters)| ([a, b, c, d, e, f, g, h], counters))?;
+        let [waiting, in_flight, delayed, dead, legacy_dead, workers, requests, results] = counts;
+        let c = |name: &str| {
+            counters
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(0)
+        };
         Ok(QueueStats {
             queue: k.queue.clone(),
             waiting,
             in_flight,
             delayed,
-            dead,
+            dead: dead + legacy_dead,
             workers,
             requests,
             results,
@@ -134,109 +163,146 @@ impl Inspector {
             retried: c("retried"),
             dead_lettered: c("dead"),
             expired: c("expired"),
+            poisoned: c("poisoned"),
+            dead_dropped: c("dead_dropped"),
         })
     }
 
-    /// The result a completed job left, while it is kept (see `Options::result_ttl`).
-    /// `None` when the job left no result, is not complete, or its result was dropped.
+    /// The result a completed job left, while it is kept (the queue's `result_ttl` and
+    /// `result_max`). `None` when the job left no result, is not complete, or its result was
+    /// dropped; a result that is not JSON is shown as a string.
     pub async fn result(&self, id: &JobId) -> Result<Option<Value>> {
-        let text: Option<String> = redis::cmd("HGET")
+        let text: Option<Raw> = redis::cmd("HGET")
             .arg(&self.queue.keys.results)
             .arg(id.as_str())
             .query_async(&mut self.queue.con.clone())
             .await?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| Error::Corrupt(format!("result of job {id}: {e}")))
-        })
-        .transpose()
+        Ok(text.map(|t| json_or_text(&t).0))
     }
 
-    /// The last error of a job (failed, retried or dead), while the job is not completed.
+    /// The message of a job's last error (failed, retried or dead), while the job is not
+    /// completed. [`Inspector::job`] gives its code and time too.
     pub async fn last_error(&self, id: &JobId) -> Result<Option<String>> {
-        Ok(redis::cmd("HGET")
+        let entry: Option<Raw> = redis::cmd("HGET")
             .arg(&self.queue.keys.errors)
             .arg(id.as_str())
             .query_async(&mut self.queue.con.clone())
-            .await?)
+            .await?;
+        Ok(entry.map(|e| LastError::parse(&e).message))
     }
 
     /// What the queue holds of the job `id`, read in one round trip; `None` when it holds
     /// nothing (an unknown id, or a completed job whose result was dropped or never given).
     pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>> {
         let k = &self.queue.keys;
-        let (data, result, last_error): (Option<String>, Option<String>, Option<String>) =
-            redis::pipe()
-                .hget(&k.jobs, id.as_str())
-                .hget(&k.results, id.as_str())
-                .hget(&k.errors, id.as_str())
-                .query_async(&mut self.queue.con.clone())
-                .await?;
-        if data.is_none() && result.is_none() && last_error.is_none() {
+        let (data, result, error): (Option<Raw>, Option<Raw>, Option<Raw>) = redis::pipe()
+            .hget(&k.jobs, id.as_str())
+            .hget(&k.results, id.as_str())
+            .hget(&k.errors, id.as_str())
+            .query_async(&mut self.queue.con.clone())
+            .await?;
+        if data.is_none() && result.is_none() && error.is_none() {
             return Ok(None);
         }
-        let json = |what: &str, text: Option<String>| {
-            text.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| Error::Corrupt(format!("{what} of job {id}: {e}")))
-            })
-            .transpose()
+        let (data, problem) = match data {
+            Some(d) => {
+                let (value, problem) = json_or_text(&d);
+                (Some(value), problem)
+            }
+            None => (None, None),
         };
         Ok(Some(JobInfo {
             id: id.clone(),
-            data: json("data", data)?,
-            result: json("result", result)?,
-            last_error,
+            data,
+            result: result.map(|r| json_or_text(&r).0),
+            last_error: error.map(|e| LastError::parse(&e)),
+            problem,
         }))
     }
 
-    /// Up to `limit` dead jobs, newest first.
+    /// Up to `limit` dead jobs, newest first. An entry that is not a lease token, or whose
+    /// data is not JSON, is shown with what is wrong (`problem`), beside the others.
     pub async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let k = &self.queue.keys;
         let mut con = self.queue.con.clone();
-        let tokens: Vec<String> = redis::cmd("LRANGE")
-            .arg(&k.dead)
-            .arg(0)
-            .arg(limit - 1)
+        // The sorted set, and then what an older version left in its list and the reaper
+        // has not moved yet.
+        let (mut entries, legacy): (Vec<Raw>, Vec<Raw>) = redis::pipe()
+            .zrevrange(&k.dead_at, 0, limit as isize - 1)
+            .lrange(&k.dead, 0, limit as isize - 1)
             .query_async(&mut con)
             .await?;
-        if tokens.is_empty() {
+        entries.extend(legacy);
+        entries.truncate(limit);
+        if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let tokens = tokens
+        let parsed: Vec<(String, std::result::Result<Token, String>)> = entries
             .iter()
-            .map(|t| Token::parse(t).map_err(Error::Corrupt))
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<&str> = tokens.iter().map(|t| t.id.as_str()).collect();
-        let (datas, errors): (Vec<Option<String>>, Vec<Option<String>>) = redis::pipe()
+            .map(|e| {
+                let text = String::from_utf8_lossy(e).into_owned();
+                let token = Token::parse(&text);
+                (text, token)
+            })
+            .collect();
+        // Data and errors are kept under the job id; an entry that is no token, under itself.
+        let keys: Vec<&str> = parsed
+            .iter()
+            .map(|(text, token)| match token {
+                Ok(t) => t.id.as_str(),
+                Err(_) => text.as_str(),
+            })
+            .collect();
+        let (datas, errors): (Vec<Option<Raw>>, Vec<Option<Raw>>) = redis::pipe()
             .cmd("HMGET")
             .arg(&k.jobs)
-            .arg(&ids)
+            .arg(&keys)
             .cmd("HMGET")
             .arg(&k.errors)
-            .arg(&ids)
+            .arg(&keys)
             .query_async(&mut con)
             .await?;
-        tokens
+        Ok(parsed
             .into_iter()
             .zip(datas.into_iter().zip(errors))
-            .map(|(token, (data, error))| {
-                let data = match data {
-                    Some(text) => serde_json::from_str(&text).map_err(|e| {
-                        Error::Corrupt(format!("data of dead job {}: {e}", token.id))
-                    })?,
-                    None => Value::Null,
+            .map(|((text, token), (data, error))| {
+                let error = error.map(|e| LastError::parse(&e));
+                let (data, data_problem) = match data {
+                    Some(d) => json_or_text(&d),
+                    None => (Value::Null, None),
                 };
-                Ok(DeadJob {
-                    id: token.id,
+                let (id, attempts, problem) = match token {
+                    Ok(t) => (t.id, t.attempt, data_problem),
+                    Err(e) => (JobId::from(text), 0, Some(e)),
+                };
+                DeadJob {
+                    id,
                     data,
-                    attempts: token.attempt,
-                    error,
-                })
+                    attempts,
+                    code: error.as_ref().and_then(|e| e.code.clone()),
+                    died_at: error.as_ref().and_then(|e| e.at),
+                    cut: error.as_ref().is_some_and(|e| e.cut),
+                    error: error.map(|e| e.message),
+                    problem,
+                }
             })
-            .collect()
+            .collect())
+    }
+}
+
+/// JSON as a value; anything else as a string of its first bytes, with what is wrong.
+fn json_or_text(bytes: &[u8]) -> (Value, Option<String>) {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => (value, None),
+        Err(e) => (
+            Value::String(
+                String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN_RAW)]).into_owned(),
+            ),
+            Some(describe_json_error(&e)),
+        ),
     }
 }
 

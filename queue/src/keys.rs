@@ -50,6 +50,10 @@ pub(crate) struct Keys {
     pub requests: String,
     pub leases: String,
     pub delayed: String,
+    /// The dead list: a sorted set, token → time of death.
+    pub dead_at: String,
+    /// The dead list of versions before the sorted set (a list), emptied into `dead_at` by
+    /// the reaper.
     pub dead: String,
     pub errors: String,
     pub results: String,
@@ -76,6 +80,7 @@ impl Keys {
             requests: key("requests"),
             leases: key("leases"),
             delayed: key("delayed"),
+            dead_at: key("dead_at"),
             dead: key("dead"),
             errors: key("errors"),
             results: key("results"),

@@ -66,8 +66,14 @@ pub mod ndjson;
 #[doc(hidden)]
 pub mod wire;
 
-pub use admin::Admin;
-pub use client::{Client, FailOutcome};
+/// The protocol's scripts, as another implementation loads them (`docs/PROTOCOL.md`).
+#[doc(hidden)]
+pub fn script_bundle() -> Vec<(&'static str, String)> {
+    scripts::bundle()
+}
+
+pub use admin::{Admin, DeadJobs, DeadReport};
+pub use client::{Client, FailOutcome, Failure};
 pub use dispatcher::Dispatcher;
 pub use error::Error;
 pub use inspector::{queue_names, DeadJob, Inspector, JobInfo, QueueStats};
@@ -77,6 +83,7 @@ pub use manager::Manager;
 pub use options::{redact_url, Options};
 pub use producer::{EncodedJob, JobOptions, Producer};
 pub use settings::{QueueSettings, SettingsChange};
+pub use wire::LastError;
 
 /// The protocol this library speaks, stored in each queue's `meta` hash and given to every
 /// script, which refuses a caller of another major version. A queue created with another

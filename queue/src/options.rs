@@ -106,6 +106,19 @@ impl Options {
         self
     }
 
+    /// A queue setting (default 10,000): how many dead jobs are kept at most; the oldest go
+    /// first, counted as `dead_dropped`.
+    pub fn dead_max(mut self, n: u64) -> Self {
+        self.settings.dead_max = Some(n);
+        self
+    }
+
+    /// A queue setting (default 180 days): how long a dead job is kept.
+    pub fn dead_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.dead_ttl = Some(ttl);
+        self
+    }
+
     /// A queue setting (default: four leases, at least a minute): how long a worker's inbox
     /// outlives its last delivery. A live worker empties it at once; a dead one leaves it to
     /// expire (its jobs come back through their leases).
@@ -116,19 +129,7 @@ impl Options {
 
     /// Queue settings given all at once; `None` fields stay as they are.
     pub fn settings(mut self, change: SettingsChange) -> Self {
-        macro_rules! take {
-            ($($field:ident),*) => {$(if change.$field.is_some() { self.settings.$field = change.$field; })*};
-        }
-        take!(
-            lease,
-            inbox_ttl,
-            max_attempts,
-            max_job_bytes,
-            backoff,
-            backoff_max,
-            result_ttl,
-            result_max
-        );
+        self.settings.merge(&change);
         self
     }
 
@@ -167,22 +168,27 @@ impl fmt::Debug for Options {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host` with `***`.
+/// Replaces the password in `scheme://user:password@host` with `***`. The password ends at
+/// the last `@` (a password may hold `@`; a host never does), and only what comes after it
+/// is kept.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
     let rest = &url[scheme_end..];
-    match (rest.find('@'), rest.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &rest[..colon],
-                &rest[at..]
-            )
-        }
-        _ => url.to_string(),
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        // A user alone (`redis://token@host`) may itself be the secret.
+        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
     }
 }
 
@@ -195,5 +201,11 @@ mod tests {
         assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact_url("redis://:secret@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("redis://u:p@ss@h:1"), "redis://u:***@h:1");
+        assert_eq!(
+            redact_url("redis+cluster://u:a@b:c@h1:1,h2:2"),
+            "redis+cluster://u:***@h1:1,h2:2"
+        );
+        assert_eq!(redact_url("rediss://secret@h"), "rediss://***@h");
     }
 }

@@ -109,12 +109,21 @@ impl Producer {
     }
 
     /// Checks a job against the queue's limits and encodes it for [`Producer::push_encoded`].
+    /// Data nested 128 levels deep or more is refused: no worker could read it.
     pub fn encode(&self, data: &Value, options: &JobOptions) -> Result<EncodedJob> {
+        if depth(data) >= crate::wire::MAX_DEPTH {
+            return Err(Error::InvalidInput(format!(
+                "the job's data is nested {} levels deep or more; the most allowed is {}",
+                crate::wire::MAX_DEPTH,
+                crate::wire::MAX_DEPTH - 1
+            )));
+        }
         let json = serde_json::to_string(data).expect("a serde_json::Value always serializes");
         self.encode_json(json, options)
     }
 
-    /// Like [`Producer::encode`], for JSON text already known to be valid.
+    /// Like [`Producer::encode`], for JSON text already known to be valid (and nested under
+    /// 128 levels, as anything serde_json parsed is).
     pub fn encode_json(&self, json: String, options: &JobOptions) -> Result<EncodedJob> {
         let limit = self.max_job_bytes();
         if json.len() > limit {
@@ -137,5 +146,47 @@ impl Producer {
     /// The queue's size limit, in bytes of JSON.
     pub fn max_job_bytes(&self) -> usize {
         self.queue.settings.max_job_bytes as usize
+    }
+}
+
+/// How deeply arrays and objects nest in `value` (a scalar: 0), looking no deeper than the
+/// limit.
+fn depth(value: &Value) -> usize {
+    fn walk(value: &Value, level: usize) -> usize {
+        if level >= crate::wire::MAX_DEPTH {
+            return level;
+        }
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| walk(v, level + 1))
+                .max()
+                .unwrap_or(level + 1),
+            Value::Object(map) => map
+                .values()
+                .map(|v| walk(v, level + 1))
+                .max()
+                .unwrap_or(level + 1),
+            _ => level,
+        }
+    }
+    walk(value, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::depth;
+    use serde_json::json;
+
+    #[test]
+    fn depth_counts_nesting() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!([])), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
+        let mut deep = json!(1);
+        for _ in 0..500 {
+            deep = json!([deep]);
+        }
+        assert_eq!(depth(&deep), 128, "it stops looking at the limit");
     }
 }

@@ -44,6 +44,11 @@ pub struct QueueSettings {
     pub result_ttl: Duration,
     /// How many completed jobs' results are kept at most.
     pub result_max: u64,
+    /// How many dead jobs are kept at most; the oldest go first (counted as `dead_dropped`).
+    pub dead_max: u64,
+    /// How long a dead job is kept.
+    #[serde(serialize_with = "millis")]
+    pub dead_ttl: Duration,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -68,6 +73,8 @@ pub struct SettingsChange {
     pub backoff_max: Option<Duration>,
     pub result_ttl: Option<Duration>,
     pub result_max: Option<u64>,
+    pub dead_max: Option<u64>,
+    pub dead_ttl: Option<Duration>,
 }
 
 /// The meta field of each setting, with its value as stored (milliseconds, bytes, counts).
@@ -123,6 +130,11 @@ macro_rules! fields {
                 out
             }
 
+            /// Takes every setting `other` gives.
+            pub fn merge(&mut self, other: &SettingsChange) {
+                $(if other.$field.is_some() { self.$field = other.$field; })*
+            }
+
             /// Whether no setting is given.
             pub fn is_empty(&self) -> bool {
                 true $(&& self.$field.is_none())*
@@ -140,6 +152,8 @@ fields! {
     backoff_max: Millis,
     result_ttl: Millis,
     result_max: Count,
+    dead_max: Count,
+    dead_ttl: Millis,
 }
 
 /// How each kind of setting is stored in meta: durations in milliseconds, sizes and counts
@@ -208,6 +222,10 @@ impl QueueSettings {
             backoff_max: change.backoff_max.unwrap_or(Duration::from_secs(3600)),
             result_ttl: change.result_ttl.unwrap_or(Duration::from_secs(24 * 3600)),
             result_max: change.result_max.unwrap_or(10_000),
+            dead_max: change.dead_max.unwrap_or(10_000),
+            dead_ttl: change
+                .dead_ttl
+                .unwrap_or(Duration::from_secs(180 * 24 * 3600)),
         }
     }
 
@@ -249,7 +267,7 @@ impl fmt::Display for QueueSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}",
+            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}",
             self.lease,
             self.inbox_ttl,
             self.max_attempts,
@@ -257,7 +275,9 @@ impl fmt::Display for QueueSettings {
             self.backoff,
             self.backoff_max,
             self.result_ttl,
-            self.result_max
+            self.result_max,
+            self.dead_ttl,
+            self.dead_max
         )
     }
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::job::JobId;
 
-/// The deepest nesting of arrays and objects accepted in job data, results and deliveries,
-/// for every producer (the push script enforces the same).
+/// Nesting of arrays and objects in job data, results and deliveries must stay under this
+/// many levels, for every producer: serde_json's limit, and the push script enforces the same.
 pub const MAX_DEPTH: usize = 128;
 
 /// The longest job id, in digits.
@@ -123,7 +123,10 @@ pub fn parse_data(data: &[u8]) -> Result<Value, String> {
 pub fn describe_json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     if text.starts_with("recursion limit exceeded") {
-        format!("data is nested deeper than {MAX_DEPTH} levels")
+        format!(
+            "data is nested {MAX_DEPTH} levels deep or more; the most allowed is {}",
+            MAX_DEPTH - 1
+        )
     } else {
         format!("data is not valid JSON: {text}")
     }
@@ -155,6 +158,50 @@ fn split_envelope(entry: &[u8]) -> Option<(&str, &str, &[u8])> {
         std::str::from_utf8(token).ok()?,
         data,
     ))
+}
+
+/// A job's last error, as the scripts keep it in the queue's `errors` hash:
+/// `{"code": ..., "message": ..., "at": ms, "token": ..., "data_bytes": n, "cut": true}`.
+/// Versions before the codes kept the message alone, as text: it reads as a record without a
+/// code.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastError {
+    /// How the attempt ended (`docs/HOST.md`, "How a job ends"): `retry`, `fail`, `trap`,
+    /// `timeout`, `poison`, `lease_expired`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub message: String,
+    /// When, in ms since the epoch on Redis's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// The lease token of that attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// For poison: the size of the data as it was pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_bytes: Option<u64>,
+    /// For poison: the data kept is cut to 4 KiB.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
+}
+
+impl LastError {
+    /// Reads an `errors` entry; anything that is not a record is a message of its own.
+    pub fn parse(entry: &[u8]) -> LastError {
+        match serde_json::from_slice::<LastError>(entry) {
+            Ok(record) if entry.first() == Some(&b'{') => record,
+            _ => LastError {
+                message: String::from_utf8_lossy(entry).into_owned(),
+                ..LastError::default()
+            },
+        }
+    }
+
+    /// Whether the job is poison: its data cannot be delivered, so it is never retried.
+    pub fn is_poison(&self) -> bool {
+        self.code.as_deref() == Some("poison")
+    }
 }
 
 fn cut(text: &str) -> &str {
@@ -207,7 +254,13 @@ mod tests {
             "]".repeat(200)
         );
         let d = parse_delivery(deep.as_bytes()).unwrap();
-        assert_eq!(d.data.unwrap_err(), "data is nested deeper than 128 levels");
+        assert_eq!(
+            d.data.unwrap_err(),
+            "data is nested 128 levels deep or more; the most allowed is 127"
+        );
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_data(nested(127).as_bytes()).is_ok());
+        assert!(parse_data(nested(128).as_bytes()).is_err());
 
         let d = parse_delivery(b"{\"r\":\"1\",\"t\":\"1|1|5\",\"d\":\"\xff\"}").unwrap();
         assert!(d.data.is_err(), "invalid UTF-8 is not JSON");
@@ -215,6 +268,27 @@ mod tests {
         let d = parse_delivery(br#"{"d":[1], "t":"3|2|5", "r":"9"}"#).unwrap();
         assert_eq!((d.request, d.attempt), (9, 2));
         assert_eq!(d.data.unwrap(), serde_json::json!([1]));
+    }
+
+    #[test]
+    fn error_records_and_old_plain_messages_both_read() {
+        let e = LastError::parse(
+            br#"{"code":"poison","message":"data is missing from jobs","at":5,"token":"1|1|5"}"#,
+        );
+        assert_eq!((e.code.as_deref(), e.at), (Some("poison"), Some(5)));
+        assert!(e.is_poison());
+        let old = LastError::parse(b"handler asked to retry: later");
+        assert_eq!(
+            (old.code, old.message.as_str()),
+            (None, "handler asked to retry: later")
+        );
+        let junk = LastError::parse(b"\xff{");
+        assert!(!junk.message.is_empty());
+        let odd = LastError::parse(br#"{"message": 7}"#);
+        assert_eq!(
+            odd.message, r#"{"message": 7}"#,
+            "a record of the wrong shape is text"
+        );
     }
 
     #[test]

@@ -8,6 +8,13 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A failure after the command had changed something (part of a push went in, a host ran
+/// and then could not leave cleanly): exit code 1 whatever the cause, since retrying the
+/// whole command is not the same as never having run it. The message says what was done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PartlyDone(pub String);
+
 /// Shorthand for a usage error.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
@@ -18,10 +25,12 @@ pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host[:port][/db] for one server;
     /// redis+cluster://host:port[,host:port...] for a Redis Cluster;
     /// redis+sentinel://host:port[,host:port...]/service[/db] for the master Sentinel names.
-    /// rediss… for TLS.
+    /// rediss… for TLS. (The value of SQUE_REDIS_URL is not shown here: it may hold a
+    /// password.)
     #[arg(
         long = "redis",
         env = "SQUE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub url: String,
@@ -93,8 +102,13 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-/// 2 for bad input, usage, or a Redis that cannot be reached or refuses us; 1 otherwise.
+/// 2 for bad input, usage, or a Redis that cannot be reached or refuses us before anything
+/// was written; 1 otherwise, and whenever something was done first ([`PartlyDone`]).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    // A context is found by downcasting the error itself, not through its chain.
+    if e.downcast_ref::<PartlyDone>().is_some() {
+        return 1;
+    }
     for cause in e.chain() {
         if cause.is::<UsageError>() || cause.is::<crate::sandbox::LoadError>() {
             return 2;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use sque::ndjson::{check_job_json, read_line_bounded, LineRead};
 use sque::{EncodedJob, JobOptions, Producer};
 
-use crate::cli::common::{parse_size, usage, QueueArg, RedisArgs, UsageError};
+use crate::cli::common::{parse_size, usage, PartlyDone, QueueArg, RedisArgs, UsageError};
 
 /// Jobs per batch handed from the reader to the pusher.
 const BATCH: usize = 2000;
@@ -95,10 +95,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .into_iter()
             .map(|json| producer.encode_json(json, &job_options))
             .collect::<Result<Vec<EncodedJob>, _>>()?;
-        let ids = producer
-            .push_encoded(&jobs)
-            .await
-            .with_context(|| format!("pushing after {pushed} jobs"))?;
+        let ids = match producer.push_encoded(&jobs).await {
+            Ok(ids) => ids,
+            // Before anything went in, this is the same as a push that could not start.
+            Err(e) if pushed == 0 => return Err(anyhow::Error::new(e).context("pushing")),
+            Err(e) => {
+                out.flush()?;
+                return Err(anyhow::Error::new(e).context(PartlyDone(format!(
+                    "{pushed} job(s) were pushed (their ids are on stdout), then pushing failed; \
+                     the rest were not pushed"
+                ))));
+            }
+        };
         for id in &ids {
             writeln!(out, "{id}")?;
         }

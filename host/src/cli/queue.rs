@@ -57,6 +57,12 @@ struct Config {
     /// How many completed jobs' results are kept at most.
     #[arg(long)]
     result_max: Option<u64>,
+    /// How many dead jobs are kept at most; the oldest go first, counted as dead dropped.
+    #[arg(long)]
+    dead_max: Option<u64>,
+    /// How long a dead job is kept.
+    #[arg(long, value_parser = parse_duration)]
+    dead_ttl: Option<Duration>,
 
     /// Create the queue with these settings if it does not exist (otherwise that is an
     /// error: a typo should not make a queue).
@@ -80,6 +86,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backoff_max: c.backoff_max,
         result_ttl: c.result_ttl,
         result_max: c.result_max,
+        dead_max: c.dead_max,
+        dead_ttl: c.dead_ttl,
     };
     let opts = c.redis.options();
     let context = format!(

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::common::{parse_duration, parse_size, usage, QueueArg, RedisArgs};
+use crate::cli::common::{parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs};
 use crate::pool::{self, CurrentHandler, PoolConfig};
 use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
 
@@ -68,8 +68,14 @@ pub struct Args {
 
     /// An environment variable the handler may read, as K=V (repeatable; SQUE_ENV takes a
     /// comma-separated list). None by default.
-    #[arg(long = "env", env = "SQUE_ENV", value_delimiter = ',', value_name = "K=V", value_parser = parse_env)]
+    #[arg(long = "env", env = "SQUE_ENV", hide_env_values = true, value_delimiter = ',', value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
+
+    /// A file of environment variables the handler may read, one K=V a line (blank lines and
+    /// lines starting with # are skipped): secrets stay out of the process list, which shows
+    /// --env. Refused if other users may read it. Given beside --env, --env wins.
+    #[arg(long, env = "SQUE_ENV_FILE", value_name = "FILE")]
+    env_file: Option<PathBuf>,
 
     /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable;
     /// SQUE_ALLOW_HTTP takes a comma-separated list). None by default.
@@ -114,10 +120,54 @@ pub struct Args {
     no_cache: bool,
 }
 
+/// The variables granted: `--env-file`'s, then `--env`'s, a later one of a name winning.
+fn granted_env(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = match &args.env_file {
+        Some(path) => read_env_file(path)?,
+        None => Vec::new(),
+    };
+    env.extend(args.env.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<(String, String)> = env
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    kept.reverse();
+    Ok(kept)
+}
+
+/// Reads `--env-file`: K=V lines. A file others may read is refused (it holds secrets).
+fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| usage(format!("--env-file {shown}: {e}")))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(usage(format!(
+            "--env-file {shown} may be read by other users; it holds secrets: `chmod 600 {shown}`"
+        )));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage(format!("--env-file {shown}: {e}")))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(i, line)| {
+            parse_env(line.trim_end_matches('\r'))
+                .map_err(|e| usage(format!("--env-file {shown}, line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("{s:?} is not K=V")),
+        // The value may be a secret: name the key only.
+        Some(_) => Err("a variable's name is empty (expected K=V)".to_string()),
+        None => Err(format!(
+            "{:?} is not K=V",
+            s.chars().take(40).collect::<String>()
+        )),
     }
 }
 
@@ -150,7 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 max_log_bytes: args.max_log_bytes,
             },
             grants: Grants {
-                env: args.env.clone(),
+                env: granted_env(&args)?,
                 http_hosts: args.allow_http.clone(),
                 log_payloads: args.log_payloads,
             },
@@ -181,8 +231,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    if let Some((_, handler, _)) = &worker {
-        describe(&handler.get(), &args);
+    if let Some((sandbox, handler, _)) = &worker {
+        describe(&handler.get(), sandbox, &args);
     }
     tracing::info!(
         queue = %queue, redis = %url,
@@ -237,10 +287,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // The signal watcher cancelled `stop` and ended; nothing else does.
     let _ = signals.await;
     if let Some(client) = client {
-        client
-            .shutdown()
-            .await
-            .context("withdrawing this host's requests from the queue")?;
+        client.shutdown().await.map_err(|e| {
+            anyhow::Error::new(e).context(PartlyDone(
+                "the host ran and stopped its slots, but could not withdraw its open requests \
+                 and leave the queue (they are dropped once its heartbeat runs out, within a lease)"
+                    .into(),
+            ))
+        })?;
     }
     if let Some(manager) = manager {
         manager.shutdown().await?;
@@ -281,7 +334,7 @@ async fn load(sandbox: &Arc<Sandbox>, path: &std::path::Path) -> anyhow::Result<
     Ok(tokio::task::spawn_blocking(move || Handler::load(&sandbox, &path)).await??)
 }
 
-fn describe(handler: &Handler, args: &Args) {
+fn describe(handler: &Handler, sandbox: &Sandbox, args: &Args) {
     let caps = handler.capabilities();
     tracing::info!(
         handler = %handler.path().display(),
@@ -290,7 +343,7 @@ fn describe(handler: &Handler, args: &Args) {
     );
     tracing::info!(
         "granted: {} environment variable(s), HTTP to {}; no files, no sockets",
-        args.env.len(),
+        sandbox.grants.env.len(),
         if args.allow_http.is_empty() {
             "no host".to_string()
         } else {

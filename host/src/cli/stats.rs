@@ -140,7 +140,9 @@ fn print_tables(rows: &[Row]) {
             "completed",
             "retried",
             "dead-lettered",
+            "poisoned",
             "expired leases",
+            "dead dropped",
         ],
         rows.iter().map(|r| {
             let s = &r.stats;
@@ -151,7 +153,9 @@ fn print_tables(rows: &[Row]) {
                 s.completed.to_string(),
                 s.retried.to_string(),
                 s.dead_lettered.to_string(),
+                s.poisoned.to_string(),
                 s.expired.to_string(),
+                s.dead_dropped.to_string(),
             ]
         }),
     );

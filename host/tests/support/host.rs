@@ -54,11 +54,16 @@ pub struct Host {
 impl Host {
     /// `sque-host run --redis URL --queue QUEUE ARGS` with a short lease for quick recovery.
     pub fn start(redis: &RedisServer, queue: &str, args: &[&str]) -> Host {
+        Host::start_with_url(&redis.url(), queue, args)
+    }
+
+    /// As [`Host::start`], with the Redis URL given (credentials in it, say).
+    pub fn start_with_url(url: &str, queue: &str, args: &[&str]) -> Host {
         let mut child = tokio::process::Command::new(binary())
             .args([
                 "run",
                 "--redis",
-                &redis.url(),
+                url,
                 "--queue",
                 queue,
                 "--lease",

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -29,7 +28,7 @@ use crate::queue::Queue;
 use crate::scripts;
 use crate::scripts::fail::Failed;
 use crate::tasks::{Stop, Tasks};
-use registry::{Acked, Asked};
+use registry::{Acked, Answer, Asked};
 use worker::{Exchange, Worker};
 
 /// The longest request id accepted by [`Client::i_am_free`].
@@ -43,6 +42,36 @@ pub enum FailOutcome {
     Retry { after: Duration },
     /// It is in the dead list, with its error.
     Dead,
+}
+
+/// Why an attempt failed, as [`Client::fail_with`] records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure<'a> {
+    /// How the attempt ended, in a word (`retry`, `timeout`, `trap`, ...).
+    pub code: &'a str,
+    pub message: &'a str,
+    /// Whether another attempt may mend it (else: the dead list at once).
+    pub retry: bool,
+}
+
+impl<'a> Failure<'a> {
+    /// A failure worth another attempt.
+    pub fn retry(code: &'a str, message: &'a str) -> Failure<'a> {
+        Failure {
+            code,
+            message,
+            retry: true,
+        }
+    }
+
+    /// A failure no retry can mend.
+    pub fn permanent(code: &'a str, message: &'a str) -> Failure<'a> {
+        Failure {
+            code,
+            message,
+            retry: false,
+        }
+    }
 }
 
 /// A worker of one queue.
@@ -108,14 +137,14 @@ impl Client {
         if new {
             self.worker.exchanger.submit(Exchange::Ask(seq)).await?;
         }
-        let job = waiting
+        let answer = waiting
             .rx
             .as_mut()
             .expect("receiver present until resolved")
             .await
             .map_err(|_| Error::Closed)?;
         waiting.rx = None;
-        Ok(job)
+        answer
     }
 
     /// Marks the job done and keeps `result` (if any) readable by its id for a while.
@@ -148,21 +177,31 @@ impl Client {
     }
 
     /// Reports a failure: the job is tried again after a backoff, or goes to the dead list
-    /// when it has used up its attempts.
+    /// when it has used up its attempts. Its last error gets the code `retry`.
     pub async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {
-        self.fail_with(job, error, false).await
+        self.fail_with(job, &Failure::retry("retry", error)).await
     }
 
-    /// Reports a failure that no retry can mend: the job goes straight to the dead list.
+    /// Reports a failure that no retry can mend: the job goes straight to the dead list. Its
+    /// last error gets the code `fail`.
     pub async fn fail_permanently(&self, job: &Job, error: &str) -> Result<FailOutcome> {
-        self.fail_with(job, error, true).await
+        self.fail_with(job, &Failure::permanent("fail", error))
+            .await
     }
 
-    async fn fail_with(&self, job: &Job, error: &str, permanent: bool) -> Result<FailOutcome> {
+    /// Reports a failure with its own code (how the attempt ended: `timeout`, `trap`, ...,
+    /// `docs/HOST.md`), kept beside its message as the job's last error.
+    pub async fn fail_with(&self, job: &Job, failure: &Failure<'_>) -> Result<FailOutcome> {
         self.check_queue(job)?;
         let ack = self.worker.begin_ack(job.lease_token());
-        let failed =
-            scripts::fail::call(&self.worker.queue, job.lease_token(), error, permanent).await;
+        let failed = scripts::fail::call(
+            &self.worker.queue,
+            job.lease_token(),
+            failure.code,
+            failure.message,
+            !failure.retry,
+        )
+        .await;
         match failed {
             Ok(failed) => {
                 ack.end(Acked::Done);
@@ -235,7 +274,7 @@ fn stale(job: &Job) -> Error {
 struct Waiting<'a> {
     worker: &'a Arc<Worker>,
     seq: u64,
-    rx: Option<oneshot::Receiver<Job>>,
+    rx: Option<Answer>,
 }
 
 impl Drop for Waiting<'_> {
@@ -245,7 +284,7 @@ impl Drop for Waiting<'_> {
         };
         rx.close();
         // A job sent to us that we never returned: give it back unless someone else has it.
-        if let Ok(job) = rx.try_recv() {
+        if let Ok(Ok(job)) = rx.try_recv() {
             let token = job.lease.token.clone();
             drop(job);
             if self.worker.registry().is_let_go(&token) {

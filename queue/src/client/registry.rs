@@ -36,8 +36,11 @@ pub(crate) struct Registry {
 
 struct Pending {
     request_id: Option<String>,
-    waiters: Vec<oneshot::Sender<Job>>,
+    waiters: Vec<oneshot::Sender<Result<Job>>>,
 }
+
+/// What a waiter of a request receives: its job, or why the request ended without one.
+pub(crate) type Answer = oneshot::Receiver<Result<Job>>;
 
 #[derive(Clone)]
 enum Slot {
@@ -50,9 +53,9 @@ pub(crate) enum Asked {
     /// The job already held under this request id.
     Held(Job),
     /// Waiting on a request already open under this request id.
-    Joined(u64, oneshot::Receiver<Job>),
+    Joined(u64, Answer),
     /// A new request, to be sent to Redis.
-    New(u64, oneshot::Receiver<Job>),
+    New(u64, Answer),
 }
 
 /// How an acknowledgement ended.
@@ -119,7 +122,7 @@ impl Registry {
         let token = job.lease.token.clone();
         let mut taken = false;
         for waiter in pending.waiters {
-            taken |= waiter.send(job.clone()).is_ok();
+            taken |= waiter.send(Ok(job.clone())).is_ok();
         }
         if !taken {
             return Some(token);
@@ -130,6 +133,24 @@ impl Registry {
         }
         self.held.insert(token, job);
         None
+    }
+
+    /// Whether request `seq` is still open (not yet served, withdrawn or ended).
+    pub fn is_pending(&self, seq: u64) -> bool {
+        self.pending.contains_key(&seq)
+    }
+
+    /// Ends request `seq` without a job: its waiters receive `error`.
+    pub fn end_with(&mut self, seq: u64, error: Error) {
+        let Some(pending) = self.pending.remove(&seq) else {
+            return;
+        };
+        if let Some(id) = &pending.request_id {
+            self.by_request_id.remove(id);
+        }
+        for waiter in pending.waiters {
+            let _ = waiter.send(Err(error.clone()));
+        }
     }
 
     /// A waiter of request `seq` went away. When it was the last one, the request is
@@ -246,7 +267,7 @@ mod tests {
         }
     }
 
-    fn new_request(asked: Asked) -> (u64, oneshot::Receiver<Job>) {
+    fn new_request(asked: Asked) -> (u64, Answer) {
         match asked {
             Asked::New(seq, rx) => (seq, rx),
             _ => panic!("expected a new request"),
@@ -259,7 +280,7 @@ mod tests {
         let (seq, mut rx) = new_request(r.ask(Some("a")).unwrap());
         assert!(matches!(r.ask(Some("a")).unwrap(), Asked::Joined(s, _) if s == seq));
         assert_eq!(r.deliver(seq, job("1", 1)), None);
-        let got = rx.try_recv().unwrap();
+        let got = rx.try_recv().unwrap().unwrap();
         assert_eq!(got.request_id.as_deref(), Some("a"));
         assert!(matches!(r.ask(Some("a")).unwrap(), Asked::Held(j) if j.id == got.id));
     }
@@ -271,7 +292,7 @@ mod tests {
         let mut r = Registry::default();
         let (seq, mut rx) = new_request(r.ask(Some("a")).unwrap());
         r.deliver(seq, job("1", 1));
-        drop(rx.try_recv().unwrap());
+        drop(rx.try_recv().unwrap().unwrap());
         let (tokens, _) = r.renewal();
         assert!(tokens.is_empty(), "the let-go job is no longer renewed");
         assert!(matches!(r.ask(Some("a")).unwrap(), Asked::New(..)));
@@ -282,7 +303,7 @@ mod tests {
         let mut r = Registry::default();
         let (seq, mut rx) = new_request(r.ask(None).unwrap());
         r.deliver(seq, job("1", 1));
-        let held = rx.try_recv().unwrap();
+        let held = rx.try_recv().unwrap().unwrap();
         r.begin_ack(held.lease_token());
         r.end_ack(held.lease_token(), Acked::Failed);
         assert_eq!(r.held_count(), 1, "still held: the caller may try again");
@@ -298,7 +319,7 @@ mod tests {
         let mut r = Registry::default();
         let (seq, mut rx) = new_request(r.ask(Some("a")).unwrap());
         r.deliver(seq, job("1", 1));
-        let held = rx.try_recv().unwrap();
+        let held = rx.try_recv().unwrap().unwrap();
         r.begin_ack(held.lease_token());
         assert!(!r.lost(held.lease_token()), "an ack is on its way");
         r.end_ack(held.lease_token(), Acked::Done);
@@ -321,6 +342,16 @@ mod tests {
             "a closed waiter takes nothing"
         );
         assert_eq!(r.held_count(), 0);
+    }
+
+    #[test]
+    fn a_request_ended_without_a_job_tells_its_waiters_why() {
+        let mut r = Registry::default();
+        let (seq, mut rx) = new_request(r.ask(Some("a")).unwrap());
+        r.end_with(seq, Error::Closed);
+        assert!(matches!(rx.try_recv().unwrap(), Err(Error::Closed)));
+        assert!(!r.is_pending(seq));
+        assert!(matches!(r.ask(Some("a")).unwrap(), Asked::New(..)));
     }
 
     #[test]

@@ -90,8 +90,8 @@ impl Worker {
             };
             let data = match delivery.data {
                 Ok(data) => data,
-                Err(e) => {
-                    tracing::error!(queue = %self.queue.keys.queue, job = %delivery.id, "{e}");
+                Err(problem) => {
+                    self.bury_poison_later(delivery.request, delivery.token, problem);
                     continue;
                 }
             };
@@ -130,6 +130,27 @@ impl Worker {
         self.tasks.spawn_errand("release", async move {
             if let Err(e) = me.release(&token).await {
                 tracing::warn!(queue = %me.queue.keys.queue, token, "could not give a job back: {e}; its lease will run out instead");
+            }
+        });
+    }
+
+    /// A delivery whose data cannot be given to a handler (written past the push script): the
+    /// job goes to the dead list as poison (`poison.lua`), and the request it answered is made
+    /// again, so that the next job serves it. Nothing waits behind it.
+    fn bury_poison_later(self: &Arc<Self>, seq: u64, token: String, problem: String) {
+        let me = self.clone();
+        self.tasks.spawn_errand("poison", async move {
+            let queue = &me.queue.keys.queue;
+            match scripts::poison::call(&me.queue, &token, &problem).await {
+                Ok(true) => tracing::error!(%queue, %token, "poison: {problem}; moved to the dead list (no retry can mend it)"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%queue, %token, "could not record poison ({problem}): {e}; its lease will run out"),
+            }
+            if !me.registry().is_pending(seq) {
+                return;
+            }
+            if let Err(e) = me.exchanger.submit(Exchange::Ask(seq)).await {
+                me.registry().end_with(seq, e);
             }
         });
     }

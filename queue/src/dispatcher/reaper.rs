@@ -37,10 +37,7 @@ async fn run(queue: Queue, stop: CancellationToken) {
                     if reaped.expired > 0 {
                         tracing::warn!(queue = %queue.keys.queue, expired = reaped.expired, "leases ran out; jobs back at the head of the queue (or dead when out of attempts)");
                     }
-                    if reaped.expired < BATCH
-                        && reaped.promoted < BATCH
-                        && reaped.dropped_results < BATCH
-                    {
+                    if !reaped.full(BATCH) {
                         break;
                     }
                 }

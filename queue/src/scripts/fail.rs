@@ -20,15 +20,25 @@ pub(crate) enum Failed {
     Retry(Duration),
 }
 
-/// Fails the job under `token` with `error`; `permanent` sends it straight to the dead list.
-pub(crate) async fn call(q: &Queue, token: &str, error: &str, permanent: bool) -> Result<Failed> {
+/// Fails the job under `token` with the error `code` and `message`; `permanent` sends it
+/// straight to the dead list.
+pub(crate) async fn call(
+    q: &Queue,
+    token: &str,
+    code: &str,
+    message: &str,
+    permanent: bool,
+) -> Result<Failed> {
     let k = &q.keys;
     let delay: i64 = invocation(
         &SCRIPT,
-        &[&k.meta, &k.leases, &k.delayed, &k.dead, &k.errors, &k.stats],
+        &[
+            &k.meta, &k.leases, &k.delayed, &k.dead_at, &k.errors, &k.stats, &k.jobs,
+        ],
     )
     .arg(token)
-    .arg(error)
+    .arg(code)
+    .arg(message)
     .arg(if permanent { "1" } else { "0" })
     .invoke_async(&mut q.con.clone())
     .await?;

@@ -14,6 +14,7 @@ pub(crate) mod dispatch;
 pub(crate) mod exchange;
 pub(crate) mod fail;
 pub(crate) mod open;
+pub(crate) mod poison;
 pub(crate) mod push;
 pub(crate) mod reap;
 pub(crate) mod release;
@@ -36,8 +37,32 @@ macro_rules! script {
 }
 pub(crate) use script;
 
+/// Each script's own file, by name; what Redis runs is `lib.lua` followed by it.
+const SOURCES: &[(&str, &str)] = &[
+    ("open", include_str!("open.lua")),
+    ("configure", include_str!("configure.lua")),
+    ("push", include_str!("push.lua")),
+    ("exchange", include_str!("exchange.lua")),
+    ("dispatch", include_str!("dispatch.lua")),
+    ("fail", include_str!("fail.lua")),
+    ("poison", include_str!("poison.lua")),
+    ("release", include_str!("release.lua")),
+    ("renew", include_str!("renew.lua")),
+    ("reap", include_str!("reap.lua")),
+    ("dead", include_str!("dead.lua")),
+];
+
+/// The scripts as other implementations of the protocol load them: each one's name and the
+/// text Redis runs (`lib.lua` followed by the script's own file).
+pub fn bundle() -> Vec<(&'static str, String)> {
+    SOURCES
+        .iter()
+        .map(|(name, text)| (*name, format!("{}{}", include_str!("lib.lua"), text)))
+        .collect()
+}
+
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 10] {
+fn all() -> [&'static LazyLock<Script>; 11] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
@@ -45,6 +70,7 @@ fn all() -> [&'static LazyLock<Script>; 10] {
         &exchange::SCRIPT,
         &dispatch::SCRIPT,
         &fail::SCRIPT,
+        &poison::SCRIPT,
         &release::SCRIPT,
         &renew::SCRIPT,
         &reap::SCRIPT,
@@ -79,4 +105,21 @@ pub(crate) async fn load_all(con: &mut Conn) -> redis::RedisResult<()> {
         pipe.load_script(script).ignore();
     }
     pipe.query_async(con).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundle_holds_exactly_the_scripts_the_library_runs() {
+        let mut bundled: Vec<String> = bundle()
+            .iter()
+            .map(|(_, text)| Script::new(text).get_hash().to_string())
+            .collect();
+        let mut run: Vec<String> = all().iter().map(|s| s.get_hash().to_string()).collect();
+        bundled.sort();
+        run.sort();
+        assert_eq!(bundled, run);
+    }
 }
