@@ -102,7 +102,10 @@ async fn passwords_and_granted_values_never_show() {
     .await;
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
-    assert!(log.contains("://:***@127.0.0.1"), "the URL, its password hidden: {log}");
+    assert!(
+        log.contains("://:***@127.0.0.1"),
+        "the URL, its password hidden: {log}"
+    );
     assert!(!leaks(&log), "the log shows a secret:\n{log}");
     let vars = manager.result(&id).await.unwrap().unwrap()["vars"].clone();
     assert_eq!(

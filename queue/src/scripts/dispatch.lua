@@ -8,6 +8,7 @@
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS)
 local now = now_ms()
-return dispatch_stored(serving(key_base(KEYS[1]), s, now),
+local srv = server()
+return srv.dispatch_stored(srv.serving(key_base(KEYS[1]), s, now),
                        {waiting = KEYS[2], requests = KEYS[3], workers = KEYS[6], stats = KEYS[7]},
                        tonumber(ARGV[2]), now)

@@ -58,7 +58,8 @@ local base = key_base(KEYS[1])
 if redis.call('LLEN', KEYS[2]) == 0 then
   local requests = {}
   for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
-  local served = serve(serving(base, s, now, delivered), KEYS[3], requests)
+  local srv = server()
+  local served = srv.serve(srv.serving(base, s, now, delivered), KEYS[3], requests)
   if served > 0 then redis.call('HINCRBY', KEYS[7], 'dispatched', served) end
   first = first + served
 end

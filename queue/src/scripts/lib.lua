@@ -50,11 +50,15 @@ end
 -- (numbers), by name.
 local function open_call(meta, caller, fields)
   local values = redis.call('HMGET', meta, 'protocol', unpack(fields))
-  if not values[1] then
-    error({err = 'SQUE_NOQUEUE ' .. queue_name(meta)})
-  end
-  if major(values[1]) ~= major(caller) then
-    error({err = 'SQUE_PROTOCOL ' .. values[1] .. ' ' .. queue_name(meta)})
+  local found = values[1]
+  -- The same version, the usual case, needs no parsing.
+  if found ~= caller then
+    if not found then
+      error({err = 'SQUE_NOQUEUE ' .. queue_name(meta)})
+    end
+    if major(found) ~= major(caller) then
+      error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue_name(meta)})
+    end
   end
   return read_settings(meta, fields, values, 1)
 end
@@ -155,100 +159,111 @@ local function graveyard()
   return d
 end
 
--- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order), oldest job to
--- oldest request, while jobs wait. Each waiting item becomes a delivery: the attempt goes
--- up by one, the lease (token "id|attempt|max") is scored by its deadline, and
--- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
--- it (the caller returns it in its reply). An item that cannot be delivered (it does not
--- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
--- list at once and the request is served by the next job. Batched: one LPOP, one HMGET and
--- one ZADD serve all the requests that jobs are left for. Returns how many requests were
--- served; the rest are left to the caller.
--- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms, now = ms, s = settings,
--- out = table or nil}
-local function serve(q, waiting, requests)
-  local served = 0
-  while served < #requests do
-    local wanted = #requests - served
-    local items = redis.call('LPOP', waiting, wanted)
-    if not items then break end
-    local parsed, ids = {}, {}
-    for i, item in ipairs(items) do
-      local id, attempts, max = parse_item(item)
-      parsed[i] = {id, attempts, max}
-      ids[i] = id or ''
-    end
-    local data = redis.call('HMGET', q.jobs, unpack(ids))
-    local leases = {}
-    for i, p in ipairs(parsed) do
-      local id = p[1]
-      local token = id and (id .. '|' .. (tonumber(p[2]) + 1) .. '|' .. (p[3] == '' and q.s.max_attempts or p[3]))
-      local problem
-      if not id then
-        problem = 'item ' .. string.format('%q', string.sub(items[i], 1, 80)) .. ' in waiting is not ID|ATTEMPTS[|MAX]'
-      elseif not data[i] then
-        problem = 'data is missing from jobs'
-      elseif #data[i] > q.s.max_job_bytes then
-        problem = 'data is ' .. #data[i] .. ' bytes, over the queue\'s limit of ' .. q.s.max_job_bytes
+-- Handing jobs out, made on first use, like the dead list's helpers: a push that meets no
+-- waiting worker never needs it.
+local serving_lib
+local function server()
+  if serving_lib then return serving_lib end
+  local srv = {}
+
+  -- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order), oldest job to
+  -- oldest request, while jobs wait. Each waiting item becomes a delivery: the attempt goes
+  -- up by one, the lease (token "id|attempt|max") is scored by its deadline, and
+  -- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
+  -- it (the caller returns it in its reply). An item that cannot be delivered (it does not
+  -- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
+  -- list at once and the request is served by the next job. Batched: one LPOP, one HMGET and
+  -- one ZADD serve all the requests that jobs are left for. Returns how many requests were
+  -- served; the rest are left to the caller.
+  -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms, now = ms, s = settings,
+  -- out = table or nil}
+  function srv.serve(q, waiting, requests)
+    local served = 0
+    while served < #requests do
+      local wanted = #requests - served
+      local items = redis.call('LPOP', waiting, wanted)
+      if not items then break end
+      local parsed, ids = {}, {}
+      for i, item in ipairs(items) do
+        local id, attempts, max = parse_item(item)
+        parsed[i] = {id, attempts, max}
+        ids[i] = id or ''
       end
-      if problem then
-        local d = graveyard()
-        d.bury_poison(d.keys(q.base), q.s, token or items[i], id or items[i], problem, q.now)
-      else
-        served = served + 1
-        local worker, seq = requests[served][1], requests[served][2]
-        leases[#leases + 1] = q.deadline
-        leases[#leases + 1] = token
-        local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
-        if q.out then
-          q.out[#q.out + 1] = delivery
+      local data = redis.call('HMGET', q.jobs, unpack(ids))
+      local leases = {}
+      for i, p in ipairs(parsed) do
+        local id = p[1]
+        local token = id and (id .. '|' .. (tonumber(p[2]) + 1) .. '|' .. (p[3] == '' and q.s.max_attempts or p[3]))
+        local problem
+        if not id then
+          problem = 'item ' .. string.format('%q', string.sub(items[i], 1, 80)) .. ' in waiting is not ID|ATTEMPTS[|MAX]'
+        elseif not data[i] then
+          problem = 'data is missing from jobs'
+        elseif #data[i] > q.s.max_job_bytes then
+          problem = 'data is ' .. #data[i] .. ' bytes, over the queue\'s limit of ' .. q.s.max_job_bytes
+        end
+        if problem then
+          local d = graveyard()
+          d.bury_poison(d.keys(q.base), q.s, token or items[i], id or items[i], problem, q.now)
         else
-          local inbox = q.base .. 'inbox:' .. worker
-          redis.call('RPUSH', inbox, delivery)
-          redis.call('PEXPIRE', inbox, q.s.inbox_ttl)
+          served = served + 1
+          local worker, seq = requests[served][1], requests[served][2]
+          leases[#leases + 1] = q.deadline
+          leases[#leases + 1] = token
+          local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
+          if q.out then
+            q.out[#q.out + 1] = delivery
+          else
+            local inbox = q.base .. 'inbox:' .. worker
+            redis.call('RPUSH', inbox, delivery)
+            redis.call('PEXPIRE', inbox, q.s.inbox_ttl)
+          end
+        end
+      end
+      if #leases > 0 then redis.call('ZADD', q.leases, unpack(leases)) end
+      if #items < wanted then break end
+    end
+    return served
+  end
+
+  -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
+  function srv.serving(base, s, now, out)
+    return {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
+            deadline = now + s.lease, s = s, out = out}
+  end
+
+  -- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
+  -- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
+  -- dropped. Returns how many were served (and counts them as dispatched).
+  -- `keys`: {waiting, requests, workers, stats}
+  function srv.dispatch_stored(q, keys, max_pairs, now)
+    local alive = {}
+    local n = 0
+    while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
+      local req = redis.call('LPOP', keys.requests)
+      if not req then break end
+      -- A request that is not "W:S" (both decimal) is dropped: no worker could route its job.
+      local worker, seq = string.match(req, '^(%d+):(%d+)$')
+      if worker then
+        if alive[worker] == nil then
+          local until_ms = redis.call('ZSCORE', keys.workers, worker)
+          alive[worker] = until_ms and tonumber(until_ms) > now or false
+        end
+        if alive[worker] then
+          if srv.serve(q, keys.waiting, {{worker, seq}}) == 1 then
+            n = n + 1
+          else
+            -- No job left after all (purged data): the request keeps its place.
+            redis.call('LPUSH', keys.requests, req)
+            break
+          end
         end
       end
     end
-    if #leases > 0 then redis.call('ZADD', q.leases, unpack(leases)) end
-    if #items < wanted then break end
+    if n > 0 then redis.call('HINCRBY', keys.stats, 'dispatched', n) end
+    return n
   end
-  return served
-end
 
--- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
-local function serving(base, s, now, out)
-  return {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
-          deadline = now + s.lease, s = s, out = out}
-end
-
--- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
--- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
--- dropped. Returns how many were served (and counts them as dispatched).
--- `keys`: {waiting, requests, workers, stats}
-local function dispatch_stored(q, keys, max_pairs, now)
-  local alive = {}
-  local n = 0
-  while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
-    local req = redis.call('LPOP', keys.requests)
-    if not req then break end
-    -- A request that is not "W:S" (both decimal) is dropped: no worker could route its job.
-    local worker, seq = string.match(req, '^(%d+):(%d+)$')
-    if worker then
-      if alive[worker] == nil then
-        local until_ms = redis.call('ZSCORE', keys.workers, worker)
-        alive[worker] = until_ms and tonumber(until_ms) > now or false
-      end
-      if alive[worker] then
-        if serve(q, keys.waiting, {{worker, seq}}) == 1 then
-          n = n + 1
-        else
-          -- No job left after all (purged data): the request keeps its place.
-          redis.call('LPUSH', keys.requests, req)
-          break
-        end
-      end
-    end
-  end
-  if n > 0 then redis.call('HINCRBY', keys.stats, 'dispatched', n) end
-  return n
+  serving_lib = srv
+  return srv
 end

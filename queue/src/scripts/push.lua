@@ -47,7 +47,8 @@ if redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
 if KEYS[7] then
   local now = now_ms()
-  dispatch_stored(serving(base, settings_of(KEYS[1], SERVE_SETTINGS), now),
+  local srv = server()
+  srv.dispatch_stored(srv.serving(base, settings_of(KEYS[1], SERVE_SETTINGS), now),
                   {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                   count, now)
 end
