@@ -9,7 +9,7 @@ use support::host::{cli, spawn_cli, stderr, Host, HttpServer};
 use support::{eventually, RedisServer};
 
 fn producer_opts(redis: &RedisServer) -> sque::Options {
-    sque::Options::default().redis(redis.url()).dispatch(false)
+    support::producer(redis)
 }
 
 /// Pushes NDJSON through the CLI and returns the ids it printed.
@@ -125,7 +125,7 @@ async fn misbehaving_guests_fail_with_their_reason_while_good_jobs_go_through() 
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0));
     assert!(
-        log.contains("bytes dropped"),
+        log.contains("byte(s) dropped"),
         "guest output is capped per job"
     );
 }

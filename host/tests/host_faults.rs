@@ -15,11 +15,7 @@ use serde_json::{json, Value};
 use sque::Manager;
 use support::guests::guest;
 use support::host::{cli, stderr, Host, HttpServer};
-use support::{eventually, RedisServer};
-
-fn producer(redis: &RedisServer) -> sque::Options {
-    sque::Options::default().redis(redis.url()).dispatch(false)
-}
+use support::{eventually, producer, RedisServer};
 
 /// Jobs that each make one HTTP request to `server` (path `/<i>`), then sleep `sleep_ms`.
 fn counted_jobs(server: &HttpServer, n: usize, sleep_ms: u64) -> Vec<Value> {

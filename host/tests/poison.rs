@@ -76,12 +76,9 @@ fn deep(levels: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_goes_to_the_dead_list_at_once_and_every_good_job_completes() {
     let redis = RedisServer::start();
-    let manager = Manager::new(
-        QUEUE,
-        sque::Options::default().redis(redis.url()).dispatch(false),
-    )
-    .await
-    .unwrap();
+    let manager = Manager::new(QUEUE, support::producer(&redis))
+        .await
+        .unwrap();
     let good = |from: i64| (from..from + 500).map(|n| json!({"do": "ok", "n": n}));
 
     // Through the script, as another language's producer would: data over the queue's size

@@ -64,6 +64,11 @@ pub enum Error {
     #[error("the client was shut down")]
     Closed,
 
+    /// Redis would not take a request, while it takes others (a request larger than its
+    /// `proto-max-bulk-len`, which it answers by dropping the connection).
+    #[error("Redis refused the request: {0}")]
+    Refused(String),
+
     /// Any other error Redis returned.
     #[error("Redis error: {0}")]
     Redis(#[source] redis::RedisError),

@@ -49,6 +49,10 @@ pub struct QueueSettings {
     /// How long a dead job is kept.
     #[serde(serialize_with = "millis")]
     pub dead_ttl: Duration,
+    /// The largest result a completion may keep, in bytes of JSON.
+    pub max_result_bytes: u64,
+    /// The longest error text kept with a failed job; longer ones are cut, and marked.
+    pub max_error_bytes: u64,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -75,6 +79,8 @@ pub struct SettingsChange {
     pub result_max: Option<u64>,
     pub dead_max: Option<u64>,
     pub dead_ttl: Option<Duration>,
+    pub max_result_bytes: Option<u64>,
+    pub max_error_bytes: Option<u64>,
 }
 
 /// The meta field of each setting, with its value as stored (milliseconds, bytes, counts).
@@ -154,6 +160,8 @@ fields! {
     result_max: Count,
     dead_max: Count,
     dead_ttl: Millis,
+    max_result_bytes: Count,
+    max_error_bytes: Count,
 }
 
 /// How each kind of setting is stored in meta: durations in milliseconds, sizes and counts
@@ -226,6 +234,8 @@ impl QueueSettings {
             dead_ttl: change
                 .dead_ttl
                 .unwrap_or(Duration::from_secs(180 * 24 * 3600)),
+            max_result_bytes: change.max_result_bytes.unwrap_or(1 << 20),
+            max_error_bytes: change.max_error_bytes.unwrap_or(4 << 10),
         }
     }
 
@@ -253,6 +263,18 @@ impl QueueSettings {
                 self.max_job_bytes
             ));
         }
+        if self.max_result_bytes > MAX_JOB_BYTES_CEILING {
+            return bad(format!(
+                "max_result_bytes must be at most {MAX_JOB_BYTES_CEILING} (Redis's largest string), not {}",
+                self.max_result_bytes
+            ));
+        }
+        if self.max_error_bytes < 64 {
+            return bad(format!(
+                "max_error_bytes must be at least 64, not {}",
+                self.max_error_bytes
+            ));
+        }
         if self.backoff.is_zero() || self.backoff_max < self.backoff {
             return bad(format!(
                 "backoff ({:?}) must be positive and no larger than backoff_max ({:?})",
@@ -267,7 +289,7 @@ impl fmt::Display for QueueSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}",
+            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}, max_result_bytes {}, max_error_bytes {}",
             self.lease,
             self.inbox_ttl,
             self.max_attempts,
@@ -277,7 +299,9 @@ impl fmt::Display for QueueSettings {
             self.result_ttl,
             self.result_max,
             self.dead_ttl,
-            self.dead_max
+            self.dead_max,
+            self.max_result_bytes,
+            self.max_error_bytes
         )
     }
 }

@@ -683,6 +683,49 @@ async fn results_are_kept_for_a_bounded_count_and_time() {
     assert_eq!(manager.result(&ids[4]).await.unwrap(), None);
 }
 
+/// What a worker sends back is bounded by the queue's settings, whoever the worker is: a
+/// result over `max_result_bytes` is not kept (the job is dead, `result_too_large`), and an
+/// error text over `max_error_bytes` is cut, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_are_bounded_by_the_queues_limits() {
+    let redis = RedisServer::start();
+    let opts = opts(&redis).settings(sque::SettingsChange {
+        max_result_bytes: Some(1000),
+        max_error_bytes: Some(100),
+        ..Default::default()
+    });
+    let manager = Manager::new("bounded", opts.clone()).await.unwrap();
+    let client = Client::new("bounded", opts).await.unwrap();
+    manager.push(json!(1)).await.unwrap();
+    manager.push(json!(2)).await.unwrap();
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    let err = client
+        .complete(&job, Some(json!("x".repeat(2000))))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_result_bytes"), "{err}");
+    let job = within("job", client.i_am_free(None)).await.unwrap();
+    client
+        .fail_permanently(&job, &"e".repeat(10_000))
+        .await
+        .unwrap();
+    let dead = manager.inspector().dead_jobs(10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    let too_large = dead.iter().find(|d| d.data == json!(1)).unwrap();
+    assert_eq!(too_large.code.as_deref(), Some("result_too_large"));
+    let cut = dead.iter().find(|d| d.data == json!(2)).unwrap();
+    let error = cut.error.as_deref().unwrap();
+    assert!(
+        error.len() <= 100 && error.ends_with("(cut: 10000 bytes in all)"),
+        "{error}"
+    );
+    assert_eq!(
+        manager.stats().await.unwrap().results,
+        0,
+        "no result was kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_managers_never_dispatch_a_job_twice() {
     let redis = RedisServer::start();

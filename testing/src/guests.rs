@@ -13,7 +13,8 @@ fn workspace() -> PathBuf {
 }
 
 /// The path of a guest component, built (once per process) for wasm32-wasip2 in release
-/// mode: `noop`, `send_email`, `fixtures`, `other-world`. Adds the target if it is missing.
+/// mode: `noop`, `send_email`, `fixtures`, `raw_fixture`, `other-world`. Adds the target if
+/// it is missing.
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
@@ -33,7 +34,16 @@ pub fn guest(name: &str) -> PathBuf {
         let status = Command::new(cargo)
             .current_dir(workspace())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "noop", "-p", "send-email", "-p", "fixtures"])
+            .args([
+                "-p",
+                "noop",
+                "-p",
+                "send-email",
+                "-p",
+                "fixtures",
+                "-p",
+                "raw-fixture",
+            ])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the guest components failed");

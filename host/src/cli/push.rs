@@ -62,7 +62,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| usage(format!("the job argument: {e}")))?;
         let producer = connect(&args, opts).await?;
         let job = producer.encode_json(json.trim().to_string(), &job_options)?;
-        let ids = producer.push_encoded(&[job]).await?;
+        let ids = producer.push_encoded(&[job]).await.map_err(|e| {
+            anyhow::Error::new(e).context(PartlyDone(
+                "pushing failed after it began: the job may or may not have gone in".into(),
+            ))
+        })?;
         println!("{}", ids[0]);
         return Ok(());
     }
@@ -97,13 +101,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Result<Vec<EncodedJob>, _>>()?;
         let ids = match producer.push_encoded(&jobs).await {
             Ok(ids) => ids,
-            // Before anything went in, this is the same as a push that could not start.
-            Err(e) if pushed == 0 => return Err(anyhow::Error::new(e).context("pushing")),
+            // Once pushing has begun, a failure may come after Redis took the batch and
+            // before it answered: only the batches answered are known to be in.
             Err(e) => {
                 out.flush()?;
                 return Err(anyhow::Error::new(e).context(PartlyDone(format!(
                     "{pushed} job(s) were pushed (their ids are on stdout), then pushing failed; \
-                     the rest were not pushed"
+                     the batch on its way may or may not have gone in, the rest did not"
                 ))));
             }
         };

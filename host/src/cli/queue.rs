@@ -63,6 +63,12 @@ struct Config {
     /// How long a dead job is kept.
     #[arg(long, value_parser = parse_duration)]
     dead_ttl: Option<Duration>,
+    /// The largest result a completion may keep, in bytes of JSON.
+    #[arg(long, value_parser = parse_size)]
+    max_result_bytes: Option<usize>,
+    /// The longest error text kept with a failed job (longer ones are cut, and say so).
+    #[arg(long, value_parser = parse_size)]
+    max_error_bytes: Option<usize>,
 
     /// Create the queue with these settings if it does not exist (otherwise that is an
     /// error: a typo should not make a queue).
@@ -88,6 +94,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         result_max: c.result_max,
         dead_max: c.dead_max,
         dead_ttl: c.dead_ttl,
+        max_result_bytes: c.max_result_bytes.map(|n| n as u64),
+        max_error_bytes: c.max_error_bytes.map(|n| n as u64),
     };
     let opts = c.redis.options();
     let context = format!(

@@ -77,19 +77,42 @@ pub struct Args {
     #[arg(long, env = "SQUE_ENV_FILE", value_name = "FILE")]
     env_file: Option<PathBuf>,
 
-    /// A host the handler may send HTTP requests to, as HOST or HOST:PORT (repeatable;
-    /// SQUE_ALLOW_HTTP takes a comma-separated list). None by default.
+    /// A host the handler may send HTTP requests to (repeatable; SQUE_ALLOW_HTTP takes a
+    /// comma-separated list): HOST on its scheme's default port only (80 for http, 443 for
+    /// https), HOST:PORT for another port, HOST:* for any. None by default.
     #[arg(
         long = "allow-http",
         env = "SQUE_ALLOW_HTTP",
         value_delimiter = ',',
-        value_name = "HOST[:PORT]"
+        value_name = "HOST[:PORT|:*]",
+        value_parser = parse_grant
     )]
     allow_http: Vec<String>,
 
-    /// Bytes of guest output (stdout, stderr, log) kept per job.
+    /// Bytes of guest output (stdout, stderr, log) kept per job; the rest is counted, not kept.
     #[arg(long, env = "SQUE_MAX_LOG_BYTES", default_value = "64KiB", value_parser = parse_size)]
     max_log_bytes: usize,
+
+    /// Lines of guest output (stdout, stderr, log) kept per job; the rest is counted, not kept.
+    #[arg(long, env = "SQUE_MAX_LOG_LINES", default_value_t = 1000)]
+    max_log_lines: usize,
+
+    /// Host resources one handler instance may hold at once (handles of HTTP fields and
+    /// requests, pollables, streams): past it the job fails (resource_limit).
+    #[arg(long, env = "SQUE_MAX_RESOURCES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    max_resources: u64,
+
+    /// Queue setting: the largest result a job may return, in bytes of JSON; over it the job
+    /// fails (result_too_large) and nothing is written. For a queue this host creates
+    /// [default: 1MiB], as --max-attempts.
+    #[arg(long, env = "SQUE_MAX_RESULT_BYTES", value_parser = parse_size)]
+    max_result_bytes: Option<usize>,
+
+    /// Queue setting: the longest error text kept with a failed job (a panic's message, a
+    /// returned error); longer ones are cut, and say so. For a queue this host creates
+    /// [default: 4KiB], as --max-attempts.
+    #[arg(long, env = "SQUE_MAX_ERROR_BYTES", value_parser = parse_size)]
+    max_error_bytes: Option<usize>,
 
     /// Log each job's data at debug level (off: payloads may hold personal data).
     #[arg(long, env = "SQUE_LOG_PAYLOADS")]
@@ -159,6 +182,10 @@ fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>
         .collect()
 }
 
+fn parse_grant(s: &str) -> Result<String, String> {
+    crate::sandbox::check_http_grant(s).map(|()| s.to_string())
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -176,8 +203,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         lease: args.lease,
         max_attempts: args.max_attempts,
         max_job_bytes: args.max_job_bytes.map(|n| n as u64),
+        max_result_bytes: args.max_result_bytes.map(|n| n as u64),
+        max_error_bytes: args.max_error_bytes.map(|n| n as u64),
         ..Default::default()
     });
+    let settings = opts.queue_settings();
     let queue = args.queue.queue.clone();
     sque::validate_queue_name(&queue)?;
     let prefetch = args.prefetch.map(|n| n as usize);
@@ -198,6 +228,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 timeout: args.timeout,
                 max_memory: args.max_memory,
                 max_log_bytes: args.max_log_bytes,
+                max_log_lines: args.max_log_lines,
+                max_resources: args.max_resources as usize,
+                max_result_bytes: settings.max_result_bytes as usize,
+                max_error_bytes: settings.max_error_bytes as usize,
             },
             grants: Grants {
                 env: granted_env(&args)?,
@@ -231,8 +265,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    if let Some((sandbox, handler, _)) = &worker {
+    if let (Some((sandbox, handler, _)), Some(client)) = (&worker, &client) {
+        // The queue's result and error limits are the ones that hold.
+        let queue_settings = client.settings();
+        sandbox.use_queue_limits(
+            queue_settings.max_result_bytes as usize,
+            queue_settings.max_error_bytes as usize,
+        );
         describe(&handler.get(), sandbox, &args);
+        warn_of_grants_to_redis(sandbox, &args.redis.url);
     }
     tracing::info!(
         queue = %queue, redis = %url,
@@ -350,6 +391,32 @@ fn describe(handler: &Handler, sandbox: &Sandbox, args: &Args) {
             args.allow_http.join(", ")
         }
     );
+}
+
+/// An HTTP grant to the host Redis runs on lets handlers talk to what listens there: say so.
+fn warn_of_grants_to_redis(sandbox: &Sandbox, url: &str) {
+    let hosts = redis_hosts(url);
+    for host in hosts {
+        for grant in sandbox.grants.http_grants_for(&host) {
+            tracing::warn!("--allow-http {grant} grants handlers HTTP to {host}, where this queue's Redis runs; make sure only the port you meant is granted");
+        }
+    }
+}
+
+/// The host names a Redis URL connects to.
+fn redis_hosts(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    let hosts = rest.split('/').next().unwrap_or("");
+    hosts
+        .split(',')
+        .map(|h| match h.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+            _ => h.to_string(),
+        })
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .filter(|h| !h.is_empty())
+        .collect()
 }
 
 /// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.

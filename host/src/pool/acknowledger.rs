@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sque::{FailOutcome, Job};
+use sque::{Client, FailOutcome, Failure, Job};
 use tokio::sync::mpsc;
 
 use crate::pool::{Finished, Shared};
-use crate::sandbox::Outcome;
+use crate::sandbox::{escaped, Ending, Outcome};
 
 pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Vec<Finished>>) {
     while let Some(batch) = finished.recv().await {
@@ -45,35 +45,22 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
     let acked = match outcome {
         Outcome::Completed(result) => {
-            let result = result
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .unwrap_or(None);
-            let acked = client.complete(job, result).await;
-            if acked.is_ok() {
-                tracing::debug!(queue = %queue, job = %id, attempt, "completed in {took:.1?}");
+            // The sandbox checked the result: it parses, and is nested under 128 levels.
+            match client.complete_json(job, result.clone()).await {
+                Ok(()) => {
+                    tracing::debug!(queue = %queue, job = %id, attempt, "completed in {took:.1?}");
+                    Ok(())
+                }
+                // Redis refused this completion (it was alone in its call: others are not
+                // affected). The job fails, with why, rather than running again unrecorded.
+                Err(e) if !e.is_unavailable() && !matches!(e, sque::Error::StaleLease { .. }) => {
+                    let reason = format!("Redis refused the job's completion: {e}");
+                    fail(client, job, Ending::HostError, &reason).await
+                }
+                Err(e) => Err(e),
             }
-            acked
         }
-        Outcome::Retry(reason) => match client.fail(job, reason).await {
-            Ok(FailOutcome::Retry { after }) => {
-                tracing::warn!(queue = %queue, job = %id, attempt, "failed: {reason}; retrying in {after:.1?}");
-                Ok(())
-            }
-            Ok(FailOutcome::Dead) => {
-                tracing::error!(queue = %queue, job = %id, attempt, "failed: {reason}; out of attempts, moved to the dead list");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
-        Outcome::Fail(reason) => {
-            let acked = client.fail_permanently(job, reason).await;
-            if acked.is_ok() {
-                tracing::error!(queue = %queue, job = %id, attempt, "failed for good: {reason}; moved to the dead list");
-            }
-            acked.map(|_| ())
-        }
+        Outcome::Failed(ending, reason) => fail(client, job, *ending, reason).await,
     };
     let mut report = shared.report();
     match acked {
@@ -83,4 +70,27 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
             tracing::warn!(queue = %queue, job = %id, attempt, "could not record the outcome: {e}; the job will come back when its lease runs out")
         }
     }
+}
+
+/// Records a failure, with its code, and says what became of the job.
+async fn fail(client: &Client, job: &Job, ending: Ending, reason: &str) -> Result<(), sque::Error> {
+    let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
+    let failure = Failure {
+        code: ending.code(),
+        message: reason,
+        retry: ending.retried(),
+    };
+    let shown = escaped(reason);
+    match client.fail_with(job, &failure).await? {
+        FailOutcome::Retry { after } => {
+            tracing::warn!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; retrying in {after:.1?}");
+        }
+        FailOutcome::Dead if ending.retried() => {
+            tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; out of attempts, moved to the dead list");
+        }
+        FailOutcome::Dead => {
+            tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed for good: {shown}; moved to the dead list");
+        }
+    }
+    Ok(())
 }

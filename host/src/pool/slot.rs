@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pool::outbox::Outbox;
 use crate::pool::{Finished, Ready, Shared};
-use crate::sandbox::{JobInput, Outcome};
+use crate::sandbox::{Ending, JobInput, Outcome};
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -34,6 +34,9 @@ pub(super) async fn run(
             return;
         };
         let (outcome, took) = run_one(&shared, &job, input, &stop, grace).await;
+        if matches!(outcome, Outcome::Failed(..)) {
+            give_back_memory();
+        }
         // The slot goes on to its next job while the outcome travels to Redis (with other
         // slots' outcomes and the requests their credits make, batched). The credit goes
         // with the outcome, through the outbox.
@@ -65,14 +68,28 @@ async fn run_one(
     // Past the grace period the run is dropped, and the guest's store with it.
     let outcome = tokio::select! {
         done = run => done.unwrap_or_else(|_| {
-            Outcome::Retry("the host failed while running the job (a bug in sque-host)".into())
+            Outcome::Failed(
+                Ending::HostError,
+                "the host failed while running the job (a bug in sque-host)".into(),
+            )
         }),
         _ = async {
             stop.cancelled().await;
             tokio::time::sleep(grace).await;
-        } => Outcome::Retry(format!(
-            "the host shut down and the job did not finish within the grace period of {grace:?}"
+        } => Outcome::Failed(Ending::Shutdown, format!(
+            "the host shut down and the job did not finish within the grace period of {grace:?} (--grace)"
         )),
     };
     (outcome, started.elapsed())
+}
+
+/// Hands the memory this thread's allocator keeps cached back to the system. A failed job may
+/// have made the host hold a lot for a moment (a guest's 10 MB error text, ten thousand
+/// resources), and mimalloc, the binary's allocator, keeps what was freed until the thread
+/// allocates again, which an idle host may not do for long. Failures are few; a good job
+/// never pays for this.
+fn give_back_memory() {
+    // SAFETY: mi_collect only walks and purges mimalloc's own heaps; with another global
+    // allocator (tests, benches) it has nothing to do.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }

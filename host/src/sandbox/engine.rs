@@ -10,6 +10,7 @@
 //! - Copy-on-write memory images and a compiled-module cache on disk.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ pub struct Sandbox {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<State>,
     pub(crate) limits: Limits,
+    /// The queue's result and error limits (its `max_result_bytes`, `max_error_bytes`),
+    /// known once the host has joined the queue: `Limits` has this host's own until then.
+    result_limit: AtomicUsize,
+    error_limit: AtomicUsize,
     pub(crate) grants: Arc<Grants>,
     pooling: bool,
     /// Stops the epoch ticker when the sandbox is dropped.
@@ -71,10 +76,14 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("linking wasi:http: {e}"))?;
         crate::sandbox::Handler_::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the handler world: {e}"))?;
+        crate::sandbox::guards::install(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking the host's guards: {e}"))?;
         let ticker = start_ticker(engine.clone());
         Ok(Sandbox {
             engine,
             linker,
+            result_limit: AtomicUsize::new(config.limits.max_result_bytes),
+            error_limit: AtomicUsize::new(config.limits.max_error_bytes),
             limits: config.limits,
             grants: Arc::new(config.grants),
             pooling,
@@ -89,6 +98,22 @@ impl Sandbox {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Takes the queue's result and error limits, which are the ones that hold.
+    pub fn use_queue_limits(&self, max_result_bytes: usize, max_error_bytes: usize) {
+        self.result_limit.store(max_result_bytes, Ordering::Relaxed);
+        self.error_limit.store(max_error_bytes, Ordering::Relaxed);
+    }
+
+    /// The largest result a job may return, in bytes.
+    pub fn max_result_bytes(&self) -> usize {
+        self.result_limit.load(Ordering::Relaxed)
+    }
+
+    /// The longest error text kept, in bytes.
+    pub fn max_error_bytes(&self) -> usize {
+        self.error_limit.load(Ordering::Relaxed)
     }
 }
 

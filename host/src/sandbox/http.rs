@@ -1,6 +1,7 @@
-//! Outgoing HTTP (`wasi:http`), allowed only to the hosts granted with `--allow-http`, as
-//! Spin's `allowed_outbound_hosts` does. A denied request fails inside the guest with
-//! `HTTP-request-denied` and is logged on the host.
+//! Outgoing HTTP (`wasi:http`), allowed only to the hosts and ports granted with
+//! `--allow-http`, as Spin's `allowed_outbound_hosts` does. A denied request fails inside
+//! the guest with `HTTP-request-denied` and is logged on the host. `wasi:http` follows no
+//! redirect itself: a guest that follows one makes a new request, checked here again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,11 +9,12 @@ use std::sync::Arc;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::sandbox::limits::Grants;
+use crate::sandbox::output::{Denied, JobLog};
 
 pub(crate) struct AllowList {
     pub grants: Arc<Grants>,
-    pub queue: String,
-    pub job: String,
+    /// Where denials are told (once per job, then counted).
+    pub log: JobLog,
 }
 
 type Sent = Box<
@@ -42,7 +44,7 @@ impl WasiHttpHooks for AllowList {
             80
         };
         if !self.grants.allows_http(&authority, default_port) {
-            tracing::warn!(queue = %self.queue, job = %self.job, "denied the guest an HTTP request to {authority:?}: not allowed by --allow-http");
+            self.log.denied(Denied::Http, &authority);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         let default: &mut dyn WasiHttpHooks = Default::default();

@@ -6,23 +6,29 @@
 //! - `handler.rs`: a handler loaded from a file and checked against the world, ready to
 //!   instantiate (`InstancePre`).
 //! - `limits.rs`: per-job limits and granted capabilities.
-//! - `state.rs`: what one job's store holds: WASI context, log, memory limiter.
-//! - `output.rs`: guest stdout/stderr into the host's log, capped per job.
-//! - `http.rs`: outgoing HTTP, allowed only to the hosts granted.
+//! - `state.rs`: what one job's store holds: WASI context, resource table, log, limiter.
+//! - `output.rs`: guest stdout/stderr into the host's log, capped and escaped per job, and
+//!   the job's denials.
+//! - `http.rs`: outgoing HTTP, allowed only to the hosts and ports granted.
+//! - `guards.rs`: host functions replaced to count HTTP header bytes and log name lookups.
 //! - `run.rs`: one job, start to end, and what became of it.
+//! - `outcome.rs`: the table of how a job ends.
 
 mod engine;
+mod guards;
 mod handler;
 mod http;
 mod limits;
+mod outcome;
 mod output;
 mod run;
 mod state;
 
 pub use engine::{Sandbox, SandboxConfig};
 pub use handler::{Capability, Handler, LoadError};
-pub use limits::{Grants, Limits};
-pub use run::{JobInput, Outcome};
+pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
+pub use outcome::{cut, escaped, Ending, Outcome};
+pub use run::JobInput;
 
 // The bindings of the `sque:handler` world: `Handler_` (the world), `Handler_Pre`, and the
 // `sque::handler::{types, log}` host traits. Renamed so that `Handler` names our own type.

@@ -1,5 +1,7 @@
 //! Guest stdout and stderr, line by line into the host's log, tagged with the queue and job,
-//! within the job's log budget (what is over it is counted, not kept).
+//! within the job's log budgets (bytes and lines: what is over either is counted, not
+//! kept), escaped so that guest text can never start a line of the host's log; and the
+//! job's denied capabilities, logged once per kind and counted.
 
 use std::io;
 use std::pin::Pin;
@@ -11,39 +13,88 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
+use crate::sandbox::outcome::escaped;
+
 /// How many bytes a guest may write in one go (what `check-write` grants).
 const WRITE_PERMIT: usize = 64 << 10;
+/// A line that never ends is cut here.
+const LONGEST_LINE: usize = 8 << 10;
 
-/// The log budget and identity of one job, shared by its stdout, stderr and log import.
+/// A capability the guest was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Denied {
+    Http,
+    Tcp,
+    Udp,
+    NameLookup,
+}
+
+impl Denied {
+    fn what(self) -> &'static str {
+        match self {
+            Denied::Http => "an HTTP request",
+            Denied::Tcp => "a TCP socket",
+            Denied::Udp => "a UDP socket",
+            Denied::NameLookup => "a name lookup",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Denied::Http => "not allowed by --allow-http",
+            Denied::Tcp | Denied::Udp => "sockets are never granted",
+            Denied::NameLookup => {
+                "name lookups are never granted (HTTP to a granted host needs none)"
+            }
+        }
+    }
+}
+
+/// The log budgets, identity and denials of one job, shared by its stdout, stderr, the log
+/// import and the capability checks.
 #[derive(Clone)]
 pub(crate) struct JobLog(Arc<Mutex<LogState>>);
 
 struct LogState {
     queue: String,
     job: String,
-    budget: usize,
-    dropped: usize,
+    bytes_left: usize,
+    lines_left: usize,
+    dropped_bytes: usize,
+    dropped_lines: usize,
+    /// Denials by kind, in the order of `Denied`.
+    denials: [u64; 4],
 }
 
 impl JobLog {
-    pub fn new(queue: &str, job: &str, budget: usize) -> JobLog {
+    pub fn new(queue: &str, job: &str, max_bytes: usize, max_lines: usize) -> JobLog {
         JobLog(Arc::new(Mutex::new(LogState {
             queue: queue.to_string(),
             job: job.to_string(),
-            budget,
-            dropped: 0,
+            bytes_left: max_bytes,
+            lines_left: max_lines,
+            dropped_bytes: 0,
+            dropped_lines: 0,
+            denials: [0; 4],
         })))
     }
 
-    /// Logs one line from the guest if the budget allows.
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs one line from the guest if both budgets allow; every line counts, empty ones too.
     pub fn line(&self, stream: &str, level: tracing::Level, text: &str) {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if text.len() > s.budget {
-            s.dropped += text.len();
+        let mut s = self.state();
+        if s.lines_left == 0 || text.len() > s.bytes_left {
+            s.dropped_bytes += text.len();
+            s.dropped_lines += 1;
             return;
         }
-        s.budget -= text.len();
+        s.lines_left -= 1;
+        s.bytes_left -= text.len();
         let (queue, job) = (s.queue.as_str(), s.job.as_str());
+        let text = escaped(text);
         match level {
             tracing::Level::ERROR => tracing::error!(%queue, %job, %stream, "{text}"),
             tracing::Level::WARN => tracing::warn!(%queue, %job, %stream, "{text}"),
@@ -53,11 +104,28 @@ impl JobLog {
         }
     }
 
-    /// Says how much was dropped, once the job is over.
+    /// A refused capability: the first of each kind is logged, the rest counted.
+    pub fn denied(&self, kind: Denied, target: &str) {
+        let mut s = self.state();
+        s.denials[kind as usize] += 1;
+        if s.denials[kind as usize] == 1 {
+            let (queue, job) = (s.queue.as_str(), s.job.as_str());
+            tracing::warn!(%queue, %job, "denied the guest {} to {}: {}", kind.what(), escaped(target), kind.flag());
+        }
+    }
+
+    /// Says how much was dropped and denied, once the job is over.
     pub fn finish(&self) {
-        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if s.dropped > 0 {
-            tracing::warn!(queue = %s.queue, job = %s.job, "guest output over the per-job log limit: {} bytes dropped", s.dropped);
+        let s = self.state();
+        let (queue, job) = (s.queue.as_str(), s.job.as_str());
+        if s.dropped_lines > 0 {
+            tracing::warn!(%queue, %job, "guest output over the per-job log limits (--max-log-bytes, --max-log-lines): {} line(s), {} byte(s) dropped", s.dropped_lines, s.dropped_bytes);
+        }
+        for kind in [Denied::Http, Denied::Tcp, Denied::Udp, Denied::NameLookup] {
+            let n = s.denials[kind as usize];
+            if n > 1 {
+                tracing::warn!(%queue, %job, "denied the guest {} {n} times in all", kind.what());
+            }
         }
     }
 }
@@ -86,8 +154,8 @@ impl GuestOutput {
             let line: Vec<u8> = partial.drain(..=end).collect();
             self.emit(&line[..line.len() - 1]);
         }
-        // A line that never ends must not grow without bound: cut it at 8 KiB.
-        if partial.len() > 8192 {
+        // A line that never ends must not grow without bound: cut it.
+        if partial.len() > LONGEST_LINE {
             let line: Vec<u8> = std::mem::take(&mut *partial);
             self.emit(&line);
         }

@@ -1,10 +1,14 @@
 //! One job in the sandbox: a fresh store and instance, the `handle` call within the job's
-//! time and memory, and what became of it, told apart for the job's last error.
+//! time, memory and resources, and what became of it, with a reason that says what happened
+//! (`outcome.rs` has the table). The backtrace of a failure goes to the debug log, never into
+//! the job's error.
 
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap};
 
 use crate::sandbox::engine::Sandbox;
 use crate::sandbox::handler::Handler;
+use crate::sandbox::outcome::{cut, Ending, Outcome};
 use crate::sandbox::sque::handler::types::{Error as GuestError, Job as GuestJob};
 use crate::sandbox::state::State;
 
@@ -18,30 +22,25 @@ pub struct JobInput {
     pub data: String,
 }
 
-/// What became of a job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done, with the JSON result the handler returned, if any.
-    Completed(Option<String>),
-    /// Try again after a backoff (dead once out of attempts): the handler asked for it, or
-    /// it trapped, panicked, ran out of time or of memory.
-    Retry(String),
-    /// Straight to the dead list: the handler said no retry can help.
-    Fail(String),
-}
-
 impl Sandbox {
     /// Runs one job in a fresh instance of `handler`.
     pub async fn run(&self, handler: &Handler, job: JobInput) -> Outcome {
         let mut store = Store::new(
             &self.engine,
-            State::new(&self.limits, &self.grants, &job.queue, &job.id),
+            State::new(
+                &self.limits,
+                self.max_error_bytes(),
+                &self.grants,
+                &job.queue,
+                &job.id,
+            ),
         );
         store.limiter(|state| &mut state.limiter);
         // Yield to the runtime at every epoch tick: the timeout below can then fire even
         // while the guest computes without end.
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
+        let (queue, id) = (job.queue.clone(), job.id.clone());
         let input = GuestJob {
             id: job.id,
             queue: job.queue,
@@ -57,45 +56,116 @@ impl Sandbox {
         };
         let state = store.data();
         state.log.finish();
+        let limit = self.max_error_bytes();
+        let failed = |ending: Ending, message: String| {
+            Outcome::Failed(ending, cut(&message, limit).into_owned())
+        };
         match result {
-            Err(_) => Outcome::Retry(format!(
-                "timed out after {:?} (the per-job limit)",
-                self.limits.timeout
-            )),
+            Err(_) => failed(
+                Ending::Timeout,
+                format!(
+                    "timed out after {:?} (the per-job limit, --timeout)",
+                    self.limits.timeout
+                ),
+            ),
             Ok(Ok(Ok(None))) => Outcome::Completed(None),
-            Ok(Ok(Ok(Some(json)))) => {
-                if serde_json::from_str::<serde::de::IgnoredAny>(&json).is_ok() {
-                    Outcome::Completed(Some(json))
-                } else {
-                    Outcome::Fail("the handler returned a result that is not JSON".into())
-                }
-            }
+            Ok(Ok(Ok(Some(json)))) => self.check_result(json),
             Ok(Ok(Err(GuestError::Retry(m)))) => {
-                Outcome::Retry(format!("handler asked to retry: {m}"))
+                failed(Ending::Retry, format!("handler asked to retry: {m}"))
             }
-            Ok(Ok(Err(GuestError::Fail(m)))) => Outcome::Fail(format!("handler failed: {m}")),
+            Ok(Ok(Err(GuestError::Fail(m)))) => {
+                failed(Ending::Fail, format!("handler failed: {m}"))
+            }
             Ok(Err(e)) => {
-                if let Some(asked) = state.limiter.hit {
-                    Outcome::Retry(format!(
-                        "out of memory: the guest asked for {:.1} MiB of linear memory, the limit is {:.1} MiB",
-                        asked as f64 / (1 << 20) as f64,
-                        self.limits.max_memory as f64 / (1 << 20) as f64
-                    ))
-                } else if let Some(panic) = &state.panic {
-                    Outcome::Retry(format!("guest panicked: {panic}"))
-                } else if let Some(trap) = e.downcast_ref::<Trap>() {
-                    // Rust guests keep their stack in linear memory: running off its end is
-                    // an out-of-bounds access rather than wasm's own stack exhaustion.
-                    let hint = if *trap == Trap::MemoryOutOfBounds {
-                        " (a guest stack overflow, e.g. deep recursion, ends this way too)"
-                    } else {
-                        ""
-                    };
-                    Outcome::Retry(format!("guest trapped: {trap}{hint}"))
-                } else {
-                    Outcome::Retry(format!("guest failed: {e}"))
-                }
+                tracing::debug!(%queue, job = %id, "the guest failed: {e:?}");
+                let (ending, message) = self.describe_failure(state, &e);
+                failed(ending, message)
             }
         }
+    }
+
+    /// A result is kept only if it is JSON, nested under 128 levels, within the limit.
+    fn check_result(&self, json: String) -> Outcome {
+        let limit = self.max_result_bytes();
+        if json.len() > limit {
+            return Outcome::Failed(
+                Ending::ResultTooLarge,
+                format!(
+                    "the handler's result is {} bytes, over the limit of {limit} (--max-result-bytes, the queue's max_result_bytes): keep large results elsewhere and return a reference",
+                    json.len()
+                ),
+            );
+        }
+        // Parsed into a value, not skipped: serde_json skips nested data without counting its
+        // depth, and no reader could parse what a 100,000-deep result gave it.
+        match serde_json::from_str::<serde_json::Value>(&json) {
+            Ok(_) => Outcome::Completed(Some(json)),
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => Outcome::Failed(
+                Ending::BadResult,
+                "the handler's result is nested 128 levels deep or more; the most allowed is 127"
+                    .into(),
+            ),
+            Err(e) => Outcome::Failed(
+                Ending::BadResult,
+                format!("the handler's result is not valid JSON: {e}"),
+            ),
+        }
+    }
+
+    /// Tells apart the ways a call can fail, most telling first.
+    fn describe_failure(&self, state: &State, e: &wasmtime::Error) -> (Ending, String) {
+        let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+        if let Some(asked) = state.limiter.hit {
+            return (
+                Ending::OutOfMemory,
+                format!(
+                    "out of memory: the guest asked for {:.1} MiB of linear memory, the limit is {:.1} MiB (--max-memory)",
+                    mib(asked),
+                    mib(self.limits.max_memory)
+                ),
+            );
+        }
+        if let Some(what) = &state.resource_limit_hit {
+            return (Ending::ResourceLimit, what.clone());
+        }
+        if let Some(ResourceTableError::Full) = e.downcast_ref::<ResourceTableError>() {
+            return (
+                Ending::ResourceLimit,
+                format!(
+                    "the guest held more than {} host resources at once (handles of HTTP fields, requests, pollables, streams; --max-resources)",
+                    self.limits.max_resources
+                ),
+            );
+        }
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return (
+                Ending::Exit,
+                format!(
+                    "the guest exited with code {} (a handler returns its outcome; it does not exit)",
+                    exit.0
+                ),
+            );
+        }
+        if let Some(panic) = &state.panic {
+            return (Ending::Panic, format!("guest panicked: {panic}"));
+        }
+        if let Some(trap) = e.downcast_ref::<Trap>() {
+            // Rust guests keep their stack in linear memory: running off its end is an
+            // out-of-bounds access rather than wasm's own stack exhaustion.
+            let hint = if *trap == Trap::MemoryOutOfBounds {
+                " (a guest stack overflow, e.g. deep recursion, ends this way too)"
+            } else {
+                ""
+            };
+            return (Ending::Trap, format!("guest trapped: {trap}{hint}"));
+        }
+        let cause = e.root_cause().to_string();
+        if cause.to_ascii_lowercase().contains("utf-8") {
+            return (
+                Ending::Trap,
+                format!("the guest passed text that is not valid UTF-8 to the host ({cause})"),
+            );
+        }
+        (Ending::HostError, format!("a host call failed: {cause}"))
     }
 }

@@ -9,8 +9,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::sandbox::http::AllowList;
-use crate::sandbox::limits::{Grants, Limits};
-use crate::sandbox::output::{GuestOutput, JobLog};
+use crate::sandbox::limits::{Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
+use crate::sandbox::outcome::cut;
+use crate::sandbox::output::{Denied, GuestOutput, JobLog};
 use crate::sandbox::sque::handler::log::{Host as LogHost, Level};
 use crate::sandbox::sque::handler::types::Host as TypesHost;
 
@@ -24,37 +25,55 @@ pub(crate) struct State {
     hooks: AllowList,
     pub limiter: MemoryLimiter,
     pub log: JobLog,
-    /// The message of a panic the guest reported before it trapped.
+    /// The message of a panic the guest reported before it trapped (cut to the error limit).
     pub panic: Option<String>,
+    /// HTTP header bytes the guest may still create (see `engine.rs`, which counts them).
+    pub http_field_bytes_left: usize,
+    /// Set when a host limit other than memory ended the job: what it was.
+    pub resource_limit_hit: Option<String>,
+    max_error_bytes: usize,
 }
 
 impl State {
-    pub fn new(limits: &Limits, grants: &Arc<Grants>, queue: &str, job: &str) -> State {
-        let log = JobLog::new(queue, job, limits.max_log_bytes);
-        // Empty unless granted: no preopened directories, no arguments, sockets refused.
+    pub fn new(
+        limits: &Limits,
+        max_error_bytes: usize,
+        grants: &Arc<Grants>,
+        queue: &str,
+        job: &str,
+    ) -> State {
+        let log = JobLog::new(queue, job, limits.max_log_bytes, limits.max_log_lines);
+        // Empty unless granted: no preopened directories, no arguments. Sockets may be made
+        // but every address is refused (and logged); name lookups are refused in engine.rs.
         let mut wasi = WasiCtx::builder();
+        let denials = log.clone();
         wasi.stdout(GuestOutput::new(log.clone(), "stdout"))
             .stderr(GuestOutput::new(log.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
+            .allow_tcp(true)
+            .allow_udp(true)
             .allow_ip_name_lookup(false)
-            .socket_addr_check(|addr, _| {
-                Box::pin(async move {
-                    tracing::warn!("denied the guest a socket to {addr}: sockets are not granted");
-                    false
-                })
+            .max_random_size(MAX_RANDOM_BYTES)
+            .socket_addr_check(move |addr, usage| {
+                use wasmtime_wasi::sockets::SocketAddrUse as Use;
+                let kind = match usage {
+                    Use::UdpBind | Use::UdpSend | Use::UdpReceive => Denied::Udp,
+                    _ => Denied::Tcp,
+                };
+                denials.denied(kind, &addr.to_string());
+                Box::pin(async { false })
             });
         for (k, v) in &grants.env {
             wasi.env(k, v);
         }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         State {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             http: WasiHttpCtx::new(),
             hooks: AllowList {
                 grants: grants.clone(),
-                queue: queue.to_string(),
-                job: job.to_string(),
+                log: log.clone(),
             },
             limiter: MemoryLimiter {
                 max_memory: limits.max_memory,
@@ -62,6 +81,9 @@ impl State {
             },
             log,
             panic: None,
+            http_field_bytes_left: MAX_HTTP_FIELD_BYTES,
+            resource_limit_hit: None,
+            max_error_bytes,
         }
     }
 }
@@ -90,7 +112,7 @@ impl TypesHost for State {}
 impl LogHost for State {
     fn log(&mut self, level: Level, message: String) {
         if let Some(panic) = message.strip_prefix(PANIC_PREFIX) {
-            self.panic = Some(panic.to_string());
+            self.panic = Some(cut(panic, self.max_error_bytes).into_owned());
         }
         let level = match level {
             Level::Trace => tracing::Level::TRACE,

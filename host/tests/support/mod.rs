@@ -2,6 +2,16 @@
 //! `sque-host` binary run as a real process (`host.rs`).
 #![allow(dead_code, unused_imports)]
 
-pub use sque_testing::{eventually, guests, within, RedisServer};
+pub use sque_testing::{eventually, guests, within, RedisServer, PATIENCE};
 
 pub mod host;
+
+/// Options for a test's own producer or inspector of a queue that hosts run on: the queue's
+/// lease matches the hosts' (`Host::start` gives `--lease 1s`), so that whoever creates the
+/// queue gives it the short lease recovery tests count on.
+pub fn producer(redis: &RedisServer) -> sque::Options {
+    sque::Options::default()
+        .redis(redis.url())
+        .dispatch(false)
+        .lease(std::time::Duration::from_secs(1))
+}

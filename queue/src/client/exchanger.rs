@@ -37,12 +37,12 @@ impl<I, O> Exchanger<I, O> {
     }
 }
 
-/// Sends batches with `send`, which answers one `O` per item (a failure is every item's),
-/// until `stop` is cancelled. A batch on its way is finished first.
+/// Sends batches with `send`, which answers each item in order, until `stop` is cancelled.
+/// A batch on its way is finished first.
 pub(crate) async fn run<I, O, F, Fut>(mut batches: Batches<I, O>, send: F, stop: CancellationToken)
 where
     F: Fn(Vec<I>) -> Fut,
-    Fut: Future<Output = Result<Vec<O>>>,
+    Fut: Future<Output = Vec<Result<O>>>,
 {
     loop {
         let first = tokio::select! {
@@ -60,17 +60,8 @@ where
                 Err(_) => break,
             }
         }
-        match send(items).await {
-            Ok(answers) => {
-                for (done, answer) in waiting.into_iter().zip(answers) {
-                    let _ = done.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                for done in waiting {
-                    let _ = done.send(Err(e.clone()));
-                }
-            }
+        for (done, answer) in waiting.into_iter().zip(send(items).await) {
+            let _ = done.send(answer);
         }
     }
 }
@@ -81,7 +72,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[tokio::test]
-    async fn items_submitted_together_go_in_one_batch_in_order_and_share_a_failure() {
+    async fn items_submitted_together_go_in_one_batch_in_order_each_with_its_answer() {
         let (exchanger, batches) = channel::<u32, u32>();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -91,11 +82,13 @@ mod tests {
             move |items: Vec<u32>| {
                 log.lock().unwrap().push(items.clone());
                 async move {
-                    if items.contains(&99) {
-                        Err(Error::InvalidInput("no 99".into()))
-                    } else {
-                        Ok(items.iter().map(|i| i * 10).collect())
-                    }
+                    items
+                        .iter()
+                        .map(|i| match i {
+                            99 => Err(Error::InvalidInput("no 99".into())),
+                            i => Ok(i * 10),
+                        })
+                        .collect::<Vec<_>>()
                 }
             },
             stop.clone(),

@@ -26,10 +26,11 @@ use crate::job::Job;
 use crate::options::Options;
 use crate::queue::Queue;
 use crate::scripts;
+use crate::scripts::exchange::Completed;
 use crate::scripts::fail::Failed;
 use crate::tasks::{Stop, Tasks};
-use registry::{Acked, Answer, Asked};
-use worker::{Exchange, Worker};
+use registry::{Acked, Asked, Reply};
+use worker::{Answer, Exchange, Worker};
 
 /// The longest request id accepted by [`Client::i_am_free`].
 const MAX_REQUEST_ID: usize = 200;
@@ -108,6 +109,11 @@ impl Client {
         &self.worker.id
     }
 
+    /// The queue's settings, as they were when this client joined it.
+    pub fn settings(&self) -> &crate::settings::QueueSettings {
+        &self.worker.queue.settings
+    }
+
     /// Asks for a job and waits until one is handed over.
     ///
     /// The request is stored in Redis when the future is first polled; requests are served
@@ -152,22 +158,45 @@ impl Client {
     /// call fails otherwise (Redis unreachable), the job is still held and its lease renewed:
     /// call again, or drop it and it comes back when its lease runs out.
     pub async fn complete(&self, job: &Job, result: Option<Value>) -> Result<()> {
-        self.check_queue(job)?;
         let result = result.map(|v| serde_json::to_string(&v).expect("a Value serializes"));
-        let ack = self.worker.begin_ack(job.lease_token());
-        let held = self
-            .worker
-            .exchanger
-            .submit(Exchange::Complete(job.lease_token().to_string(), result))
-            .await;
-        match held {
-            Ok(true) => {
+        self.complete_json(job, result).await
+    }
+
+    /// Like [`Client::complete`], with the result as JSON text the caller has checked (valid,
+    /// nested under 128 levels): a host that ran a guest has it as text already.
+    pub async fn complete_json(&self, job: &Job, result: Option<String>) -> Result<()> {
+        self.check_queue(job)?;
+        let token = job.lease_token();
+        let ack = self.worker.begin_ack(token);
+        let completed = match result {
+            Some(r) if r.len() > worker::LARGE_RESULT => {
+                self.worker.complete_alone(token, &r).await
+            }
+            result => self
+                .worker
+                .exchanger
+                .submit(Exchange::Complete(token.to_string(), result))
+                .await
+                .map(|answer| match answer {
+                    Answer::Completed(c) => c,
+                    Answer::Asked => Completed::Stale,
+                }),
+        };
+        match completed {
+            Ok(Completed::Held) => {
                 ack.end(Acked::Done);
                 Ok(())
             }
-            Ok(false) => {
+            Ok(Completed::Stale) => {
                 ack.end(Acked::Done);
                 Err(stale(job))
+            }
+            Ok(Completed::TooLarge) => {
+                ack.end(Acked::Done);
+                Err(Error::InvalidInput(format!(
+                    "job {}: the result is over the queue's max_result_bytes ({}); nothing was kept and the job went to the dead list",
+                    job.id, self.worker.queue.settings.max_result_bytes
+                )))
             }
             Err(e) => {
                 ack.end(Acked::Failed);
@@ -274,7 +303,7 @@ fn stale(job: &Job) -> Error {
 struct Waiting<'a> {
     worker: &'a Arc<Worker>,
     seq: u64,
-    rx: Option<Answer>,
+    rx: Option<Reply>,
 }
 
 impl Drop for Waiting<'_> {

@@ -40,7 +40,7 @@ struct Pending {
 }
 
 /// What a waiter of a request receives: its job, or why the request ended without one.
-pub(crate) type Answer = oneshot::Receiver<Result<Job>>;
+pub(crate) type Reply = oneshot::Receiver<Result<Job>>;
 
 #[derive(Clone)]
 enum Slot {
@@ -53,9 +53,9 @@ pub(crate) enum Asked {
     /// The job already held under this request id.
     Held(Job),
     /// Waiting on a request already open under this request id.
-    Joined(u64, Answer),
+    Joined(u64, Reply),
     /// A new request, to be sent to Redis.
-    New(u64, Answer),
+    New(u64, Reply),
 }
 
 /// How an acknowledgement ended.
@@ -267,7 +267,7 @@ mod tests {
         }
     }
 
-    fn new_request(asked: Asked) -> (u64, Answer) {
+    fn new_request(asked: Asked) -> (u64, Reply) {
         match asked {
             Asked::New(seq, rx) => (seq, rx),
             _ => panic!("expected a new request"),

@@ -5,23 +5,37 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::backend::Conn;
 use crate::client::exchanger::{self, Exchanger};
 use crate::client::registry::{Acked, Registry};
 use crate::error::Result;
 use crate::job::{Job, Lease};
 use crate::queue::Queue;
 use crate::scripts;
-use crate::scripts::exchange::Completion;
+use crate::scripts::exchange::{Completed, Completion};
 use crate::tasks::Tasks;
 use crate::wire::parse_delivery;
 
+/// A completion whose result is larger than this goes to Redis alone, on a connection of its
+/// own: if Redis refuses so large a request (`proto-max-bulk-len`) and drops the connection,
+/// no other job's traffic was on it.
+pub(crate) const LARGE_RESULT: usize = 64 << 10;
+
 /// One item of a worker's traffic to Redis, answered with whether it held.
 pub(crate) enum Exchange {
-    /// "I am free": the request with this sequence number (always holds).
+    /// "I am free": the request with this sequence number.
     Ask(u64),
-    /// The job under this lease token is done, with its result JSON, if any (holds unless
-    /// the lease had moved on).
+    /// The job under this lease token is done, with its result JSON, if any.
     Complete(String, Option<String>),
+}
+
+/// How Redis answered one item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// A request was made.
+    Asked,
+    /// A completion: what became of it.
+    Completed(Completed),
 }
 
 pub(crate) struct Worker {
@@ -30,7 +44,10 @@ pub(crate) struct Worker {
     pub id: String,
     registry: Mutex<Registry>,
     pub tasks: Tasks,
-    pub exchanger: Exchanger<Exchange, bool>,
+    pub exchanger: Exchanger<Exchange, Answer>,
+    /// The connection for large completions, made when the first one comes, and made anew
+    /// after one fails.
+    side: tokio::sync::Mutex<Option<Conn>>,
 }
 
 impl Worker {
@@ -43,6 +60,7 @@ impl Worker {
             registry: Mutex::new(Registry::default()),
             tasks,
             exchanger,
+            side: tokio::sync::Mutex::new(None),
         });
         let me = worker.clone();
         worker.tasks.spawn("exchanger", move |stop| {
@@ -174,8 +192,77 @@ impl Worker {
     }
 
     /// Sends completions and requests (`exchange.lua`), routes the jobs handed out at once, and
-    /// answers, for each item, whether it held.
-    async fn exchange(self: &Arc<Self>, items: Vec<Exchange>) -> Result<Vec<bool>> {
+    /// answers each item. A batch that Redis refuses for another reason than being away is
+    /// sent again item by item, so that one item's trouble (a script error over one job's
+    /// arguments) is that item's alone.
+    async fn exchange(self: &Arc<Self>, items: Vec<Exchange>) -> Vec<Result<Answer>> {
+        match self.send(&self.queue.con, &items).await {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(e) if items.len() > 1 && !e.is_unavailable() => {
+                tracing::warn!(queue = %self.queue.keys.queue, "Redis refused a batch of {} ({e}); sending them one by one", items.len());
+                let mut answers = Vec::with_capacity(items.len());
+                for item in &items {
+                    let answer = self.send(&self.queue.con, std::slice::from_ref(item)).await;
+                    answers.push(answer.map(|mut a| a.remove(0)));
+                }
+                answers
+            }
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// A completion with a large result, alone on the side connection. Redis drops a
+    /// connection after refusing a request too large for it: after a failure the connection
+    /// is made anew and the completion tried once more, which gives Redis's own answer (a
+    /// refusal) rather than the dropped connection.
+    pub async fn complete_alone(self: &Arc<Self>, token: &str, result: &str) -> Result<Completed> {
+        let item = Exchange::Complete(token.to_string(), Some(result.to_string()));
+        let once = std::slice::from_ref(&item);
+        let mut side = self.side.lock().await;
+        let mut answer = None;
+        for _ in 0..2 {
+            let con = match side.as_ref() {
+                Some(con) => con.clone(),
+                None => side.insert(self.queue.backend.connection().await?).clone(),
+            };
+            match self.send(&con, once).await {
+                Err(e) if e.is_unavailable() => {
+                    *side = None;
+                    answer = Some(Err(e));
+                }
+                done => {
+                    answer = Some(done);
+                    break;
+                }
+            }
+        }
+        let answer = match answer.expect("tried at least once") {
+            // Dropped twice while Redis answers the main connection: it is this request that
+            // Redis will not take.
+            Err(e) if e.is_unavailable() && self.answers().await => {
+                return Err(crate::error::Error::Refused(format!(
+                    "a completion with a result of {} bytes, twice (is Redis's proto-max-bulk-len smaller?): {e}",
+                    result.len()
+                )));
+            }
+            answer => answer?,
+        };
+        match answer.into_iter().next() {
+            Some(Answer::Completed(c)) => Ok(c),
+            _ => Ok(Completed::Stale),
+        }
+    }
+
+    /// Whether Redis answers on the main connection.
+    async fn answers(&self) -> bool {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.queue.con.clone())
+            .await
+            .is_ok()
+    }
+
+    /// One `exchange.lua` call on `con` with `items`.
+    async fn send(self: &Arc<Self>, con: &Conn, items: &[Exchange]) -> Result<Vec<Answer>> {
         let completions: Vec<Completion> = items
             .iter()
             .filter_map(|item| match item {
@@ -193,14 +280,17 @@ impl Worker {
                 Exchange::Complete(..) => None,
             })
             .collect();
-        let reply = scripts::exchange::call(&self.queue, &self.id, &completions, &asks).await?;
+        let reply =
+            scripts::exchange::call(&self.queue, con, &self.id, &completions, &asks).await?;
         self.accept(reply.delivered);
-        let mut held = reply.held.into_iter();
+        let mut completed = reply.completed.into_iter();
         Ok(items
             .iter()
             .map(|item| match item {
-                Exchange::Ask(_) => true,
-                Exchange::Complete(..) => held.next() == Some(true),
+                Exchange::Ask(_) => Answer::Asked,
+                Exchange::Complete(..) => {
+                    Answer::Completed(completed.next().unwrap_or(Completed::Stale))
+                }
             })
             .collect())
     }

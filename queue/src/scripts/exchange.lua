@@ -3,7 +3,8 @@
 -- round trip, and the jobs that can be handed out at once come back in the reply.
 --
 -- Completions: each entry is refused (0) when its token is stale (or named twice), and then
--- changes nothing.
+-- changes nothing; a completion whose result is over the queue's max_result_bytes keeps
+-- nothing and sends the job to the dead list (2, code result_too_large).
 -- Requests: the worker's heartbeat is renewed (for one lease). When no older request is
 -- stored, the new ones are served at once from the waiting jobs (as a manager would serve
 -- them next) and their deliveries returned; the lease is taken here, so a reply lost on the
@@ -14,9 +15,9 @@
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of completions n,
 -- then n triples (token "id|attempt|max", "1" when a result follows or "0", result JSON or ""),
 -- then the request entries "worker:seq".
--- Returns {one 1 or 0 per completion, in order; the deliveries served at once, in order}.
+-- Returns {one 1, 0 or 2 per completion, in order; the deliveries served at once, in order}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS)
+local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS_AND_RESULTS)
 local now = now_ms()
 local held = {}
 local completions = tonumber(ARGV[3])
@@ -27,13 +28,22 @@ if completions > 0 then
   local scores = redis.call('ZMSCORE', KEYS[6], unpack(tokens))
   local ended, ids, seen = {}, {}, {}
   for i, token in ipairs(tokens) do
-    if scores[i] and not seen[token] then
+    local result = ARGV[2 + 3 * i] == '1' and ARGV[3 + 3 * i] or nil
+    if scores[i] and not seen[token] and result and #result > s.max_result_bytes then
+      seen[token] = true
+      redis.call('ZREM', KEYS[6], token)
+      local id = parse_token(token) or token
+      local d = graveyard()
+      d.bury(d.keys(key_base(KEYS[1])), s, token, id, 'result_too_large',
+             'the result is ' .. #result .. ' bytes, over the queue\'s max_result_bytes of ' .. s.max_result_bytes, now)
+      held[i] = 2
+    elseif scores[i] and not seen[token] then
       seen[token] = true
       local id = string.match(token, '^([^|]+)|')
       ended[#ended + 1] = token
       ids[#ids + 1] = id
-      if ARGV[2 + 3 * i] == '1' then
-        redis.call('HSET', KEYS[9], id, ARGV[3 + 3 * i])
+      if result then
+        redis.call('HSET', KEYS[9], id, result)
         redis.call('ZADD', KEYS[10], now, id)
       end
       held[i] = 1

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::{invocation, script};
+use crate::backend::Conn;
 use crate::error::Result;
 use crate::queue::Queue;
 
@@ -16,17 +17,30 @@ pub(crate) struct Completion<'a> {
     pub result: Option<&'a str>,
 }
 
-/// What the call answered: for each completion, whether its lease still held; and the
-/// deliveries that answer the first requests at once, as raw bytes (data nobody here wrote
-/// must not fail the whole reply).
+/// What became of one completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Completed {
+    /// Recorded.
+    Held,
+    /// The lease had moved on: nothing changed.
+    Stale,
+    /// The result was over the queue's max_result_bytes: nothing kept, the job is dead.
+    TooLarge,
+}
+
+/// What the call answered: for each completion, what became of it; and the deliveries that
+/// answer the first requests at once, as raw bytes (data nobody here wrote must not fail the
+/// whole reply).
 pub(crate) struct Reply {
-    pub held: Vec<bool>,
+    pub completed: Vec<Completed>,
     pub delivered: Vec<Vec<u8>>,
 }
 
-/// Sends `completions` (first) and the requests `asks` (entries "W:S", in order) of `worker`.
+/// Sends `completions` (first) and the requests `asks` (entries "W:S", in order) of `worker`,
+/// on `con`.
 pub(crate) async fn call(
     q: &Queue,
+    con: &Conn,
     worker: &str,
     completions: &[Completion<'_>],
     asks: &[String],
@@ -57,9 +71,16 @@ pub(crate) async fn call(
     for entry in asks {
         inv.arg(entry);
     }
-    let (held, delivered): (Vec<i64>, Vec<Vec<u8>>) = inv.invoke_async(&mut q.con.clone()).await?;
+    let (held, delivered): (Vec<i64>, Vec<Vec<u8>>) = inv.invoke_async(&mut con.clone()).await?;
     Ok(Reply {
-        held: held.into_iter().map(|h| h == 1).collect(),
+        completed: held
+            .into_iter()
+            .map(|h| match h {
+                1 => Completed::Held,
+                2 => Completed::TooLarge,
+                _ => Completed::Stale,
+            })
+            .collect(),
         delivered,
     })
 }

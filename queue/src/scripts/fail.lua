@@ -4,11 +4,14 @@
 -- ARGV[1] the caller's protocol version  ARGV[2] token "id|attempt|max"  ARGV[3] the
 -- failure's code (`docs/HOST.md`, "How a job ends": `retry`, `trap`, `timeout`, ...)
 -- ARGV[4] its message  ARGV[5] "1" for no retry
--- The error is kept as {"code","message","at","token"} (the errors hash).
+-- The error is kept as {"code","message","at","token"} (the errors hash), the message cut to
+-- the queue's max_error_bytes.
 -- Returns -1 for a stale token, 0 when the job went to the dead list, else the retry delay in ms.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], {'backoff', 'backoff_max', 'dead_max', 'dead_ttl'})
+local s = open_call(KEYS[1], ARGV[1], {'backoff', 'backoff_max', 'dead_max', 'dead_ttl', 'max_error_bytes'})
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return -1 end
+local message = ARGV[4]
+if #message > s.max_error_bytes then message = graveyard().cut(message, s.max_error_bytes) end
 local now, usec = now_ms()
 local id, attempt, max = parse_token(ARGV[2])
 local k = {dead = KEYS[4], errors = KEYS[5], jobs = KEYS[7], stats = KEYS[6]}
@@ -18,10 +21,10 @@ if not id then
   return 0
 end
 if ARGV[5] == '1' or attempt >= max then
-  graveyard().bury(k, s, ARGV[2], id, ARGV[3], ARGV[4], now)
+  graveyard().bury(k, s, ARGV[2], id, ARGV[3], message, now)
   return 0
 end
-redis.call('HSET', KEYS[5], id, graveyard().record(ARGV[3], ARGV[4], now, ARGV[2]))
+redis.call('HSET', KEYS[5], id, graveyard().record(ARGV[3], message, now, ARGV[2]))
 -- Exponential backoff with "equal jitter": half fixed, half drawn from the clock's microseconds.
 local delay = math.min(s.backoff * 2 ^ (attempt - 1), s.backoff_max)
 local half = math.floor(delay / 2)

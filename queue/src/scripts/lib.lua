@@ -65,6 +65,8 @@ end
 
 -- The settings a script that hands out jobs needs.
 local SERVE_SETTINGS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl'}
+-- The settings `exchange` needs: those, and the result limit.
+local SERVE_SETTINGS_AND_RESULTS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl', 'max_result_bytes'}
 -- The settings a script that buries jobs needs.
 local BURY_SETTINGS = {'dead_max', 'dead_ttl'}
 
@@ -137,6 +139,20 @@ local function graveyard()
     redis.call('ZADD', k.dead, now, token)
     redis.call('HINCRBY', k.stats, 'dead', 1)
     d.trim(k, s, now, TRIM_PER_CALL)
+  end
+
+  -- `text` cut to at most `limit` bytes, at a character boundary, saying how long it was.
+  function d.cut(text, limit)
+    if #text <= limit then return text end
+    local mark = ' … (cut: ' .. #text .. ' bytes in all)'
+    local stop = math.max(limit - #mark, 0)
+    -- Back off UTF-8 continuation bytes so that the cut text stays UTF-8.
+    while stop > 0 do
+      local b = string.byte(text, stop + 1)
+      if not b or b < 128 or b >= 192 then break end
+      stop = stop - 1
+    end
+    return string.sub(text, 1, stop) .. mark
   end
 
   -- Buries a job whose data no worker can be given (code "poison"): no retry can mend it.
