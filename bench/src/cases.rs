@@ -27,6 +27,13 @@ pub enum Kind {
     Latency,
     /// Redis bytes per waiting job.
     BytesPerJob,
+    /// sque's Node package: `manager.pushMany` in chunks of 1,000; BullMQ `addBulk` likewise.
+    NodePushMany,
+    /// sque's Node package: `await manager.push` in a loop; BullMQ `await queue.add`.
+    NodeSinglePush,
+    /// sque's Node package: `client.process` with a no-op handler at a concurrency (and a
+    /// Node manager dispatching); BullMQ's `Worker` at the same concurrency.
+    NodeProcess,
     /// `sque-host dead retry --all` of a dead list this long (sque only).
     DeadRetryAll,
     /// `sque-host dead purge --all` of a dead list this long (sque only).
@@ -105,6 +112,27 @@ pub fn all(quick: bool) -> Vec<Case> {
         ),
         case("latency c=10", Kind::Latency, scale(2_000, 500), 10, true),
         case(
+            "node: pushMany / addBulk",
+            Kind::NodePushMany,
+            scale(200_000, 50_000),
+            0,
+            true,
+        ),
+        case(
+            "node: push, awaited / queue.add",
+            Kind::NodeSinglePush,
+            scale(10_000, 2_000),
+            0,
+            true,
+        ),
+        case(
+            "node: workers c=10 / Worker c=10",
+            Kind::NodeProcess,
+            scale(100_000, 20_000),
+            10,
+            true,
+        ),
+        case(
             "redis bytes per waiting job",
             Kind::BytesPerJob,
             scale(100_000, 20_000),
@@ -143,6 +171,16 @@ pub fn all(quick: bool) -> Vec<Case> {
         ));
     }
     cases
+}
+
+impl Kind {
+    /// Whether sque's Node package runs the case (bench/node/), not the Rust side.
+    pub fn is_node(self) -> bool {
+        matches!(
+            self,
+            Kind::NodePushMany | Kind::NodeSinglePush | Kind::NodeProcess
+        )
+    }
 }
 
 pub fn email(i: usize) -> serde_json::Value {

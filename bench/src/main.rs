@@ -8,6 +8,8 @@
 
 mod bullmq;
 mod cases;
+mod node;
+mod node_side;
 mod redis_server;
 mod report;
 mod sque_side;
@@ -47,6 +49,7 @@ pub fn workspace() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     build()?;
+    node_side::install()?;
     if !args.no_bullmq {
         bullmq::install()?;
     }
@@ -68,7 +71,11 @@ fn main() -> anyhow::Result<()> {
         for (case, sque_runs, bull_runs) in results.iter_mut() {
             redis.flush()?;
             eprintln!("run {run}/{}: {} (sque)", args.runs, case.name);
-            sque_runs.push(runtime.block_on(sque_side::run(case, &redis))?);
+            sque_runs.push(if case.kind.is_node() {
+                node_side::run(case, &redis)?
+            } else {
+                runtime.block_on(sque_side::run(case, &redis))?
+            });
             if !args.no_bullmq && case.bullmq {
                 redis.flush()?;
                 eprintln!("run {run}/{}: {} (BullMQ)", args.runs, case.name);

@@ -83,6 +83,9 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::DeadRetryAll => dead_all(case, redis, &queue, "retry")?,
         Kind::DeadPurgeAll => dead_all(case, redis, &queue, "purge")?,
+        Kind::NodePushMany | Kind::NodeSinglePush | Kind::NodeProcess => {
+            bail!("{}: a case of the Node package (node_side.rs)", case.name)
+        }
     };
     Ok(m)
 }

@@ -262,21 +262,18 @@ impl Client {
         self.worker.registry().held_count()
     }
 
-    /// Withdraws the open requests, stops renewing, and forgets this worker. Pending
-    /// `i_am_free` calls fail with [`Error::Closed`]. Jobs still held keep their leases until
-    /// they run out, so complete or release them first. Safe to call more than once, and
-    /// from a client shared between tasks.
+    /// Leaves the queue cleanly (`leave.lua`): withdraws the open requests, gives back the jobs
+    /// a dispatcher had put in this worker's inbox and it had not taken yet, drops its
+    /// heartbeat, and stops renewing. Pending `i_am_free` calls fail with [`Error::Closed`].
+    /// Jobs still held keep their leases until they run out, so complete or release them
+    /// first. Safe to call more than once, and from a client shared between tasks.
     pub async fn shutdown(&self) -> Result<()> {
         let seqs = self.worker.registry().close();
         self.worker.tasks.shutdown().await;
-        let k = &self.worker.queue.keys;
-        let mut pipe = redis::pipe();
-        for seq in seqs {
-            pipe.lrem(&k.requests, 1, self.worker.request_entry(seq))
-                .ignore();
-        }
-        pipe.zrem(&k.workers, &self.worker.id).ignore();
-        let _: () = pipe.query_async(&mut self.worker.queue.con.clone()).await?;
+        let requests: Vec<String> = seqs.iter().map(|s| self.worker.request_entry(*s)).collect();
+        let (withdrawn, released) =
+            scripts::leave::call(&self.worker.queue, &self.worker.id, &requests, &[]).await?;
+        tracing::debug!(queue = %self.worker.queue.keys.queue, worker = %self.worker.id, withdrawn, released, "left the queue");
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod dead;
 pub(crate) mod dispatch;
 pub(crate) mod exchange;
 pub(crate) mod fail;
+pub(crate) mod leave;
 pub(crate) mod open;
 pub(crate) mod poison;
 pub(crate) mod push;
@@ -47,6 +48,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("fail", include_str!("fail.lua")),
     ("poison", include_str!("poison.lua")),
     ("release", include_str!("release.lua")),
+    ("leave", include_str!("leave.lua")),
     ("renew", include_str!("renew.lua")),
     ("reap", include_str!("reap.lua")),
     ("dead", include_str!("dead.lua")),
@@ -62,7 +64,7 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 11] {
+fn all() -> [&'static LazyLock<Script>; 12] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
@@ -72,6 +74,7 @@ fn all() -> [&'static LazyLock<Script>; 11] {
         &fail::SCRIPT,
         &poison::SCRIPT,
         &release::SCRIPT,
+        &leave::SCRIPT,
         &renew::SCRIPT,
         &reap::SCRIPT,
         &dead::SCRIPT,
@@ -110,6 +113,55 @@ pub(crate) async fn load_all(con: &mut Conn) -> redis::RedisResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bundle's manifest (`manifest.json` beside the scripts): the protocol version, each
+    /// script's file and SHA-1 (of the text Redis runs), the prelude every script starts with,
+    /// and the settings a new queue gets by default, in meta's units.
+    fn manifest() -> serde_json::Value {
+        let scripts: serde_json::Map<String, serde_json::Value> = bundle()
+            .into_iter()
+            .map(|(name, text)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({
+                        "file": format!("{name}.lua"),
+                        "sha1": Script::new(&text).get_hash(),
+                    }),
+                )
+            })
+            .collect();
+        let settings: serde_json::Map<String, serde_json::Value> =
+            crate::settings::QueueSettings::default()
+                .to_fields()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect();
+        serde_json::json!({
+            "protocol": PROTOCOL_VERSION,
+            "prelude": "lib.lua",
+            "scripts": scripts,
+            "settings": settings,
+        })
+    }
+
+    /// The committed manifest is the one the scripts give. `SQUE_UPDATE_BUNDLE=1 cargo test
+    /// -p sque --lib manifest` writes it anew; `scripts/copies` then copies the bundle to the
+    /// Node package.
+    #[test]
+    fn the_committed_manifest_matches_the_scripts() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scripts/manifest.json");
+        let expected = serde_json::to_string_pretty(&manifest()).unwrap() + "\n";
+        if std::env::var_os("SQUE_UPDATE_BUNDLE").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let found = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            found == expected,
+            "{} is stale: run `SQUE_UPDATE_BUNDLE=1 cargo test -p sque --lib manifest`, then `scripts/copies`",
+            path.display()
+        );
+    }
 
     #[test]
     fn the_bundle_holds_exactly_the_scripts_the_library_runs() {

@@ -1,0 +1,297 @@
+'use strict';
+// The manager, as the original design has it: `new sque.manager(queName, options)` creates
+// the queue or joins it, `push(params)` adds a job, and it "listens all the time" for free
+// workers: it dispatches stored requests (woken by the queue's channel, and sweeping every
+// 250 ms for wake-ups lost) and reaps expired leases, like the Rust Manager, so that a
+// deployment of Node alone works, and one beside sque-host hosts and Rust managers too.
+
+const { Queue } = require('./queue');
+const { SqueError } = require('./errors');
+
+const PUSH_CHUNK = 1000;
+const DISPATCH_BATCH = 256;
+const REAP_BATCH = 500;
+const SWEEP_MS = 250;
+
+class Manager {
+  /**
+   * @param {string} queName
+   * @param {object} [options] {redis: {url, ...node-redis options}, prefix, dispatch (default
+   *   true), queue settings for a new queue (lease, maxAttempts, maxJobBytes, ...), redisModule}
+   */
+  constructor(queName, options = {}) {
+    this.queue = new Queue(queName, options);
+    this.closed = false;
+    this.timers = [];
+    this.unsubscribe = null;
+    /** Whether the queue is open (the lane's owner interface, lane.js). */
+    this.opened = false;
+    this.ready = this.queue.ready.then(() => {
+      this.opened = true;
+      if (options.dispatch !== false && !this.closed) this.startDispatching();
+      return this;
+    });
+    this.ready.catch(() => {});
+  }
+
+  /** The queue's settings, as Redis holds them (after `ready`). */
+  get settings() {
+    return this.queue.settings;
+  }
+
+  /**
+   * Adds a job at the tail of the queue: any JSON value. Resolves to its id (a string).
+   * @param {unknown} params
+   * @param {{maxAttempts?: number}} [options]
+   */
+  async push(params, options = {}) {
+    const [id] = await this.pushMany([params], options);
+    return id;
+  }
+
+  /**
+   * Adds many jobs, in order, a thousand per script call. Every job is checked first: one
+   * bad job fails the call with nothing pushed. Resolves to their ids, in order.
+   */
+  pushMany(list, options = {}) {
+    let jobs;
+    try {
+      const max = encodeAttempts(options.maxAttempts);
+      jobs = Array.from(list, (params, i) => [encode(params, i), max]);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (jobs.length === 0) return Promise.resolve([]);
+    // Placed in the connection's lane now, so that it reaches Redis before any call this
+    // process makes later, from this manager or any client.
+    return this.queue.con.lane.add(this, jobs);
+  }
+
+  // The lane's owner interface (lane.js): pushes go as soon as the queue is open, many at once.
+  get busy() {
+    return false;
+  }
+
+  /** Pushes made together share a script call while it holds no more than a chunk. */
+  fits(items, jobs) {
+    return items.reduce((n, j) => n + j.length, jobs.length) <= PUSH_CHUNK;
+  }
+
+  /** Issues the push calls for the lane's entries (each a list of [json, max] pairs). */
+  send(entries) {
+    const limit = this.queue.settings.max_job_bytes;
+    const good = [];
+    for (const entry of entries) {
+      const i = entry.item.findIndex(([json]) => Buffer.byteLength(json) > limit);
+      if (i < 0) good.push(entry);
+      else {
+        const bytes = Buffer.byteLength(entry.item[i][0]);
+        entry.reject(new SqueError('too_large', `job ${i + 1} is ${bytes} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`));
+      }
+    }
+    if (good.length === 0) return;
+    const k = this.queue.keys;
+    const keys = [k.meta, k.waiting, k.jobs, k.stats, k.requests, k.leases, k.workers];
+    const jobs = good.flatMap((e) => e.item);
+    const calls = [];
+    for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
+      const args = jobs.slice(i, i + PUSH_CHUNK).flat();
+      calls.push(this.queue.con.script('push', keys, args).then(Number));
+    }
+    // Ids are consecutive within a call; an entry's ids follow the entries before it.
+    Promise.all(calls).then(
+      (firsts) => {
+        let at = 0;
+        for (const e of good) {
+          e.resolve(e.item.map((_, j) => {
+            const n = at + j;
+            return String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK));
+          }));
+          at += e.item.length;
+        }
+      },
+      (err) => {
+        const settled = partly(calls, err);
+        for (const e of good) e.reject(settled);
+      },
+    );
+  }
+
+  /**
+   * Waits until the job `id` has completed, and resolves to its result (null if it left
+   * none). Rejects with code "dead" when it went to the dead list, "timeout" when `timeout`
+   * (ms, default 30000) passes first.
+   */
+  async wait(id, { timeout = 30000, every = 50 } = {}) {
+    await this.queue.ready;
+    const k = this.queue.keys;
+    const until = Date.now() + timeout;
+    for (;;) {
+      const [result, pending, record] = await Promise.all([
+        this.queue.con.command(k.results, ['HGET', k.results, id]),
+        this.queue.con.command(k.jobs, ['HEXISTS', k.jobs, id]),
+        this.queue.con.command(k.errors, ['HGET', k.errors, id]),
+      ]);
+      if (result !== null && result !== undefined) return JSON.parse(result);
+      const error = parseRecord(record);
+      if (error && error.token) {
+        const dead = await this.queue.con.command(k.deadAt, ['ZSCORE', k.deadAt, error.token]);
+        if (dead !== null && dead !== undefined) {
+          throw new SqueError('dead', `job ${id} is dead: ${error.message}`);
+        }
+      }
+      if (Number(pending) === 0 && !error) return null;
+      if (Date.now() > until) throw new SqueError('timeout', `job ${id} did not complete within ${timeout} ms`);
+      await sleep(every);
+    }
+  }
+
+  /** Counts of the queue (as `sque-host stats --json` gives them). */
+  async stats() {
+    await this.queue.ready;
+    const k = this.queue.keys;
+    const c = this.queue.con;
+    const [waiting, inFlight, delayed, dead, workers, requests, counters] = await Promise.all([
+      c.command(k.waiting, ['LLEN', k.waiting]),
+      c.command(k.leases, ['ZCARD', k.leases]),
+      c.command(k.delayed, ['ZCARD', k.delayed]),
+      c.command(k.deadAt, ['ZCARD', k.deadAt]),
+      c.command(k.workers, ['ZCARD', k.workers]),
+      c.command(k.requests, ['LLEN', k.requests]),
+      c.command(k.stats, ['HGETALL', k.stats]),
+    ]);
+    const map = Array.isArray(counters)
+      ? Object.fromEntries(counters.reduce((a, v, i) => (i % 2 ? a : [...a, [v, counters[i + 1]]]), []))
+      : counters || {};
+    const n = (x) => Number(x) || 0;
+    return {
+      queue: this.queue.name,
+      waiting: n(waiting), in_flight: n(inFlight), delayed: n(delayed), dead: n(dead),
+      workers: n(workers), requests: n(requests),
+      pushed: n(map.pushed), dispatched: n(map.dispatched), completed: n(map.completed),
+      retried: n(map.retried), dead_lettered: n(map.dead), expired: n(map.expired),
+      poisoned: n(map.poisoned), dead_dropped: n(map.dead_dropped),
+    };
+  }
+
+  startDispatching() {
+    const k = this.queue.keys;
+    let running = false;
+    let again = false;
+    const dispatch = async () => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          for (;;) {
+            const n = Number(await this.queue.con.script('dispatch', [k.meta, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [DISPATCH_BATCH]));
+            if (n < DISPATCH_BATCH || this.closed) break;
+          }
+        } while (again && !this.closed);
+      } catch {
+        // Redis is away: the sweep tries again.
+      } finally {
+        running = false;
+      }
+    };
+    this.queue.con
+      .subscribe(k.wake, () => dispatch())
+      .then((unsubscribe) => {
+        if (this.closed) unsubscribe();
+        else this.unsubscribe = unsubscribe;
+      })
+      .catch(() => {});
+    this.timers.push(setInterval(dispatch, SWEEP_MS));
+    let reaping = false;
+    const reap = async () => {
+      if (reaping) return;
+      reaping = true;
+      try {
+        for (;;) {
+          const [expired, promoted, dropped, dead] = (await this.queue.con.script('reap', [k.meta, k.leases, k.waiting, k.delayed, k.deadAt, k.errors, k.stats, k.results, k.resultsAt, k.workers, k.requests, k.jobs, k.dead], [REAP_BATCH])).map(Number);
+          if (Math.max(expired, promoted, dropped, dead) < REAP_BATCH || this.closed) break;
+        }
+      } catch {
+        // Redis is away: the next tick tries again.
+      } finally {
+        reaping = false;
+      }
+    };
+    const every = Math.min(1000, Math.max(20, Math.floor(this.queue.settings.lease / 10)));
+    this.timers.push(setInterval(reap, every));
+    dispatch();
+  }
+
+  /** Stops dispatching and reaping, and lets go of the connection. */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.ready.catch(() => {});
+    if (this.unsubscribe) await this.unsubscribe();
+    await this.queue.close();
+  }
+}
+
+/** The error of a push of many calls of which some may have gone through. */
+function partly(calls, err) {
+  if (calls.length > 1) {
+    err.message += ' (a push of many jobs goes in calls of 1,000: those before the failed one were pushed; see manager.stats())';
+  }
+  return err;
+}
+
+function encode(params, i) {
+  let json;
+  try {
+    json = JSON.stringify(params);
+  } catch (e) {
+    throw new SqueError('invalid_input', `job ${i + 1} is not JSON-serializable: ${e.message}`);
+  }
+  if (json === undefined) throw new SqueError('invalid_input', `job ${i + 1} is not JSON (undefined, a function or a symbol)`);
+  if (depth(params) >= 128) {
+    throw new SqueError('invalid_input', `job ${i + 1} is nested 128 levels deep or more; the most allowed is 127`);
+  }
+  return json;
+}
+
+/** How deeply arrays and objects nest, looking no deeper than the limit. */
+function depth(value) {
+  let deepest = 0;
+  const stack = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (d + 1 > deepest) deepest = d + 1;
+    if (deepest >= 128) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
+}
+
+function encodeAttempts(n) {
+  if (n === undefined || n === null) return '';
+  if (!Number.isInteger(n) || n < 1 || n > 999999999) {
+    throw new SqueError('invalid_input', `maxAttempts must be a whole number from 1 to 999999999, not ${JSON.stringify(n)}`);
+  }
+  return String(n);
+}
+
+function parseRecord(text) {
+  if (text === null || text === undefined) return null;
+  try {
+    const e = JSON.parse(text);
+    if (e && typeof e === 'object') return e;
+  } catch {
+    // An older version's plain message.
+  }
+  return { message: String(text) };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+module.exports = { Manager, depth, parseRecord };

@@ -1,0 +1,80 @@
+-- exchange: one worker's traffic of a moment, in one call: completions first, then new
+-- requests ("I am free"). A slot that finishes a job and asks for the next one costs one
+-- round trip, and the jobs that can be handed out at once come back in the reply.
+--
+-- Completions: each entry is refused (0) when its token is stale (or named twice), and then
+-- changes nothing; a completion whose result is over the queue's max_result_bytes keeps
+-- nothing and sends the job to the dead list (2, code result_too_large).
+-- Requests: the worker's heartbeat is renewed (for one lease). When no older request is
+-- stored, the new ones are served at once from the waiting jobs (as a manager would serve
+-- them next) and their deliveries returned; the lease is taken here, so a reply lost on the
+-- way is a lease that runs out, as for a worker that died. The rest are stored, oldest first,
+-- and a manager is woken if jobs wait.
+-- KEYS[1] meta  KEYS[2] requests  KEYS[3] waiting  KEYS[4] workers  KEYS[5] jobs
+-- KEYS[6] leases  KEYS[7] stats  KEYS[8] errors  KEYS[9] results  KEYS[10] results_at
+-- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of completions n,
+-- then n triples (token "id|attempt|max", "1" when a result follows or "0", result JSON or ""),
+-- then the request entries "worker:seq".
+-- Returns {one 1, 0 or 2 per completion, in order; the deliveries served at once, in order}.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS_AND_RESULTS)
+local now = now_ms()
+local held = {}
+local completions = tonumber(ARGV[3])
+if completions > 0 then
+  -- One ZMSCORE tells which leases still hold; one call each then ends them all.
+  local tokens = {}
+  for i = 1, completions do tokens[i] = ARGV[1 + 3 * i] end
+  local scores = redis.call('ZMSCORE', KEYS[6], unpack(tokens))
+  local ended, ids, seen = {}, {}, {}
+  for i, token in ipairs(tokens) do
+    local result = ARGV[2 + 3 * i] == '1' and ARGV[3 + 3 * i] or nil
+    if scores[i] and not seen[token] and result and #result > s.max_result_bytes then
+      seen[token] = true
+      redis.call('ZREM', KEYS[6], token)
+      local id = parse_token(token) or token
+      local d = graveyard()
+      d.bury(d.keys(key_base(KEYS[1])), s, token, id, 'result_too_large',
+             'the result is ' .. #result .. ' bytes, over the queue\'s max_result_bytes of ' .. s.max_result_bytes, now)
+      held[i] = 2
+    elseif scores[i] and not seen[token] then
+      seen[token] = true
+      local id = string.match(token, '^([^|]+)|')
+      ended[#ended + 1] = token
+      ids[#ids + 1] = id
+      if result then
+        redis.call('HSET', KEYS[9], id, result)
+        redis.call('ZADD', KEYS[10], now, id)
+      end
+      held[i] = 1
+    else
+      held[i] = 0
+    end
+  end
+  if #ended > 0 then
+    redis.call('ZREM', KEYS[6], unpack(ended))
+    redis.call('HDEL', KEYS[5], unpack(ids))
+    redis.call('HDEL', KEYS[8], unpack(ids))
+    redis.call('HINCRBY', KEYS[7], 'completed', #ended)
+  end
+end
+
+local first = 4 + 3 * completions
+local delivered = {}
+if first > #ARGV then return {held, delivered} end
+-- A worker's heartbeat lasts one lease.
+redis.call('ZADD', KEYS[4], now + s.lease, ARGV[2])
+local base = key_base(KEYS[1])
+if redis.call('LLEN', KEYS[2]) == 0 then
+  local requests = {}
+  for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
+  local srv = server()
+  local served = srv.serve(srv.serving(base, s, now, delivered), KEYS[3], requests)
+  if served > 0 then redis.call('HINCRBY', KEYS[7], 'dispatched', served) end
+  first = first + served
+end
+for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if first <= #ARGV and redis.call('LLEN', KEYS[3]) > 0 then
+  redis.call('SPUBLISH', base .. 'wake', 'free')
+end
+return {held, delivered}

@@ -1,0 +1,34 @@
+-- fail: the holder of a lease reports a failure. Retry after backoff, or the dead list.
+-- KEYS[1] meta  KEYS[2] leases  KEYS[3] delayed  KEYS[4] dead_at  KEYS[5] errors  KEYS[6] stats
+-- KEYS[7] jobs
+-- ARGV[1] the caller's protocol version  ARGV[2] token "id|attempt|max"  ARGV[3] the
+-- failure's code (`docs/HOST.md`, "How a job ends": `retry`, `trap`, `timeout`, ...)
+-- ARGV[4] its message  ARGV[5] "1" for no retry
+-- The error is kept as {"code","message","at","token"} (the errors hash), the message cut to
+-- the queue's max_error_bytes.
+-- Returns -1 for a stale token, 0 when the job went to the dead list, else the retry delay in ms.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+local s = open_call(KEYS[1], ARGV[1], {'backoff', 'backoff_max', 'dead_max', 'dead_ttl', 'max_error_bytes'})
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return -1 end
+local message = ARGV[4]
+if #message > s.max_error_bytes then message = graveyard().cut(message, s.max_error_bytes) end
+local now, usec = now_ms()
+local id, attempt, max = parse_token(ARGV[2])
+local k = {dead = KEYS[4], errors = KEYS[5], jobs = KEYS[7], stats = KEYS[6]}
+if not id then
+  -- A lease that was held under a token no script writes: nothing can retry it.
+  graveyard().bury_poison(k, s, ARGV[2], ARGV[2], 'lease token ' .. string.format('%q', string.sub(ARGV[2], 1, 80)) .. ' is not ID|ATTEMPT|MAX', now)
+  return 0
+end
+if ARGV[5] == '1' or attempt >= max then
+  graveyard().bury(k, s, ARGV[2], id, ARGV[3], message, now)
+  return 0
+end
+redis.call('HSET', KEYS[5], id, graveyard().record(ARGV[3], message, now, ARGV[2]))
+-- Exponential backoff with "equal jitter": half fixed, half drawn from the clock's microseconds.
+local delay = math.min(s.backoff * 2 ^ (attempt - 1), s.backoff_max)
+local half = math.floor(delay / 2)
+delay = half + (usec % (half + 1))
+redis.call('ZADD', KEYS[3], now + delay, ARGV[2])
+redis.call('HINCRBY', KEYS[6], 'retried', 1)
+return math.max(delay, 1)

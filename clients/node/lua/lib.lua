@@ -1,0 +1,285 @@
+-- lib: helpers shared by the scripts. scripts/mod.rs puts this file before each script's own
+-- text, so one piece of Lua serves every script that opens a call, hands out a job or reads
+-- the clock.
+--
+-- Every script takes the queue's meta as KEYS[1] and the caller's protocol version as ARGV[1].
+-- The queue's other keys start like its meta key ("P:{Q}:"), and so do its wake channel
+-- ("P:{Q}:wake") and its workers' inboxes ("P:{Q}:inbox:W"), which the scripts name themselves.
+
+-- Redis's clock in milliseconds, and the microseconds of the current second (for jitter).
+-- Leases, backoffs and heartbeats are measured on this clock only, never on a host's.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2])
+end
+
+-- "P:{Q}:" from "P:{Q}:meta".
+local function key_base(meta)
+  return string.sub(meta, 1, -5)
+end
+
+local function queue_name(meta)
+  return string.match(meta, '{(.*)}') or meta
+end
+
+local function major(version)
+  return string.match(version, '^(%d+)')
+end
+
+-- The numbers `values[offset + i]` of the settings `fields[i]`, by name; a missing one is
+-- an error (the queue was not opened by this version).
+local function read_settings(meta, fields, values, offset)
+  local settings = {}
+  for i = 1, #fields do
+    local value = tonumber(values[i + offset])
+    if not value then
+      error({err = 'SQUE_NOQUEUE ' .. queue_name(meta) .. ' has no setting ' .. fields[i] .. '; open the queue first'})
+    end
+    settings[fields[i]] = value
+  end
+  return settings
+end
+
+-- The settings `fields` of the queue whose meta is `meta`, by name.
+local function settings_of(meta, fields)
+  return read_settings(meta, fields, redis.call('HMGET', meta, unpack(fields)), 0)
+end
+
+-- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
+-- version and a queue nobody opened, and returns the queue's settings named in `fields`
+-- (numbers), by name.
+local function open_call(meta, caller, fields)
+  local values = redis.call('HMGET', meta, 'protocol', unpack(fields))
+  local found = values[1]
+  -- The same version, the usual case, needs no parsing.
+  if found ~= caller then
+    if not found then
+      error({err = 'SQUE_NOQUEUE ' .. queue_name(meta)})
+    end
+    if major(found) ~= major(caller) then
+      error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue_name(meta)})
+    end
+  end
+  return read_settings(meta, fields, values, 1)
+end
+
+-- The settings a script that hands out jobs needs.
+local SERVE_SETTINGS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl'}
+-- The settings `exchange` needs: those, and the result limit.
+local SERVE_SETTINGS_AND_RESULTS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl', 'max_result_bytes'}
+-- The settings a script that buries jobs needs.
+local BURY_SETTINGS = {'dead_max', 'dead_ttl'}
+
+-- Poison: data that no worker can be given. It goes to the dead list at once, keeping at most
+-- this much of its data.
+local POISON_KEEP = 4096
+-- Entries the dead list is trimmed by, at most, in one call (the reaper carries on).
+local TRIM_PER_CALL = 100
+
+-- Parses an item ("ID|ATTEMPTS" or "ID|ATTEMPTS|MAX"): decimal id of at most 20 digits,
+-- counts of at most 9 digits, a limit of at least 1. Returns id, attempts, max ('' for the
+-- queue's) or nil.
+local function parse_item(item)
+  local id, attempts, max = string.match(item, '^(%d+)|(%d+)|?(%d*)$')
+  if not id or #id > 20 or #attempts > 9 or #max > 9 or max == '0' then return nil end
+  return id, attempts, max
+end
+
+-- Parses a token ("ID|ATTEMPT|MAX"), with the same rules. Returns id, attempt, max or nil.
+local function parse_token(token)
+  local id, attempt, max = parse_item(token)
+  if not id or max == '' then return nil end
+  return id, tonumber(attempt), tonumber(max)
+end
+
+-- The dead list's helpers, made on first use. Redis runs a script's whole text at every call,
+-- so every function defined here costs every call of every script (about a quarter of a
+-- microsecond each); most calls never bury anything.
+local dead_list
+local function graveyard()
+  if dead_list then return dead_list end
+  local d = {}
+
+  -- A job's last error, as the errors hash keeps it: {"code", "message", "at", "token", ...}.
+  function d.record(code, message, now, token, extra)
+    local e = extra or {}
+    e.code, e.message, e.at, e.token = code, message, now, token
+    return cjson.encode(e)
+  end
+
+  -- The keys a buried job touches: {dead = dead_at, errors, jobs, stats}.
+  function d.keys(base)
+    return {dead = base .. 'dead_at', errors = base .. 'errors', jobs = base .. 'jobs', stats = base .. 'stats'}
+  end
+
+  -- Trims the dead list to the queue's dead_max entries and dead_ttl of age, at most `limit`
+  -- entries in this call: the oldest go first, with their data and error. Returns how many.
+  function d.trim(k, s, now, limit)
+    local gone = redis.call('ZRANGEBYSCORE', k.dead, '-inf', now - s.dead_ttl, 'LIMIT', 0, limit)
+    local over = redis.call('ZCARD', k.dead) - #gone - s.dead_max
+    if over > 0 and #gone < limit then
+      local oldest = redis.call('ZRANGE', k.dead, #gone, #gone + math.min(over, limit - #gone) - 1)
+      for _, member in ipairs(oldest) do gone[#gone + 1] = member end
+    end
+    if #gone == 0 then return 0 end
+    redis.call('ZREM', k.dead, unpack(gone))
+    for _, member in ipairs(gone) do
+      local id = parse_token(member) or member
+      redis.call('HDEL', k.jobs, id)
+      redis.call('HDEL', k.errors, id)
+    end
+    redis.call('HINCRBY', k.stats, 'dead_dropped', #gone)
+    return #gone
+  end
+
+  -- Puts `token` (or, for an entry that does not parse, the entry itself, `id` being it too)
+  -- in the dead list with its error, and keeps the list within the queue's bounds.
+  function d.bury(k, s, token, id, code, message, now, extra)
+    redis.call('HSET', k.errors, id, d.record(code, message, now, token, extra))
+    redis.call('ZADD', k.dead, now, token)
+    redis.call('HINCRBY', k.stats, 'dead', 1)
+    d.trim(k, s, now, TRIM_PER_CALL)
+  end
+
+  -- `text` cut to at most `limit` bytes, at a character boundary, saying how long it was.
+  function d.cut(text, limit)
+    if #text <= limit then return text end
+    local mark = ' … (cut: ' .. #text .. ' bytes in all)'
+    local stop = math.max(limit - #mark, 0)
+    -- Back off UTF-8 continuation bytes so that the cut text stays UTF-8.
+    while stop > 0 do
+      local b = string.byte(text, stop + 1)
+      if not b or b < 128 or b >= 192 then break end
+      stop = stop - 1
+    end
+    return string.sub(text, 1, stop) .. mark
+  end
+
+  -- Buries a job whose data no worker can be given (code "poison"): no retry can mend it.
+  -- Its data is cut to POISON_KEEP bytes, and the cut said in its error.
+  function d.bury_poison(k, s, token, id, message, now)
+    local data = redis.call('HGET', k.jobs, id)
+    local extra = {}
+    if data then
+      extra.data_bytes = #data
+      if #data > POISON_KEEP then
+        redis.call('HSET', k.jobs, id, string.sub(data, 1, POISON_KEEP))
+        extra.cut = true
+      end
+    end
+    d.bury(k, s, token, id, 'poison', message, now, extra)
+    redis.call('HINCRBY', k.stats, 'poisoned', 1)
+  end
+
+  dead_list = d
+  return d
+end
+
+-- Handing jobs out, made on first use, like the dead list's helpers: a push that meets no
+-- waiting worker never needs it.
+local serving_lib
+local function server()
+  if serving_lib then return serving_lib end
+  local srv = {}
+
+  -- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order), oldest job to
+  -- oldest request, while jobs wait. Each waiting item becomes a delivery: the attempt goes
+  -- up by one, the lease (token "id|attempt|max") is scored by its deadline, and
+  -- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
+  -- it (the caller returns it in its reply). An item that cannot be delivered (it does not
+  -- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
+  -- list at once and the request is served by the next job. Batched: one LPOP, one HMGET and
+  -- one ZADD serve all the requests that jobs are left for. Returns how many requests were
+  -- served; the rest are left to the caller.
+  -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms, now = ms, s = settings,
+  -- out = table or nil}
+  function srv.serve(q, waiting, requests)
+    local served = 0
+    while served < #requests do
+      local wanted = #requests - served
+      local items = redis.call('LPOP', waiting, wanted)
+      if not items then break end
+      local parsed, ids = {}, {}
+      for i, item in ipairs(items) do
+        local id, attempts, max = parse_item(item)
+        parsed[i] = {id, attempts, max}
+        ids[i] = id or ''
+      end
+      local data = redis.call('HMGET', q.jobs, unpack(ids))
+      local leases = {}
+      for i, p in ipairs(parsed) do
+        local id = p[1]
+        local token = id and (id .. '|' .. (tonumber(p[2]) + 1) .. '|' .. (p[3] == '' and q.s.max_attempts or p[3]))
+        local problem
+        if not id then
+          problem = 'item ' .. string.format('%q', string.sub(items[i], 1, 80)) .. ' in waiting is not ID|ATTEMPTS[|MAX]'
+        elseif not data[i] then
+          problem = 'data is missing from jobs'
+        elseif #data[i] > q.s.max_job_bytes then
+          problem = 'data is ' .. #data[i] .. ' bytes, over the queue\'s limit of ' .. q.s.max_job_bytes
+        end
+        if problem then
+          local d = graveyard()
+          d.bury_poison(d.keys(q.base), q.s, token or items[i], id or items[i], problem, q.now)
+        else
+          served = served + 1
+          local worker, seq = requests[served][1], requests[served][2]
+          leases[#leases + 1] = q.deadline
+          leases[#leases + 1] = token
+          local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
+          if q.out then
+            q.out[#q.out + 1] = delivery
+          else
+            local inbox = q.base .. 'inbox:' .. worker
+            redis.call('RPUSH', inbox, delivery)
+            redis.call('PEXPIRE', inbox, q.s.inbox_ttl)
+          end
+        end
+      end
+      if #leases > 0 then redis.call('ZADD', q.leases, unpack(leases)) end
+      if #items < wanted then break end
+    end
+    return served
+  end
+
+  -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
+  function srv.serving(base, s, now, out)
+    return {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
+            deadline = now + s.lease, s = s, out = out}
+  end
+
+  -- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
+  -- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
+  -- dropped. Returns how many were served (and counts them as dispatched).
+  -- `keys`: {waiting, requests, workers, stats}
+  function srv.dispatch_stored(q, keys, max_pairs, now)
+    local alive = {}
+    local n = 0
+    while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
+      local req = redis.call('LPOP', keys.requests)
+      if not req then break end
+      -- A request that is not "W:S" (both decimal) is dropped: no worker could route its job.
+      local worker, seq = string.match(req, '^(%d+):(%d+)$')
+      if worker then
+        if alive[worker] == nil then
+          local until_ms = redis.call('ZSCORE', keys.workers, worker)
+          alive[worker] = until_ms and tonumber(until_ms) > now or false
+        end
+        if alive[worker] then
+          if srv.serve(q, keys.waiting, {{worker, seq}}) == 1 then
+            n = n + 1
+          else
+            -- No job left after all (purged data): the request keeps its place.
+            redis.call('LPUSH', keys.requests, req)
+            break
+          end
+        end
+      end
+    end
+    if n > 0 then redis.call('HINCRBY', keys.stats, 'dispatched', n) end
+    return n
+  end
+
+  serving_lib = srv
+  return srv
+end

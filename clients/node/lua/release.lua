@@ -1,0 +1,14 @@
+-- release: give a job back to the head of its queue without counting the attempt
+-- (a request withdrawn after the job reached it, a host shutting down before it started the job).
+-- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] requests
+-- ARGV[1] the caller's protocol version  ARGV[2] token "id|attempt|max"
+-- Returns 0 for a stale token, 1 when given back.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+open_call(KEYS[1], ARGV[1], {})
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return 0 end
+local id, attempt, max = string.match(ARGV[2], '^([^|]+)|(%d+)|(%d+)$')
+redis.call('LPUSH', KEYS[3], id .. '|' .. (tonumber(attempt) - 1) .. '|' .. max)
+if redis.call('LLEN', KEYS[4]) > 0 then
+  redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'released')
+end
+return 1

@@ -1,0 +1,30 @@
+-- renew: extend the leases a worker holds and its heartbeat, in one call, by the queue's lease.
+-- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
+-- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
+-- then the n tokens, then the worker's pending request entries "W:S".
+-- Returns {reannounced, lease ms, {stale token, ...}}. When the heartbeat had run out, a manager
+-- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
+-- The lease is the queue's now, so that a worker renews as often as the queue's lease needs.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+local s = open_call(KEYS[1], ARGV[1], {'lease'})
+local now = now_ms()
+local reannounced, stale = 0, {}
+local ntokens = tonumber(ARGV[3])
+for i = 4, 3 + ntokens do
+  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    redis.call('ZADD', KEYS[2], 'XX', now + s.lease, ARGV[i])
+  else
+    stale[#stale + 1] = ARGV[i]
+  end
+end
+local until_ms = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if not until_ms or tonumber(until_ms) <= now then
+  for i = 4 + ntokens, #ARGV do
+    redis.call('LREM', KEYS[4], 0, ARGV[i])
+    redis.call('RPUSH', KEYS[4], ARGV[i])
+  end
+  reannounced = 1
+end
+-- A worker's heartbeat lasts one lease.
+redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
+return {reannounced, s.lease, stale}

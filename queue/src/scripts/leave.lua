@@ -1,0 +1,42 @@
+-- leave: a worker leaves the queue cleanly. Its open requests are withdrawn, the jobs in its
+-- inbox (handed to it, not yet taken) and the jobs it names (taken, never started) go back to
+-- the head of the queue with their attempt uncounted, and its heartbeat is dropped, so that
+-- no dispatcher serves it again and nothing waits for its leases to run out.
+-- KEYS[1] meta  KEYS[2] requests  KEYS[3] workers  KEYS[4] leases  KEYS[5] waiting
+-- KEYS[6] the worker's inbox ("P:{Q}:inbox:W")
+-- ARGV[1] the caller's protocol version  ARGV[2] worker id W  ARGV[3] number of request
+-- entries n, then the n entries "W:S", then the tokens of jobs to give back.
+-- Returns {requests withdrawn, jobs given back}.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+open_call(KEYS[1], ARGV[1], {})
+local n = tonumber(ARGV[3])
+local withdrawn = 0
+for i = 4, 3 + n do
+  withdrawn = withdrawn + redis.call('LREM', KEYS[2], 1, ARGV[i])
+end
+local tokens = {}
+for i = 4 + n, #ARGV do tokens[#tokens + 1] = ARGV[i] end
+-- What the inbox holds: deliveries, whose token is the second field of the fixed prefix.
+local entries = redis.call('LRANGE', KEYS[6], 0, -1)
+for _, entry in ipairs(entries) do
+  local token = string.match(entry, '^{"r":"%d+","t":"([^"]+)"')
+  if token then tokens[#tokens + 1] = token end
+end
+redis.call('DEL', KEYS[6])
+local released = 0
+-- Backwards, so that jobs pushed to the head one by one keep their order.
+for i = #tokens, 1, -1 do
+  local token = tokens[i]
+  if redis.call('ZREM', KEYS[4], token) == 1 then
+    local id, attempt, max = parse_token(token)
+    if id then
+      redis.call('LPUSH', KEYS[5], id .. '|' .. (attempt - 1) .. '|' .. max)
+      released = released + 1
+    end
+  end
+end
+redis.call('ZREM', KEYS[3], ARGV[2])
+if released > 0 and redis.call('LLEN', KEYS[2]) > 0 then
+  redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'released')
+end
+return {withdrawn, released}
