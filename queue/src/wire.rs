@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::job::JobId;
 
 /// Nesting of arrays and objects in job data, results and deliveries must stay under this
-/// many levels, for every producer: serde_json's limit, and the push script enforces the same.
+/// many levels, for every producer: serde_json's limit. The libraries refuse deeper jobs
+/// before pushing; the push script does not parse data, so a worker buries deeper data that
+/// another producer wrote as poison (docs/PROTOCOL.md, "Poison").
 pub const MAX_DEPTH: usize = 128;
 
 /// The longest job id, in digits.
