@@ -291,7 +291,16 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
     let host = fixtures_host(
         &redis,
         "graceful",
-        &["--slots", "2", "--prefetch", "2", "--grace", "20s"],
+        &[
+            "--slots",
+            "2",
+            "--prefetch",
+            "2",
+            "--grace",
+            "20s",
+            "--log",
+            "debug",
+        ],
     );
     let m = Manager::new("graceful", producer_opts(&redis))
         .await
@@ -300,6 +309,12 @@ async fn a_graceful_shutdown_finishes_running_jobs_and_gives_back_the_rest() {
         m.stats().await.unwrap().in_flight == 4
     })
     .await;
+    // Leased is not running yet: a slot may not have started its job when the fourth lease
+    // is taken. Both slow jobs must be running before SIGTERM for the test to mean anything.
+    host.wait_for_log("started queue=graceful job=1 attempt=1")
+        .await;
+    host.wait_for_log("started queue=graceful job=2 attempt=1")
+        .await;
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
     let s = m.stats().await.unwrap();
