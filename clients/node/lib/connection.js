@@ -50,21 +50,25 @@ class Connection {
     this.loaded = new Set();
     this.buffers = { [mod.RESP_TYPES.BLOB_STRING]: Buffer };
     const { url: _u, ...rest } = options;
+    // A call made while Redis is away fails at once (code 'unavailable') instead of waiting
+    // in node-redis's offline queue for a reconnect that may never come: a push that cannot
+    // be stored says so, as sque-host's and the Rust library's do, and never hangs its caller.
+    const offline = { disableOfflineQueue: true };
     if (this.kind.type === 'cluster') {
       this.client = mod.createCluster({
         ...rest,
         rootNodes: this.kind.nodes.map((n) => ({ url: n })),
-        defaults: { ...(rest.defaults || {}), ...credentials(url) },
+        defaults: { ...offline, ...(rest.defaults || {}), ...credentials(url) },
       });
     } else if (this.kind.type === 'sentinel') {
       this.client = mod.createSentinel({
         ...rest,
         name: this.kind.service,
         sentinelRootNodes: this.kind.sentinels,
-        nodeClientOptions: { ...(rest.nodeClientOptions || {}), ...credentials(url), database: this.kind.db },
+        nodeClientOptions: { ...offline, ...(rest.nodeClientOptions || {}), ...credentials(url), database: this.kind.db },
       });
     } else {
-      this.client = mod.createClient({ ...rest, url });
+      this.client = mod.createClient({ ...offline, ...rest, url });
     }
     // Errors surface on the calls that meet them; node-redis reconnects by itself.
     this.client.on('error', () => {});

@@ -32,7 +32,7 @@ function fromRedis(err) {
   if (/WRONGPASS|NOAUTH|NOPERM/.test(text)) {
     return new SqueError('redis', `Redis refused: ${text} (check the user, password and ACL in the Redis URL; the ACL is in docs/PROTOCOL.md)`, err);
   }
-  if (/ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Socket closed|The client is closed|Connection timeout/i.test(text)) {
+  if (/ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Socket closed|The client is closed|The client is offline|Connection timeout/i.test(text)) {
     return new SqueError('unavailable', `cannot reach Redis: ${text} (is redis-server running, and is the URL right?)`, err);
   }
   return new SqueError('redis', `Redis error: ${text}`, err);
