@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sque::Manager;
 use support::guests::guest;
 use support::host::{cli, stderr, Host, HttpServer};
-use support::{eventually, producer, RedisServer};
+use support::{eventually, eventually_showing, producer, RedisServer};
 
 /// Jobs that each make one HTTP request to `server` (path `/<i>`), then sleep `sleep_ms`.
 fn counted_jobs(server: &HttpServer, n: usize, sleep_ms: u64) -> Vec<Value> {
@@ -82,9 +82,12 @@ async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
     let mut recoveries = Vec::new();
     for _ in 0..kills {
         let before = m.stats().await.unwrap();
-        eventually("progress before the next kill", || async {
+        eventually_showing("progress before the next kill", || async {
             let s = m.stats().await.unwrap();
-            s.completed >= before.completed + 10 || s.completed as usize == total
+            (
+                s.completed >= before.completed + 10 || s.completed as usize == total,
+                s,
+            )
         })
         .await;
         let expired = m.stats().await.unwrap().expired;
@@ -92,9 +95,9 @@ async fn hosts_killed_with_sigkill_under_load_lose_nothing() {
         let killed_at = Instant::now();
         victim = start(&redis, "kill", &args);
         // The killed host's jobs come back when their leases run out.
-        eventually("the killed host's jobs to come back", || async {
+        eventually_showing("the killed host's jobs to come back", || async {
             let s = m.stats().await.unwrap();
-            s.expired > expired || s.completed as usize == total
+            (s.expired > expired || s.completed as usize == total, s)
         })
         .await;
         recoveries.push(killed_at.elapsed());

@@ -10,4 +10,4 @@ pub mod wait;
 
 pub use sentinel::SentinelSetup;
 pub use server::{on_cluster, query, RedisServer};
-pub use wait::{await_condition, eventually, within, PATIENCE};
+pub use wait::{await_condition, eventually, eventually_showing, within, PATIENCE};

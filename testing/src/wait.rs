@@ -37,3 +37,25 @@ where
     })
     .await
 }
+
+/// As [`eventually`], for a check that also gives what it saw (`(holds, seen)`): a test that
+/// times out shows the last thing seen, so that a stall met only under load says where it was.
+pub async fn eventually_showing<F, Fut, T>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (bool, T)>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (holds, seen) = check().await;
+        if holds {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting for: {what}; last seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

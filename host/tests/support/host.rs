@@ -143,6 +143,27 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    /// A test that fails shows the end of each of its hosts' logs, so that a failure seen
+    /// only under load (in CI) says what the hosts were doing.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_ON_FAILURE)..];
+            eprintln!(
+                "--- the last {} lines of host pid {:?}:\n{}",
+                tail.len(),
+                self.child.id(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// How much of each host's log a failing test shows.
+const LOG_TAIL_ON_FAILURE: usize = 30;
+
 /// A local HTTP server answering 200 `{}` to everything, keeping each request's path and
 /// body.
 pub struct HttpServer {
