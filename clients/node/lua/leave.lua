@@ -24,15 +24,14 @@ for _, entry in ipairs(entries) do
 end
 redis.call('DEL', KEYS[6])
 local released = 0
--- Backwards, so that jobs pushed to the head one by one keep their order.
+-- Backwards, so that jobs pushed to the head one by one keep their order. A token that does
+-- not parse is not touched: a lease under that name runs out and the reaper buries it, with
+-- a reason, rather than this script dropping it.
 for i = #tokens, 1, -1 do
-  local token = tokens[i]
-  if redis.call('ZREM', KEYS[4], token) == 1 then
-    local id, attempt, max = parse_token(token)
-    if id then
-      redis.call('LPUSH', KEYS[5], id .. '|' .. (attempt - 1) .. '|' .. max)
-      released = released + 1
-    end
+  local id, attempt, max = parse_token(tokens[i])
+  if id and redis.call('ZREM', KEYS[4], tokens[i]) == 1 then
+    redis.call('LPUSH', KEYS[5], id .. '|' .. (attempt - 1) .. '|' .. max)
+    released = released + 1
   end
 end
 redis.call('ZREM', KEYS[3], ARGV[2])

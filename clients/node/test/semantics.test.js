@@ -277,6 +277,32 @@ describe('bad input is refused with a clear error and changes nothing', () => {
     assert.equal(s.waiting, 0);
   });
 
+  test('a token that is not ID|ATTEMPT|MAX is refused by release and left alone by leave, and the reaper buries its lease', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, { ...o, dispatch: false }));
+    await manager.ready;
+    const con = manager.queue.con;
+    const k = manager.queue.keys;
+    // A lease under a name no sque writes (another writer's), running out in a minute.
+    const bogus = '12|x|5';
+    const [secs] = (await con.command(k.meta, ['TIME'])).map(Number);
+    await con.command(k.meta, ['ZADD', k.leases, (secs + 60) * 1000, bogus]);
+    await assert.rejects(
+      con.script('release', [k.meta, k.leases, k.waiting, k.requests], [bogus]),
+      (e) => e.code === 'invalid_input' && /is not ID\|ATTEMPT\|MAX/.test(e.message),
+    );
+    const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
+    const [withdrawn, given] = (await con.script('leave', [k.meta, k.requests, k.workers, k.leases, k.waiting, k.inbox(w)], [w, 0, bogus])).map(Number);
+    assert.deepEqual([withdrawn, given], [0, 0]);
+    assert.notEqual(await con.command(k.leases, ['ZSCORE', k.leases, bogus]), null, 'the lease is still there');
+    assert.equal(env.redis.cli('LLEN', k.waiting), '0');
+    // Once it runs out, a dispatching manager's reaper buries it with a reason.
+    await con.command(k.meta, ['ZADD', k.leases, 1, bogus]);
+    track(new sque.manager(q, o));
+    await waitFor('the bogus lease buried', async () => (await manager.stats()).dead === 1);
+    assert.equal(await con.command(k.leases, ['ZSCORE', k.leases, bogus]), null);
+  });
+
   test('bad queue names, settings, URLs and request ids', async () => {
     for (const name of ['', 'a b', 'a{b}', 'x'.repeat(201), 'tab\there']) {
       assert.throws(() => new sque.manager(name, { redis: { url: env.redis.url } }), (e) => e.code === 'invalid_queue_name' && e.message.startsWith('invalid queue name'));
