@@ -303,6 +303,23 @@ describe('bad input is refused with a clear error and changes nothing', () => {
     assert.equal(await con.command(k.leases, ['ZSCORE', k.leases, bogus]), null);
   });
 
+  test('a poison report is kept no longer than the queue\'s max_error_bytes', async () => {
+    const [q, o] = fresh({ maxErrorBytes: 1000 });
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    const id = await manager.push({ any: 1 });
+    const job = await client.iAmFree();
+    const k = manager.queue.keys;
+    // A worker of another language reporting poison with a message of its own making.
+    const said = await manager.queue.con.script('poison', [k.meta, k.leases, k.deadAt, k.errors, k.stats, k.jobs], [job.token, 'é'.repeat(50000)]);
+    assert.equal(Number(said), 1);
+    const record = JSON.parse(env.redis.cli('HGET', k.errors, id));
+    assert.equal(record.code, 'poison');
+    assert.ok(Buffer.byteLength(record.message) <= 1000, `${Buffer.byteLength(record.message)} bytes kept`);
+    assert.match(record.message, /cut: 100000 bytes in all/);
+    assert.equal((await manager.stats()).poisoned, 1);
+  });
+
   test('bad queue names, settings, URLs and request ids', async () => {
     for (const name of ['', 'a b', 'a{b}', 'x'.repeat(201), 'tab\there']) {
       assert.throws(() => new sque.manager(name, { redis: { url: env.redis.url } }), (e) => e.code === 'invalid_queue_name' && e.message.startsWith('invalid queue name'));
