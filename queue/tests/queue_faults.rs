@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use sque::{Client, Error, Manager};
 use support::workers::{clients, start_workers};
-use support::{eventually, opts, within, RedisServer};
+use support::{eventually, opts, query, within, RedisServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -116,6 +116,62 @@ fn child_process() {
             other => panic!("unknown role {other}"),
         }
     });
+}
+
+/// What a dispatcher does, in one step, to a stored request of a worker whose heartbeat has
+/// run out: the heartbeat is in the past, and the request is dropped.
+const LAPSE_AND_DROP: &str =
+    "redis.call('ZADD', KEYS[1], 1, ARGV[1]) return redis.call('LREM', KEYS[2], 0, ARGV[2])";
+
+/// A worker stalled past its heartbeat (a long pause, a frozen VM) may find that a dispatcher
+/// dropped its stored requests. Its next ask must not hide that by renewing the heartbeat:
+/// the renewal that finds the heartbeat run out stores every open request again, and each
+/// gets its job, the older request the older job.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_dropped_while_the_heartbeat_had_run_out_are_served_after_all() {
+    let redis = RedisServer::start();
+    // Renewals every 2 s: none falls between the steps below but by a rare chance, which
+    // would only let the test pass without the fix.
+    let opts = opts(&redis).lease(Duration::from_secs(6));
+    let manager = Manager::new("lapse", opts.clone()).await.unwrap();
+    let client = Arc::new(Client::new("lapse", opts).await.unwrap());
+    let ask = |c: &Arc<Client>| {
+        let c = c.clone();
+        tokio::spawn(async move { c.i_am_free(None).await.unwrap() })
+    };
+    let stored = || async { manager.stats().await.unwrap().requests == 1 };
+    let first = ask(&client);
+    eventually("the first request stored", stored).await;
+    let entries: Vec<String> = query(&redis, &["LRANGE", "sque:{lapse}:requests", "0", "-1"]);
+    let dropped: i64 = query(
+        &redis,
+        &[
+            "EVAL",
+            LAPSE_AND_DROP,
+            "2",
+            "sque:{lapse}:workers",
+            "sque:{lapse}:requests",
+            client.worker_id(),
+            &entries[0],
+        ],
+    );
+    assert_eq!(dropped, 1);
+    let second = ask(&client);
+    eventually("the second request stored", stored).await;
+    let ids = manager
+        .push_many([json!({"n": 1}), json!({"n": 2})])
+        .await
+        .unwrap();
+    let (a, b) = within("both requests answered", async {
+        (first.await.unwrap(), second.await.unwrap())
+    })
+    .await;
+    assert_eq!(
+        (a.id.clone(), b.id.clone()),
+        (ids[0].clone(), ids[1].clone())
+    );
+    client.complete(&a, None).await.unwrap();
+    client.complete(&b, None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -227,6 +227,7 @@ describe('leaving', () => {
     const k = manager.queue.keys;
     // A worker on the wire, as docs/PROTOCOL.md has it, that will never read its inbox.
     const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
+    await con.script('renew', [k.meta, k.leases, k.workers, k.requests], [w, 0]);
     const exchangeKeys = [k.meta, k.requests, k.waiting, k.workers, k.jobs, k.leases, k.stats, k.errors, k.results, k.resultsAt];
     await con.script('exchange', exchangeKeys, [w, 0, `${w}:1`]);
     const [first, second] = await manager.pushMany([{ n: 1 }, { n: 2 }]);

@@ -93,6 +93,9 @@ impl Client {
             .arg(1)
             .query_async(&mut queue.con.clone())
             .await?;
+        // The heartbeat is written here, before the first exchange: an exchange keeps a live
+        // heartbeat up but never starts one (exchange.lua says why).
+        scripts::renew::call(&queue, &id.to_string(), &[], &[]).await?;
         let blocking = queue.blocking_connection().await?;
         let (tasks, stop) = Tasks::new();
         let worker = Worker::start(queue, id.to_string(), tasks);

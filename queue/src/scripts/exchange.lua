@@ -5,7 +5,11 @@
 -- Completions: each entry is refused (0) when its token is stale (or named twice), and then
 -- changes nothing; a completion whose result is over the queue's max_result_bytes keeps
 -- nothing and sends the job to the dead list (2, code result_too_large).
--- Requests: the worker's heartbeat is renewed (for one lease). When no older request is
+-- Requests: the worker's heartbeat is renewed (for one lease) if it still holds. One that has
+-- run out (or was never made) is renewed by renew alone, which also stores the worker's open
+-- requests again: a dispatcher may have dropped them meanwhile, and were the heartbeat
+-- renewed here, nothing would ever tell the worker (it would wait on them for ever). A worker
+-- therefore calls renew once when it starts, before its first exchange. When no older request is
 -- stored, the new ones are served at once from the waiting jobs (as a manager would serve
 -- them next) and their deliveries returned; the lease is taken here, so a reply lost on the
 -- way is a lease that runs out, as for a worker that died. The rest are stored, oldest first,
@@ -62,8 +66,9 @@ end
 local first = 4 + 3 * completions
 local delivered = {}
 if first > #ARGV then return {held, delivered} end
--- A worker's heartbeat lasts one lease.
-redis.call('ZADD', KEYS[4], now + s.lease, ARGV[2])
+-- A worker's heartbeat lasts one lease; one that ran out is renew's (see above).
+local beat = redis.call('ZSCORE', KEYS[4], ARGV[2])
+if beat and tonumber(beat) > now then redis.call('ZADD', KEYS[4], now + s.lease, ARGV[2]) end
 local base = key_base(KEYS[1])
 if redis.call('LLEN', KEYS[2]) == 0 then
   local requests = {}
