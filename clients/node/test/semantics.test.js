@@ -13,6 +13,22 @@ const { Proc, RedisServer, privateRedis, waitFor } = require('./support');
 const env = privateRedis('t');
 const { fresh, track } = env;
 
+/** A queue opened by a manager that does not dispatch, with its connection and keys, for
+ * tests that speak the protocol by hand. */
+async function byHand(settings) {
+  const [q, o] = fresh(settings);
+  const manager = track(new sque.manager(q, { ...o, dispatch: false }));
+  await manager.ready;
+  return { q, o, manager, con: manager.queue.con, k: manager.queue.keys };
+}
+
+/** Joins as a worker on the wire (docs/PROTOCOL.md, step 1): its id, then its first heartbeat. */
+async function joinByHand(con, k) {
+  const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
+  await con.script('renew', [k.meta, k.leases, k.workers, k.requests], [w, 0]);
+  return w;
+}
+
 describe('the original API', () => {
   test('the original example, as written, prints true three times', async () => {
     const example = new Proc(process.execPath, [path.join(__dirname, 'fixtures', 'original-example.js')], {
@@ -220,14 +236,9 @@ describe('nothing lost, nothing stale', () => {
 
 describe('leaving', () => {
   test('leave gives back what a worker\'s inbox holds, at the head and with its attempt uncounted', async () => {
-    const [q, o] = fresh();
-    const manager = track(new sque.manager(q, { ...o, dispatch: false }));
-    await manager.ready;
-    const con = manager.queue.con;
-    const k = manager.queue.keys;
+    const { q, o, manager, con, k } = await byHand();
     // A worker on the wire, as docs/PROTOCOL.md has it, that will never read its inbox.
-    const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
-    await con.script('renew', [k.meta, k.leases, k.workers, k.requests], [w, 0]);
+    const w = await joinByHand(con, k);
     const exchangeKeys = [k.meta, k.requests, k.waiting, k.workers, k.jobs, k.leases, k.stats, k.errors, k.results, k.resultsAt];
     await con.script('exchange', exchangeKeys, [w, 0, `${w}:1`]);
     const [first, second] = await manager.pushMany([{ n: 1 }, { n: 2 }]);
@@ -279,11 +290,7 @@ describe('bad input is refused with a clear error and changes nothing', () => {
   });
 
   test('a token that is not ID|ATTEMPT|MAX is refused by release and left alone by leave, and the reaper buries its lease', async () => {
-    const [q, o] = fresh();
-    const manager = track(new sque.manager(q, { ...o, dispatch: false }));
-    await manager.ready;
-    const con = manager.queue.con;
-    const k = manager.queue.keys;
+    const { q, o, manager, con, k } = await byHand();
     // A lease under a name no sque writes (another writer's), running out in a minute.
     const bogus = '12|x|5';
     const [secs] = (await con.command(k.meta, ['TIME'])).map(Number);
@@ -292,7 +299,7 @@ describe('bad input is refused with a clear error and changes nothing', () => {
       con.script('release', [k.meta, k.leases, k.waiting, k.requests], [bogus]),
       (e) => e.code === 'invalid_input' && /is not ID\|ATTEMPT\|MAX/.test(e.message),
     );
-    const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
+    const w = await joinByHand(con, k);
     const [withdrawn, given] = (await con.script('leave', [k.meta, k.requests, k.workers, k.leases, k.waiting, k.inbox(w)], [w, 0, bogus])).map(Number);
     assert.deepEqual([withdrawn, given], [0, 0]);
     assert.notEqual(await con.command(k.leases, ['ZSCORE', k.leases, bogus]), null, 'the lease is still there');

@@ -93,12 +93,13 @@ impl Client {
             .arg(1)
             .query_async(&mut queue.con.clone())
             .await?;
+        let id = id.to_string();
         // The heartbeat is written here, before the first exchange: an exchange keeps a live
         // heartbeat up but never starts one (exchange.lua says why).
-        scripts::renew::call(&queue, &id.to_string(), &[], &[]).await?;
+        scripts::renew::call(&queue, &id, &[], &[]).await?;
         let blocking = queue.blocking_connection().await?;
         let (tasks, stop) = Tasks::new();
-        let worker = Worker::start(queue, id.to_string(), tasks);
+        let worker = Worker::start(queue, id, tasks);
         inbox::start(&worker, blocking);
         renewer::start(&worker);
         Ok(Client {
