@@ -90,7 +90,12 @@ impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         use redis::{ErrorKind, ServerErrorKind};
         let text = e.to_string();
-        let detail = || e.detail().unwrap_or_default().to_string();
+        // A script's error() reply ends with where it was raised (" script: SHA, on
+        // @user_script:N."); the user needs the message alone.
+        let detail = || {
+            let d = e.detail().unwrap_or_default();
+            d.split(" script: ").next().unwrap_or(d).to_string()
+        };
         match e.code() {
             Some(codes::INVALID) => return Error::InvalidInput(detail()),
             Some(codes::TOO_LARGE) => return Error::InvalidInput(detail()),

@@ -125,7 +125,7 @@ impl Inspector {
     /// Counts of the queue, read in one round trip. A counter that is not a number counts 0.
     pub async fn stats(&self) -> Result<QueueStats> {
         let k = &self.queue.keys;
-        let (counts, counters): ([u64; 8], HashMap<String, Raw>) = redis::pipe()
+        let (counts, counters, seq): ([u64; 8], HashMap<String, Raw>, Option<Raw>) = redis::pipe()
             .llen(&k.waiting)
             .zcard(&k.leases)
             .zcard(&k.delayed)
@@ -136,18 +136,30 @@ impl Inspector {
             .llen(&k.requests)
             .zcard(&k.results_at)
             .hgetall(&k.stats)
-            .query_async::<(u64, u64, u64, u64, u64, u64, u64, u64, HashMap<String, Raw>)>(
-                &mut self.queue.con.clone(),
-            )
+            // How many jobs were ever pushed: the last id given (push.lua keeps no counter).
+            .hget(&k.meta, "seq")
+            .query_async::<(
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                HashMap<String, Raw>,
+                Option<Raw>,
+            )>(&mut self.queue.con.clone())
             .await
-            .map(|(a, b, c, d, e, f, g, h, counters)| ([a, b, c, d, e, f, g, h], counters))?;
+            .map(|(a, b, c, d, e, f, g, h, counters, seq)| {
+                ([a, b, c, d, e, f, g, h], counters, seq)
+            })?;
         let [waiting, in_flight, delayed, dead, legacy_dead, workers, requests, results] = counts;
-        let c = |name: &str| {
-            counters
-                .get(name)
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        let number = |v: Option<&Raw>| {
+            v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
                 .unwrap_or(0)
         };
+        let c = |name: &str| number(counters.get(name));
         Ok(QueueStats {
             queue: k.queue.clone(),
             waiting,
@@ -157,7 +169,7 @@ impl Inspector {
             workers,
             requests,
             results,
-            pushed: c("pushed"),
+            pushed: number(seq.as_ref()),
             dispatched: c("dispatched"),
             completed: c("completed"),
             retried: c("retried"),

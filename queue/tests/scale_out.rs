@@ -201,6 +201,6 @@ async fn a_sentinel_url_finds_the_master_and_finds_the_new_one_after_the_old_one
     }
     let on_new_master: u64 = setup
         .replica
-        .on_node(0, &["HGET", "sque:{sentinel}:stats", "pushed"]);
+        .on_node(0, &["HGET", "sque:{sentinel}:meta", "seq"]);
     assert_eq!(on_new_master, 1000, "every push is on the new master");
 }

@@ -78,8 +78,8 @@ class Client {
       const k = this.queue.keys;
       this.workerId = String(await this.queue.con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
       this.lease = this.queue.settings.lease;
-      // The heartbeat is written here, before the first exchange: an exchange keeps a live
-      // heartbeat up but never starts one (lua/exchange.lua says why). No requests are named:
+      // The heartbeat is written here, before the first exchange: only a renewal writes it
+      // (lua/exchange.lua says why). No requests are named:
       // those asked for already are not stored yet, and their exchange stores them.
       await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, 0]);
       this.inbox = this.readInbox();

@@ -151,7 +151,7 @@ class Manager {
     await this.queue.ready;
     const k = this.queue.keys;
     const c = this.queue.con;
-    const [waiting, inFlight, delayed, dead, workers, requests, counters] = await Promise.all([
+    const [waiting, inFlight, delayed, dead, workers, requests, counters, seq] = await Promise.all([
       c.command(k.waiting, ['LLEN', k.waiting]),
       c.command(k.leases, ['ZCARD', k.leases]),
       c.command(k.delayed, ['ZCARD', k.delayed]),
@@ -159,6 +159,8 @@ class Manager {
       c.command(k.workers, ['ZCARD', k.workers]),
       c.command(k.requests, ['LLEN', k.requests]),
       c.command(k.stats, ['HGETALL', k.stats]),
+      // How many jobs were ever pushed: the last id given (push.lua keeps no counter).
+      c.command(k.meta, ['HGET', k.meta, 'seq']),
     ]);
     const map = Array.isArray(counters)
       ? Object.fromEntries(counters.reduce((a, v, i) => (i % 2 ? a : [...a, [v, counters[i + 1]]]), []))
@@ -168,7 +170,7 @@ class Manager {
       queue: this.queue.name,
       waiting: n(waiting), in_flight: n(inFlight), delayed: n(delayed), dead: n(dead),
       workers: n(workers), requests: n(requests),
-      pushed: n(map.pushed), dispatched: n(map.dispatched), completed: n(map.completed),
+      pushed: n(seq), dispatched: n(map.dispatched), completed: n(map.completed),
       retried: n(map.retried), dead_lettered: n(map.dead), expired: n(map.expired),
       poisoned: n(map.poisoned), dead_dropped: n(map.dead_dropped),
     };

@@ -12,7 +12,7 @@
 -- token) is never retried: purge it.
 -- Returns {how many were retried or purged, {id, why it was refused, ...}, the next skip}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_INVALID.
-open_call(KEYS[1], ARGV[1], {})
+open_call(KEYS[1], ARGV[1])
 -- Purging deletes: only the word itself does it, never a misspelt "retry".
 if ARGV[2] ~= 'retry' and ARGV[2] ~= 'purge' then
   return redis.error_reply('SQUE_INVALID dead takes "retry" or "purge", not ' .. string.format('%q', string.sub(ARGV[2] or '', 1, 20)))

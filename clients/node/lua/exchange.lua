@@ -5,26 +5,34 @@
 -- Completions: each entry is refused (0) when its token is stale (or named twice), and then
 -- changes nothing; a completion whose result is over the queue's max_result_bytes keeps
 -- nothing and sends the job to the dead list (2, code result_too_large).
--- Requests: the worker's heartbeat is renewed (for one lease) if it still holds. One that has
--- run out (or was never made) is renewed by renew alone, which also stores the worker's open
--- requests again: a dispatcher may have dropped them meanwhile, and were the heartbeat
--- renewed here, nothing would ever tell the worker (it would wait on them for ever). A worker
--- therefore calls renew once when it starts, before its first exchange. When no older request is
--- stored, the new ones are served at once from the waiting jobs (as a manager would serve
--- them next) and their deliveries returned; the lease is taken here, so a reply lost on the
--- way is a lease that runs out, as for a worker that died. The rest are stored, oldest first,
--- and a manager is woken if jobs wait.
--- KEYS[1] meta  KEYS[2] requests  KEYS[3] waiting  KEYS[4] workers  KEYS[5] jobs
+-- Requests: the worker's heartbeat is left alone. It is renew's alone (every third of a lease),
+-- which also stores the worker's open requests again when it had run out: a dispatcher may
+-- have dropped them meanwhile, and were the heartbeat renewed here, nothing would ever tell the
+-- worker (it would wait on them for ever). A worker therefore calls renew once when it starts,
+-- before its first exchange. When no older request is stored, the new ones are served at once
+-- from the waiting jobs (as a manager would serve them next) and their deliveries returned;
+-- the lease is taken here, so a reply lost on the way is a lease that runs out, as for a
+-- worker that died. The rest are stored, oldest first, and a manager is woken if jobs wait.
+-- KEYS[1] meta  KEYS[2] requests  KEYS[3] waiting  KEYS[4] workers (not read: it keeps its
+-- place so that callers need not change)  KEYS[5] jobs
 -- KEYS[6] leases  KEYS[7] stats  KEYS[8] errors  KEYS[9] results  KEYS[10] results_at
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of completions n,
 -- then n triples (token "id|attempt|max", "1" when a result follows or "0", result JSON or ""),
 -- then the request entries "worker:seq".
 -- Returns {one 1, 0 or 2 per completion, in order; the deliveries served at once, in order}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS_AND_RESULTS)
+local completions = tonumber(ARGV[3])
+local first = 4 + 3 * completions
+-- The settings this call needs: those of serving when it asks, the result limit when a result
+-- comes.
+local fields = {}
+if first <= #ARGV then fields = {'lease', 'max_attempts', 'max_job_bytes'} end
+for i = 1, completions do
+  if ARGV[2 + 3 * i] == '1' then fields[#fields + 1] = 'max_result_bytes'; break end
+end
+local s = open_call(KEYS[1], ARGV[1], unpack(fields))
 local now = now_ms()
 local held = {}
-local completions = tonumber(ARGV[3])
 if completions > 0 then
   -- One ZMSCORE tells which leases still hold; one call each then ends them all.
   local tokens = {}
@@ -63,12 +71,8 @@ if completions > 0 then
   end
 end
 
-local first = 4 + 3 * completions
 local delivered = {}
 if first > #ARGV then return {held, delivered} end
--- A worker's heartbeat lasts one lease; one that ran out is renew's (see above).
-local beat = redis.call('ZSCORE', KEYS[4], ARGV[2])
-if beat and tonumber(beat) > now then redis.call('ZADD', KEYS[4], now + s.lease, ARGV[2]) end
 local base = key_base(KEYS[1])
 if redis.call('LLEN', KEYS[2]) == 0 then
   local requests = {}

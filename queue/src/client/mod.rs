@@ -94,8 +94,8 @@ impl Client {
             .query_async(&mut queue.con.clone())
             .await?;
         let id = id.to_string();
-        // The heartbeat is written here, before the first exchange: an exchange keeps a live
-        // heartbeat up but never starts one (exchange.lua says why).
+        // The heartbeat is written here, before the first exchange: only a renewal writes it
+        // (exchange.lua says why).
         scripts::renew::call(&queue, &id, &[], &[]).await?;
         let blocking = queue.blocking_connection().await?;
         let (tasks, stop) = Tasks::new();

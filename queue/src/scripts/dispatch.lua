@@ -6,7 +6,7 @@
 -- ARGV[1] the caller's protocol version  ARGV[2] max pairs
 -- Returns how many pairs were served; as many as asked means "call again".
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], SERVE_SETTINGS)
+local s = open_call(KEYS[1], ARGV[1], 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
 local now = now_ms()
 local srv = server()
 return srv.dispatch_stored(srv.serving(key_base(KEYS[1]), s, now),

@@ -8,13 +8,13 @@
 -- the queue's max_error_bytes.
 -- Returns -1 for a stale token, 0 when the job went to the dead list, else the retry delay in ms.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], {'backoff', 'backoff_max', 'dead_max', 'dead_ttl', 'max_error_bytes'})
+local s = open_call(KEYS[1], ARGV[1], 'backoff', 'backoff_max', 'max_error_bytes')
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return -1 end
 local message = ARGV[4]
 if #message > s.max_error_bytes then message = graveyard().cut(message, s.max_error_bytes) end
 local now, usec = now_ms()
 local id, attempt, max = parse_token(ARGV[2])
-local k = {dead = KEYS[4], errors = KEYS[5], jobs = KEYS[7], stats = KEYS[6]}
+local k = {meta = KEYS[1], dead = KEYS[4], errors = KEYS[5], jobs = KEYS[7], stats = KEYS[6]}
 if not id then
   -- A lease that was held under a token no script writes: nothing can retry it.
   graveyard().bury_poison(k, s, ARGV[2], ARGV[2], 'lease token ' .. string.format('%q', string.sub(ARGV[2], 1, 80)) .. ' is not ID|ATTEMPT|MAX', now)

@@ -8,7 +8,7 @@
 -- entries n, then the n entries "W:S", then the tokens of jobs to give back.
 -- Returns {requests withdrawn, jobs given back}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-open_call(KEYS[1], ARGV[1], {})
+open_call(KEYS[1], ARGV[1])
 local n = tonumber(ARGV[3])
 local withdrawn = 0
 for i = 4, 3 + n do

@@ -18,63 +18,38 @@ local function key_base(meta)
   return string.sub(meta, 1, -5)
 end
 
-local function queue_name(meta)
-  return string.match(meta, '{(.*)}') or meta
-end
-
-local function major(version)
-  return string.match(version, '^(%d+)')
-end
-
--- The numbers `values[offset + i]` of the settings `fields[i]`, by name; a missing one is
--- an error (the queue was not opened by this version).
-local function read_settings(meta, fields, values, offset)
-  local settings = {}
-  for i = 1, #fields do
+-- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
+-- version and a queue nobody opened, and returns the queue's settings named `...` (numbers),
+-- by name. With `caller` nil, only reads the settings (for a second read in the same call).
+-- A call reads only the settings it needs: each field read costs it time, and a hot call
+-- needs three or four of the queue's dozen.
+local function open_call(meta, caller, ...)
+  local values, offset = nil, 0
+  if caller then
+    values, offset = redis.call('HMGET', meta, 'protocol', ...), 1
+    local found = values[1]
+    -- The same version, the usual case, needs no parsing.
+    if found ~= caller then
+      local queue = string.match(meta, '{(.*)}') or meta
+      if not found then error({err = 'SQUE_NOQUEUE ' .. queue}) end
+      if string.match(found, '^(%d+)') ~= string.match(caller, '^(%d+)') then
+        error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue})
+      end
+    end
+  elseif select('#', ...) > 0 then
+    values = redis.call('HMGET', meta, ...)
+  end
+  local s = {}
+  for i = 1, select('#', ...) do
+    local name = select(i, ...)
     local value = tonumber(values[i + offset])
     if not value then
-      error({err = 'SQUE_NOQUEUE ' .. queue_name(meta) .. ' has no setting ' .. fields[i] .. '; open the queue first'})
+      error({err = 'SQUE_NOQUEUE ' .. (string.match(meta, '{(.*)}') or meta) .. ' has no setting ' .. name .. '; open the queue first'})
     end
-    settings[fields[i]] = value
+    s[name] = value
   end
-  return settings
+  return s
 end
-
--- The settings `fields` of the queue whose meta is `meta`, by name.
-local function settings_of(meta, fields)
-  return read_settings(meta, fields, redis.call('HMGET', meta, unpack(fields)), 0)
-end
-
--- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
--- version and a queue nobody opened, and returns the queue's settings named in `fields`
--- (numbers), by name.
-local function open_call(meta, caller, fields)
-  local values = redis.call('HMGET', meta, 'protocol', unpack(fields))
-  local found = values[1]
-  -- The same version, the usual case, needs no parsing.
-  if found ~= caller then
-    if not found then
-      error({err = 'SQUE_NOQUEUE ' .. queue_name(meta)})
-    end
-    if major(found) ~= major(caller) then
-      error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue_name(meta)})
-    end
-  end
-  return read_settings(meta, fields, values, 1)
-end
-
--- The settings a script that hands out jobs needs.
-local SERVE_SETTINGS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl'}
--- The settings `exchange` needs: those, and the result limit.
-local SERVE_SETTINGS_AND_RESULTS = {'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes', 'dead_max', 'dead_ttl', 'max_result_bytes'}
--- The settings a script that buries jobs needs.
-local BURY_SETTINGS = {'dead_max', 'dead_ttl'}
-
--- Poison: data that no worker can be given. It goes to the dead list at once, keeping at most
--- this much of its data.
-local POISON_KEEP = 4096
--- Entries the dead list is trimmed by, at most, in one call (the reaper carries on).
-local TRIM_PER_CALL = 100
 
 -- Parses an item ("ID|ATTEMPTS" or "ID|ATTEMPTS|MAX"): decimal id of at most 20 digits,
 -- counts of at most 9 digits, a limit of at least 1. Returns id, attempts, max ('' for the
@@ -93,12 +68,19 @@ local function parse_token(token)
 end
 
 -- The dead list's helpers, made on first use. Redis runs a script's whole text at every call,
--- so every function defined here costs every call of every script (about a quarter of a
--- microsecond each); most calls never bury anything.
+-- and every function and every upvalue it makes at the top level costs every call of every
+-- script (a tenth to a quarter of a microsecond each, measured); most calls never bury
+-- anything. So the top level holds only what nearly every call uses, and each group of
+-- helpers is made by a function when it is needed.
 local dead_list
 local function graveyard()
   if dead_list then return dead_list end
   local d = {}
+  -- Poison: data that no worker can be given. It goes to the dead list at once, keeping at
+  -- most this much of its data.
+  local POISON_KEEP = 4096
+  -- Entries the dead list is trimmed by, at most, in one call (the reaper carries on).
+  local TRIM_PER_CALL = 100
 
   -- A job's last error, as the errors hash keeps it: {"code", "message", "at", "token", ...}.
   function d.record(code, message, now, token, extra)
@@ -107,14 +89,20 @@ local function graveyard()
     return cjson.encode(e)
   end
 
-  -- The keys a buried job touches: {dead = dead_at, errors, jobs, stats}.
+  -- The keys a buried job touches: {meta, dead = dead_at, errors, jobs, stats}.
   function d.keys(base)
-    return {dead = base .. 'dead_at', errors = base .. 'errors', jobs = base .. 'jobs', stats = base .. 'stats'}
+    return {meta = base .. 'meta', dead = base .. 'dead_at', errors = base .. 'errors',
+            jobs = base .. 'jobs', stats = base .. 'stats'}
   end
 
   -- Trims the dead list to the queue's dead_max entries and dead_ttl of age, at most `limit`
   -- entries in this call: the oldest go first, with their data and error. Returns how many.
+  -- Reads the two settings into `s` unless the caller had them read.
   function d.trim(k, s, now, limit)
+    if not s.dead_max then
+      local more = open_call(k.meta, nil, 'dead_max', 'dead_ttl')
+      s.dead_max, s.dead_ttl = more.dead_max, more.dead_ttl
+    end
     local gone = redis.call('ZRANGEBYSCORE', k.dead, '-inf', now - s.dead_ttl, 'LIMIT', 0, limit)
     local over = redis.call('ZCARD', k.dead) - #gone - s.dead_max
     if over > 0 and #gone < limit then
@@ -175,11 +163,9 @@ local function graveyard()
   return d
 end
 
--- Handing jobs out, made on first use, like the dead list's helpers: a push that meets no
--- waiting worker never needs it.
-local serving_lib
+-- Handing jobs out, made when needed (once per call that serves), like the dead list's
+-- helpers: a push that meets no waiting worker never needs it.
 local function server()
-  if serving_lib then return serving_lib end
   local srv = {}
 
   -- Gives out waiting jobs to `requests` ({worker, seq} pairs, in order), oldest job to
@@ -280,6 +266,5 @@ local function server()
     return n
   end
 
-  serving_lib = srv
   return srv
 end

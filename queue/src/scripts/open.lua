@@ -9,10 +9,7 @@ local created = redis.call('HSETNX', KEYS[1], 'protocol', ARGV[1]) == 1
 if created then
   redis.call('HSET', KEYS[1], 'created_at', (now_ms()))
 else
-  local found = redis.call('HGET', KEYS[1], 'protocol')
-  if major(found) ~= major(ARGV[1]) then
-    return redis.error_reply('SQUE_PROTOCOL ' .. found .. ' ' .. queue_name(KEYS[1]))
-  end
+  open_call(KEYS[1], ARGV[1])
 end
 for i = 2, #ARGV, 2 do
   redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])

@@ -9,10 +9,11 @@
 -- KEYS[6] leases  KEYS[7] workers (both optional: without them, push only wakes a dispatcher)
 -- ARGV[1] the caller's protocol version, then pairs (data JSON, max_attempts or "") for each
 -- job.
+-- How many jobs were ever pushed is meta's seq, the last id given: no counter of its own.
 -- Returns the first new id; the others follow it in order.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_TOOLARGE "job N is B bytes, over the queue's
 -- limit of L bytes"; SQUE_INVALID "job N: max_attempts ..." (N counts from 1 in this call).
-local limit = open_call(KEYS[1], ARGV[1], {'max_job_bytes'}).max_job_bytes
+local limit = open_call(KEYS[1], ARGV[1], 'max_job_bytes').max_job_bytes
 local base = key_base(KEYS[1])
 local count = (#ARGV - 1) / 2
 if count < 1 or count ~= math.floor(count) then
@@ -41,14 +42,14 @@ for i = 0, count - 1 do
   if #items == 1000 then redis.call('RPUSH', KEYS[2], unpack(items)); items = {} end
 end
 if #items > 0 then redis.call('RPUSH', KEYS[2], unpack(items)) end
-redis.call('HINCRBY', KEYS[4], 'pushed', count)
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap.
 if redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
 if KEYS[7] then
   local now = now_ms()
   local srv = server()
-  srv.dispatch_stored(srv.serving(base, settings_of(KEYS[1], SERVE_SETTINGS), now),
+  local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
+  srv.dispatch_stored(srv.serving(base, serving, now),
                   {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                   count, now)
 end

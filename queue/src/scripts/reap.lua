@@ -14,10 +14,10 @@
 -- Returns {expired, promoted, dropped results, dead entries trimmed or moved, the queue's
 -- lease ms}; a full batch of any means "call again".
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], {'lease', 'result_ttl', 'result_max', 'dead_max', 'dead_ttl'})
+local s = open_call(KEYS[1], ARGV[1], 'lease', 'result_ttl', 'result_max', 'dead_max', 'dead_ttl')
 local now = now_ms()
 local limit = tonumber(ARGV[2])
-local k = {dead = KEYS[5], errors = KEYS[6], jobs = KEYS[12], stats = KEYS[7]}
+local k = {meta = KEYS[1], dead = KEYS[5], errors = KEYS[6], jobs = KEYS[12], stats = KEYS[7]}
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
 -- Walk backwards so that, pushed one by one to the head, they keep their order.

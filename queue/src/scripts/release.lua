@@ -5,7 +5,7 @@
 -- Returns 0 for a stale token, 1 when given back.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_INVALID for a token that is not ID|ATTEMPT|MAX
 -- (nothing changes: a lease under such a name is the reaper's to bury when it runs out).
-open_call(KEYS[1], ARGV[1], {})
+open_call(KEYS[1], ARGV[1])
 local id, attempt, max = parse_token(ARGV[2])
 if not id then
   return redis.error_reply('SQUE_INVALID token ' .. string.format('%q', string.sub(ARGV[2], 1, 80)) ..

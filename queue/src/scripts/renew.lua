@@ -6,7 +6,7 @@
 -- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
 -- The lease is the queue's now, so that a worker renews as often as the queue's lease needs.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-local s = open_call(KEYS[1], ARGV[1], {'lease'})
+local s = open_call(KEYS[1], ARGV[1], 'lease')
 local now = now_ms()
 local reannounced, stale = 0, {}
 local ntokens = tonumber(ARGV[3])
