@@ -32,16 +32,25 @@ for i = 0, count - 1 do
 end
 local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
 local first = last - count + 1
-local items = {}
+-- HSET and RPUSH take many values at once: one call of each per 1000 jobs (a call costs about
+-- as much as the job it writes), in chunks that stay within Lua's stack.
+local data, items = {}, {}
 for i = 0, count - 1 do
   local id = first + i
-  redis.call('HSET', KEYS[3], id, ARGV[2 + 2 * i])
+  data[#data + 1] = id
+  data[#data + 1] = ARGV[2 + 2 * i]
   local max = ARGV[3 + 2 * i]
   if max == '' then items[#items + 1] = id .. '|0' else items[#items + 1] = id .. '|0|' .. max end
-  -- RPUSH takes many values at once; flush in chunks to stay within Lua's stack.
-  if #items == 1000 then redis.call('RPUSH', KEYS[2], unpack(items)); items = {} end
+  if #items == 1000 then
+    redis.call('HSET', KEYS[3], unpack(data))
+    redis.call('RPUSH', KEYS[2], unpack(items))
+    data, items = {}, {}
+  end
 end
-if #items > 0 then redis.call('RPUSH', KEYS[2], unpack(items)) end
+if #items > 0 then
+  redis.call('HSET', KEYS[3], unpack(data))
+  redis.call('RPUSH', KEYS[2], unpack(items))
+end
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap.
 if redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.

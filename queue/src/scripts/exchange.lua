@@ -25,12 +25,18 @@ local completions = tonumber(ARGV[3])
 local first = 4 + 3 * completions
 -- The settings this call needs: those of serving when it asks, the result limit when a result
 -- comes.
-local fields = {}
-if first <= #ARGV then fields = {'lease', 'max_attempts', 'max_job_bytes'} end
+local results = false
 for i = 1, completions do
-  if ARGV[2 + 3 * i] == '1' then fields[#fields + 1] = 'max_result_bytes'; break end
+  if ARGV[2 + 3 * i] == '1' then results = true; break end
 end
-local s = open_call(KEYS[1], ARGV[1], unpack(fields))
+local s
+if first > #ARGV then
+  s = results and open_call(KEYS[1], ARGV[1], 'max_result_bytes') or open_call(KEYS[1], ARGV[1])
+elseif results then
+  s = open_call(KEYS[1], ARGV[1], 'lease', 'max_attempts', 'max_job_bytes', 'max_result_bytes')
+else
+  s = open_call(KEYS[1], ARGV[1], 'lease', 'max_attempts', 'max_job_bytes')
+end
 local now = now_ms()
 local held = {}
 if completions > 0 then
