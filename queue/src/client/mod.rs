@@ -173,8 +173,11 @@ impl Client {
         let token = job.lease_token();
         let ack = self.worker.begin_ack(token);
         let completed = match result {
+            // Boxed: this rare path may make a connection (TLS, Cluster, Sentinel), whose
+            // future is large. Inline, it would make every completion's future as large, and a
+            // host keeps hundreds of them at once and moves each one around.
             Some(r) if r.len() > worker::LARGE_RESULT => {
-                self.worker.complete_alone(token, &r).await
+                Box::pin(self.worker.complete_alone(token, &r)).await
             }
             result => self
                 .worker
