@@ -34,9 +34,11 @@ local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
 local first = last - count + 1
 -- HSET and RPUSH take many values at once: one call of each per 1000 jobs (a call costs about
 -- as much as the job it writes), in chunks that stay within Lua's stack.
+-- Each id is made text once, exactly (a number is otherwise formatted anew for every use, and
+-- in a concatenation with 14 digits at most).
 local data, items = {}, {}
 for i = 0, count - 1 do
-  local id = first + i
+  local id = string.format('%d', first + i)
   data[#data + 1] = id
   data[#data + 1] = ARGV[2 + 2 * i]
   local max = ARGV[3 + 2 * i]
