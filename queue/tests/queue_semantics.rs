@@ -204,6 +204,32 @@ async fn ten_thousand_jobs_leave_in_fifo_order() {
     assert_eq!(manager.stats().await.unwrap().waiting, 0);
 }
 
+/// Ids are decimal text of up to 20 digits. Lua writes a number of 15 digits or more in
+/// exponent form when it is joined to text, so push.lua formats each id itself: a job whose
+/// id passed 10^14 was once queued as "1e+14|0", and buried as poison.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_past_ten_to_the_fourteen_stay_exact() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("long-ids", opts(&redis)).await.unwrap();
+    let _: () = query(
+        &redis,
+        &["HSET", "sque:{long-ids}:meta", "seq", "99999999999999"],
+    );
+    let ids = manager
+        .push_many([json!("first"), json!("second")])
+        .await
+        .unwrap();
+    let shown: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    assert_eq!(shown, ["100000000000000", "100000000000001"]);
+    let client = Client::new("long-ids", opts(&redis)).await.unwrap();
+    for (id, data) in ids.iter().zip(["first", "second"]) {
+        let job = within("the job", client.i_am_free(None)).await.unwrap();
+        assert_eq!((&job.id, &job.data), (id, &json!(data)));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(manager.stats().await.unwrap().poisoned, 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sixteen_clients_get_twenty_thousand_jobs_exactly_once() {
     let redis = RedisServer::start();
