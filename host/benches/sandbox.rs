@@ -96,9 +96,10 @@ fn sandbox(c: &mut Criterion) {
         limits: Limits::default(),
         grants: Grants::default(),
         cache_dir: None,
+        trust_precompiled: false,
     })
     .unwrap();
-    let handler = Handler::load(&sandbox, &noop).unwrap();
+    let handler = std::sync::Arc::new(Handler::load(&sandbox, &noop).unwrap());
     let plain = plain::Plain::new(&noop);
     let plain_job = plain::Job {
         id: "1".into(),

@@ -257,6 +257,68 @@ async fn capabilities_are_denied_unless_granted() {
 /// The default prefetch adapts to the rate jobs finish: slow jobs leave the rest of the queue
 /// to other hosts (here at most the slots plus as many ahead, and the outcomes on their way)
 /// instead of a fixed batch being leased to this one.
+/// The `count` each job's result holds (null for a job without a result).
+async fn counts(m: &Manager, ids: Vec<JobId>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ids {
+        let r = m.result(&id).await.unwrap();
+        out.push(r.map_or(Value::Null, |r| r["count"].clone()));
+    }
+    out
+}
+
+/// By default every job has a fresh instance; with `--reuse N` a slot's instance serves up
+/// to N jobs in turn, and one that ended badly (a trap, a returned error) is not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_serves_one_job_or_with_reuse_up_to_n_and_none_after_a_failure() {
+    let redis = RedisServer::start();
+    let m = Manager::new("reuse", producer_opts(&redis)).await.unwrap();
+    let count = json!({"do": "count"});
+
+    let ids = m.push_many(vec![count.clone(); 3]).await.unwrap();
+    let host = fixtures_host(&redis, "reuse", &["--slots", "1", "--max-attempts", "1"]);
+    wait_counts(&m, 3, 0).await;
+    assert_eq!(counts(&m, ids).await, vec![json!(1); 3], "fresh each time");
+    host.stop().await;
+
+    let jobs = vec![
+        count.clone(),
+        count.clone(),
+        count.clone(),
+        count.clone(),
+        json!({"do": "trap"}),
+        count.clone(),
+        json!({"do": "fail"}),
+        count.clone(),
+        count.clone(),
+    ];
+    let ids = m.push_many(jobs).await.unwrap();
+    let host = fixtures_host(
+        &redis,
+        "reuse",
+        &[
+            "--slots",
+            "1",
+            "--max-attempts",
+            "1",
+            "--reuse",
+            "3",
+            "--prefetch",
+            "1",
+        ],
+    );
+    wait_counts(&m, 3 + 7, 2).await;
+    assert_eq!(
+        counts(&m, ids).await,
+        [1, 2, 3, 1, 0, 1, 0, 1, 2]
+            .map(|n| if n == 0 { Value::Null } else { json!(n) })
+            .to_vec(),
+        "three jobs an instance; a new one after the trap and after the failure"
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_slow_jobs_the_adaptive_prefetch_takes_no_more_than_the_slots_ahead() {
     let redis = RedisServer::start();
@@ -526,9 +588,12 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         (other, "not a sque handler"),
     ] {
         let f = file.to_str().unwrap();
-        assert_refused(&cli(&["check", f], b""), mentions);
+        // At warn: a slow machine's "compiling…" progress line is not part of the answer.
+        assert_refused(&cli(&["check", f, "--log", "warn"], b""), mentions);
         let out = cli(
             &[
+                "--log",
+                "warn",
                 "run",
                 "--queue",
                 "guarded",

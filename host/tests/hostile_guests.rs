@@ -56,6 +56,16 @@ fn attacks() -> Vec<(Value, &'static str, &'static str)> {
             "the guest exited with code 1",
         ),
         (json!({"do": "random"}), "host_error", "exceeds limit"),
+        (
+            json!({"do": "die-loudly"}),
+            "trap",
+            "unreachable` instruction executed; the guest's stderr ended with:\n  frame ",
+        ),
+        (
+            json!({"do": "die-loudly", "arg": 1000}),
+            "trap",
+            "frame 999 of a long traceback\nValueError: the fixture's last words",
+        ),
         (json!({"do": "forge"}), "retry", "FORGED-LOG-LINE"),
         (
             json!({"do": "forge", "arg": "panic"}),

@@ -1,49 +1,83 @@
-//! `sque-host check FILE`: is this a handler this host can run, and which capabilities does
-//! it import? Exit 0 when it is, 2 (with the reason) when it is not.
+//! `sque-host check FILE`: is this a handler this host can run, which world does it target,
+//! what is it made of (core instances, memory at start) and which capabilities does it
+//! import? Exit 0 when it is, 2 (with the reason) when it is not. It compiles through the
+//! module cache `run` uses, so a check warms the cache for the host that follows.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
+use crate::cli::common::parse_size;
+use crate::cli::native_code::{load, NativeCodeArgs};
+use crate::sandbox::{Grants, Limits, Sandbox, SandboxConfig, Shape};
+
+/// The world every handler targets.
+const WORLD: &str = "sque:handler/handler@0.1.0";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The component to check.
+    /// The component to check (.wasm, or a .cwasm with --trust-precompiled).
     file: PathBuf,
 
     /// Print a JSON object instead of text.
     #[arg(long)]
     json: bool,
+
+    /// Check against this linear-memory limit, as `run --max-memory` would.
+    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    max_memory: usize,
+
+    #[command(flatten)]
+    native: NativeCodeArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let sandbox = Sandbox::new(SandboxConfig {
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         slots: 1,
-        limits: Limits::default(),
+        limits: Limits {
+            max_memory: args.max_memory,
+            ..Limits::default()
+        },
         grants: Grants::default(),
-        cache_dir: None,
-    })?;
-    let file = args.file.clone();
-    let handler = tokio::task::spawn_blocking(move || Handler::load(&sandbox, &file)).await??;
+        cache_dir: args.native.cache_dir(),
+        trust_precompiled: args.native.trust_precompiled,
+    })?);
+    let handler = load(&sandbox, &args.file).await?;
     let caps: Vec<String> = handler
         .capabilities()
         .iter()
         .map(|c| c.to_string())
         .collect();
+    let shape = handler.shape();
     if args.json {
         let out = serde_json::json!({
             "file": args.file.display().to_string(),
             "handler": true,
-            "world": "sque:handler/handler@0.1.0",
+            "world": WORLD,
+            "precompiled": shape.is_none(),
+            "core_instances": shape.map(|s| s.core_instances),
+            "memories": shape.map(|s| s.memories),
+            "initial_memory_bytes": shape.map(|s| s.initial_memory),
             "capabilities": caps,
             "imports": handler.imports(),
         });
         println!("{out}");
         return Ok(());
     }
-    println!(
-        "{}: a sque handler (world sque:handler/handler@0.1.0)",
-        args.file.display()
-    );
+    println!("{}: a sque handler (world {WORLD})", args.file.display());
+    match shape {
+        Some(Shape {
+            core_instances,
+            memories,
+            initial_memory,
+            ..
+        }) => println!(
+            "made of: {core_instances} core instance(s), {memories} linear memor{}; needs {} of linear memory at start (--max-memory: {})",
+            if memories == 1 { "y" } else { "ies" },
+            crate::sandbox::size_text(initial_memory),
+            crate::sandbox::size_text(args.max_memory as u64),
+        ),
+        None => println!("made of: not known (precompiled native code keeps no record of it)"),
+    }
     if caps.is_empty() {
         println!("capabilities imported: none");
     } else {

@@ -98,7 +98,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         .as_deref()
                         .map(|c| format!("[{c}] "))
                         .unwrap_or_default(),
-                    job.error.as_deref().unwrap_or("-"),
+                    // Guest text: a traceback's newlines must not forge lines of the list.
+                    crate::sandbox::escaped(job.error.as_deref().unwrap_or("-")),
                 );
                 if let Some(problem) = &job.problem {
                     line.push_str(&format!("  problem: {problem}"));

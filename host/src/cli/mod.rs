@@ -4,7 +4,9 @@
 
 mod check;
 mod common;
+mod compile;
 mod dead;
+mod native_code;
 mod push;
 mod queue;
 mod run;
@@ -29,6 +31,7 @@ pub use common::UsageError;
         sque-host run --queue emails --handler send_email.wasm --slots 16\n  \
         sque-host stats --queue emails\n  \
         sque-host check send_email.wasm\n  \
+        sque-host compile send_email.wasm -o send_email.cwasm\n  \
         sque-host dead list --queue emails\n  \
         sque-host queue config --queue emails --lease 10s\n\n\
         Settings can also be given as environment variables (shown in each subcommand's --help), \
@@ -54,8 +57,11 @@ enum Command {
     Push(push::Args),
     /// Show a queue's counts (or every queue's), for a person or with --json for scripts.
     Stats(stats::Args),
-    /// Check that a file is a valid handler component and list the capabilities it imports.
+    /// Check that a file is a valid handler component: its world, what it is made of, the
+    /// capabilities it imports.
     Check(check::Args),
+    /// Compile a handler to native code ahead of time (.cwasm), for hosts that start at once.
+    Compile(compile::Args),
     /// List, retry or purge the dead list of a queue.
     Dead(dead::Args),
     /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention).
@@ -99,6 +105,7 @@ pub fn main() -> ExitCode {
             Command::Push(args) => push::run(args).await,
             Command::Stats(args) => stats::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Compile(args) => compile::run(args).await,
             Command::Dead(args) => dead::run(args).await,
             Command::Queue(args) => queue::run(args).await,
         }

@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::common::{parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs};
+use crate::cli::native_code::{load, NativeCodeArgs};
 use crate::pool::{self, CurrentHandler, PoolConfig};
 use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
 
@@ -19,7 +20,8 @@ pub struct Args {
     #[command(flatten)]
     queue: QueueArg,
 
-    /// The handler component (.wasm, built for wasm32-wasip2 with sque-guest).
+    /// The handler component (.wasm, built for wasm32-wasip2 with a sque guest SDK), or a
+    /// .cwasm from `sque-host compile` (with --trust-precompiled).
     #[arg(long, env = "SQUE_HANDLER", required_unless_present = "manager_only")]
     handler: Option<PathBuf>,
 
@@ -45,6 +47,15 @@ pub struct Args {
     /// Wall-time limit of one job.
     #[arg(long, env = "SQUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
+
+    /// Jobs one handler instance may serve, one after another. 1 (the default) gives every
+    /// job a fresh instance, so no job can see or spoil what another left in memory. Above 1,
+    /// a slot keeps the instance of a job that completed for its next job, up to N jobs, and
+    /// drops it after any job that did not complete (trap, timeout, returned error, limit)
+    /// and on reload. It gives up that isolation (module state carries over between jobs)
+    /// for speed where instantiation dominates, as with Python and JavaScript handlers.
+    #[arg(long, env = "SQUE_REUSE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    reuse: u32,
 
     /// Linear-memory limit of one handler instance.
     #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
@@ -134,13 +145,8 @@ pub struct Args {
     #[arg(long, env = "SQUE_WATCH")]
     watch: bool,
 
-    /// Where compiled handlers are cached (it holds native code: only this user may write it).
-    #[arg(long, env = "SQUE_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Compile the handler at every start instead of caching it.
-    #[arg(long, env = "SQUE_NO_CACHE", conflicts_with = "cache_dir")]
-    no_cache: bool,
+    #[command(flatten)]
+    native: NativeCodeArgs,
 }
 
 /// The variables granted: `--env-file`'s, then `--env`'s, a later one of a name winning.
@@ -232,13 +238,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 max_resources: args.max_resources as usize,
                 max_result_bytes: settings.max_result_bytes as usize,
                 max_error_bytes: settings.max_error_bytes as usize,
+                reuse: args.reuse,
             },
             grants: Grants {
                 env: granted_env(&args)?,
                 http_hosts: args.allow_http.clone(),
                 log_payloads: args.log_payloads,
             },
-            cache_dir: cache_dir(&args),
+            cache_dir: args.native.cache_dir(),
+            trust_precompiled: args.native.trust_precompiled,
         })?);
         let handler = load(&sandbox, &path).await?;
         Some((sandbox, Arc::new(CurrentHandler::new(handler)), path))
@@ -355,24 +363,6 @@ fn guest_threads(args: &Args) -> usize {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-fn cache_dir(args: &Args) -> Option<PathBuf> {
-    if args.no_cache {
-        return None;
-    }
-    args.cache_dir.clone().or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("sque").join("modules"))
-    })
-}
-
-/// Compiles a handler off the async threads (it can take seconds the first time).
-async fn load(sandbox: &Arc<Sandbox>, path: &std::path::Path) -> anyhow::Result<Handler> {
-    let (sandbox, path) = (sandbox.clone(), path.to_path_buf());
-    Ok(tokio::task::spawn_blocking(move || Handler::load(&sandbox, &path)).await??)
 }
 
 fn describe(handler: &Handler, sandbox: &Sandbox, args: &Args) {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pool::outbox::Outbox;
 use crate::pool::{Finished, Ready, Shared};
-use crate::sandbox::{Ending, JobInput, Outcome};
+use crate::sandbox::{Ending, JobInput, Outcome, Warm};
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -21,6 +21,8 @@ pub(super) async fn run(
     stop: CancellationToken,
     grace: Duration,
 ) {
+    // The instance kept for the next job, with --reuse (never with the default of 1).
+    let mut warm: Option<Warm> = None;
     loop {
         let next = {
             let mut ready = ready.lock().await;
@@ -33,7 +35,7 @@ pub(super) async fn run(
         let Some(Ready { job, input, credit }) = next else {
             return;
         };
-        let (outcome, took) = run_one(&shared, &job, input, &stop, grace).await;
+        let (outcome, took) = run_one(&shared, &job, input, &mut warm, &stop, grace).await;
         if matches!(outcome, Outcome::Failed(..)) {
             give_back_memory();
         }
@@ -53,6 +55,7 @@ async fn run_one(
     shared: &Shared,
     job: &Job,
     input: JobInput,
+    warm: &mut Option<Warm>,
     stop: &CancellationToken,
     grace: Duration,
 ) -> (Outcome, Duration) {
@@ -64,7 +67,7 @@ async fn run_one(
     }
     let started = Instant::now();
     // A panic in the host's own code for this job fails the job, not the slot.
-    let run = AssertUnwindSafe(shared.sandbox.run(&handler, input)).catch_unwind();
+    let run = AssertUnwindSafe(shared.sandbox.run_in(&handler, input, warm)).catch_unwind();
     // Past the grace period the run is dropped, and the guest's store with it.
     let outcome = tokio::select! {
         done = run => done.unwrap_or_else(|_| {

@@ -28,6 +28,16 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of each linear memory reset in place (not decommitted) when an instance ends.
 const KEEP_RESIDENT: usize = 4 << 20;
 
+/// The most core module instances one handler may make. Language runtimes make many:
+/// componentize-py's output makes 14, or 38 built with `--stub-wasi`. Only a count: core
+/// instances take no room in the pool.
+pub(crate) const MAX_CORE_INSTANCES: u32 = 64;
+/// The most linear memories one handler's modules may define: each takes a slot of the
+/// pool (an address-space reservation), so the pool has room for this many per instance.
+pub(crate) const MAX_MEMORIES: u32 = 4;
+/// The most tables one handler's modules may define.
+pub(crate) const MAX_TABLES: u32 = 16;
+
 /// How to build a [`Sandbox`].
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -37,6 +47,8 @@ pub struct SandboxConfig {
     pub grants: Grants,
     /// Where compiled modules are cached (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Whether precompiled handlers (`.cwasm`: native code) may be loaded.
+    pub trust_precompiled: bool,
 }
 
 /// The engine, the linker, and what every job of this process shares.
@@ -50,6 +62,8 @@ pub struct Sandbox {
     error_limit: AtomicUsize,
     pub(crate) grants: Arc<Grants>,
     pooling: bool,
+    cache_dir: Option<PathBuf>,
+    pub(crate) trust_precompiled: bool,
     /// Stops the epoch ticker when the sandbox is dropped.
     _ticker: DropGuard,
 }
@@ -87,6 +101,8 @@ impl Sandbox {
             limits: config.limits,
             grants: Arc::new(config.grants),
             pooling,
+            cache_dir: config.cache_dir,
+            trust_precompiled: config.trust_precompiled,
             _ticker: ticker,
         })
     }
@@ -94,6 +110,11 @@ impl Sandbox {
     /// Whether instances come from the pooling allocator.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// Where compiled handlers are cached, if they are.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -133,12 +154,12 @@ fn engine_config(config: &SandboxConfig, cache: Option<wasmtime::Cache>, pooling
         let instances = config.slots.saturating_mul(2).saturating_add(4);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
-            .max_core_instances_per_component(32)
-            .total_core_instances(instances.saturating_mul(8))
-            .max_memories_per_component(4)
-            .total_memories(instances.saturating_mul(2))
-            .max_tables_per_component(8)
-            .total_tables(instances.saturating_mul(4))
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES))
+            .max_memories_per_component(MAX_MEMORIES)
+            .total_memories(instances.saturating_mul(MAX_MEMORIES))
+            .max_tables_per_component(MAX_TABLES)
+            .total_tables(instances.saturating_mul(MAX_TABLES))
             .total_stacks(instances)
             .max_memory_size(config.limits.max_memory)
             .max_unused_warm_slots(instances)

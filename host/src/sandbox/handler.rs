@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
 
-use crate::sandbox::engine::Sandbox;
+use crate::sandbox::engine::{Sandbox, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
+use crate::sandbox::shape::{size_text, Shape};
 use crate::sandbox::state::State;
 use crate::sandbox::Handler_Pre;
 
@@ -27,6 +28,27 @@ pub enum LoadError {
     Invalid { path: String, reason: String },
     #[error("{path}: a component, but not a sque handler ({reason}); build it against wit/handler.wit with the sque-guest crate")]
     WrongWorld { path: String, reason: String },
+    #[error("{path}: a precompiled handler (native code); load it only if you made it, with --trust-precompiled (SQUE_TRUST_PRECOMPILED=1), or pass the .wasm it was compiled from")]
+    Untrusted { path: String },
+    #[error("{path}: a precompiled handler that {why}; it runs as native code, so only this user may own and write it: `chown` it and `chmod go-w` it")]
+    UnsafeFile { path: String, why: String },
+    #[error("{path}: a precompiled handler this sque-host cannot load ({reason}); compile it again with this sque-host: `sque-host compile HANDLER.wasm`")]
+    Incompatible { path: String, reason: String },
+    #[error("{path}: this handler needs {needs} of linear memory at start; --max-memory is {limit}: raise --max-memory (SQUE_MAX_MEMORY) above it")]
+    MemoryAtStart {
+        path: String,
+        needs: String,
+        limit: String,
+    },
+    #[error("{path}: this handler {what} {count} {noun}; a handler may {verb} at most {most}, and no flag raises it: build it without what adds them")]
+    TooMany {
+        path: String,
+        what: &'static str,
+        count: u32,
+        noun: &'static str,
+        verb: &'static str,
+        most: u32,
+    },
 }
 
 /// A capability a handler imports. Imported is not granted: see `Grants`.
@@ -54,16 +76,22 @@ pub struct Handler {
     pub(crate) pre: Handler_Pre<State>,
     path: PathBuf,
     imports: Vec<String>,
+    /// `None` for a precompiled handler, which does not keep it.
+    shape: Option<Shape>,
 }
 
 impl Handler {
-    /// Reads, compiles (or takes from the cache) and checks a handler component.
+    /// Reads, compiles (or takes from the cache) and checks a handler component; or, with
+    /// `trust_precompiled`, loads one `sque-host compile` made.
     pub fn load(sandbox: &Sandbox, path: &Path) -> Result<Handler, LoadError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: shown.clone(),
             source,
         })?;
+        if wasmtime::Engine::detect_precompiled(&bytes).is_some() {
+            return Handler::load_precompiled(sandbox, path, &bytes);
+        }
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm { path: shown });
         }
@@ -71,11 +99,65 @@ impl Handler {
         if bytes[6..8] == [0, 0] {
             return Err(LoadError::CoreModule { path: shown });
         }
+        let shape = Shape::read(&bytes).map_err(|e| LoadError::Invalid {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        check_shape(sandbox, &shape, &shown)?;
         let component =
             Component::new(&sandbox.engine, &bytes).map_err(|e| LoadError::Invalid {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
+        Handler::checked(sandbox, path, component, Some(shape))
+    }
+
+    /// A `.cwasm`: native code, so only by flag, only from a file no one else controls.
+    fn load_precompiled(
+        sandbox: &Sandbox,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Handler, LoadError> {
+        let shown = path.display().to_string();
+        if !sandbox.trust_precompiled {
+            return Err(LoadError::Untrusted { path: shown });
+        }
+        if let Some(why) = unsafe_to_run(path) {
+            return Err(LoadError::UnsafeFile { path: shown, why });
+        }
+        if wasmtime::Engine::detect_precompiled(bytes) != Some(wasmtime::Precompiled::Component) {
+            return Err(LoadError::CoreModule { path: shown });
+        }
+        // SAFETY: wasmtime checks that this engine's version and settings made the bytes;
+        // what it cannot check, that they are what `precompile` wrote, rests on the flag and
+        // on the file's owner and mode, checked above.
+        let component = unsafe { Component::deserialize(&sandbox.engine, bytes) }.map_err(|e| {
+            let reason = format!("{e:#}");
+            if reason.contains("does not fit in pooling allocator") {
+                LoadError::MemoryAtStart {
+                    path: shown.clone(),
+                    needs: format!("more than {}", size_text(sandbox.limits.max_memory as u64)),
+                    limit: size_text(sandbox.limits.max_memory as u64),
+                }
+            } else {
+                LoadError::Incompatible {
+                    path: shown.clone(),
+                    reason,
+                }
+            }
+        })?;
+        // The shape was checked when it was compiled; a .cwasm does not keep it.
+        Handler::checked(sandbox, path, component, None)
+    }
+
+    /// A compiled component, checked against the world and ready to instantiate.
+    fn checked(
+        sandbox: &Sandbox,
+        path: &Path,
+        component: Component,
+        shape: Option<Shape>,
+    ) -> Result<Handler, LoadError> {
+        let shown = path.display().to_string();
         let imports = component
             .component_type()
             .imports(&sandbox.engine)
@@ -94,7 +176,23 @@ impl Handler {
             pre,
             path: path.to_path_buf(),
             imports,
+            shape,
         })
+    }
+
+    /// What the component is made of: core instances, memories, memory at start (`None` if
+    /// it was loaded precompiled).
+    pub fn shape(&self) -> Option<Shape> {
+        self.shape
+    }
+
+    /// Its native code, as a `.cwasm` file holds it (`sque-host compile`).
+    pub fn native_code(&self) -> anyhow::Result<Vec<u8>> {
+        self.pre
+            .instance_pre()
+            .component()
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("cannot serialize the compiled handler: {e:#}"))
     }
 
     pub fn path(&self) -> &Path {
@@ -129,4 +227,73 @@ impl Handler {
         caps.dedup();
         caps
     }
+}
+
+/// Why a precompiled file is not safe to run: another user owns it, or others may write it.
+fn unsafe_to_run(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return Some(format!("cannot be inspected ({e})")),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Some(format!(
+            "is owned by user {}, not by this one ({me})",
+            meta.uid()
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Some("may be written by other users".to_string());
+    }
+    None
+}
+
+/// Refuses, with the limit's name, a component the pool or `--max-memory` could not hold.
+fn check_shape(sandbox: &Sandbox, shape: &Shape, path: &str) -> Result<(), LoadError> {
+    let limit = sandbox.limits.max_memory as u64;
+    if shape.initial_memory > limit {
+        return Err(LoadError::MemoryAtStart {
+            path: path.to_string(),
+            needs: size_text(shape.initial_memory),
+            limit: size_text(limit),
+        });
+    }
+    let too_many = |what, count, noun, verb, most| LoadError::TooMany {
+        path: path.to_string(),
+        what,
+        count,
+        noun,
+        verb,
+        most,
+    };
+    if shape.core_instances > MAX_CORE_INSTANCES {
+        return Err(too_many(
+            "makes",
+            shape.core_instances,
+            "core module instances",
+            "make",
+            MAX_CORE_INSTANCES,
+        ));
+    }
+    if shape.memories > MAX_MEMORIES {
+        return Err(too_many(
+            "defines",
+            shape.memories,
+            "linear memories",
+            "define",
+            MAX_MEMORIES,
+        ));
+    }
+    if shape.tables > MAX_TABLES {
+        return Err(too_many(
+            "defines",
+            shape.tables,
+            "tables",
+            "define",
+            MAX_TABLES,
+        ));
+    }
+    Ok(())
 }

@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_result_bytes: usize,
     /// The longest error text kept (a panic's message, a returned error): cut, marked as cut.
     pub max_error_bytes: usize,
+    /// Jobs one instance may serve (`--reuse`): 1, the default, is a fresh instance per job.
+    pub reuse: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             max_resources: 10_000,
             max_result_bytes: 1 << 20,
             max_error_bytes: 4 << 10,
+            reuse: 1,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The sandbox: runs a job handler, a WebAssembly component of the `sque:handler` world
-//! (`wit/handler.wit`), in a fresh instance per job, within limits of time and memory and
+//! (`wit/handler.wit`), in a fresh instance per job (or, opted into, one kept for N jobs), within limits of time and memory and
 //! with no capability it was not granted.
 //!
 //! - `engine.rs`: the one wasmtime engine of the process (pooling allocator, epochs, cache).
 //! - `handler.rs`: a handler loaded from a file and checked against the world, ready to
 //!   instantiate (`InstancePre`).
+//! - `shape.rs`: what a component is made of (core instances, memories, memory at start),
+//!   read before it is compiled, so that a limit it is over can be named.
 //! - `limits.rs`: per-job limits and granted capabilities.
 //! - `state.rs`: what one job's store holds: WASI context, resource table, log, limiter.
 //! - `output.rs`: guest stdout/stderr into the host's log, capped and escaped per job, and
@@ -12,6 +14,7 @@
 //! - `http.rs`: outgoing HTTP, allowed only to the hosts and ports granted.
 //! - `guards.rs`: host functions replaced to count HTTP header bytes and log name lookups.
 //! - `run.rs`: one job, start to end, and what became of it.
+//! - `reuse.rs`: an instance kept for the next job (`--reuse N`), and when it is dropped.
 //! - `outcome.rs`: the table of how a job ends.
 
 mod engine;
@@ -21,14 +24,18 @@ mod http;
 mod limits;
 mod outcome;
 mod output;
+mod reuse;
 mod run;
+mod shape;
 mod state;
 
 pub use engine::{Sandbox, SandboxConfig};
 pub use handler::{Capability, Handler, LoadError};
 pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 pub use outcome::{cut, escaped, Ending, Outcome};
+pub use reuse::Warm;
 pub use run::JobInput;
+pub use shape::{size_text, Shape};
 
 // The bindings of the `sque:handler` world: `Handler_` (the world), `Handler_Pre`, and the
 // `sque::handler::{types, log}` host traits. Renamed so that `Handler` names our own type.

@@ -112,6 +112,30 @@ pub fn cut(text: &str, limit: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}{mark}", &text[..end]))
 }
 
+/// `message`, then the end of what the guest wrote to stderr, within `limit` bytes: the
+/// message is kept whole (cut only if it alone is over), and the stderr text loses its
+/// beginning rather than its end, where a runtime writes why it died.
+pub fn with_stderr(message: &str, stderr: &str, limit: usize) -> String {
+    const JOINT: &str = "; the guest's stderr ended with:\n";
+    let room = limit.saturating_sub(message.len() + JOINT.len());
+    if room < 16 {
+        return cut(message, limit).into_owned();
+    }
+    let mut start = stderr.len().saturating_sub(room);
+    while !stderr.is_char_boundary(start) {
+        start += 1;
+    }
+    if start > 0 {
+        // Start at a line where one begins close enough, as the tail itself does.
+        if let Some(nl) = stderr[start..].find('\n') {
+            if nl < room / 2 {
+                start += nl + 1;
+            }
+        }
+    }
+    format!("{message}{JOINT}{}", &stderr[start..])
+}
+
 /// Guest text made safe for one line of the host's log: newlines and other control
 /// characters escaped (`\n`, `\r`, `\t`, `\u{1b}`), so that guest output cannot forge a log
 /// line or steer a terminal.
@@ -143,6 +167,27 @@ mod tests {
         let c = cut(&long, 4096);
         assert!(c.len() <= 4096, "{}", c.len());
         assert!(c.ends_with("(cut: 20000 bytes in all)"), "{c}");
+    }
+
+    #[test]
+    fn stderr_keeps_its_end_and_the_whole_fits() {
+        let message = "guest trapped: wasm trap: wasm `unreachable` instruction executed";
+        let short = with_stderr(message, "Traceback:\nValueError: bad", 4096);
+        assert_eq!(
+            short,
+            format!("{message}; the guest's stderr ended with:\nTraceback:\nValueError: bad")
+        );
+        let noise = "noise é\n".repeat(2000);
+        let long = with_stderr(message, &format!("{noise}ValueError: the reason"), 1024);
+        assert!(long.len() <= 1024, "{}", long.len());
+        assert!(long.starts_with(message), "{long}");
+        assert!(long.ends_with("\nValueError: the reason"), "{long}");
+        assert!(
+            long.contains("ended with:\nnoise é\n"),
+            "starts at a line: {long}"
+        );
+        // No room for stderr: the message alone.
+        assert_eq!(with_stderr(message, "x", 40), cut(message, 40));
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! Guest stdout and stderr, line by line into the host's log, tagged with the queue and job,
 //! within the job's log budgets (bytes and lines: what is over either is counted, not
-//! kept), escaped so that guest text can never start a line of the host's log; and the
-//! job's denied capabilities, logged once per kind and counted.
+//! kept), escaped so that guest text can never start a line of the host's log; the last
+//! bytes of stderr, kept apart for the job's error; and the job's denied capabilities,
+//! logged once per kind and counted.
+//!
+//! Why a tail of stderr: the log budgets keep a job's *first* lines, but a guest runtime
+//! that dies of an uncaught exception (Python's, JavaScript's) writes the reason last, to
+//! stderr, and then traps. The job's error takes the tail, so a handler built without an SDK
+//! still fails with its own message rather than "unreachable instruction executed".
 
 use std::io;
 use std::pin::Pin;
@@ -58,25 +64,98 @@ pub(crate) struct JobLog(Arc<Mutex<LogState>>);
 struct LogState {
     queue: String,
     job: String,
+    /// Bytes and lines each job may log.
+    budgets: (usize, usize),
     bytes_left: usize,
     lines_left: usize,
     dropped_bytes: usize,
     dropped_lines: usize,
     /// Denials by kind, in the order of `Denied`.
     denials: [u64; 4],
+    /// The last bytes the guest wrote to stderr: at most `tail_limit` once trimmed.
+    stderr_tail: Vec<u8>,
+    tail_limit: usize,
+    /// Whether stderr bytes were dropped from the front of the tail.
+    tail_trimmed: bool,
 }
 
 impl JobLog {
-    pub fn new(queue: &str, job: &str, max_bytes: usize, max_lines: usize) -> JobLog {
+    /// A job's log: `max_bytes` and `max_lines` are its budgets, `tail_bytes` how much of
+    /// the end of its stderr to keep for its error.
+    pub fn new(
+        queue: &str,
+        job: &str,
+        max_bytes: usize,
+        max_lines: usize,
+        tail_bytes: usize,
+    ) -> JobLog {
         JobLog(Arc::new(Mutex::new(LogState {
             queue: queue.to_string(),
             job: job.to_string(),
+            budgets: (max_bytes, max_lines),
             bytes_left: max_bytes,
             lines_left: max_lines,
             dropped_bytes: 0,
             dropped_lines: 0,
             denials: [0; 4],
+            stderr_tail: Vec::new(),
+            tail_limit: tail_bytes,
+            tail_trimmed: false,
         })))
+    }
+
+    /// Starts the log anew for another job on the same instance (`--reuse`): its identity,
+    /// budgets, stderr tail and denials are that job's own.
+    pub fn begin(&self, queue: &str, job: &str) {
+        let mut s = self.state();
+        let (max_bytes, max_lines) = s.budgets;
+        s.queue.clear();
+        s.queue.push_str(queue);
+        s.job.clear();
+        s.job.push_str(job);
+        s.bytes_left = max_bytes;
+        s.lines_left = max_lines;
+        s.dropped_bytes = 0;
+        s.dropped_lines = 0;
+        s.denials = [0; 4];
+        s.stderr_tail.clear();
+        s.tail_trimmed = false;
+    }
+
+    /// Keeps `bytes` as the latest of stderr, within twice the tail's size (trimmed in
+    /// batches, so that each byte is moved at most once or twice).
+    fn keep_stderr(&self, bytes: &[u8]) {
+        let mut s = self.state();
+        let limit = s.tail_limit;
+        if bytes.len() >= limit {
+            s.tail_trimmed |= bytes.len() > limit || !s.stderr_tail.is_empty();
+            s.stderr_tail.clear();
+            s.stderr_tail
+                .extend_from_slice(&bytes[bytes.len() - limit..]);
+            return;
+        }
+        if s.stderr_tail.len() + bytes.len() > 2 * limit {
+            let excess = s.stderr_tail.len() + bytes.len() - limit;
+            s.stderr_tail.drain(..excess);
+            s.tail_trimmed = true;
+        }
+        s.stderr_tail.extend_from_slice(bytes);
+    }
+
+    /// The last lines the guest wrote to stderr, at most the tail's size, from the start of
+    /// a line where the tail was cut; `None` if it wrote nothing but blanks.
+    pub fn stderr_tail(&self) -> Option<String> {
+        let s = self.state();
+        let tail = &s.stderr_tail[s.stderr_tail.len().saturating_sub(s.tail_limit)..];
+        let whole = !s.tail_trimmed && tail.len() == s.stderr_tail.len();
+        let text = String::from_utf8_lossy(tail);
+        let text = match text.split_once('\n') {
+            // Cut inside a line: start at the next one, unless that leaves nothing.
+            Some((_, rest)) if !whole && !rest.trim().is_empty() => rest,
+            _ => &text,
+        };
+        let text = text.trim_end();
+        (!text.trim().is_empty()).then(|| text.to_string())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
@@ -148,6 +227,9 @@ impl GuestOutput {
     }
 
     fn take(&self, buf: &[u8]) {
+        if self.stream == "stderr" {
+            self.log.keep_stderr(buf);
+        }
         let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
         partial.extend_from_slice(buf);
         while let Some(end) = partial.iter().position(|b| *b == b'\n') {
@@ -241,5 +323,34 @@ impl AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobLog;
+
+    #[test]
+    fn the_stderr_tail_keeps_the_last_lines() {
+        let log = JobLog::new("q", "1", 0, 0, 64);
+        assert_eq!(log.stderr_tail(), None);
+        log.keep_stderr(b"  \n");
+        assert_eq!(log.stderr_tail(), None, "blanks are nothing");
+        log.keep_stderr(b"first\n");
+        assert_eq!(log.stderr_tail().as_deref(), Some("  \nfirst"));
+        for i in 0..100 {
+            log.keep_stderr(format!("noise line {i}\n").as_bytes());
+        }
+        log.keep_stderr(b"ValueError: the reason\n");
+        let tail = log.stderr_tail().unwrap();
+        assert!(tail.len() <= 64, "{tail:?}");
+        assert!(
+            tail.starts_with("noise line "),
+            "from a line's start: {tail:?}"
+        );
+        assert!(tail.ends_with("\nValueError: the reason"), "{tail:?}");
+        // One write longer than the tail.
+        log.keep_stderr(&[b'x'; 1000]);
+        assert_eq!(log.stderr_tail().unwrap(), "x".repeat(64));
     }
 }

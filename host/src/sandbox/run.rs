@@ -1,14 +1,17 @@
-//! One job in the sandbox: a fresh store and instance, the `handle` call within the job's
+//! One job in the sandbox: a fresh store and instance (or a kept one, `reuse.rs`), the `handle` call within the job's
 //! time, memory and resources, and what became of it, with a reason that says what happened
 //! (`outcome.rs` has the table). The backtrace of a failure goes to the debug log, never into
 //! the job's error.
+
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap};
 
 use crate::sandbox::engine::Sandbox;
 use crate::sandbox::handler::Handler;
-use crate::sandbox::outcome::{cut, Ending, Outcome};
+use crate::sandbox::outcome::{cut, with_stderr, Ending, Outcome};
+use crate::sandbox::reuse::Warm;
 use crate::sandbox::sque::handler::types::{Error as GuestError, Job as GuestJob};
 use crate::sandbox::state::State;
 
@@ -24,18 +27,36 @@ pub struct JobInput {
 
 impl Sandbox {
     /// Runs one job in a fresh instance of `handler`.
-    pub async fn run(&self, handler: &Handler, job: JobInput) -> Outcome {
-        let mut store = Store::new(
-            &self.engine,
-            State::new(
-                &self.limits,
-                self.max_error_bytes(),
-                &self.grants,
-                &job.queue,
-                &job.id,
-            ),
-        );
-        store.limiter(|state| &mut state.limiter);
+    pub async fn run(&self, handler: &Arc<Handler>, job: JobInput) -> Outcome {
+        self.run_in(handler, job, &mut None).await
+    }
+
+    /// Runs one job in `warm`'s instance if it is one of `handler`'s and fit for another job,
+    /// else in a fresh one; with `--reuse N` leaves in `warm` the instance of a job that
+    /// completed, until it has served N (`reuse.rs`).
+    pub async fn run_in(
+        &self,
+        handler: &Arc<Handler>,
+        job: JobInput,
+        warm: &mut Option<Warm>,
+    ) -> Outcome {
+        // Taken first: an unfit instance is dropped, and its pool slot free, before a fresh
+        // one is made.
+        let kept = warm.take().filter(|w| w.fits(handler));
+        let (mut store, instance, served) = match kept {
+            Some(Warm {
+                mut store,
+                instance,
+                served,
+                ..
+            }) => {
+                store
+                    .data_mut()
+                    .begin_job(&job.queue, &job.id, self.max_error_bytes());
+                (store, Some(instance), served)
+            }
+            None => (self.new_store(&job), None, 0),
+        };
         // Yield to the runtime at every epoch tick: the timeout below can then fire even
         // while the guest computes without end.
         store.set_epoch_deadline(1);
@@ -49,8 +70,12 @@ impl Sandbox {
         };
         let result = {
             let call = async {
-                let instance = handler.pre.instantiate_async(&mut store).await?;
-                instance.call_handle(&mut store, &input).await
+                let instance = match instance {
+                    Some(instance) => instance,
+                    None => handler.pre.instantiate_async(&mut store).await?,
+                };
+                let returned = instance.call_handle(&mut store, &input).await?;
+                wasmtime::Result::Ok((instance, returned))
             };
             tokio::time::timeout(self.limits.timeout, call).await
         };
@@ -60,28 +85,72 @@ impl Sandbox {
         let failed = |ending: Ending, message: String| {
             Outcome::Failed(ending, cut(&message, limit).into_owned())
         };
-        match result {
-            Err(_) => failed(
-                Ending::Timeout,
-                format!(
-                    "timed out after {:?} (the per-job limit, --timeout)",
-                    self.limits.timeout
+        let (instance, outcome) = match result {
+            Err(_) => (
+                None,
+                failed(
+                    Ending::Timeout,
+                    format!(
+                        "timed out after {:?} (the per-job limit, --timeout)",
+                        self.limits.timeout
+                    ),
                 ),
             ),
-            Ok(Ok(Ok(None))) => Outcome::Completed(None),
-            Ok(Ok(Ok(Some(json)))) => self.check_result(json),
-            Ok(Ok(Err(GuestError::Retry(m)))) => {
-                failed(Ending::Retry, format!("handler asked to retry: {m}"))
-            }
-            Ok(Ok(Err(GuestError::Fail(m)))) => {
-                failed(Ending::Fail, format!("handler failed: {m}"))
+            Ok(Ok((instance, returned))) => {
+                let outcome = match returned {
+                    Ok(None) => Outcome::Completed(None),
+                    Ok(Some(json)) => self.check_result(json),
+                    Err(GuestError::Retry(m)) => {
+                        failed(Ending::Retry, format!("handler asked to retry: {m}"))
+                    }
+                    Err(GuestError::Fail(m)) => {
+                        failed(Ending::Fail, format!("handler failed: {m}"))
+                    }
+                };
+                (Some(instance), outcome)
             }
             Ok(Err(e)) => {
                 tracing::debug!(%queue, job = %id, "the guest failed: {e:?}");
                 let (ending, message) = self.describe_failure(state, &e);
-                failed(ending, message)
+                // A runtime that dies of an uncaught exception says why on stderr, then traps
+                // or exits: that is the reason worth keeping.
+                let outcome = match state.log.stderr_tail() {
+                    Some(tail) if matches!(ending, Ending::Trap | Ending::Exit) => {
+                        Outcome::Failed(ending, with_stderr(&message, &tail, limit))
+                    }
+                    _ => failed(ending, message),
+                };
+                (None, outcome)
+            }
+        };
+        let served = served + 1;
+        if let (Some(instance), Outcome::Completed(_)) = (instance, &outcome) {
+            if served < self.limits.reuse {
+                *warm = Some(Warm {
+                    handler: handler.clone(),
+                    store,
+                    instance,
+                    served,
+                });
             }
         }
+        outcome
+    }
+
+    /// A store for one job (or, with `--reuse`, for the jobs of one instance).
+    fn new_store(&self, job: &JobInput) -> Store<State> {
+        let mut store = Store::new(
+            &self.engine,
+            State::new(
+                &self.limits,
+                self.max_error_bytes(),
+                &self.grants,
+                &job.queue,
+                &job.id,
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store
     }
 
     /// A result is kept only if it is JSON, nested under 128 levels, within the limit.

@@ -42,7 +42,13 @@ impl State {
         queue: &str,
         job: &str,
     ) -> State {
-        let log = JobLog::new(queue, job, limits.max_log_bytes, limits.max_log_lines);
+        let log = JobLog::new(
+            queue,
+            job,
+            limits.max_log_bytes,
+            limits.max_log_lines,
+            max_error_bytes,
+        );
         // Empty unless granted: no preopened directories, no arguments. Sockets may be made
         // but every address is refused (and logged); name lookups are refused in engine.rs.
         let mut wasi = WasiCtx::builder();
@@ -85,6 +91,19 @@ impl State {
             resource_limit_hit: None,
             max_error_bytes,
         }
+    }
+}
+
+impl State {
+    /// Readies the state of a kept instance for its next job (`--reuse`): what describes a
+    /// job's ending starts empty. The HTTP header budget is the instance's, not the job's:
+    /// headers a guest keeps across jobs stay in the host's memory (see `reuse.rs`).
+    pub fn begin_job(&mut self, queue: &str, job: &str, max_error_bytes: usize) {
+        self.log.begin(queue, job);
+        self.limiter.hit = None;
+        self.panic = None;
+        self.resource_limit_hit = None;
+        self.max_error_bytes = max_error_bytes;
     }
 }
 

@@ -1,0 +1,205 @@
+//! What a handler file may be and what the host says of it: `check` reports its world and
+//! shape; a component that needs more memory at start than `--max-memory` is refused with
+//! both figures; `compile` makes a `.cwasm` that a host loads only when trusted by flag, owned
+//! by its user, not writable by others and made by its own wasmtime.
+
+mod support;
+
+use serde_json::{json, Value};
+use sque::Manager;
+use support::guests::guest;
+use support::host::{cli, stderr, Host};
+use support::{eventually, RedisServer};
+
+/// Exit code 2 and one line on stderr that says `mentions`.
+fn assert_refused(out: &std::process::Output, mentions: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(mentions), "{err:?} lacks {mentions:?}");
+}
+
+#[test]
+fn check_reports_the_world_and_what_the_handler_is_made_of() {
+    let cache = tempfile::tempdir().unwrap();
+    let fixtures = guest("fixtures");
+    let out = cli(
+        &[
+            "check",
+            fixtures.to_str().unwrap(),
+            "--json",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["world"], "sque:handler/handler@0.1.0");
+    assert_eq!(report["precompiled"], false);
+    // A Rust guest: its module and the WASI adapter's, and the shims between them.
+    let instances = report["core_instances"].as_u64().unwrap();
+    assert!((2..=16).contains(&instances), "{report}");
+    let memory = report["initial_memory_bytes"].as_u64().unwrap();
+    assert!(memory >= 64 << 10 && memory.is_multiple_of(64 << 10), "{report}");
+    assert!(
+        std::fs::read_dir(cache.path()).unwrap().next().is_some(),
+        "check compiles through the module cache"
+    );
+
+    let text = cli(&["check", fixtures.to_str().unwrap(), "--no-cache"], b"");
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!("{instances} core instance(s)"))
+            && text.contains("of linear memory at start (--max-memory: 64.0 MiB)"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_that_needs_more_memory_at_start_than_allowed_is_refused_with_both_figures() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("small", support::producer(&redis))
+        .await
+        .unwrap();
+    manager.push(json!({"do": "ok"})).await.unwrap();
+    let fixtures = guest("fixtures");
+    let f = fixtures.to_str().unwrap();
+    let out = cli(&["check", f, "--no-cache", "--json"], b"");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let needs = report["initial_memory_bytes"].as_u64().unwrap();
+    assert!(
+        needs >= 1 << 20,
+        "a Rust guest's stack alone is 1 MiB: {report}"
+    );
+    let needs = format!("{:.1} MiB", needs as f64 / (1 << 20) as f64);
+
+    let says = format!(
+        "this handler needs {needs} of linear memory at start; --max-memory is 64 KiB: raise --max-memory"
+    );
+    assert_refused(
+        &cli(&["check", f, "--no-cache", "--max-memory", "64KiB"], b""),
+        &says,
+    );
+    let url = redis.url();
+    let run = [
+        "run",
+        "--queue",
+        "small",
+        "--redis",
+        &url,
+        "--handler",
+        f,
+        "--no-cache",
+        "--max-memory",
+        "64KiB",
+    ];
+    assert_refused(&cli(&run, b""), &says);
+    let s = manager.stats().await.unwrap();
+    assert_eq!((s.waiting, s.dispatched), (1, 0), "no job was taken");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compiled_handler_runs_only_when_trusted_and_safe_and_made_by_this_wasmtime() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cwasm = dir.path().join("fixtures.cwasm");
+    let c = cwasm.to_str().unwrap();
+    let out = cli(
+        &["compile", guest("fixtures").to_str().unwrap(), "-o", c],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("--trust-precompiled"), "{said}");
+    let mode = std::fs::metadata(&cwasm).unwrap().permissions().mode();
+    assert_eq!(mode & 0o022, 0, "written for this user only: {mode:o}");
+
+    let redis = RedisServer::start();
+    let manager = Manager::new("native", support::producer(&redis))
+        .await
+        .unwrap();
+    manager.push(json!({"do": "ok"})).await.unwrap();
+    let url = redis.url();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--queue",
+            "native",
+            "--redis",
+            &url,
+            "--handler",
+            c,
+            "--no-cache",
+        ];
+        args.extend_from_slice(extra);
+        cli(&args, b"")
+    };
+    assert_refused(&run(&[]), "with --trust-precompiled");
+    assert_refused(&cli(&["check", c], b""), "with --trust-precompiled");
+    assert_refused(
+        &cli(&["compile", c, "-o", "again.cwasm"], b""),
+        "already compiled",
+    );
+
+    std::fs::set_permissions(&cwasm, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_refused(
+        &run(&["--trust-precompiled"]),
+        "may be written by other users",
+    );
+    std::fs::set_permissions(&cwasm, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // Made by another wasmtime: the version its engine section records (a version byte, the
+    // length, wasmtime's major version) changed.
+    let native = std::fs::read(&cwasm).unwrap();
+    let major = wasmtime_major_version();
+    let mut record = vec![0u8, major.len() as u8];
+    record.extend_from_slice(major.as_bytes());
+    let at = native
+        .windows(record.len())
+        .position(|w| w == record)
+        .expect("the .cwasm records its wasmtime's version")
+        + 2;
+    let mut other = native.clone();
+    other[at] = if other[at] == b'9' {
+        b'1'
+    } else {
+        other[at] + 1
+    };
+    let foreign = dir.path().join("foreign.cwasm");
+    std::fs::write(&foreign, &other).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_refused(
+        &cli(
+            &["check", foreign.to_str().unwrap(), "--trust-precompiled"],
+            b"",
+        ),
+        "compile it again with this sque-host",
+    );
+    let s = manager.stats().await.unwrap();
+    assert_eq!((s.waiting, s.dispatched), (1, 0), "no job was taken");
+
+    let out = cli(&["check", c, "--trust-precompiled", "--json"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["precompiled"], true, "{report}");
+
+    let host = Host::start(&redis, "native", &["--handler", c, "--trust-precompiled"]);
+    eventually("the job done by the compiled handler", || async {
+        manager.stats().await.unwrap().completed == 1
+    })
+    .await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// The major version of wasmtime the host is built with, from the lock file.
+fn wasmtime_major_version() -> String {
+    let lock =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+    let entry = "name = \"wasmtime\"\nversion = \"";
+    let rest = &lock[lock.find(entry).unwrap() + entry.len()..];
+    rest[..rest.find('.').unwrap()].to_string()
+}
