@@ -43,7 +43,10 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
     let instances = report["core_instances"].as_u64().unwrap();
     assert!((2..=16).contains(&instances), "{report}");
     let memory = report["initial_memory_bytes"].as_u64().unwrap();
-    assert!(memory >= 64 << 10 && memory.is_multiple_of(64 << 10), "{report}");
+    assert!(
+        memory >= 64 << 10 && memory.is_multiple_of(64 << 10),
+        "{report}"
+    );
     assert!(
         std::fs::read_dir(cache.path()).unwrap().next().is_some(),
         "check compiles through the module cache"

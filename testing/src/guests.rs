@@ -56,3 +56,76 @@ pub fn guest(name: &str) -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
+
+/// A Python guest component: the module `module` in `dir` (relative to the workspace), built
+/// with the Python SDK (`guest-sdk/python`) by componentize-py into
+/// `target/python-guests/NAME.wasm`, once per process. componentize-py is the version
+/// `guest-sdk/python/pyproject.toml` pins, from `SQUE_COMPONENTIZE_PY` or a virtualenv in
+/// `target/python-tools` (made here, from PyPI, if missing).
+pub fn python_guest(dir: &str, module: &str, name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let out_dir = target.join("python-guests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(format!("{name}.wasm"));
+    let status = Command::new(componentize_py(&target))
+        .current_dir(workspace())
+        .args([
+            "-d",
+            "guest-sdk/python/wit",
+            "-w",
+            "handler",
+            "componentize",
+        ])
+        .args(["-p", "guest-sdk/python", "-p", dir, module, "-o"])
+        .arg(&out)
+        .status()
+        .expect("componentize-py runs");
+    assert!(
+        status.success(),
+        "componentize-py failed to build {dir}/{module}.py"
+    );
+    built.insert(name.to_string(), out.clone());
+    out
+}
+
+/// The pinned componentize-py: `SQUE_COMPONENTIZE_PY`, else a virtualenv of its own.
+fn componentize_py(target: &Path) -> PathBuf {
+    if let Some(tool) = std::env::var_os("SQUE_COMPONENTIZE_PY") {
+        return PathBuf::from(tool);
+    }
+    let pyproject =
+        std::fs::read_to_string(workspace().join("guest-sdk/python/pyproject.toml")).unwrap();
+    let pin = pyproject
+        .lines()
+        .find_map(|l| {
+            l.split('"')
+                .find(|part| part.starts_with("componentize-py=="))
+        })
+        .expect("guest-sdk/python/pyproject.toml pins componentize-py");
+    let venv = target.join("python-tools");
+    let tool = venv.join("bin").join("componentize-py");
+    let installed = venv.join(format!("{pin}.installed"));
+    if !installed.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin").join("pip"))
+                .args(["install", "-q", "--disable-pip-version-check", pin])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "could not install {pin} into {}", venv.display());
+        std::fs::write(&installed, b"").unwrap();
+    }
+    tool
+}

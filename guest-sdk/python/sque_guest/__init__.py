@@ -1,0 +1,124 @@
+"""The sque guest SDK for Python: write a job handler as one decorated function.
+
+    from sque_guest import handler, Fail
+
+    @handler
+    def send(job):
+        mail = job.json()                 # the job's data; not JSON: Fail
+        if "@" not in mail["email"]:
+            raise Fail("invalid address")  # to the dead list at once
+        return {"sent": mail["email"]}     # kept as the job's result (any JSON value)
+
+Build it into a component with componentize-py (the version this SDK is tested with is in
+pyproject.toml), against the WIT this package ships:
+
+    componentize-py -d guest-sdk/python/wit -w handler componentize -p guest-sdk/python app -o app.wasm
+
+How a job ends: a returned value (or None) completes it; ``raise Retry(msg)`` asks for
+another attempt after backoff; ``raise Fail(msg)`` sends it to the dead list; any other
+exception is a retry whose error is the exception's type and message, then its traceback.
+Import what the handler uses at the top of its module: componentize-py bundles the modules
+imported when the app is loaded, not those a function imports later.
+"""
+
+import json as _json
+import os as _os
+import sys as _sys
+import traceback as _traceback
+
+import componentize_py_types as _types
+import wit_world as _wit_world
+from wit_world.imports import log as _log
+from wit_world.imports import types as _wit_types
+
+__all__ = ["handler", "Job", "Retry", "Fail", "env", "trace", "debug", "info", "warn", "error"]
+
+#: The longest error text sent to the host: the host cuts longer ones to the queue's
+#: max_error_bytes (4 KiB by default) keeping their beginning, where the type and message are.
+MAX_ERROR_CHARS = 64 * 1024
+
+
+class Retry(Exception):
+    """Raise to ask for another attempt after backoff (dead once out of attempts)."""
+
+
+class Fail(Exception):
+    """Raise when no retry can help: the job goes to the dead list at once."""
+
+
+class Job:
+    """One job: its id, queue, attempt (1 for the first) and data as JSON text."""
+
+    __slots__ = ("id", "queue", "attempt", "data")
+
+    def __init__(self, id, queue, attempt, data):
+        self.id = id
+        self.queue = queue
+        self.attempt = attempt
+        self.data = data
+
+    def json(self):
+        """The job's data, parsed; data that is not JSON fails the job (no retry can mend it)."""
+        try:
+            return _json.loads(self.data)
+        except ValueError as e:
+            raise Fail(f"the job's data is not valid JSON: {e}") from None
+
+    def __repr__(self):
+        return f"Job(id={self.id!r}, queue={self.queue!r}, attempt={self.attempt})"
+
+
+def env(name, default=None):
+    """An environment variable the host granted (``sque-host run --env K=V``), else default."""
+    return _os.environ.get(name, default)
+
+
+def trace(message):
+    _log.log(_log.Level.TRACE, str(message))
+
+
+def debug(message):
+    _log.log(_log.Level.DEBUG, str(message))
+
+
+def info(message):
+    _log.log(_log.Level.INFO, str(message))
+
+
+def warn(message):
+    _log.log(_log.Level.WARN, str(message))
+
+
+def error(message):
+    _log.log(_log.Level.ERROR, str(message))
+
+
+def _described(exc):
+    """An exception as its type and message, then the traceback: the start is what counts."""
+    head = "".join(_traceback.format_exception_only(type(exc), exc)).strip()
+    trace = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
+    return f"{head}\n{trace}"[:MAX_ERROR_CHARS]
+
+
+def handler(function):
+    """Makes ``function(job) -> value`` the component's handler.
+
+    componentize-py looks for a class named ``WitWorld`` in the app module: this defines it
+    there, so the decorated function is all a handler module needs.
+    """
+
+    class WitWorld(_wit_world.WitWorld):
+        def handle(self, job):
+            try:
+                value = function(Job(job.id, job.queue, job.attempt, job.data))
+                return None if value is None else _json.dumps(value)
+            except Fail as e:
+                raise _types.Err(_wit_types.Error_Fail(str(e)[:MAX_ERROR_CHARS]))
+            except Retry as e:
+                raise _types.Err(_wit_types.Error_Retry(str(e)[:MAX_ERROR_CHARS]))
+            except Exception as e:  # noqa: BLE001 - every uncaught exception becomes a retry
+                raise _types.Err(_wit_types.Error_Retry(_described(e)))
+
+    module = _sys.modules[function.__module__]
+    module.WitWorld = WitWorld
+    return function
