@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -47,10 +53,7 @@ pub fn guest(name: &str) -> PathBuf {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the guest components failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join("target"));
-        target.join("wasm32-wasip2").join("release")
+        target_dir().join("wasm32-wasip2").join("release")
     });
     let path = dir.join(format!("{name}.wasm"));
     assert!(path.exists(), "{} was not built", path.display());
@@ -59,40 +62,77 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// A Python guest component: the module `module` in `dir` (relative to the workspace), built
 /// with the Python SDK (`guest-sdk/python`) by componentize-py into
-/// `target/python-guests/NAME.wasm`, once per process. componentize-py is the version
+/// `target/lang-guests/NAME.wasm`, once per process. componentize-py is the version
 /// `guest-sdk/python/pyproject.toml` pins, from `SQUE_COMPONENTIZE_PY` or a virtualenv in
 /// `target/python-tools` (made here, from PyPI, if missing).
 pub fn python_guest(dir: &str, module: &str, name: &str) -> PathBuf {
+    built_once(name, |target, out| {
+        let status = Command::new(componentize_py(target))
+            .current_dir(workspace())
+            .args([
+                "-d",
+                "guest-sdk/python/wit",
+                "-w",
+                "handler",
+                "componentize",
+            ])
+            .args(["-p", "guest-sdk/python", "-p", dir, module, "-o"])
+            .arg(out)
+            .status()
+            .expect("componentize-py runs");
+        assert!(
+            status.success(),
+            "componentize-py failed to build {dir}/{module}.py"
+        );
+    })
+}
+
+/// A JavaScript guest component: `entry` (relative to the workspace) built with the
+/// JavaScript SDK's `build.mjs` (componentize-js, pinned in `guest-sdk/js/package.json`) into
+/// `target/lang-guests/NAME.wasm`, once per process. Runs `npm ci` in `guest-sdk/js` first
+/// if its modules are missing.
+pub fn js_guest(entry: &str, name: &str) -> PathBuf {
+    built_once(name, |_, out| {
+        let sdk = workspace().join("guest-sdk/js");
+        if !sdk.join("node_modules").exists() {
+            let ok = Command::new("npm")
+                .current_dir(&sdk)
+                .args(["ci", "--no-audit", "--no-fund"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "npm ci in guest-sdk/js failed");
+        }
+        let status = Command::new("node")
+            .current_dir(workspace())
+            .args(["guest-sdk/js/build.mjs", entry, "-o"])
+            .arg(out)
+            .status()
+            .expect("node runs");
+        assert!(
+            status.success(),
+            "guest-sdk/js/build.mjs failed to build {entry}"
+        );
+    })
+}
+
+/// `target/lang-guests/NAME.wasm`, made by `build(target, out)` the first time this process
+/// asks for it.
+fn built_once(name: &str, build: impl FnOnce(&Path, &Path)) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Some(path) = built.get(name) {
         return path.clone();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let out_dir = target.join("python-guests");
+    let target = target_dir();
+    let out_dir = target.join("lang-guests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(format!("{name}.wasm"));
-    let status = Command::new(componentize_py(&target))
-        .current_dir(workspace())
-        .args([
-            "-d",
-            "guest-sdk/python/wit",
-            "-w",
-            "handler",
-            "componentize",
-        ])
-        .args(["-p", "guest-sdk/python", "-p", dir, module, "-o"])
-        .arg(&out)
-        .status()
-        .expect("componentize-py runs");
-    assert!(
-        status.success(),
-        "componentize-py failed to build {dir}/{module}.py"
-    );
+    build(&target, &out);
     built.insert(name.to_string(), out.clone());
     out
 }

@@ -1,0 +1,94 @@
+// The sque guest SDK for JavaScript: write a job handler as one wrapped function.
+//
+//   import { handler, Fail, info } from 'sque-guest';
+//
+//   export const handle = handler(async (job) => {
+//     const mail = job.json();                      // the job's data; not JSON: Fail
+//     if (!mail.email?.includes('@')) throw new Fail('invalid address');
+//     info(`sending to ${mail.email}`);
+//     return { sent: mail.email };                  // kept as the job's result
+//   });
+//
+// Build with `node guest-sdk/js/build.mjs app.js -o app.wasm` (componentize-js, pinned in
+// package.json). A returned value completes the job (undefined or null: no result);
+// `throw new Retry(msg)` asks for another attempt after backoff; `throw new Fail(msg)` sends
+// the job to the dead list; anything else thrown is a retry whose error is its name,
+// message and stack.
+
+import { log as hostLog } from 'sque:handler/log@0.1.0';
+
+/** The longest error text sent to the host, which cuts it further to the queue's limit. */
+export const MAX_ERROR_CHARS = 64 * 1024;
+
+/** Throw to ask for another attempt after backoff (dead once out of attempts). */
+export class Retry extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Retry';
+  }
+}
+
+/** Throw when no retry can help: the job goes to the dead list at once. */
+export class Fail extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Fail';
+  }
+}
+
+/** One job: its id, queue, attempt (1 for the first) and data as JSON text. */
+export class Job {
+  constructor({ id, queue, attempt, data }) {
+    this.id = id;
+    this.queue = queue;
+    this.attempt = attempt;
+    this.data = data;
+  }
+
+  /** The job's data, parsed; data that is not JSON fails the job (no retry can mend it). */
+  json() {
+    try {
+      return JSON.parse(this.data);
+    } catch (e) {
+      throw new Fail(`the job's data is not valid JSON: ${e.message}`);
+    }
+  }
+}
+
+export const trace = (message) => hostLog('trace', String(message));
+export const debug = (message) => hostLog('debug', String(message));
+export const info = (message) => hostLog('info', String(message));
+export const warn = (message) => hostLog('warn', String(message));
+export const error = (message) => hostLog('error', String(message));
+
+const cut = (text) => String(text).slice(0, MAX_ERROR_CHARS);
+
+/** What was thrown, as its name and message, then its stack: the start is what counts. */
+function described(thrown) {
+  if (thrown instanceof Error) {
+    return `${thrown.name}: ${thrown.message}\n${thrown.stack ?? ''}`.trimEnd();
+  }
+  try {
+    return `thrown: ${JSON.stringify(thrown)}`;
+  } catch {
+    return `thrown: ${String(thrown)}`;
+  }
+}
+
+/**
+ * Makes `fn(job)` (sync or async) the component's handler: export what it returns as
+ * `handle`.
+ */
+export function handler(fn) {
+  return async function handle(raw) {
+    let value;
+    try {
+      value = await fn(new Job(raw));
+    } catch (e) {
+      if (e instanceof Fail) throw { tag: 'fail', val: cut(e.message) };
+      if (e instanceof Retry) throw { tag: 'retry', val: cut(e.message) };
+      throw { tag: 'retry', val: cut(described(e)) };
+    }
+    return value === undefined || value === null ? undefined : JSON.stringify(value);
+  };
+}
