@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::common::usage;
-use crate::sandbox::{Grants, Handler, LoadError, Sandbox, SandboxConfig};
+use crate::sandbox::{is_native, Grants, Handler, LoadError, Sandbox, SandboxConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,17 +43,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         trust_precompiled: false,
     })?);
     let file = args.file.clone();
-    let wasm = std::fs::read(&file).map_err(|source| LoadError::Read {
+    let native = is_native(&file).map_err(|source| LoadError::Read {
         path: file.display().to_string(),
         source,
     })?;
-    if wasmtime::Engine::detect_precompiled(&wasm).is_some() {
+    if native {
         return Err(usage(format!(
             "{}: already compiled; pass the .wasm it was compiled from",
             file.display()
         )));
     }
-    drop(wasm);
     tracing::info!(handler = %file.display(), "compiling to native code (seconds for a large guest)");
     let started = std::time::Instant::now();
     let native = tokio::task::spawn_blocking({

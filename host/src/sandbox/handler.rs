@@ -85,13 +85,19 @@ impl Handler {
     /// `trust_precompiled`, loads one `sque-host compile` made.
     pub fn load(sandbox: &Sandbox, path: &Path) -> Result<Handler, LoadError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let read_error = |source: std::io::Error| LoadError::Read {
             path: shown.clone(),
             source,
-        })?;
-        if wasmtime::Engine::detect_precompiled(&bytes).is_some() {
-            return Handler::load_precompiled(sandbox, path, &bytes);
+        };
+        if is_native(path).map_err(read_error)? {
+            let kind = wasmtime::Engine::detect_precompiled_file(path)
+                .map_err(|e| read_error(std::io::Error::other(format!("{e:#}"))))?;
+            return match kind {
+                Some(kind) => Handler::load_precompiled(sandbox, path, kind),
+                None => Err(LoadError::NotWasm { path: shown }),
+            };
         }
+        let bytes = std::fs::read(path).map_err(read_error)?;
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm { path: shown });
         }
@@ -113,10 +119,11 @@ impl Handler {
     }
 
     /// A `.cwasm`: native code, so only by flag, only from a file no one else controls.
+    /// Mapped, not read: the native code is shared with the page cache, not copied.
     fn load_precompiled(
         sandbox: &Sandbox,
         path: &Path,
-        bytes: &[u8],
+        kind: wasmtime::Precompiled,
     ) -> Result<Handler, LoadError> {
         let shown = path.display().to_string();
         if !sandbox.trust_precompiled {
@@ -125,27 +132,28 @@ impl Handler {
         if let Some(why) = unsafe_to_run(path) {
             return Err(LoadError::UnsafeFile { path: shown, why });
         }
-        if wasmtime::Engine::detect_precompiled(bytes) != Some(wasmtime::Precompiled::Component) {
+        if kind != wasmtime::Precompiled::Component {
             return Err(LoadError::CoreModule { path: shown });
         }
         // SAFETY: wasmtime checks that this engine's version and settings made the bytes;
         // what it cannot check, that they are what `precompile` wrote, rests on the flag and
         // on the file's owner and mode, checked above.
-        let component = unsafe { Component::deserialize(&sandbox.engine, bytes) }.map_err(|e| {
-            let reason = format!("{e:#}");
-            if reason.contains("does not fit in pooling allocator") {
-                LoadError::MemoryAtStart {
-                    path: shown.clone(),
-                    needs: format!("more than {}", size_text(sandbox.limits.max_memory as u64)),
-                    limit: size_text(sandbox.limits.max_memory as u64),
+        let component =
+            unsafe { Component::deserialize_file(&sandbox.engine, path) }.map_err(|e| {
+                let reason = format!("{e:#}");
+                if reason.contains("does not fit in pooling allocator") {
+                    LoadError::MemoryAtStart {
+                        path: shown.clone(),
+                        needs: format!("more than {}", size_text(sandbox.limits.max_memory as u64)),
+                        limit: size_text(sandbox.limits.max_memory as u64),
+                    }
+                } else {
+                    LoadError::Incompatible {
+                        path: shown.clone(),
+                        reason,
+                    }
                 }
-            } else {
-                LoadError::Incompatible {
-                    path: shown.clone(),
-                    reason,
-                }
-            }
-        })?;
+            })?;
         // The shape was checked when it was compiled; a .cwasm does not keep it.
         Handler::checked(sandbox, path, component, None)
     }
@@ -227,6 +235,21 @@ impl Handler {
         caps.dedup();
         caps
     }
+}
+
+/// Whether a file is native code (an ELF object, as `.cwasm` files are), by its first bytes.
+pub fn is_native(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path)?;
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got == magic.len() && magic == *b"\x7fELF")
 }
 
 /// Why a precompiled file is not safe to run: another user owns it, or others may write it.

@@ -30,7 +30,7 @@ mod shape;
 mod state;
 
 pub use engine::{Sandbox, SandboxConfig};
-pub use handler::{Capability, Handler, LoadError};
+pub use handler::{is_native, Capability, Handler, LoadError};
 pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 pub use outcome::{cut, escaped, Ending, Outcome};
 pub use reuse::Warm;
