@@ -93,15 +93,7 @@ pub fn python_guest(dir: &str, module: &str, name: &str) -> PathBuf {
 /// if its modules are missing.
 pub fn js_guest(entry: &str, name: &str) -> PathBuf {
     built_once(name, |_, out| {
-        let sdk = workspace().join("guest-sdk/js");
-        if !sdk.join("node_modules").exists() {
-            let ok = Command::new("npm")
-                .current_dir(&sdk)
-                .args(["ci", "--no-audit", "--no-fund"])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "npm ci in guest-sdk/js failed");
-        }
+        js_sdk_ready();
         let status = Command::new("node")
             .current_dir(workspace())
             .args(["guest-sdk/js/build.mjs", entry, "-o"])
@@ -113,6 +105,33 @@ pub fn js_guest(entry: &str, name: &str) -> PathBuf {
             "guest-sdk/js/build.mjs failed to build {entry}"
         );
     })
+}
+
+/// Makes sure the JavaScript SDK's modules (componentize-js) are installed: `npm ci` in
+/// `guest-sdk/js` if they are missing.
+pub fn js_sdk_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let sdk = workspace().join("guest-sdk/js");
+        if !sdk.join("node_modules").exists() {
+            let ok = Command::new("npm")
+                .current_dir(&sdk)
+                .args(["ci", "--no-audit", "--no-fund"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "npm ci in guest-sdk/js failed");
+        }
+    });
+}
+
+/// The pinned componentize-py (see [`python_guest`]), installed if missing.
+pub fn componentize_py_tool() -> PathBuf {
+    componentize_py(&target_dir())
+}
+
+/// The workspace's guest-sdk directory (rust/, python/, js/).
+pub fn sdk_dir() -> PathBuf {
+    workspace().join("guest-sdk")
 }
 
 /// `target/lang-guests/NAME.wasm`, made by `build(target, out)` the first time this process

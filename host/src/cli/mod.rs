@@ -7,6 +7,7 @@ mod common;
 mod compile;
 mod dead;
 mod native_code;
+mod new;
 mod push;
 mod queue;
 mod run;
@@ -32,6 +33,7 @@ pub use common::UsageError;
         sque-host stats --queue emails\n  \
         sque-host check send_email.wasm\n  \
         sque-host compile send_email.wasm -o send_email.cwasm\n  \
+        sque-host new --lang python my-handler\n  \
         sque-host dead list --queue emails\n  \
         sque-host queue config --queue emails --lease 10s\n\n\
         Settings can also be given as environment variables (shown in each subcommand's --help), \
@@ -62,6 +64,8 @@ enum Command {
     Check(check::Args),
     /// Compile a handler to native code ahead of time (.cwasm), for hosts that start at once.
     Compile(compile::Args),
+    /// Create a handler project in Rust, Python or JavaScript that builds with one command.
+    New(new::Args),
     /// List, retry or purge the dead list of a queue.
     Dead(dead::Args),
     /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention).
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Compile(args) => compile::run(args).await,
+            Command::New(args) => new::run(args).await,
             Command::Dead(args) => dead::run(args).await,
             Command::Queue(args) => queue::run(args).await,
         }
