@@ -11,6 +11,17 @@ pub struct Case {
     pub concurrency: usize,
     /// Whether BullMQ runs it too.
     pub bullmq: bool,
+    /// For `Kind::Handler`: which send-email handler, and `--reuse`.
+    pub handler: Option<HandlerCase>,
+}
+
+/// A language's `send-email` handler, run by `sque-host` (sque only: BullMQ runs Node).
+#[derive(Clone, Debug, Serialize)]
+pub struct HandlerCase {
+    /// `rust`, `python` or `js`.
+    pub lang: &'static str,
+    /// Jobs one instance serves (`--reuse`; 1: a fresh instance per job).
+    pub reuse: u32,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
@@ -38,6 +49,9 @@ pub enum Kind {
     DeadRetryAll,
     /// `sque-host dead purge --all` of a dead list this long (sque only).
     DeadPurgeAll,
+    /// A language's send-email handler: start-up with no cache (compiling) and with the
+    /// module cache, then jobs/s (sque only).
+    Handler,
 }
 
 /// One run's figures.
@@ -56,6 +70,12 @@ pub struct Measurement {
     pub host_cpu_us_per_job: Option<f64>,
     /// The longest single command Redis ran meanwhile (`SLOWLOG`), in ms.
     pub longest_call_ms: Option<f64>,
+    /// Handler cases: seconds from the host's start to its first job done, compiling the
+    /// handler (no cache), and the host's peak RSS meanwhile.
+    pub cold_start_s: Option<f64>,
+    pub cold_rss_bytes: Option<f64>,
+    /// Handler cases: the same with the module cache warm.
+    pub cached_start_s: Option<f64>,
 }
 
 pub fn all(quick: bool) -> Vec<Case> {
@@ -66,6 +86,18 @@ pub fn all(quick: bool) -> Vec<Case> {
         jobs,
         concurrency,
         bullmq,
+        handler: None,
+    };
+    let handler = |lang: &'static str, reuse: u32, jobs: usize| Case {
+        name: match reuse {
+            1 => format!("handler {lang} send-email, fresh"),
+            n => format!("handler {lang} send-email, --reuse {n}"),
+        },
+        kind: Kind::Handler,
+        jobs,
+        concurrency: 4,
+        bullmq: false,
+        handler: Some(HandlerCase { lang, reuse }),
     };
     let mut cases = vec![
         case(
@@ -154,6 +186,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             false,
         ),
     ];
+    cases.extend([
+        handler("rust", 1, scale(100_000, 20_000)),
+        handler("python", 1, scale(10_000, 2_000)),
+        handler("python", 1000, scale(100_000, 20_000)),
+        handler("js", 1, scale(20_000, 4_000)),
+        handler("js", 1000, scale(100_000, 20_000)),
+    ]);
     if !quick {
         cases.push(case(
             "growth: bulk push 1M (push_many)",

@@ -43,6 +43,9 @@ fn medians(runs: &[Measurement]) -> Measurement {
         redis_cpu_us_per_job: median(runs.iter().map(|m| m.redis_cpu_us_per_job)),
         host_cpu_us_per_job: median(runs.iter().map(|m| m.host_cpu_us_per_job)),
         longest_call_ms: median(runs.iter().map(|m| m.longest_call_ms)),
+        cold_start_s: median(runs.iter().map(|m| m.cold_start_s)),
+        cold_rss_bytes: median(runs.iter().map(|m| m.cold_rss_bytes)),
+        cached_start_s: median(runs.iter().map(|m| m.cached_start_s)),
     }
 }
 
@@ -111,6 +114,14 @@ fn describe(m: &Measurement) -> String {
     }
     if let Some(v) = m.longest_call_ms {
         parts.push(format!("longest Redis call {v:.2} ms"));
+    }
+    if let (Some(cold), Some(rss), Some(cached)) =
+        (m.cold_start_s, m.cold_rss_bytes, m.cached_start_s)
+    {
+        parts.push(format!(
+            "start {cold:.1} s compiling (RSS {:.0} MiB), {cached:.2} s cached",
+            rss / (1 << 20) as f64
+        ));
     }
     parts.join(", ")
 }

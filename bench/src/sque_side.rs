@@ -83,6 +83,10 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::DeadRetryAll => dead_all(case, redis, &queue, "retry")?,
         Kind::DeadPurgeAll => dead_all(case, redis, &queue, "purge")?,
+        Kind::Handler => {
+            manager.push_many(jobs).await?;
+            language(case, redis, &queue, &manager).await?
+        }
         Kind::NodePushMany | Kind::NodeSinglePush | Kind::NodeProcess => {
             bail!("{}: a case of the Node package (node_side.rs)", case.name)
         }
@@ -104,6 +108,17 @@ fn start_host(
     slots: usize,
 ) -> anyhow::Result<std::process::Child> {
     let cache = crate::target_dir().join("bench-module-cache");
+    start_host_with(redis, queue, &guest(handler), slots, &cache, &[])
+}
+
+fn start_host_with(
+    redis: &RedisServer,
+    queue: &str,
+    handler: &std::path::Path,
+    slots: usize,
+    cache: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
     Command::new(host_binary())
         .args([
             "run",
@@ -114,11 +129,13 @@ fn start_host(
             "--redis",
             &redis.url(),
         ])
-        .args(["--handler", guest(handler).to_str().unwrap()])
+        .arg("--handler")
+        .arg(handler)
         // The prefetch is left to its default, the adaptive window (host/src/prefetch.rs).
         .args(["--slots", &slots.to_string()])
         .arg("--cache-dir")
         .arg(cache)
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .context("starting sque-host run")
@@ -130,9 +147,76 @@ async fn process(
     queue: &str,
     manager: &Manager,
 ) -> anyhow::Result<Measurement> {
-    let total = case.jobs as u64;
-    let warm_at = (total / 100).max(1);
-    let mut host = start_host(redis, queue, "noop", case.concurrency)?;
+    let host = start_host(redis, queue, "noop", case.concurrency)?;
+    throughput(case.jobs as u64, 0, host, redis, manager).await
+}
+
+/// A language's send-email handler: a host with an empty module cache until its first job is
+/// done (the compile), then one with the cache warm until its first, then that one's rate.
+async fn language(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
+    let lang = case.handler.as_ref().context("a handler case")?;
+    let handler = match lang.lang {
+        "rust" => guest("send_email"),
+        "python" => {
+            sque_testing::guests::python_guest("examples/send-email-python", "app", "send_email_py")
+        }
+        "js" => sque_testing::guests::js_guest("examples/send-email-js/app.js", "send_email_js"),
+        other => bail!("no send-email handler in {other}"),
+    };
+    let cache = tempfile::tempdir()?;
+    let reuse = lang.reuse.to_string();
+    let extra = ["--reuse", reuse.as_str()];
+    let mut started = Vec::new();
+    let mut cold_rss = 0.0;
+    for _ in ["cold", "cached"] {
+        let before = manager.stats().await?.completed;
+        let t0 = Instant::now();
+        let mut host = start_host_with(
+            redis,
+            queue,
+            &handler,
+            case.concurrency,
+            cache.path(),
+            &extra,
+        )?;
+        while manager.stats().await?.completed == before {
+            if t0.elapsed() > Duration::from_secs(300) {
+                let _ = host.kill();
+                bail!("{}: no job done in 5 minutes", case.name);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        started.push(t0.elapsed().as_secs_f64());
+        if started.len() == 1 {
+            cold_rss = read_hwm(host.id()).unwrap_or(0.0);
+            stop(&mut host)?;
+            continue;
+        }
+        let done = manager.stats().await?.completed;
+        let mut m = throughput(case.jobs as u64, done, host, redis, manager).await?;
+        m.cold_start_s = Some(started[0]);
+        m.cold_rss_bytes = Some(cold_rss);
+        m.cached_start_s = Some(started[1]);
+        return Ok(m);
+    }
+    unreachable!("the second start returns")
+}
+
+/// Waits for `total` jobs done, measuring from 1% past `from` (start-up left out): jobs/s,
+/// CPU per job, the host's peak RSS; then stops the host.
+async fn throughput(
+    total: u64,
+    from: u64,
+    mut host: std::process::Child,
+    redis: &RedisServer,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
+    let warm_at = from + ((total - from) / 100).max(1);
     let pid = host.id();
     let mut warm: Option<(Instant, u64, f64, f64)> = None;
     let mut rss_peak = 0.0;
