@@ -8,18 +8,8 @@ mod support;
 use serde_json::{json, Value};
 use sque::Manager;
 use support::guests::guest;
-use support::host::{cli, stderr, Host};
+use support::host::{assert_refused, cli, stderr, Host};
 use support::{eventually, RedisServer};
-
-/// Exit code 2 and one line on stderr that says `mentions`.
-fn assert_refused(out: &std::process::Output, mentions: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(err.contains(mentions), "{err:?} lacks {mentions:?}");
-}
 
 #[test]
 fn check_reports_the_world_and_what_the_handler_is_made_of() {

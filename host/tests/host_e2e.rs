@@ -5,7 +5,7 @@ mod support;
 use serde_json::{json, Value};
 use sque::{JobId, Manager};
 use support::guests::guest;
-use support::host::{cli, spawn_cli, stderr, Host, HttpServer};
+use support::host::{assert_refused, cli, spawn_cli, stderr, Host, HttpServer};
 use support::{eventually, RedisServer};
 
 fn producer_opts(redis: &RedisServer) -> sque::Options {
@@ -549,20 +549,6 @@ async fn the_send_email_example_posts_to_the_mail_api() {
         Some(json!({"to": "test1@mail.org", "status": 200}))
     );
     host.stop().await;
-}
-
-/// Exit code 2, one line on stderr that starts with "error:", no panic.
-fn assert_refused(out: &std::process::Output, mentions: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(err.contains(mentions), "{err:?} lacks {mentions:?}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sque::{Inspector, Manager};
 use support::guests::guest;
 use support::host::{Host, HttpServer};
-use support::{eventually, producer, RedisServer};
+use support::{dead_jobs, eventually, producer, RedisServer};
 
 /// Every attack of the fixtures, with the code and the words of its recorded reason.
 fn attacks() -> Vec<(Value, &'static str, &'static str)> {
@@ -78,17 +78,6 @@ fn attacks() -> Vec<(Value, &'static str, &'static str)> {
     ]
 }
 
-/// The last errors of the dead jobs, by the order that made them.
-async fn dead_by_order(inspector: &Inspector) -> Vec<(Value, Option<String>, String)> {
-    inspector
-        .dead_jobs(10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.data, d.code, d.error.unwrap_or_default()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_attack_ends_with_its_reason_and_good_jobs_go_through() {
     let redis = RedisServer::start();
@@ -141,7 +130,7 @@ async fn each_attack_ends_with_its_reason_and_good_jobs_go_through() {
     let stats = manager.stats().await.unwrap();
     assert_eq!(stats.completed, good, "every good job completed: {stats:?}");
     let inspector = Inspector::new("hostile", producer(&redis)).await.unwrap();
-    let dead = dead_by_order(&inspector).await;
+    let dead = dead_jobs(&inspector).await;
     for (attack, code, says) in attacks().into_iter().filter(|(_, c, _)| !c.is_empty()) {
         let found = dead
             .iter()
@@ -228,10 +217,10 @@ async fn each_attack_ends_with_its_reason_and_good_jobs_go_through() {
     );
     let before = dead.len();
     eventually("the raw guest's jobs dead", || async {
-        dead_by_order(&inspector).await.len() == before + raw.len()
+        dead_jobs(&inspector).await.len() == before + raw.len()
     })
     .await;
-    let dead = dead_by_order(&inspector).await;
+    let dead = dead_jobs(&inspector).await;
     for (order, code, says) in raw {
         let found = dead.iter().find(|(data, _, _)| *data == order).unwrap();
         assert_eq!(found.1.as_deref(), Some(code), "{order}: {found:?}");

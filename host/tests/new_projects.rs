@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use sque::{Inspector, Manager};
 use support::guests::{componentize_py_tool, js_sdk_ready, sdk_dir};
-use support::host::{cli, stderr, Host};
-use support::{eventually, RedisServer};
+use support::host::{cli, run_until, stderr};
 
 /// Makes a project with `sque-host new`, builds it as it says, runs it; returns nothing but
 /// fails the test if any step does.
@@ -62,47 +60,22 @@ async fn made_built_and_run(lang: &str, build: &[&str], wasm: &str) {
         project.join(wasm)
     };
 
-    let redis = RedisServer::start();
-    let opts = support::producer(&redis).max_attempts(1);
-    let m = Manager::new("emails", opts.clone()).await.unwrap();
-    let ids = m
-        .push_many(vec![
-            json!({"email": "test1@mail.org"}),
-            json!({"email": "nope"}),
-        ])
-        .await
-        .unwrap();
-    let host = Host::start(
-        &redis,
-        "emails",
-        &["--handler", wasm.to_str().unwrap(), "--max-attempts", "1"],
-    );
-    eventually("both jobs ended", || async {
-        let s = m.stats().await.unwrap();
-        (s.completed, s.dead) == (1, 1)
-    })
+    let ran = run_until(
+        &wasm,
+        vec![json!({"email": "test1@mail.org"}), json!({"email": "nope"})],
+        1,
+        1,
+    )
     .await;
     assert_eq!(
-        m.result(&ids[0]).await.unwrap(),
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
         Some(json!({"handled": "test1@mail.org"})),
         "{lang}"
     );
-    let dead = Inspector::new("emails", opts)
-        .await
-        .unwrap()
-        .dead_jobs(10)
-        .await
-        .unwrap();
-    assert_eq!(dead[0].code.as_deref(), Some("fail"), "{lang}: {dead:?}");
-    assert!(
-        dead[0]
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("not an address"),
-        "{lang}: {dead:?}"
-    );
-    let (code, log) = host.stop().await;
+    let (_, code, error) = &ran.dead[0];
+    assert_eq!(code.as_deref(), Some("fail"), "{lang}: {error}");
+    assert!(error.contains("not an address"), "{lang}: {error}");
+    let (code, log) = ran.host.stop().await;
     assert_eq!(code, Some(0), "{log}");
     assert!(
         log.contains("handling test1@mail.org (attempt 1)"),

@@ -45,6 +45,20 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Exit code 2, one line on stderr that starts with "error:" and says `mentions`, no panic.
+pub fn assert_refused(out: &Output, mentions: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(mentions), "{err:?} lacks {mentions:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
 /// A `sque-host run` process whose log the test can wait on.
 pub struct Host {
     child: tokio::process::Child,
@@ -231,5 +245,53 @@ impl HttpServer {
     /// The paths requested, in arrival order.
     pub fn paths(&self) -> Vec<String> {
         self.paths.lock().unwrap().clone()
+    }
+}
+
+/// A host run by [`run_until`], with what it left.
+pub struct Ran {
+    pub redis: RedisServer,
+    pub manager: sque::Manager,
+    pub ids: Vec<sque::JobId>,
+    /// The dead jobs: data, code, last error.
+    pub dead: Vec<(serde_json::Value, Option<String>, String)>,
+    pub host: Host,
+}
+
+/// Pushes `jobs` into a new queue on a private Redis, runs `handler` on it with a single
+/// attempt per job, and waits until `completed` jobs are done and `dead` dead.
+pub async fn run_until(
+    handler: &std::path::Path,
+    jobs: Vec<serde_json::Value>,
+    completed: u64,
+    dead: u64,
+) -> Ran {
+    let redis = RedisServer::start();
+    let opts = super::producer(&redis).max_attempts(1);
+    let manager = sque::Manager::new("jobs", opts.clone()).await.unwrap();
+    let ids = manager.push_many(jobs).await.unwrap();
+    let host = Host::start(
+        &redis,
+        "jobs",
+        &[
+            "--handler",
+            handler.to_str().unwrap(),
+            "--max-attempts",
+            "1",
+        ],
+    );
+    super::eventually(&format!("{completed} done and {dead} dead"), || async {
+        let s = manager.stats().await.unwrap();
+        (s.completed, s.dead) == (completed, dead)
+    })
+    .await;
+    let inspector = sque::Inspector::new("jobs", opts).await.unwrap();
+    let dead = super::dead_jobs(&inspector).await;
+    Ran {
+        redis,
+        manager,
+        ids,
+        dead,
+        host,
     }
 }

@@ -15,3 +15,16 @@ pub fn producer(redis: &RedisServer) -> sque::Options {
         .dispatch(false)
         .lease(std::time::Duration::from_secs(1))
 }
+
+/// The dead jobs of a queue: each one's data, code and last error (empty if none).
+pub async fn dead_jobs(
+    inspector: &sque::Inspector,
+) -> Vec<(serde_json::Value, Option<String>, String)> {
+    inspector
+        .dead_jobs(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.data, d.code, d.error.unwrap_or_default()))
+        .collect()
+}

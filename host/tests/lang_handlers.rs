@@ -1,0 +1,302 @@
+//! Python and JavaScript handlers end to end: components built by componentize-py and
+//! componentize-js from their SDKs (`guest-sdk/python`, `guest-sdk/js`) and from bare
+//! bindings, run by `sque-host`. The same fixtures in both languages: results, `Fail` and
+//! `Retry`, an uncaught exception's type, message and traceback in the job's error (with the
+//! SDK) or from its stderr (without), `--env` read (Python; JavaScript has no environment
+//! until the 0.2.0 world), `--reuse` honoured and dropped after an error, and each
+//! language's `send-email` example.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use sque::{Inspector, Manager};
+use support::guests::{js_guest, python_guest};
+use support::host::{run_until, Host};
+use support::{dead_jobs, eventually, RedisServer};
+
+/// What differs between the languages.
+struct Lang {
+    name: &'static str,
+    /// The SDK fixture (`host/tests/fixtures/<lang>/sdk_app`).
+    sdk_guest: fn() -> PathBuf,
+    /// The fixture without the SDK.
+    raw_guest: fn() -> PathBuf,
+    /// The `send-email` example.
+    example: fn() -> PathBuf,
+    /// Whether the handler can read `--env`.
+    reads_env: bool,
+    /// Where the fixture's traceback or stack names it.
+    stack_mentions: &'static str,
+    /// The example's error for `{"email": "no-at-sign"}`.
+    bad_address: &'static str,
+    /// What the example logs for a dry run.
+    dry_run: &'static str,
+}
+
+const PYTHON: Lang = Lang {
+    name: "python",
+    sdk_guest: || python_guest("host/tests/fixtures/python", "sdk_app", "py_sdk_fixture"),
+    raw_guest: || python_guest("host/tests/fixtures/python", "raw_app", "py_raw_fixture"),
+    example: || python_guest("examples/send-email-python", "app", "send_email_py"),
+    reads_env: true,
+    stack_mentions: "in misbehave",
+    bad_address: "handler failed: invalid email address 'no-at-sign': no @",
+    dry_run: "dry run (no MAIL_API_URL)",
+};
+
+const JS: Lang = Lang {
+    name: "js",
+    sdk_guest: || js_guest("host/tests/fixtures/js/sdk_app.js", "js_sdk_fixture"),
+    raw_guest: || js_guest("host/tests/fixtures/js/raw/raw_app.js", "js_raw_fixture"),
+    example: || js_guest("examples/send-email-js/app.js", "send_email_js"),
+    reads_env: false,
+    stack_mentions: "sdk_app.js",
+    bad_address: "handler failed: invalid email address \"no-at-sign\": no @",
+    dry_run: "dry run: would send",
+};
+
+/// Results, none, Fail, Retry, an exception's type, message and traceback; `--env`.
+async fn completes_fails_retries_and_reads_its_env(lang: &Lang) {
+    let redis = RedisServer::start();
+    let opts = support::producer(&redis).max_attempts(1);
+    let m = Manager::new("lang", opts.clone()).await.unwrap();
+    let mut jobs = vec![
+        json!({"do": "ok"}),
+        json!({"do": "none"}),
+        json!({"do": "fail"}),
+        json!({"do": "retry"}),
+        json!({"do": "raise"}),
+    ];
+    if lang.reads_env {
+        jobs.push(json!({"do": "env", "name": "GREETING"}));
+        jobs.push(json!({"do": "env", "name": "NOT_GRANTED"}));
+    }
+    let total = jobs.len() as u64;
+    let ids = m.push_many(jobs).await.unwrap();
+    let guest = (lang.sdk_guest)();
+    let host = Host::start(
+        &redis,
+        "lang",
+        &[
+            "--handler",
+            guest.to_str().unwrap(),
+            "--max-attempts",
+            "1",
+            "--env",
+            "GREETING=hello",
+        ],
+    );
+    eventually("every job ended", || async {
+        let s = m.stats().await.unwrap();
+        s.completed + s.dead == total
+    })
+    .await;
+    let name = lang.name;
+    assert_eq!(
+        m.result(&ids[0]).await.unwrap(),
+        Some(json!({"ok": true, "attempt": 1})),
+        "{name}"
+    );
+    assert_eq!(m.result(&ids[1]).await.unwrap(), None, "{name}");
+    if lang.reads_env {
+        assert_eq!(
+            m.result(&ids[5]).await.unwrap(),
+            Some(json!({"value": "hello"}))
+        );
+        assert_eq!(
+            m.result(&ids[6]).await.unwrap(),
+            Some(json!({"value": null})),
+            "only what is granted"
+        );
+    }
+
+    let dead = dead_jobs(&Inspector::new("lang", opts).await.unwrap()).await;
+    let find = |order: &str| {
+        dead.iter()
+            .find(|(data, _, _)| data["do"] == order)
+            .unwrap_or_else(|| panic!("{name}: {order} is not dead: {dead:?}"))
+            .clone()
+    };
+    let (_, code, error) = find("fail");
+    assert_eq!(
+        (code.as_deref(), error.as_str()),
+        (Some("fail"), "handler failed: asked to fail"),
+        "{name}"
+    );
+    let (_, code, error) = find("retry");
+    assert_eq!(
+        (code.as_deref(), error.as_str()),
+        (Some("retry"), "handler asked to retry: asked to retry"),
+        "{name}"
+    );
+    let (_, code, error) = find("raise");
+    assert_eq!(code.as_deref(), Some("retry"), "{name}: {error}");
+    assert!(
+        error.starts_with(&format!(
+            "handler asked to retry: ValueError: no address in job {}\n",
+            ids[4]
+        )),
+        "{name}: {error}"
+    );
+    assert!(
+        error.contains(lang.stack_mentions),
+        "{name}, the stack: {error}"
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("hello from job"),
+        "{name}, the log import: {log}"
+    );
+}
+
+/// With `--reuse 100` one slot's instance serves job after job, and none after an error.
+async fn reuse_serves_several_jobs_and_none_after_an_error(lang: &Lang) {
+    let redis = RedisServer::start();
+    let m = Manager::new("reuse", support::producer(&redis))
+        .await
+        .unwrap();
+    let count = json!({"do": "count"});
+    let ids = m
+        .push_many(vec![
+            count.clone(),
+            count.clone(),
+            json!({"do": "raise"}),
+            count.clone(),
+            count.clone(),
+        ])
+        .await
+        .unwrap();
+    let guest = (lang.sdk_guest)();
+    let host = Host::start(
+        &redis,
+        "reuse",
+        &[
+            "--handler",
+            guest.to_str().unwrap(),
+            "--slots",
+            "1",
+            "--prefetch",
+            "1",
+            "--max-attempts",
+            "1",
+            "--reuse",
+            "100",
+        ],
+    );
+    eventually("every job ended", || async {
+        let s = m.stats().await.unwrap();
+        s.completed + s.dead == 5
+    })
+    .await;
+    let mut counts = Vec::new();
+    for id in &ids {
+        counts.push(m.result(id).await.unwrap().map(|r| r["count"].clone()));
+    }
+    assert_eq!(
+        counts,
+        vec![
+            Some(json!(1)),
+            Some(json!(2)),
+            None,
+            Some(json!(1)),
+            Some(json!(2))
+        ],
+        "{}: one instance for the first two, a fresh one after the exception",
+        lang.name
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// Without the SDK an uncaught exception traps the runtime, which has printed it on stderr:
+/// the job's error holds it.
+async fn without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(lang: &Lang) {
+    let ran = run_until(
+        &(lang.raw_guest)(),
+        vec![json!({"do": "raise"}), json!({"do": "ok"})],
+        1,
+        1,
+    )
+    .await;
+    let (_, code, error) = &ran.dead[0];
+    assert_eq!(code.as_deref(), Some("trap"), "{}: {error}", lang.name);
+    // The runtime may print more after the exception (componentize-py: a panic of its own).
+    assert!(
+        error.starts_with("guest trapped: ")
+            && error.contains("; the guest's stderr ended with:\n")
+            && error.contains("the raw guest's own message"),
+        "{}: {error}",
+        lang.name
+    );
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// The `send-email` example does what the Rust one does without `MAIL_API_URL`: checks the
+/// address (a bad one fails for good) and renders a dry run.
+async fn the_send_email_example_checks_and_renders(lang: &Lang) {
+    let ran = run_until(
+        &(lang.example)(),
+        vec![
+            json!({"email": "test1@mail.org"}),
+            json!({"email": "no-at-sign"}),
+        ],
+        1,
+        1,
+    )
+    .await;
+    assert_eq!(
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
+        Some(json!({"to": "test1@mail.org", "status": null})),
+        "{}",
+        lang.name
+    );
+    assert_eq!(ran.dead[0].1.as_deref(), Some("fail"), "{}", lang.name);
+    assert_eq!(ran.dead[0].2, lang.bad_address);
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains(lang.dry_run), "{}: {log}", lang.name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_completes_fails_retries_and_reads_its_env() {
+    completes_fails_retries_and_reads_its_env(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_completes_fails_and_retries() {
+    completes_fails_retries_and_reads_its_env(&JS).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_reuse_serves_several_jobs_and_none_after_an_error() {
+    reuse_serves_several_jobs_and_none_after_an_error(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_reuse_serves_several_jobs_and_none_after_an_error() {
+    reuse_serves_several_jobs_and_none_after_an_error(&JS).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_without_the_sdk_an_uncaught_exception_is_in_the_job_s_error() {
+    without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_without_the_sdk_a_thrown_error_is_in_the_job_s_error() {
+    without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(&JS).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_send_email_checks_and_renders() {
+    the_send_email_example_checks_and_renders(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_send_email_checks_and_renders() {
+    the_send_email_example_checks_and_renders(&JS).await;
+}
