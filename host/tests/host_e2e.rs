@@ -268,7 +268,8 @@ async fn counts(m: &Manager, ids: Vec<JobId>) -> Vec<Value> {
 }
 
 /// By default every job has a fresh instance; with `--reuse N` a slot's instance serves up
-/// to N jobs in turn, and one that ended badly (a trap, a returned error) is not kept.
+/// to N jobs in turn, and one that ended badly (a trap, a returned error) or made over half
+/// of an instance's HTTP header bytes is not kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_serves_one_job_or_with_reuse_up_to_n_and_none_after_a_failure() {
     let redis = RedisServer::start();
@@ -290,6 +291,8 @@ async fn an_instance_serves_one_job_or_with_reuse_up_to_n_and_none_after_a_failu
         count.clone(),
         json!({"do": "fail"}),
         count.clone(),
+        // 3 MiB of HTTP headers: over half an instance's 4 MiB, so it is not kept.
+        json!({"do": "headers", "arg": 3 << 10}),
         count.clone(),
     ];
     let ids = m.push_many(jobs).await.unwrap();
@@ -307,13 +310,13 @@ async fn an_instance_serves_one_job_or_with_reuse_up_to_n_and_none_after_a_failu
             "1",
         ],
     );
-    wait_counts(&m, 3 + 7, 2).await;
+    wait_counts(&m, 3 + 8, 2).await;
     assert_eq!(
         counts(&m, ids).await,
-        [1, 2, 3, 1, 0, 1, 0, 1, 2]
+        [1, 2, 3, 1, 0, 1, 0, 1, 2, 1]
             .map(|n| if n == 0 { Value::Null } else { json!(n) })
             .to_vec(),
-        "three jobs an instance; a new one after the trap and after the failure"
+        "three jobs an instance; a new one after the trap, the failure, and 3 MiB of headers"
     );
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
