@@ -13,9 +13,14 @@
 // package.json). A returned value completes the job (undefined or null: no result);
 // `throw new Retry(msg)` asks for another attempt after backoff; `throw new Fail(msg)` sends
 // the job to the dead list; anything else thrown is a retry whose error is its name,
-// message and stack.
+// message and stack. `env(name)` reads the values `sque-host run --env` grants; `fetch`
+// reaches the hosts `--allow-http` names; `progress(40, 'rendered')` and `push(queue, data)`
+// report and hand work on. Built against sque:handler@0.2.0 (wit/handler.wit here).
 
-import { log as hostLog } from 'sque:handler/log@0.1.0';
+import { getEnvironment } from 'wasi:cli/environment@0.2.12';
+import { push as hostPush } from 'sque:handler/follow-up@0.2.0';
+import { log as hostLog } from 'sque:handler/log@0.2.0';
+import { report } from 'sque:handler/progress@0.2.0';
 
 /** The longest error text sent to the host, which cuts it further to the queue's limit. */
 export const MAX_ERROR_CHARS = 64 * 1024;
@@ -60,6 +65,49 @@ export const debug = (message) => hostLog('debug', String(message));
 export const info = (message) => hostLog('info', String(message));
 export const warn = (message) => hostLog('warn', String(message));
 export const error = (message) => hostLog('error', String(message));
+
+let environment;
+
+/** A variable `sque-host run --env` granted, or `fallback`. Read when first asked for: the
+ * build runs the module's top level, so reading it there would keep the build's values. */
+export function env(name, fallback = undefined) {
+  environment ??= new Map(getEnvironment());
+  return environment.has(name) ? environment.get(name) : fallback;
+}
+
+/** Reports how far the job has come: `percent` (0 to 100) and an optional short note (cut
+ * at 256 bytes). The host records the latest, at most about once a second. */
+export function progress(percent, note = undefined) {
+  const capped = Math.max(0, Math.min(100, Math.trunc(Number(percent)) || 0));
+  report(capped, note === undefined || note === null ? undefined : String(note));
+}
+
+/**
+ * Pushes a follow-up job of `data` (any JSON value) to `queue`, committed only when this job
+ * completes (a job that fails or is retried pushes nothing). Returns its index among this
+ * job's pushes. A push the host refuses throws `Fail`.
+ */
+export function push(queue, data, { delayMs, uniqueKey } = {}) {
+  const options = {
+    delayMs: delayMs === undefined ? undefined : BigInt(delayMs),
+    uniqueKey,
+  };
+  try {
+    return hostPush(String(queue), JSON.stringify(data), options);
+  } catch (e) {
+    const why = e?.payload ?? e;
+    switch (why?.tag) {
+      case 'denied':
+        throw new Fail(`pushing to ${JSON.stringify(queue)} was denied: this host does not let handlers push there`);
+      case 'too-large':
+        throw new Fail(`the job pushed to ${JSON.stringify(queue)} is too large (${why.val} bytes)`);
+      case 'invalid':
+        throw new Fail(`the push to ${JSON.stringify(queue)} is invalid: ${why.val}`);
+      default:
+        throw new Fail('this job has pushed as many jobs as it may');
+    }
+  }
+}
 
 const cut = (text) => String(text).slice(0, MAX_ERROR_CHARS);
 

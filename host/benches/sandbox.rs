@@ -16,7 +16,16 @@ mod plain {
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
     use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-    wasmtime::component::bindgen!({ world: "handler", path: "wit" });
+    wasmtime::component::bindgen!({
+        world: "handler",
+        path: "wit",
+        with: {
+            "wasi:cli": wasmtime_wasi::p2::bindings::sync::cli,
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::sync::clocks,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        },
+    });
 
     pub struct State {
         wasi: WasiCtx,
@@ -50,7 +59,11 @@ mod plain {
             let engine = Engine::new(&config).unwrap();
             let mut linker = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-            Handler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+            // What `noop` imports of the world: the types and the log.
+            self::sque::handler::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+                .unwrap();
+            self::sque::handler::log::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+                .unwrap();
             let component = wasmtime::component::Component::from_file(&engine, wasm).unwrap();
             let pre = HandlerPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
             Plain { engine, pre }

@@ -8,7 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use sque::Manager;
 use support::guests::guest;
-use support::host::{assert_refused, cli, stderr, Host};
+use support::host::{assert_refused, cli, run_until, stderr, Host};
 use support::{eventually, RedisServer};
 
 #[test]
@@ -27,7 +27,7 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["world"], "sque:handler/handler@0.1.0");
+    assert_eq!(report["world"], "sque:handler/handler@0.2.0");
     assert_eq!(report["precompiled"], false);
     // A Rust guest: its module and the WASI adapter's, and the shims between them.
     let instances = report["core_instances"].as_u64().unwrap();
@@ -49,6 +49,34 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
             && text.contains("of linear memory at start (--max-memory: 64.0 MiB)"),
         "{text}"
     );
+}
+
+/// A handler built against the first version of the world still loads and runs, and
+/// `check` says which version it targets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_of_the_older_world_runs_and_check_names_its_world() {
+    let raw = guest("raw_fixture");
+    let out = cli(
+        &["check", raw.to_str().unwrap(), "--json", "--no-cache"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["world"], "sque:handler/handler@0.1.0", "{report}");
+    let text = cli(&["check", raw.to_str().unwrap(), "--no-cache"], b"");
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("a sque handler (world sque:handler/handler@0.1.0)"),
+        "{}",
+        stderr(&text)
+    );
+    let ran = run_until(&raw, vec![json!("ok")], 1, 0).await;
+    assert_eq!(
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
+        Some(json!({"ok": true}))
+    );
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -928,3 +928,37 @@ async fn a_two_gib_line_on_push_stdin_is_refused_without_being_read_whole() {
     let m = Manager::new("huge", producer_opts(&redis)).await.unwrap();
     assert_eq!(m.stats().await.unwrap().pushed, 0);
 }
+
+/// The Rust SDK's `progress` and `push`, through the 0.2.0 world: fifty reports in a moment
+/// make two log lines (the first, and the last when the job ends); a push is refused, as no
+/// queue is granted to handlers, and fails the job for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_recorded_within_its_rate_and_pushes_are_refused() {
+    let ran = support::host::run_until(
+        &guest("fixtures"),
+        vec![json!({"do": "progress"}), json!({"do": "push"})],
+        1,
+        1,
+    )
+    .await;
+    assert_eq!(
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
+        Some(json!({"progressed": true}))
+    );
+    let (_, code, error) = &ran.dead[0];
+    assert_eq!(code.as_deref(), Some("fail"), "{error}");
+    assert!(
+        error.contains("pushing to \"elsewhere\" was denied"),
+        "{error}"
+    );
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    for line in ["progress 1%: step 1", "progress 50%: step 50"] {
+        assert!(log.contains(line), "{line} in {log}");
+    }
+    assert!(!log.contains("progress 2%"), "{log}");
+    assert!(
+        log.contains("denied the guest a follow-up job to elsewhere"),
+        "{log}"
+    );
+}

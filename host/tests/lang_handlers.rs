@@ -2,9 +2,9 @@
 //! componentize-js from their SDKs (`guest-sdk/python`, `guest-sdk/js`) and from bare
 //! bindings, run by `sque-host`. The same fixtures in both languages: results, `Fail` and
 //! `Retry`, an uncaught exception's type, message and traceback in the job's error (with the
-//! SDK) or from its stderr (without), `--env` read (Python; JavaScript has no environment
-//! until the 0.2.0 world), `--reuse` honoured and dropped after an error, and each
-//! language's `send-email` example.
+//! SDK) or from its stderr (without), `--env` read, progress recorded, a push refused,
+//! `--reuse` honoured and dropped after an error, and each language's `send-email` example
+//! posting where `--allow-http` lets it.
 
 mod support;
 
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use sque::{Inspector, Manager};
 use support::guests::{js_guest, python_guest};
-use support::host::{run_until, Host};
+use support::host::{run_until, run_until_with, Host, HttpServer};
 use support::{dead_jobs, eventually, RedisServer};
 
 /// What differs between the languages.
@@ -25,8 +25,6 @@ struct Lang {
     raw_guest: fn() -> PathBuf,
     /// The `send-email` example.
     example: fn() -> PathBuf,
-    /// Whether the handler can read `--env`.
-    reads_env: bool,
     /// Where the fixture's traceback or stack names it.
     stack_mentions: &'static str,
     /// The example's error for `{"email": "no-at-sign"}`.
@@ -40,7 +38,6 @@ const PYTHON: Lang = Lang {
     sdk_guest: || python_guest("host/tests/fixtures/python", "sdk_app", "py_sdk_fixture"),
     raw_guest: || python_guest("host/tests/fixtures/python", "raw_app", "py_raw_fixture"),
     example: || python_guest("examples/send-email-python", "app", "send_email_py"),
-    reads_env: true,
     stack_mentions: "in misbehave",
     bad_address: "handler failed: invalid email address 'no-at-sign': no @",
     dry_run: "dry run (no MAIL_API_URL)",
@@ -51,28 +48,28 @@ const JS: Lang = Lang {
     sdk_guest: || js_guest("host/tests/fixtures/js/sdk_app.js", "js_sdk_fixture"),
     raw_guest: || js_guest("host/tests/fixtures/js/raw/raw_app.js", "js_raw_fixture"),
     example: || js_guest("examples/send-email-js/app.js", "send_email_js"),
-    reads_env: false,
     stack_mentions: "sdk_app.js",
     bad_address: "handler failed: invalid email address \"no-at-sign\": no @",
-    dry_run: "dry run: would send",
+    dry_run: "dry run (no MAIL_API_URL)",
 };
 
-/// Results, none, Fail, Retry, an exception's type, message and traceback; `--env`.
-async fn completes_fails_retries_and_reads_its_env(lang: &Lang) {
+/// Results, none, Fail, Retry, an exception's type, message and traceback; `--env`;
+/// progress; a push, which this host refuses.
+async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
     let redis = RedisServer::start();
     let opts = support::producer(&redis).max_attempts(1);
     let m = Manager::new("lang", opts.clone()).await.unwrap();
-    let mut jobs = vec![
+    let jobs = vec![
         json!({"do": "ok"}),
         json!({"do": "none"}),
         json!({"do": "fail"}),
         json!({"do": "retry"}),
         json!({"do": "raise"}),
+        json!({"do": "env", "name": "GREETING"}),
+        json!({"do": "env", "name": "NOT_GRANTED"}),
+        json!({"do": "progress"}),
+        json!({"do": "push"}),
     ];
-    if lang.reads_env {
-        jobs.push(json!({"do": "env", "name": "GREETING"}));
-        jobs.push(json!({"do": "env", "name": "NOT_GRANTED"}));
-    }
     let total = jobs.len() as u64;
     let ids = m.push_many(jobs).await.unwrap();
     let guest = (lang.sdk_guest)();
@@ -100,17 +97,21 @@ async fn completes_fails_retries_and_reads_its_env(lang: &Lang) {
         "{name}"
     );
     assert_eq!(m.result(&ids[1]).await.unwrap(), None, "{name}");
-    if lang.reads_env {
-        assert_eq!(
-            m.result(&ids[5]).await.unwrap(),
-            Some(json!({"value": "hello"}))
-        );
-        assert_eq!(
-            m.result(&ids[6]).await.unwrap(),
-            Some(json!({"value": null})),
-            "only what is granted"
-        );
-    }
+    assert_eq!(
+        m.result(&ids[5]).await.unwrap(),
+        Some(json!({"value": "hello"})),
+        "{name}"
+    );
+    assert_eq!(
+        m.result(&ids[6]).await.unwrap(),
+        Some(json!({"value": null})),
+        "{name}: only what is granted"
+    );
+    assert_eq!(
+        m.result(&ids[7]).await.unwrap(),
+        Some(json!({"progressed": true})),
+        "{name}"
+    );
 
     let dead = dead_jobs(&Inspector::new("lang", opts).await.unwrap()).await;
     let find = |order: &str| {
@@ -144,11 +145,27 @@ async fn completes_fails_retries_and_reads_its_env(lang: &Lang) {
         error.contains(lang.stack_mentions),
         "{name}, the stack: {error}"
     );
+    let (_, code, error) = find("push");
+    assert_eq!(code.as_deref(), Some("fail"), "{name}: {error}");
+    assert!(
+        error.contains("was denied: this host does not let handlers push there"),
+        "{name}: {error}"
+    );
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
     assert!(
         log.contains("hello from job"),
         "{name}, the log import: {log}"
+    );
+    // Fifty reports in a moment: the first is recorded at once, the last when the job ends,
+    // and those between are dropped.
+    for line in ["progress 1%: step 1", "progress 50%: step 50"] {
+        assert!(log.contains(line), "{name}: {line} in {log}");
+    }
+    assert!(!log.contains("progress 2%"), "{name}: {log}");
+    assert!(
+        log.contains("denied the guest a follow-up job to elsewhere"),
+        "{name}: {log}"
     );
 }
 
@@ -262,13 +279,13 @@ async fn the_send_email_example_checks_and_renders(lang: &Lang) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_completes_fails_retries_and_reads_its_env() {
-    completes_fails_retries_and_reads_its_env(&PYTHON).await;
+async fn python_completes_fails_retries_reads_its_env_and_reports() {
+    completes_fails_retries_reads_its_env_and_reports(&PYTHON).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn js_completes_fails_and_retries() {
-    completes_fails_retries_and_reads_its_env(&JS).await;
+async fn js_completes_fails_retries_reads_its_env_and_reports() {
+    completes_fails_retries_reads_its_env_and_reports(&JS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,4 +316,67 @@ async fn python_send_email_checks_and_renders() {
 #[tokio::test(flavor = "multi_thread")]
 async fn js_send_email_checks_and_renders() {
     the_send_email_example_checks_and_renders(&JS).await;
+}
+
+/// With `MAIL_API_URL` and `--allow-http` for its host, the example posts the message; with
+/// the variable but no grant, the host refuses the request and says so.
+async fn the_send_email_example_posts_where_allowed(lang: &Lang) {
+    let name = lang.name;
+    let api = HttpServer::start().await;
+    let url = format!("MAIL_API_URL=http://127.0.0.1:{}/send", api.port);
+    let allow = format!("127.0.0.1:{}", api.port);
+    let example = (lang.example)();
+    let ran = run_until_with(
+        &example,
+        vec![json!({"email": "test1@mail.org", "name": "Ann"})],
+        &["--env", &url, "--allow-http", &allow],
+        1,
+        0,
+    )
+    .await;
+    assert_eq!(
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
+        Some(json!({"to": "test1@mail.org", "status": 200})),
+        "{name}"
+    );
+    let sent: Vec<serde_json::Value> = api
+        .requests()
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 1, "{name}: {sent:?}");
+    assert_eq!(sent[0]["to"], "test1@mail.org", "{name}");
+    assert!(
+        sent[0]["text"].as_str().unwrap().contains("Hi Ann"),
+        "{name}: {sent:?}"
+    );
+    assert_eq!(api.paths(), ["/send"], "{name}");
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let ran = run_until_with(
+        &example,
+        vec![json!({"email": "test2@mail.org"})],
+        &["--env", &url],
+        0,
+        1,
+    )
+    .await;
+    assert_eq!(api.requests().len(), 1, "{name}: nothing more was sent");
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!("denied the guest an HTTP request to {allow}")),
+        "{name}: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_send_email_posts_where_allowed() {
+    the_send_email_example_posts_where_allowed(&PYTHON).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_send_email_posts_where_allowed() {
+    the_send_email_example_posts_where_allowed(&JS).await;
 }

@@ -1,9 +1,11 @@
 //! A JSON POST over `wasi:http`. The host allows it only to the hosts named by
 //! `--allow-http`; anything else fails here with "denied".
 
+use sque_guest::wasi::http::outgoing_handler;
+use sque_guest::wasi::http::types::{
+    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
 use sque_guest::Error;
-use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 
 /// Posts `body` to `url` and returns the HTTP status.
 pub fn post_json(url: &str, body: &[u8]) -> Result<u16, Error> {

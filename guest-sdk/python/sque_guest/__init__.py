@@ -18,7 +18,10 @@ How a job ends: a returned value (or None) completes it; ``raise Retry(msg)`` as
 another attempt after backoff; ``raise Fail(msg)`` sends it to the dead list; any other
 exception is a retry whose error is the exception's type and message, then its traceback.
 Import what the handler uses at the top of its module: componentize-py bundles the modules
-imported when the app is loaded, not those a function imports later.
+imported when the app is loaded, not those a function imports later. ``env(name)`` reads the
+values ``sque-host run --env`` grants; ``sque_guest.http`` makes outgoing requests to the hosts
+``--allow-http`` names; ``progress(40, "rendered")`` and ``push(queue, data)`` report and
+hand work on. Built against ``sque:handler@0.2.0`` (``wit/handler.wit`` in this package).
 """
 
 import json as _json
@@ -28,10 +31,25 @@ import traceback as _traceback
 
 import componentize_py_types as _types
 import wit_world as _wit_world
+from wit_world.imports import follow_up as _follow_up
 from wit_world.imports import log as _log
-from wit_world.imports import types as _wit_types
+from wit_world.imports import progress as _progress
+from wit_world.imports import sque_handler_types as _wit_types
 
-__all__ = ["handler", "Job", "Retry", "Fail", "env", "trace", "debug", "info", "warn", "error"]
+__all__ = [
+    "handler",
+    "Job",
+    "Retry",
+    "Fail",
+    "env",
+    "progress",
+    "push",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+]
 
 #: The longest error text sent to the host: the host cuts longer ones to the queue's
 #: max_error_bytes (4 KiB by default) keeping their beginning, where the type and message are.
@@ -71,6 +89,30 @@ class Job:
 def env(name, default=None):
     """An environment variable the host granted (``sque-host run --env K=V``), else default."""
     return _os.environ.get(name, default)
+
+
+def progress(percent, note=None):
+    """Reports how far the job has come: ``percent`` (0 to 100) and an optional short note
+    (cut at 256 bytes). The host records the latest, at most about once a second."""
+    _progress.report(max(0, min(int(percent), 100)), None if note is None else str(note))
+
+
+def push(queue, data, delay_ms=None, unique_key=None):
+    """Pushes a follow-up job of ``data`` (any JSON value) to ``queue``, committed only when
+    this job completes (a job that fails or is retried pushes nothing). Returns its index
+    among this job's pushes. A push the host refuses raises :class:`Fail`."""
+    options = _follow_up.PushOptions(delay_ms, unique_key)
+    try:
+        return _follow_up.push(queue, _json.dumps(data), options)
+    except _types.Err as e:
+        why = e.value
+        if isinstance(why, _follow_up.PushError_Denied):
+            raise Fail(f"pushing to {queue!r} was denied: this host does not let handlers push there") from None
+        if isinstance(why, _follow_up.PushError_TooLarge):
+            raise Fail(f"the job pushed to {queue!r} is too large ({why.value} bytes)") from None
+        if isinstance(why, _follow_up.PushError_Invalid):
+            raise Fail(f"the push to {queue!r} is invalid: {why.value}") from None
+        raise Fail("this job has pushed as many jobs as it may") from None
 
 
 def trace(message):

@@ -23,6 +23,13 @@
 //!   send the job straight to the dead list.
 //! - A panic is logged with its message (the host reports it as the job's error) and traps.
 //! - The log macros (`trace!` … `error!`) go to the host's log, tagged with the job.
+//! - `progress(40, "rendered")` reports how far the job has come.
+//! - `push("emails", &data)?` pushes a follow-up job, committed only if this job completes
+//!   (refused unless the host grants the queue).
+//! - `std::env::var` reads the values `sque-host run --env` grants; `sque_guest::wasi::http`
+//!   makes outgoing requests to the hosts `--allow-http` names.
+//!
+//! Built against `sque:handler@0.2.0` (`wit/handler.wit` in this crate).
 
 use std::fmt;
 use std::sync::Once;
@@ -37,13 +44,21 @@ pub mod __bindings {
         pub_export_macro: true,
         export_macro_name: "__export",
         default_bindings_module: "::sque_guest::__bindings",
+        // The WASI interfaces the world imports, generated here: a handler reaches them as
+        // `sque_guest::wasi`, at the version the world names.
+        generate_all,
     });
 }
 
 #[doc(hidden)]
 pub use __bindings::__export;
 
+pub use __bindings::sque::handler::follow_up::PushOptions;
 pub use __bindings::sque::handler::log::Level;
+
+/// The WASI interfaces the world imports (`wasi:cli/environment`, `wasi:http/outgoing-handler`
+/// and the types they use), for handlers that make HTTP requests.
+pub use __bindings::wasi;
 
 /// The prefix of the log line the panic hook writes. The host recognises it and reports the
 /// panic's message as the job's error.
@@ -102,6 +117,51 @@ impl std::error::Error for Error {}
 /// Writes one line to the host's log.
 pub fn log(level: Level, message: &str) {
     __bindings::sque::handler::log::log(level, message);
+}
+
+/// Reports how far the job has come: `percent` (capped at 100) and a short note (cut at 256
+/// bytes; empty for none). The host records the latest, at most about once a second.
+pub fn progress(percent: u8, note: &str) {
+    let note = (!note.is_empty()).then_some(note);
+    __bindings::sque::handler::progress::report(percent, note);
+}
+
+/// Pushes a follow-up job of `data` to `queue`, committed only when this job completes (a job
+/// that fails or is retried pushes nothing). Returns its index among this job's pushes. A
+/// push the host refuses is an `Error::Fail`: no retry would change it.
+pub fn push<T: serde::Serialize + ?Sized>(queue: &str, data: &T) -> Result<u32, Error> {
+    push_with(
+        queue,
+        data,
+        &PushOptions {
+            delay_ms: None,
+            unique_key: None,
+        },
+    )
+}
+
+/// `push`, with a delay or a unique key.
+pub fn push_with<T: serde::Serialize + ?Sized>(
+    queue: &str,
+    data: &T,
+    options: &PushOptions,
+) -> Result<u32, Error> {
+    use __bindings::sque::handler::follow_up::PushError;
+    let json = serde_json::to_string(data).map_err(|e| {
+        Error::fail(format!(
+            "the data pushed to {queue:?} does not serialize: {e}"
+        ))
+    })?;
+    __bindings::sque::handler::follow_up::push(queue, &json, options).map_err(|e| match e {
+        PushError::Denied => Error::fail(format!(
+            "pushing to {queue:?} was denied: this host does not let handlers push there"
+        )),
+        PushError::TooLarge(bytes) => Error::fail(format!(
+            "the job pushed to {queue:?} is too large ({bytes} bytes)"
+        )),
+        PushError::Invalid(why) => Error::fail(format!("the push to {queue:?} is invalid: {why}")),
+        PushError::Limit => Error::fail("this job has pushed as many jobs as it may"),
+    })
 }
 
 #[doc(hidden)]

@@ -10,9 +10,6 @@ use crate::cli::common::parse_size;
 use crate::cli::native_code::{load, NativeCodeArgs};
 use crate::sandbox::{Grants, Limits, Sandbox, SandboxConfig, Shape};
 
-/// The world every handler targets.
-const WORLD: &str = "sque:handler/handler@0.1.0";
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The component to check (.wasm, or a .cwasm with --trust-precompiled).
@@ -52,7 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let out = serde_json::json!({
             "file": args.file.display().to_string(),
             "handler": true,
-            "world": WORLD,
+            "world": handler.world(),
             "precompiled": shape.is_none(),
             "core_instances": shape.map(|s| s.core_instances),
             "memories": shape.map(|s| s.memories),
@@ -63,7 +60,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("{out}");
         return Ok(());
     }
-    println!("{}: a sque handler (world {WORLD})", args.file.display());
+    match handler.world() {
+        Some(world) => println!("{}: a sque handler (world {world})", args.file.display()),
+        None => println!(
+            "{}: a sque handler (it imports nothing of the world, so it runs under any of {})",
+            args.file.display(),
+            crate::sandbox::WORLDS.join(", ")
+        ),
+    }
     match shape {
         Some(Shape {
             core_instances,

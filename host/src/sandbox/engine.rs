@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::sandbox::limits::{Grants, Limits};
@@ -88,7 +88,7 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking wasi:http: {e}"))?;
-        crate::sandbox::Handler_::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        crate::sandbox::world::link(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking the handler world: {e}"))?;
         crate::sandbox::guards::install(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking the host's guards: {e}"))?;

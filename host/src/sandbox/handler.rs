@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 use crate::sandbox::engine::{Sandbox, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 use crate::sandbox::shape::{size_text, Shape};
 use crate::sandbox::state::State;
-use crate::sandbox::Handler_Pre;
+use crate::sandbox::world::current::HandlerPre;
 
 /// Why a file cannot serve as a handler. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum LoadError {
     CoreModule { path: String },
     #[error("{path}: not a valid WebAssembly component: {reason}")]
     Invalid { path: String, reason: String },
-    #[error("{path}: a component, but not a sque handler ({reason}); build it against wit/handler.wit with the sque-guest crate")]
+    #[error("{path}: a component, but not a sque handler ({reason}); build it against wit/handler.wit with a sque guest SDK")]
     WrongWorld { path: String, reason: String },
     #[error("{path}: a precompiled handler (native code); load it only if you made it, with --trust-precompiled (SQUE_TRUST_PRECOMPILED=1), or pass the .wasm it was compiled from")]
     Untrusted { path: String },
@@ -73,7 +73,7 @@ impl fmt::Display for Capability {
 
 /// A loaded handler, ready to instantiate once per job.
 pub struct Handler {
-    pub(crate) pre: Handler_Pre<State>,
+    pub(crate) pre: HandlerPre<State>,
     path: PathBuf,
     imports: Vec<String>,
     /// `None` for a precompiled handler, which does not keep it.
@@ -179,7 +179,7 @@ impl Handler {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = Handler_Pre::new(instance_pre).map_err(wrong_world)?;
+        let pre = HandlerPre::new(instance_pre).map_err(wrong_world)?;
         Ok(Handler {
             pre,
             path: path.to_path_buf(),
@@ -205,6 +205,12 @@ impl Handler {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The version of the `sque:handler` world its imports name (`None`: it imports
+    /// nothing of it, and runs under either).
+    pub fn world(&self) -> Option<&'static str> {
+        crate::sandbox::world_of(&self.imports)
     }
 
     /// The interfaces the component imports.

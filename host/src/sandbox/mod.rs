@@ -1,6 +1,7 @@
 //! The sandbox: runs a job handler, a WebAssembly component of the `sque:handler` world
-//! (`wit/handler.wit`), in a fresh instance per job (or, opted into, one kept for N jobs), within limits of time and memory and
-//! with no capability it was not granted.
+//! (`wit/handler.wit`, or the older `wit/v0.1.0/`), in a fresh instance per job (or, opted
+//! into, one kept for N jobs), within limits of time and memory and with no capability it was
+//! not granted.
 //!
 //! - `engine.rs`: the one wasmtime engine of the process (pooling allocator, epochs, cache).
 //! - `handler.rs`: a handler loaded from a file and checked against the world, ready to
@@ -8,6 +9,9 @@
 //! - `shape.rs`: what a component is made of (core instances, memories, memory at start),
 //!   read before it is compiled, so that a limit it is over can be named.
 //! - `limits.rs`: per-job limits and granted capabilities.
+//! - `world.rs`: the bindings of the world's two versions, and the host functions it imports
+//!   (log, progress, follow-up jobs).
+//! - `progress.rs`: a job's progress reports, rate-limited and bounded.
 //! - `state.rs`: what one job's store holds: WASI context, resource table, log, limiter.
 //! - `output.rs`: guest stdout/stderr into the host's log, capped and escaped per job, and
 //!   the job's denials.
@@ -24,10 +28,12 @@ mod http;
 mod limits;
 mod outcome;
 mod output;
+mod progress;
 mod reuse;
 mod run;
 mod shape;
 mod state;
+mod world;
 
 pub use engine::{Sandbox, SandboxConfig};
 pub use handler::{is_native, Capability, Handler, LoadError};
@@ -36,15 +42,4 @@ pub use outcome::{cut, escaped, Ending, Outcome};
 pub use reuse::Warm;
 pub use run::JobInput;
 pub use shape::{size_text, Shape};
-
-// The bindings of the `sque:handler` world: `Handler_` (the world), `Handler_Pre`, and the
-// `sque::handler::{types, log}` host traits. Renamed so that `Handler` names our own type.
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "handler",
-        path: "wit",
-        exports: { default: async },
-    });
-}
-pub(crate) use bindings::sque;
-pub(crate) use bindings::{Handler as Handler_, HandlerPre as Handler_Pre};
+pub use world::{world_of, WORLDS};

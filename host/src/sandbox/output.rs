@@ -33,6 +33,17 @@ pub(crate) enum Denied {
     Tcp,
     Udp,
     NameLookup,
+    Push,
+}
+
+impl Denied {
+    const ALL: [Denied; 5] = [
+        Denied::Http,
+        Denied::Tcp,
+        Denied::Udp,
+        Denied::NameLookup,
+        Denied::Push,
+    ];
 }
 
 impl Denied {
@@ -42,6 +53,7 @@ impl Denied {
             Denied::Tcp => "a TCP socket",
             Denied::Udp => "a UDP socket",
             Denied::NameLookup => "a name lookup",
+            Denied::Push => "a follow-up job",
         }
     }
 
@@ -52,6 +64,7 @@ impl Denied {
             Denied::NameLookup => {
                 "name lookups are never granted (HTTP to a granted host needs none)"
             }
+            Denied::Push => "this host grants handlers no queue to push to",
         }
     }
 }
@@ -71,7 +84,7 @@ struct LogState {
     dropped_bytes: usize,
     dropped_lines: usize,
     /// Denials by kind, in the order of `Denied`.
-    denials: [u64; 4],
+    denials: [u64; Denied::ALL.len()],
     /// The last bytes the guest wrote to stderr: at most `tail_limit` once trimmed.
     stderr_tail: Vec<u8>,
     tail_limit: usize,
@@ -97,7 +110,7 @@ impl JobLog {
             lines_left: max_lines,
             dropped_bytes: 0,
             dropped_lines: 0,
-            denials: [0; 4],
+            denials: [0; Denied::ALL.len()],
             stderr_tail: Vec::new(),
             tail_limit: tail_bytes,
             tail_trimmed: false,
@@ -117,7 +130,7 @@ impl JobLog {
         s.lines_left = max_lines;
         s.dropped_bytes = 0;
         s.dropped_lines = 0;
-        s.denials = [0; 4];
+        s.denials = [0; Denied::ALL.len()];
         s.stderr_tail.clear();
         s.tail_trimmed = false;
     }
@@ -200,7 +213,7 @@ impl JobLog {
         if s.dropped_lines > 0 {
             tracing::warn!(%queue, %job, "guest output over the per-job log limits (--max-log-bytes, --max-log-lines): {} line(s), {} byte(s) dropped", s.dropped_lines, s.dropped_bytes);
         }
-        for kind in [Denied::Http, Denied::Tcp, Denied::Udp, Denied::NameLookup] {
+        for kind in Denied::ALL {
             let n = s.denials[kind as usize];
             if n > 1 {
                 tracing::warn!(%queue, %job, "denied the guest {} {n} times in all", kind.what());

@@ -15,13 +15,13 @@ use wasmtime::Store;
 use crate::sandbox::handler::Handler;
 use crate::sandbox::limits::MAX_HTTP_FIELD_BYTES;
 use crate::sandbox::state::State;
-use crate::sandbox::Handler_;
+use crate::sandbox::world::current::Handler as Instance;
 
 /// A warm instance, its store, and how many jobs it has served.
 pub struct Warm {
     pub(crate) handler: Arc<Handler>,
     pub(crate) store: Store<State>,
-    pub(crate) instance: Handler_,
+    pub(crate) instance: Instance,
     pub(crate) served: u32,
 }
 

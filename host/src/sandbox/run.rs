@@ -12,8 +12,8 @@ use crate::sandbox::engine::Sandbox;
 use crate::sandbox::handler::Handler;
 use crate::sandbox::outcome::{cut, with_stderr, Ending, Outcome};
 use crate::sandbox::reuse::Warm;
-use crate::sandbox::sque::handler::types::{Error as GuestError, Job as GuestJob};
 use crate::sandbox::state::State;
+use crate::sandbox::world::current::sque::handler::types::{Error as GuestError, Job as GuestJob};
 
 /// What the guest is given.
 #[derive(Clone, Debug)]
@@ -79,8 +79,8 @@ impl Sandbox {
             };
             tokio::time::timeout(self.limits.timeout, call).await
         };
+        store.data_mut().finish_job();
         let state = store.data();
-        state.log.finish();
         let limit = self.max_error_bytes();
         let failed = |ending: Ending, message: String| {
             Outcome::Failed(ending, cut(&message, limit).into_owned())

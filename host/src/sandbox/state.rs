@@ -12,8 +12,7 @@ use crate::sandbox::http::AllowList;
 use crate::sandbox::limits::{Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 use crate::sandbox::outcome::cut;
 use crate::sandbox::output::{Denied, GuestOutput, JobLog};
-use crate::sandbox::sque::handler::log::{Host as LogHost, Level};
-use crate::sandbox::sque::handler::types::Host as TypesHost;
+use crate::sandbox::progress::Progress;
 
 /// The prefix the guest SDK's panic hook puts before the panic message.
 const PANIC_PREFIX: &str = "guest panicked: ";
@@ -25,6 +24,7 @@ pub(crate) struct State {
     hooks: AllowList,
     pub limiter: MemoryLimiter,
     pub log: JobLog,
+    pub progress: Progress,
     /// The message of a panic the guest reported before it trapped (cut to the error limit).
     pub panic: Option<String>,
     /// HTTP header bytes the guest may still create (see `engine.rs`, which counts them).
@@ -86,6 +86,7 @@ impl State {
                 hit: None,
             },
             log,
+            progress: Progress::default(),
             panic: None,
             http_field_bytes_left: MAX_HTTP_FIELD_BYTES,
             resource_limit_hit: None,
@@ -126,21 +127,20 @@ impl WasiHttpView for State {
     }
 }
 
-impl TypesHost for State {}
-
-impl LogHost for State {
-    fn log(&mut self, level: Level, message: String) {
+impl State {
+    /// A line from the guest's `log` import (either version of the world). The guest SDK
+    /// reports a panic this way before it traps: its message becomes the job's error.
+    pub fn guest_log(&mut self, level: tracing::Level, message: &str) {
         if let Some(panic) = message.strip_prefix(PANIC_PREFIX) {
             self.panic = Some(cut(panic, self.max_error_bytes).into_owned());
         }
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log.line("log", level, &message);
+        self.log.line("log", level, message);
+    }
+
+    /// Once the job is over: records what the rates kept back and what was dropped.
+    pub fn finish_job(&mut self) {
+        self.progress.finish(&self.log);
+        self.log.finish();
     }
 }
 

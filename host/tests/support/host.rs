@@ -266,20 +266,29 @@ pub async fn run_until(
     completed: u64,
     dead: u64,
 ) -> Ran {
+    run_until_with(handler, jobs, &[], completed, dead).await
+}
+
+/// [`run_until`], with more arguments for `sque-host run`.
+pub async fn run_until_with(
+    handler: &std::path::Path,
+    jobs: Vec<serde_json::Value>,
+    args: &[&str],
+    completed: u64,
+    dead: u64,
+) -> Ran {
     let redis = RedisServer::start();
     let opts = super::producer(&redis).max_attempts(1);
     let manager = sque::Manager::new("jobs", opts.clone()).await.unwrap();
     let ids = manager.push_many(jobs).await.unwrap();
-    let host = Host::start(
-        &redis,
-        "jobs",
-        &[
-            "--handler",
-            handler.to_str().unwrap(),
-            "--max-attempts",
-            "1",
-        ],
-    );
+    let mut all = vec![
+        "--handler",
+        handler.to_str().unwrap(),
+        "--max-attempts",
+        "1",
+    ];
+    all.extend_from_slice(args);
+    let host = Host::start(&redis, "jobs", &all);
     super::eventually(&format!("{completed} done and {dead} dead"), || async {
         let s = manager.stats().await.unwrap();
         (s.completed, s.dead) == (completed, dead)
