@@ -40,14 +40,14 @@ pub enum LoadError {
         needs: String,
         limit: String,
     },
-    #[error("{path}: this handler {what} {count} {noun}; a handler may {verb} at most {most}, and no flag raises it: build it without what adds them")]
+    #[error(
+        "{path}: this handler {over}, and no flag raises that: build it without what adds them"
+    )]
     TooMany {
         path: String,
-        what: &'static str,
-        count: u32,
-        noun: &'static str,
-        verb: &'static str,
-        most: u32,
+        /// What it has and what a handler may have, e.g. "has 70 core module instances,
+        /// where a handler may have at most 64".
+        over: String,
     },
 }
 
@@ -289,40 +289,23 @@ fn check_shape(sandbox: &Sandbox, shape: &Shape, path: &str) -> Result<(), LoadE
             limit: size_text(limit),
         });
     }
-    let too_many = |what, count, noun, verb, most| LoadError::TooMany {
-        path: path.to_string(),
-        what,
-        count,
-        noun,
-        verb,
-        most,
+    let over = |count: u32, most: u32, what: &str| {
+        (count > most).then(|| LoadError::TooMany {
+            path: path.to_string(),
+            over: format!("has {count} {what}, where a handler may have at most {most}"),
+        })
     };
-    if shape.core_instances > MAX_CORE_INSTANCES {
-        return Err(too_many(
-            "makes",
+    let checks = [
+        over(
             shape.core_instances,
-            "core module instances",
-            "make",
             MAX_CORE_INSTANCES,
-        ));
-    }
-    if shape.memories > MAX_MEMORIES {
-        return Err(too_many(
-            "defines",
-            shape.memories,
-            "linear memories",
-            "define",
-            MAX_MEMORIES,
-        ));
-    }
-    if shape.tables > MAX_TABLES {
-        return Err(too_many(
-            "defines",
-            shape.tables,
-            "tables",
-            "define",
-            MAX_TABLES,
-        ));
+            "core module instances",
+        ),
+        over(shape.memories, MAX_MEMORIES, "linear memories"),
+        over(shape.tables, MAX_TABLES, "tables"),
+    ];
+    if let Some(error) = checks.into_iter().flatten().next() {
+        return Err(error);
     }
     Ok(())
 }
