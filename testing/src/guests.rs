@@ -62,11 +62,13 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// A Python guest component: the module `module` in `dir` (relative to the workspace), built
 /// with the Python SDK (`guest-sdk/python`) by componentize-py into
-/// `target/lang-guests/NAME.wasm`, once per process. componentize-py is the version
+/// `target/lang-guests/NAME.wasm` (again only when the module's directory, the SDK or the
+/// pin changed since the last build). componentize-py is the version
 /// `guest-sdk/python/pyproject.toml` pins, from `SQUE_COMPONENTIZE_PY` or a virtualenv in
 /// `target/python-tools` (made here, from PyPI, if missing).
 pub fn python_guest(dir: &str, module: &str, name: &str) -> PathBuf {
-    built_once(name, |target, out| {
+    let inputs = [dir, "guest-sdk/python"];
+    built_once(name, &inputs, |target, out| {
         let status = Command::new(componentize_py(target))
             .current_dir(workspace())
             .args([
@@ -89,10 +91,16 @@ pub fn python_guest(dir: &str, module: &str, name: &str) -> PathBuf {
 
 /// A JavaScript guest component: `entry` (relative to the workspace) built with the
 /// JavaScript SDK's `build.mjs` (componentize-js, pinned in `guest-sdk/js/package.json`) into
-/// `target/lang-guests/NAME.wasm`, once per process. Runs `npm ci` in `guest-sdk/js` first
-/// if its modules are missing.
+/// `target/lang-guests/NAME.wasm` (again only when the entry's directory, the SDK or its lock
+/// file changed since the last build). Runs `npm ci` in `guest-sdk/js` first if its modules
+/// are missing.
 pub fn js_guest(entry: &str, name: &str) -> PathBuf {
-    built_once(name, |_, out| {
+    let entry_dir = Path::new(entry)
+        .parent()
+        .and_then(Path::to_str)
+        .unwrap_or(".");
+    let inputs = [entry_dir, "guest-sdk/js"];
+    built_once(name, &inputs, |_, out| {
         js_sdk_ready();
         let status = Command::new("node")
             .current_dir(workspace())
@@ -135,8 +143,10 @@ pub fn sdk_dir() -> PathBuf {
 }
 
 /// `target/lang-guests/NAME.wasm`, made by `build(target, out)` the first time this process
-/// asks for it.
-fn built_once(name: &str, build: impl FnOnce(&Path, &Path)) -> PathBuf {
+/// asks for it, unless it is newer than every file under `inputs` (directories relative to
+/// the workspace): a language guest takes 10 to 30 seconds to build, and most test and bench
+/// processes find it as the last one left it.
+fn built_once(name: &str, inputs: &[&str], build: impl FnOnce(&Path, &Path)) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -151,9 +161,30 @@ fn built_once(name: &str, build: impl FnOnce(&Path, &Path)) -> PathBuf {
     let out_dir = target.join("lang-guests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(format!("{name}.wasm"));
-    build(&target, &out);
+    let built_at = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let changed_at = inputs
+        .iter()
+        .filter_map(|dir| newest_change(&workspace().join(dir)))
+        .max();
+    if built_at.is_none() || changed_at.is_none() || changed_at > built_at {
+        build(&target, &out);
+    }
     built.insert(name.to_string(), out.clone());
     out
+}
+
+/// When a file under `path` last changed (installed modules and caches left out).
+fn newest_change(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| !matches!(e.file_name().to_str(), Some("node_modules" | "__pycache__")))
+        .filter_map(|e| newest_change(&e.path()))
+        .max()
 }
 
 /// The pinned componentize-py: `SQUE_COMPONENTIZE_PY`, else a virtualenv of its own.
