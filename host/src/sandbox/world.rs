@@ -67,33 +67,27 @@ pub fn world_of(imports: &[String]) -> Option<&'static str> {
 impl current::sque::handler::types::Host for State {}
 impl v0_1::sque::handler::types::Host for State {}
 
-impl current::sque::handler::log::Host for State {
-    fn log(&mut self, level: current::sque::handler::log::Level, message: String) {
-        use current::sque::handler::log::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.guest_log(level, &message);
-    }
+/// The `log` import of one version of the world: the same in both but for the types.
+macro_rules! log_host {
+    ($version:ident) => {
+        impl $version::sque::handler::log::Host for State {
+            fn log(&mut self, level: $version::sque::handler::log::Level, message: String) {
+                use $version::sque::handler::log::Level;
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                self.guest_log(level, &message);
+            }
+        }
+    };
 }
 
-impl v0_1::sque::handler::log::Host for State {
-    fn log(&mut self, level: v0_1::sque::handler::log::Level, message: String) {
-        use v0_1::sque::handler::log::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.guest_log(level, &message);
-    }
-}
+log_host!(current);
+log_host!(v0_1);
 
 impl ProgressHost for State {
     fn report(&mut self, percent: u8, note: Option<String>) {
