@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::sandbox::{Handler, Sandbox};
 
@@ -55,6 +57,23 @@ pub async fn load(sandbox: &Arc<Sandbox>, path: &Path) -> anyhow::Result<Handler
         let (sandbox, path) = (sandbox.clone(), path.to_path_buf());
         tokio::task::spawn_blocking(move || Handler::load(&sandbox, &path))
     };
+    let cache = match sandbox.cache_dir() {
+        Some(dir) => format!(
+            "later starts take it from the module cache in {}",
+            dir.display()
+        ),
+        None => "the module cache is off (--no-cache), so every start compiles".to_string(),
+    };
+    Ok(reporting_progress(path, &cache, task).await??)
+}
+
+/// Waits for a load, logging a line once it has taken `QUIET_LOAD`, then every
+/// `PROGRESS_EVERY`, and how long it took if it said anything.
+async fn reporting_progress<T>(
+    path: &Path,
+    cache: &str,
+    task: tokio::task::JoinHandle<T>,
+) -> Result<T, tokio::task::JoinError> {
     tokio::pin!(task);
     let started = Instant::now();
     let mut wait = QUIET_LOAD;
@@ -62,25 +81,86 @@ pub async fn load(sandbox: &Arc<Sandbox>, path: &Path) -> anyhow::Result<Handler
     loop {
         tokio::select! {
             loaded = &mut task => {
-                let handler = loaded??;
                 if said {
                     tracing::info!(handler = %path.display(), "compiled in {:.1}s", started.elapsed().as_secs_f64());
                 }
-                return Ok(handler);
+                return loaded;
             }
             _ = tokio::time::sleep(wait) => {
                 if said {
                     tracing::info!(handler = %path.display(), "still compiling ({}s)", started.elapsed().as_secs());
                 } else {
-                    let cache = match sandbox.cache_dir() {
-                        Some(dir) => format!("later starts take it from the module cache in {}", dir.display()),
-                        None => "the module cache is off (--no-cache), so every start compiles".to_string(),
-                    };
                     tracing::info!(handler = %path.display(), "compiling the handler to native code: a large guest (Python, JavaScript) takes seconds; {cache}; `sque-host compile` makes a .cwasm that needs none");
                     said = true;
                 }
                 wait = PROGRESS_EVERY;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The log lines written while `f` runs on this thread.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// On the runtime's paused clock, which moves on whenever the runtime waits: a load that
+    /// ends at once says nothing; one that lasts says it is compiling, then again every ten
+    /// seconds, then how long it took.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_load_says_so_and_a_short_one_does_not() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let path = Path::new("h.wasm");
+
+        // Tasks on the runtime, not blocking ones: those would keep the clock from moving.
+        let quick = tokio::spawn(async { 1 });
+        assert_eq!(reporting_progress(path, "cached", quick).await.unwrap(), 1);
+        assert_eq!(log.text(), "", "a quick load is quiet");
+
+        // A load that lasts until the second "still compiling" line is written.
+        let seen = log.clone();
+        let slow = tokio::spawn(async move {
+            while seen.text().matches("still compiling").count() < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            2
+        });
+        assert_eq!(reporting_progress(path, "cached", slow).await.unwrap(), 2);
+        let text = log.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("compiling the handler to native code")
+                && lines[0].contains("; cached; "),
+            "{text}"
+        );
+        assert!(lines[1].contains("still compiling (12s)"), "{text}");
+        assert!(lines[2].contains("still compiling (22s)"), "{text}");
+        assert!(lines.last().unwrap().contains("compiled in"), "{text}");
     }
 }
