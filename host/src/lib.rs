@@ -1,12 +1,10 @@
 //! The `sque-host` binary's own code: the command line (`cli/`), the worker pool (`pool/`) and
-//! the sandbox that runs handlers (`sandbox/`), over the `sque` queue library, and what they
-//! ask of the allocator (`allocator.rs`). A library only
+//! the sandbox that runs handlers (`sandbox/`), over the `sque` queue library. A library only
 //! so that the binary's tests and benches can reach its parts: it is not an API. Producers
 //! and workers in Rust use the `sque` crate.
 //!
 //! Imports run one way: `cli` → `pool` → (`sandbox`, `sque`); `sandbox` never sees the queue.
 
-pub mod allocator;
 pub mod cli;
 pub mod pool;
 pub mod sandbox;

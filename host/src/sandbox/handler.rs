@@ -111,11 +111,10 @@ impl Handler {
         })?;
         check_shape(sandbox, &shape, &shown)?;
         let component =
-            crate::allocator::returning_freed_memory(|| Component::new(&sandbox.engine, &bytes))
-                .map_err(|e| LoadError::Invalid {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
+            Component::new(&sandbox.engine, &bytes).map_err(|e| LoadError::Invalid {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         Handler::checked(sandbox, path, component, Some(shape))
     }
 
