@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    /// The log lines written while `f` runs on this thread.
+    /// The log lines written on this thread while the test's subscriber is its default.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
 

@@ -44,9 +44,7 @@ impl Denied {
         Denied::NameLookup,
         Denied::Push,
     ];
-}
 
-impl Denied {
     fn what(self) -> &'static str {
         match self {
             Denied::Http => "an HTTP request",
