@@ -52,6 +52,9 @@ pub enum Kind {
     /// A language's send-email handler: start-up with no cache (compiling) and with the
     /// module cache, then jobs/s (sque only).
     Handler,
+    /// Processing as `Process` with `--metrics-addr`, then what one scrape of `/metrics`
+    /// costs the host and Redis, reading the queue every time (sque only).
+    MetricsScrape,
 }
 
 /// One run's figures.
@@ -76,6 +79,10 @@ pub struct Measurement {
     pub cold_rss_bytes: Option<f64>,
     /// Handler cases: the same with the module cache warm.
     pub cached_start_s: Option<f64>,
+    /// `MetricsScrape`: CPU (host and Redis) one scrape costs, and that as a share of the
+    /// CPU one second of processing took.
+    pub scrape_cpu_us: Option<f64>,
+    pub scrape_share: Option<f64>,
 }
 
 pub fn all(quick: bool) -> Vec<Case> {
@@ -143,6 +150,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             true,
         ),
         case("latency c=10", Kind::Latency, scale(2_000, 500), 10, true),
+        case(
+            "metrics scrape at c=50 (CPU per scrape)",
+            Kind::MetricsScrape,
+            scale(100_000, 20_000),
+            50,
+            false,
+        ),
         case(
             "node: pushMany / addBulk",
             Kind::NodePushMany,

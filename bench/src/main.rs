@@ -37,6 +37,17 @@ struct Args {
     /// Skip BullMQ (sque's figures alone).
     #[arg(long)]
     no_bullmq: bool,
+    /// Measure this sque-host binary instead of building one: for a before-and-after
+    /// comparison, build the earlier commit's, copy it aside, and run both in turn.
+    #[arg(long, value_name = "PATH")]
+    host: Option<PathBuf>,
+}
+
+/// The sque-host binary the cases run: `--host`, or the one `build` makes.
+static HOST_BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+pub fn host_binary() -> &'static Path {
+    HOST_BINARY.get_or_init(|| target_dir().join("release").join("sque-host"))
 }
 
 pub fn workspace() -> PathBuf {
@@ -48,7 +59,13 @@ pub fn workspace() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    build()?;
+    match &args.host {
+        Some(host) => {
+            HOST_BINARY.get_or_init(|| host.clone());
+            build_guests();
+        }
+        None => build()?,
+    }
     node_side::install()?;
     if !args.no_bullmq {
         bullmq::install()?;
@@ -109,9 +126,13 @@ fn build() -> anyhow::Result<()> {
     if !host.success() {
         bail!("building sque-host failed");
     }
+    build_guests();
+    Ok(())
+}
+
+fn build_guests() {
     sque_testing::guests::guest("noop");
     sque_testing::guests::guest("fixtures");
-    Ok(())
 }
 
 pub fn target_dir() -> PathBuf {

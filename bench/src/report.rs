@@ -46,6 +46,8 @@ fn medians(runs: &[Measurement]) -> Measurement {
         cold_start_s: median(runs.iter().map(|m| m.cold_start_s)),
         cold_rss_bytes: median(runs.iter().map(|m| m.cold_rss_bytes)),
         cached_start_s: median(runs.iter().map(|m| m.cached_start_s)),
+        scrape_cpu_us: median(runs.iter().map(|m| m.scrape_cpu_us)),
+        scrape_share: median(runs.iter().map(|m| m.scrape_share)),
     }
 }
 
@@ -121,6 +123,12 @@ fn describe(m: &Measurement) -> String {
         parts.push(format!(
             "start {cold:.1} s compiling (RSS {:.0} MiB), {cached:.2} s cached",
             rss / (1 << 20) as f64
+        ));
+    }
+    if let (Some(cpu), Some(share)) = (m.scrape_cpu_us, m.scrape_share) {
+        parts.push(format!(
+            "a scrape: {cpu:.0} µs CPU (host + Redis), {:.3}% of a second of processing",
+            share * 100.0
         ));
     }
     parts.join(", ")

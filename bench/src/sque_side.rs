@@ -9,11 +9,8 @@ use anyhow::{bail, Context as _};
 use sque::{Manager, Options};
 
 use crate::cases::{email, Case, Kind, Measurement};
+use crate::host_binary;
 use crate::redis_server::RedisServer;
-
-fn host_binary() -> std::path::PathBuf {
-    crate::target_dir().join("release").join("sque-host")
-}
 
 fn guest(name: &str) -> std::path::PathBuf {
     crate::target_dir()
@@ -81,6 +78,10 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             process(case, redis, &queue, &manager).await?
         }
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
+        Kind::MetricsScrape => {
+            manager.push_many(jobs).await?;
+            scrape_cost(case, redis, &queue, &manager).await?
+        }
         Kind::DeadRetryAll => dead_all(case, redis, &queue, "retry")?,
         Kind::DeadPurgeAll => dead_all(case, redis, &queue, "purge")?,
         Kind::Handler => {
@@ -149,6 +150,79 @@ async fn process(
 ) -> anyhow::Result<Measurement> {
     let host = start_host(redis, queue, "noop", case.concurrency)?;
     throughput(case.jobs as u64, 0, host, redis, manager).await
+}
+
+/// Scrapes of `/metrics` made one after another once processing is done.
+const SCRAPES: u32 = 1_000;
+
+/// Processing at the case's concurrency with the metrics endpoint on, as `process` does; then,
+/// the host idle, `SCRAPES` scrapes with the queue read at every one (`--metrics-interval 0s`,
+/// the worst case): their CPU, host and Redis, less what the idle pair used in as long,
+/// against the CPU of one second of the processing.
+async fn scrape_cost(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?
+    };
+    let cache = crate::target_dir().join("bench-module-cache");
+    let addr_arg = addr.to_string();
+    let mut host = start_host_with(
+        redis,
+        queue,
+        &guest("noop"),
+        case.concurrency,
+        &cache,
+        &["--metrics-addr", &addr_arg, "--metrics-interval", "0s"],
+    )?;
+    let pid = host.id();
+    let processing = throughput_of(case.jobs as u64, 0, pid, redis, manager).await;
+    let processing = match processing {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = host.kill();
+            return Err(e);
+        }
+    };
+    let cpu_per_second = processing.jobs_per_sec.unwrap_or(0.0)
+        * (processing.host_cpu_us_per_job.unwrap_or(0.0)
+            + processing.redis_cpu_us_per_job.unwrap_or(0.0));
+    // The idle pair's own CPU (heartbeats, the reaper) over as long as the scrapes take.
+    let cpu =
+        || -> anyhow::Result<f64> { Ok(redis.cpu_seconds()? + cpu_seconds(pid).unwrap_or(0.0)) };
+    let scrape_once = || async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::ensure!(
+            answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200"),
+            "a scrape failed"
+        );
+        anyhow::Ok(())
+    };
+    let (c0, t0) = (cpu()?, Instant::now());
+    for _ in 0..SCRAPES {
+        scrape_once().await?;
+    }
+    let (scraping, took) = (cpu()? - c0, t0.elapsed());
+    let (c1, t1) = (cpu()?, Instant::now());
+    tokio::time::sleep(took).await;
+    let idle = (cpu()? - c1) * took.as_secs_f64() / t1.elapsed().as_secs_f64();
+    stop(&mut host)?;
+    let per_scrape_us = ((scraping - idle).max(0.0) * 1e6) / SCRAPES as f64;
+    Ok(Measurement {
+        scrape_cpu_us: Some(per_scrape_us),
+        scrape_share: Some(per_scrape_us / cpu_per_second),
+        ..processing
+    })
 }
 
 /// A language's send-email handler: a host with an empty module cache until its first job is
@@ -224,8 +298,23 @@ async fn throughput(
     redis: &RedisServer,
     manager: &Manager,
 ) -> anyhow::Result<Measurement> {
+    let measured = throughput_of(total, from, host.id(), redis, manager).await;
+    if measured.is_err() {
+        let _ = host.kill();
+    }
+    stop(&mut host)?;
+    measured
+}
+
+/// [`throughput`]'s measurement of the host `pid`, which it leaves running.
+async fn throughput_of(
+    total: u64,
+    from: u64,
+    pid: u32,
+    redis: &RedisServer,
+    manager: &Manager,
+) -> anyhow::Result<Measurement> {
     let warm_at = from + ((total - from) / 100).max(1);
-    let pid = host.id();
     let mut warm: Option<(Instant, u64, f64, f64)> = None;
     let mut rss_peak = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -239,7 +328,6 @@ async fn throughput(
             break;
         }
         if Instant::now() > deadline {
-            let _ = host.kill();
             bail!("processing did not finish in 10 minutes");
         }
         rss_peak = read_hwm(pid).unwrap_or(rss_peak);
@@ -251,7 +339,6 @@ async fn throughput(
     let redis_cpu = redis.cpu_seconds()? - redis0;
     let host_cpu = cpu_seconds(pid).unwrap_or(0.0) - host0;
     rss_peak = read_hwm(pid).unwrap_or(rss_peak);
-    stop(&mut host)?;
     Ok(Measurement {
         jobs_per_sec: Some(jobs / took.as_secs_f64()),
         rss_bytes: Some(rss_peak),

@@ -1,10 +1,13 @@
-//! The `sque-host` binary's own code: the command line (`cli/`), the worker pool (`pool/`) and
-//! the sandbox that runs handlers (`sandbox/`), over the `sque` queue library. A library only
+//! The `sque-host` binary's own code: the command line (`cli/`), the worker pool (`pool/`),
+//! the sandbox that runs handlers (`sandbox/`) and what Prometheus is told (`metrics/`), over the `sque` queue library. A library only
 //! so that the binary's tests and benches can reach its parts: it is not an API. Producers
 //! and workers in Rust use the `sque` crate.
 //!
 //! Imports run one way: `cli` → `pool` → (`sandbox`, `sque`); `sandbox` never sees the queue.
+//! `metrics` sits beside them: the pool and the sandbox record into it, and it names the
+//! sandbox's endings.
 
 pub mod cli;
+pub mod metrics;
 pub mod pool;
 pub mod sandbox;

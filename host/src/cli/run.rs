@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::common::{parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs};
 use crate::cli::native_code::{load, NativeCodeArgs};
+use crate::metrics::Metrics;
 use crate::pool::{self, CurrentHandler, PoolConfig};
 use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
 
@@ -136,6 +137,20 @@ pub struct Args {
     /// Run the manager only (dispatch and recovery), no worker slots.
     #[arg(long, env = "SQUE_MANAGER_ONLY")]
     manager_only: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics: this host's jobs (started,
+    /// completed, failed by reason, retried, dead-lettered; run, instance-creation and
+    /// acknowledgement times; busy slots) and the queue's figures from Redis (waiting, in
+    /// flight, retrying, dead, workers), read at most once per --metrics-interval however
+    /// often it is scraped. Off unless given; docs/METRICS.md lists every series. Example:
+    /// 127.0.0.1:9464.
+    #[arg(long, env = "SQUE_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
+    /// The least time between two reads of the queue's figures from Redis for /metrics:
+    /// set it to your scrape interval. Scrapes in between get the figures last read.
+    #[arg(long, env = "SQUE_METRICS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    metrics_interval: Duration,
 
     /// On SIGINT/SIGTERM, how long running jobs may take to finish.
     #[arg(long, env = "SQUE_GRACE", default_value = "30s", value_parser = parse_duration)]
@@ -296,6 +311,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let stop = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new(
+        &queue,
+        worker
+            .as_ref()
+            .map_or_else(crate::metrics::duration_histogram, |(s, _, _)| {
+                s.instantiation()
+            }),
+        match args.metrics_addr {
+            Some(_) => Some((
+                sque::Inspector::new(&queue, opts.clone())
+                    .await
+                    .map_err(connect("reading the queue for /metrics"))?,
+                args.metrics_interval,
+            )),
+            None => None,
+        },
+    ));
+    let metrics_server = match args.metrics_addr {
+        Some(addr) => {
+            let (bound, task) =
+                crate::metrics::server::start(addr, metrics.clone(), stop.clone()).await?;
+            tracing::info!(queue = %queue, "metrics at http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let signals = tokio::spawn(watch_signals(
         stop.clone(),
         worker
@@ -321,6 +362,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 prefetch,
                 grace: args.grace,
             },
+            metrics.jobs(),
             stop.clone(),
         )
         .await;
@@ -335,6 +377,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The signal watcher cancelled `stop` and ended; nothing else does.
     let _ = signals.await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     if let Some(client) = client {
         client.shutdown().await.map_err(|e| {
             anyhow::Error::new(e).context(PartlyDone(

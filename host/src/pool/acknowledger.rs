@@ -9,12 +9,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use sque::{Client, FailOutcome, Failure, Job};
 use tokio::sync::mpsc;
 
+use crate::metrics::JobMetrics;
 use crate::pool::{Finished, Shared};
 use crate::sandbox::{escaped, Ending, Outcome};
 
@@ -36,6 +37,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
             )
             .await
         });
+        // Acknowledgements on their way: the jobs are no longer this host's to hold.
+        shared.metrics.held.dec_by(credits.len() as i64);
         drop(credits);
     }
 }
@@ -43,37 +46,58 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
 async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Duration) {
     let client = &shared.client;
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
+    let metrics = &shared.metrics;
+    metrics.run_time.observe(took.as_secs_f64());
+    let asked = Instant::now();
+    // Ok(true): recorded as completed; Ok(false): recorded as failed.
     let acked = match outcome {
         Outcome::Completed(result) => {
             // The sandbox checked the result: it parses, and is nested under 128 levels.
             match client.complete_json(job, result.clone()).await {
                 Ok(()) => {
                     tracing::debug!(queue = %queue, job = %id, attempt, "completed in {took:.1?}");
-                    Ok(())
+                    Ok(true)
                 }
                 // Redis refused this completion (it was alone in its call: others are not
                 // affected). The job fails, with why, rather than running again unrecorded.
                 Err(e) if !e.is_unavailable() && !matches!(e, sque::Error::StaleLease { .. }) => {
                     let reason = format!("Redis refused the job's completion: {e}");
-                    fail(client, job, Ending::HostError, &reason).await
+                    fail(client, metrics, job, Ending::HostError, &reason)
+                        .await
+                        .map(|()| false)
                 }
                 Err(e) => Err(e),
             }
         }
-        Outcome::Failed(ending, reason) => fail(client, job, *ending, reason).await,
+        Outcome::Failed(ending, reason) => fail(client, metrics, job, *ending, reason)
+            .await
+            .map(|()| false),
     };
+    metrics.ack_time.observe(asked.elapsed().as_secs_f64());
     let mut report = shared.report();
     match acked {
-        Ok(()) if matches!(outcome, Outcome::Completed(_)) => report.completed += 1,
-        Ok(()) => report.failed += 1,
+        Ok(true) => {
+            report.completed += 1;
+            metrics.completed.inc();
+        }
+        Ok(false) => report.failed += 1,
         Err(e) => {
+            if matches!(e, sque::Error::StaleLease { .. }) {
+                metrics.stale_acks.inc();
+            }
             tracing::warn!(queue = %queue, job = %id, attempt, "could not record the outcome: {e}; the job will come back when its lease runs out")
         }
     }
 }
 
 /// Records a failure, with its code, and says what became of the job.
-async fn fail(client: &Client, job: &Job, ending: Ending, reason: &str) -> Result<(), sque::Error> {
+async fn fail(
+    client: &Client,
+    metrics: &JobMetrics,
+    job: &Job,
+    ending: Ending,
+    reason: &str,
+) -> Result<(), sque::Error> {
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
     let failure = Failure {
         code: ending.code(),
@@ -81,14 +105,19 @@ async fn fail(client: &Client, job: &Job, ending: Ending, reason: &str) -> Resul
         retry: ending.retried(),
     };
     let shown = escaped(reason);
-    match client.fail_with(job, &failure).await? {
+    let outcome = client.fail_with(job, &failure).await?;
+    metrics.failed(ending).inc();
+    match outcome {
         FailOutcome::Retry { after } => {
+            metrics.retried.inc();
             tracing::warn!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; retrying in {after:.1?}");
         }
         FailOutcome::Dead if ending.retried() => {
+            metrics.dead_lettered.inc();
             tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; out of attempts, moved to the dead list");
         }
         FailOutcome::Dead => {
+            metrics.dead_lettered.inc();
             tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed for good: {shown}; moved to the dead list");
         }
     }

@@ -37,6 +37,7 @@ pub(super) async fn run(
             _ = stop.cancelled() => return,
             _ = retune.tick(), if prefetch.is_adaptive() => {
                 prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
+                shared.metrics.prefetch.set(prefetch.current() as i64);
             }
             credit = credits.clone().acquire_owned() => {
                 let credit = credit.expect("never closed");
@@ -46,6 +47,7 @@ pub(super) async fn run(
             Some((asked, credit)) = asks.next(), if !asks.is_empty() => match asked {
                 Ok(job) => {
                     backoff.reset();
+                    shared.metrics.held.inc();
                     let input = JobInput {
                         id: job.id.to_string(),
                         queue: job.queue.clone(),

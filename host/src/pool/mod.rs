@@ -42,6 +42,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::JobMetrics;
 use crate::sandbox::{JobInput, Outcome, Sandbox};
 pub use current_handler::CurrentHandler;
 use outbox::Outbox;
@@ -73,6 +74,8 @@ struct Shared {
     handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
     report: std::sync::Mutex<PoolReport>,
+    /// What `/metrics` shows of the slots.
+    metrics: Arc<JobMetrics>,
     /// Acknowledgements on their way to Redis: waited for before the pool ends.
     acks: TaskTracker,
     /// Jobs the slots have finished, for the adaptive prefetch.
@@ -109,6 +112,7 @@ pub async fn run(
     handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
     config: PoolConfig,
+    metrics: Arc<JobMetrics>,
     stop: CancellationToken,
 ) -> PoolReport {
     let shared = Arc::new(Shared {
@@ -117,10 +121,13 @@ pub async fn run(
         handler,
         wasm,
         report: Default::default(),
+        metrics,
         acks: TaskTracker::new(),
         finished: AtomicU64::new(0),
     });
     let prefetch = Prefetch::new(config.prefetch, config.slots);
+    shared.metrics.slots.set(config.slots as i64);
+    shared.metrics.prefetch.set(prefetch.current() as i64);
     let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
     let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
@@ -178,9 +185,11 @@ pub async fn run(
 
 /// Gives a job that never started back to the head of the queue.
 async fn release(shared: &Shared, job: &Job) {
+    shared.metrics.held.dec();
     match shared.client.release(job).await {
         Ok(()) => {
             shared.report().released += 1;
+            shared.metrics.released.inc();
             tracing::info!(queue = %job.queue, job = %job.id, "not started: given back to the head of the queue");
         }
         Err(e) => {

@@ -64,6 +64,8 @@ pub struct Sandbox {
     pooling: bool,
     cache_dir: Option<PathBuf>,
     pub(crate) trust_precompiled: bool,
+    /// How long fresh instances took to make (shown by `/metrics`).
+    pub(crate) instantiation: prometheus_client::metrics::histogram::Histogram,
     /// Stops the epoch ticker when the sandbox is dropped.
     _ticker: DropGuard,
 }
@@ -103,6 +105,7 @@ impl Sandbox {
             pooling,
             cache_dir: config.cache_dir,
             trust_precompiled: config.trust_precompiled,
+            instantiation: crate::metrics::duration_histogram(),
             _ticker: ticker,
         })
     }
@@ -110,6 +113,11 @@ impl Sandbox {
     /// Whether instances come from the pooling allocator.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// How long fresh instances took to make: a histogram `/metrics` shows.
+    pub fn instantiation(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.instantiation.clone()
     }
 
     /// Where compiled handlers are cached, if they are.

@@ -72,7 +72,12 @@ impl Sandbox {
             let call = async {
                 let instance = match instance {
                     Some(instance) => instance,
-                    None => handler.pre.instantiate_async(&mut store).await?,
+                    None => {
+                        let started = std::time::Instant::now();
+                        let instance = handler.pre.instantiate_async(&mut store).await?;
+                        self.instantiation.observe(started.elapsed().as_secs_f64());
+                        instance
+                    }
                 };
                 let returned = instance.call_handle(&mut store, &input).await?;
                 wasmtime::Result::Ok((instance, returned))
