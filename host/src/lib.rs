@@ -4,8 +4,7 @@
 //! and workers in Rust use the `sque` crate.
 //!
 //! Imports run one way: `cli` → `pool` → (`sandbox`, `sque`); `sandbox` never sees the queue.
-//! `metrics` sits beside them: the pool and the sandbox record into it, and it names the
-//! sandbox's endings.
+//! `metrics` sits beside them: the pool records into it, and it names the sandbox's endings.
 
 pub mod cli;
 pub mod metrics;

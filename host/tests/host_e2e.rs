@@ -962,3 +962,126 @@ async fn progress_is_recorded_within_its_rate_and_pushes_are_refused() {
         "{log}"
     );
 }
+
+/// `stats --watch --json` writes a line an interval, picks up queues made while it watches,
+/// shows counts as they change, and ends with 0 on Ctrl-C; without an interval it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_watch_redraws_every_interval_until_ctrl_c() {
+    use std::io::BufRead as _;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let first = Manager::new("watched", producer_opts(&redis))
+        .await
+        .unwrap();
+    let mut watch = spawn_cli(&[
+        "stats",
+        "--watch",
+        "--json",
+        "--interval",
+        "100ms",
+        "--redis",
+        &url,
+    ]);
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Each line is one JSON object: the queues, by name.
+    let next = |lines: &std::sync::mpsc::Receiver<String>| -> Value {
+        let line = lines
+            .recv_timeout(support::PATIENCE)
+            .expect("a line within the patience");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    let queue = |shown: &Value, name: &str| -> Option<Value> {
+        shown["queues"]
+            .as_array()?
+            .iter()
+            .find(|q| q["queue"] == name)
+            .cloned()
+    };
+    let shown = next(&lines);
+    assert_eq!(queue(&shown, "watched").unwrap()["waiting"], 0, "{shown}");
+
+    first
+        .push_many([json!(1), json!(2), json!(3)])
+        .await
+        .unwrap();
+    let later = Manager::new("later", producer_opts(&redis)).await.unwrap();
+    later.push(json!(4)).await.unwrap();
+    let mut seen = 0;
+    loop {
+        let shown = next(&lines);
+        seen += 1;
+        let counts =
+            |name: &str| queue(&shown, name).map(|q| (q["waiting"].clone(), q["pushed"].clone()));
+        if counts("watched") == Some((json!(3), json!(3)))
+            && counts("later") == Some((json!(1), json!(1)))
+        {
+            break;
+        }
+        assert!(seen < 1000, "never showed the pushes: {shown}");
+    }
+
+    let pid = watch.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = support::within("stats --watch to end on Ctrl-C", async {
+        loop {
+            if let Some(status) = watch.try_wait().unwrap() {
+                break status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(status.code(), Some(0));
+
+    let out = cli(
+        &["stats", "--watch", "--interval", "0s", "--redis", &url],
+        b"",
+    );
+    assert_refused(&out, "--interval");
+}
+
+/// `--log-format json`: every line the host logs is one JSON object with its level and
+/// message, the fields beside them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_log_format_writes_one_object_a_line() {
+    let redis = RedisServer::start();
+    let host = fixtures_host(&redis, "json-log", &["--log-format", "json"]);
+    let m = Manager::new("json-log", producer_opts(&redis))
+        .await
+        .unwrap();
+    m.push(json!({"do": "fail"})).await.unwrap();
+    wait_counts(&m, 0, 1).await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    let failed = lines
+        .iter()
+        .find(|l| l["fields"]["code"] == "fail")
+        .unwrap_or_else(|| panic!("no line with the failure's code: {log}"));
+    assert_eq!(failed["level"], "ERROR");
+    assert_eq!(failed["fields"]["queue"], "json-log");
+    assert!(
+        failed["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("asked to fail"),
+        "{failed}"
+    );
+}

@@ -47,6 +47,17 @@ struct Cli {
     #[arg(long, global = true, env = "SQUE_LOG", default_value = "info")]
     log: String,
 
+    /// How log lines are written: text for a person, or json (one object a line: time,
+    /// level, message and fields) for a log shipper.
+    #[arg(
+        long,
+        global = true,
+        env = "SQUE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -85,7 +96,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format);
     if !matches!(cli.command, Command::Run(_)) {
         die_quietly_on_closed_stdout();
     }
@@ -135,7 +146,14 @@ fn die_quietly_on_closed_stdout() {
     }
 }
 
-fn init_logging(filter: &str) {
+/// The form of the log's lines (`--log-format`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // A bare level applies to sque's lines; dependencies (cranelift is chatty) stay at warn,
     // and the redis crate's cluster client at error: sque says itself, once, what a lost node
@@ -146,10 +164,14 @@ fn init_logging(filter: &str) {
         format!("warn,redis=error,sque={filter}")
     };
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn,sque=info"));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log.json().with_current_span(false).init(),
+    }
 }

@@ -311,31 +311,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let stop = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new(
-        &queue,
-        worker
-            .as_ref()
-            .map_or_else(crate::metrics::duration_histogram, |(s, _, _)| {
-                s.instantiation()
-            }),
-        match args.metrics_addr {
-            Some(_) => Some((
-                sque::Inspector::new(&queue, opts.clone())
-                    .await
-                    .map_err(connect("reading the queue for /metrics"))?,
-                args.metrics_interval,
-            )),
-            None => None,
-        },
-    ));
-    let metrics_server = match args.metrics_addr {
+    // Metrics are recorded only when they are served.
+    let (metrics, metrics_server) = match args.metrics_addr {
         Some(addr) => {
+            let inspector = sque::Inspector::new(&queue, opts.clone())
+                .await
+                .map_err(connect("reading the queue for /metrics"))?;
+            let metrics = Arc::new(Metrics::new(&queue, inspector, args.metrics_interval));
+            if let Some((sandbox, _, _)) = &worker {
+                sandbox.time_instantiation(metrics.jobs().instantiation.clone());
+            }
             let (bound, task) =
                 crate::metrics::server::start(addr, metrics.clone(), stop.clone()).await?;
             tracing::info!(queue = %queue, "metrics at http://{bound}/metrics");
-            Some(task)
+            (Some(metrics.jobs()), Some(task))
         }
-        None => None,
+        None => (None, None),
     };
     let signals = tokio::spawn(watch_signals(
         stop.clone(),
@@ -362,7 +353,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 prefetch,
                 grace: args.grace,
             },
-            metrics.jobs(),
+            metrics,
             stop.clone(),
         )
         .await;

@@ -1,5 +1,6 @@
 //! `sque-host stats`: a queue's counts, or every queue's; a table for a person, one JSON
-//! object for scripts. Rates come from two readings `--interval` apart.
+//! object for scripts. Rates come from two readings `--interval` apart. `--watch` redraws
+//! them every interval until Ctrl-C (with `--json`, a line an interval).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use sque::{Inspector, QueueStats};
 
-use crate::cli::common::{parse_duration, RedisArgs};
+use crate::cli::common::{parse_duration, usage, RedisArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,9 +24,15 @@ pub struct Args {
     #[arg(long, env = "SQUE_STATS_JSON")]
     json: bool,
 
-    /// Time between the two readings that rates are computed from (0s: no rates).
+    /// Time between the two readings that rates are computed from (0s: no rates); with
+    /// --watch, between two refreshes.
     #[arg(long, env = "SQUE_STATS_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
+
+    /// Refresh in place every --interval, like `top`, until Ctrl-C: counts and rates. With
+    /// --json, one object a line per refresh, for scripts.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Serialize)]
@@ -39,66 +46,148 @@ struct Row {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.watch && args.interval.is_zero() {
+        return Err(usage(
+            "--watch refreshes every --interval, which is 0s: give it one above 0s, e.g. --interval 2s",
+        ));
+    }
     let opts = args.redis.options();
-    let url = opts.redis_url_redacted();
-    let names = match &args.queue {
-        Some(q) => {
-            sque::validate_queue_name(q)?;
-            vec![q.clone()]
+    let mut queues = Queues::default();
+    queues.update(&args, &opts).await?;
+    let mut before = queues.read().await?;
+    if !args.watch {
+        let rows = if args.interval.is_zero() {
+            rates(before, None, args.interval)
+        } else {
+            tokio::time::sleep(args.interval).await;
+            let now = queues.read().await?;
+            rates(now, Some(before), args.interval)
+        };
+        return show(&args, &rows, None);
+    }
+    // Like `top`: a screen redrawn every interval, until Ctrl-C. Redis going away is said on
+    // the screen and tried again at the next tick, not the end of watching.
+    let mut ticks = tokio::time::interval(args.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = ticks.tick() => {}
         }
-        None => sque::queue_names(&opts)
-            .await
-            .with_context(|| format!("listing queues at Redis {url}"))?,
-    };
-    let mut inspectors = Vec::new();
-    for name in &names {
-        inspectors.push(
-            Inspector::new(name, opts.clone())
+        let read = async {
+            if args.queue.is_none() {
+                queues.update(&args, &opts).await?;
+            }
+            queues.read().await
+        };
+        match read.await {
+            Ok(now) => {
+                let rows = rates(now.clone(), Some(before), args.interval);
+                before = now;
+                show(&args, &rows, Some(None))?;
+            }
+            Err(e) => show(&args, &[], Some(Some(&format!("{e:#}; trying again"))))?,
+        }
+    }
+}
+
+/// The queues shown, each with its inspector.
+#[derive(Default)]
+struct Queues {
+    inspectors: Vec<Inspector>,
+}
+
+impl Queues {
+    /// Opens the queue asked for, or every queue under the prefix (those made since the last
+    /// call too).
+    async fn update(&mut self, args: &Args, opts: &sque::Options) -> anyhow::Result<()> {
+        let url = opts.redis_url_redacted();
+        let names = match &args.queue {
+            Some(q) => {
+                sque::validate_queue_name(q)?;
+                vec![q.clone()]
+            }
+            None => sque::queue_names(opts)
                 .await
-                .with_context(|| format!("reading queue {name:?} at Redis {url}"))?,
-        );
-    }
-    let mut first = Vec::new();
-    for m in &inspectors {
-        first.push(m.stats().await?);
-    }
-    let mut rows = Vec::new();
-    if args.interval.is_zero() {
-        rows = first
-            .into_iter()
-            .map(|stats| Row {
-                stats,
-                pushed_per_sec: 0.0,
-                completed_per_sec: 0.0,
-                failed_per_sec: 0.0,
-            })
-            .collect();
-    } else {
-        tokio::time::sleep(args.interval).await;
-        let secs = args.interval.as_secs_f64();
-        for (m, before) in inspectors.iter().zip(first) {
-            let now = m.stats().await?;
-            let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs;
-            rows.push(Row {
-                pushed_per_sec: rate(now.pushed, before.pushed),
-                completed_per_sec: rate(now.completed, before.completed),
-                failed_per_sec: rate(
-                    now.retried + now.dead_lettered,
-                    before.retried + before.dead_lettered,
-                ),
-                stats: now,
-            });
+                .with_context(|| format!("listing queues at Redis {url}"))?,
+        };
+        for name in names {
+            if self.inspectors.iter().any(|i| i.queue() == name) {
+                continue;
+            }
+            self.inspectors.push(
+                Inspector::new(&name, opts.clone())
+                    .await
+                    .with_context(|| format!("reading queue {name:?} at Redis {url}"))?,
+            );
         }
+        Ok(())
     }
+
+    async fn read(&self) -> anyhow::Result<Vec<QueueStats>> {
+        let mut stats = Vec::with_capacity(self.inspectors.len());
+        for inspector in &self.inspectors {
+            stats.push(inspector.stats().await?);
+        }
+        Ok(stats)
+    }
+}
+
+/// Rows of `now`, with rates over `interval` from `before` (none without it). A queue new
+/// since `before` has no rates yet.
+fn rates(now: Vec<QueueStats>, before: Option<Vec<QueueStats>>, interval: Duration) -> Vec<Row> {
+    let secs = interval.as_secs_f64();
+    now.into_iter()
+        .map(|stats| {
+            let before = before
+                .as_ref()
+                .and_then(|b| b.iter().find(|b| b.queue == stats.queue));
+            let rate = |value: fn(&QueueStats) -> u64| match before {
+                Some(b) if secs > 0.0 => value(&stats).saturating_sub(value(b)) as f64 / secs,
+                _ => 0.0,
+            };
+            Row {
+                pushed_per_sec: rate(|s| s.pushed),
+                completed_per_sec: rate(|s| s.completed),
+                failed_per_sec: rate(|s| s.retried + s.dead_lettered),
+                stats,
+            }
+        })
+        .collect()
+}
+
+/// Prints the rows: JSON (one object a line), or tables. `watching`: `Some` when redrawn
+/// every interval, with an error to show instead of the rows, if any.
+fn show(args: &Args, rows: &[Row], watching: Option<Option<&str>>) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     if args.json {
-        let text = match (&args.queue, rows.len()) {
-            (Some(_), 1) => serde_json::to_string(&rows[0])?,
-            _ => serde_json::to_string(&serde_json::json!({ "queues": rows }))?,
+        let text = match watching {
+            Some(Some(error)) => serde_json::to_string(&serde_json::json!({ "error": error }))?,
+            _ => match (&args.queue, rows.len()) {
+                (Some(_), 1) => serde_json::to_string(&rows[0])?,
+                _ => serde_json::to_string(&serde_json::json!({ "queues": rows }))?,
+            },
         };
         println!("{text}");
-    } else {
-        print_tables(&rows);
+        return Ok(());
     }
+    if let Some(error) = watching {
+        if std::io::stdout().is_terminal() {
+            // Home and clear, so that the screen is redrawn in place.
+            print!("\x1b[H\x1b[2J");
+        }
+        println!(
+            "sque-host stats, every {} (Ctrl-C to stop), at {}\n",
+            humantime::format_duration(args.interval),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        );
+        if let Some(error) = error {
+            println!("{error}");
+            return Ok(());
+        }
+    }
+    print_tables(rows);
     Ok(())
 }
 

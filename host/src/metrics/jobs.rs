@@ -29,7 +29,7 @@ const DURATION_BUCKETS: [f64; 22] = [
 ];
 
 /// A histogram of durations, in [`DURATION_BUCKETS`].
-pub fn duration_histogram() -> Histogram {
+fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
@@ -49,6 +49,8 @@ pub struct JobMetrics {
     pub run_time: Histogram,
     /// The round trip that records an outcome in Redis.
     pub ack_time: Histogram,
+    /// Making a fresh instance (recorded by the sandbox: `Sandbox::time_instantiation`).
+    pub instantiation: Histogram,
     pub slots: Gauge,
     pub busy_slots: Gauge,
     /// Jobs asked for ahead of free slots.
@@ -58,9 +60,8 @@ pub struct JobMetrics {
 }
 
 impl JobMetrics {
-    /// Registers every metric in `registry` (a registry labelled with the queue), with the
-    /// sandbox's histogram of instance creation beside them.
-    pub fn register(registry: &mut Registry, instantiation: Histogram) -> JobMetrics {
+    /// Registers every metric in `registry` (a registry labelled with the queue).
+    pub fn register(registry: &mut Registry) -> JobMetrics {
         let mut counter = |name: &str, help: &str| {
             let counter = Counter::default();
             registry.register(name, help, counter.clone());
@@ -112,10 +113,10 @@ impl JobMetrics {
             "Round trip to Redis that records a job's outcome",
             duration_histogram(),
         );
-        histogram(
+        let instantiation = histogram(
             "sque_instance_creation",
             "Time to make a fresh instance of the handler for a job",
-            instantiation,
+            duration_histogram(),
         );
         let mut gauge = |name: &str, help: &str| {
             let gauge = Gauge::default();
@@ -132,6 +133,7 @@ impl JobMetrics {
             stale_acks,
             run_time,
             ack_time,
+            instantiation,
             slots: gauge("sque_slots", "Worker slots of this host"),
             busy_slots: gauge("sque_slots_busy", "Slots running a job now"),
             prefetch: gauge(

@@ -38,7 +38,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
             .await
         });
         // Acknowledgements on their way: the jobs are no longer this host's to hold.
-        shared.metrics.held.dec_by(credits.len() as i64);
+        if let Some(m) = shared.metrics() {
+            m.held.dec_by(credits.len() as i64);
+        }
         drop(credits);
     }
 }
@@ -46,9 +48,12 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
 async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Duration) {
     let client = &shared.client;
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
-    let metrics = &shared.metrics;
-    metrics.run_time.observe(took.as_secs_f64());
-    let asked = Instant::now();
+    let metrics = shared.metrics();
+    // Timed only for metrics: a clock read costs the busiest thread.
+    let asked = metrics.map(|m| {
+        m.run_time.observe(took.as_secs_f64());
+        Instant::now()
+    });
     // Ok(true): recorded as completed; Ok(false): recorded as failed.
     let acked = match outcome {
         Outcome::Completed(result) => {
@@ -73,17 +78,21 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
             .await
             .map(|()| false),
     };
-    metrics.ack_time.observe(asked.elapsed().as_secs_f64());
+    if let (Some(m), Some(asked)) = (metrics, asked) {
+        m.ack_time.observe(asked.elapsed().as_secs_f64());
+    }
     let mut report = shared.report();
     match acked {
         Ok(true) => {
             report.completed += 1;
-            metrics.completed.inc();
+            if let Some(m) = metrics {
+                m.completed.inc();
+            }
         }
         Ok(false) => report.failed += 1,
         Err(e) => {
-            if matches!(e, sque::Error::StaleLease { .. }) {
-                metrics.stale_acks.inc();
+            if let (Some(m), sque::Error::StaleLease { .. }) = (metrics, &e) {
+                m.stale_acks.inc();
             }
             tracing::warn!(queue = %queue, job = %id, attempt, "could not record the outcome: {e}; the job will come back when its lease runs out")
         }
@@ -93,7 +102,7 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
 /// Records a failure, with its code, and says what became of the job.
 async fn fail(
     client: &Client,
-    metrics: &JobMetrics,
+    metrics: Option<&JobMetrics>,
     job: &Job,
     ending: Ending,
     reason: &str,
@@ -106,18 +115,21 @@ async fn fail(
     };
     let shown = escaped(reason);
     let outcome = client.fail_with(job, &failure).await?;
-    metrics.failed(ending).inc();
+    if let Some(m) = metrics {
+        m.failed(ending).inc();
+        match outcome {
+            FailOutcome::Retry { .. } => m.retried.inc(),
+            FailOutcome::Dead => m.dead_lettered.inc(),
+        };
+    }
     match outcome {
         FailOutcome::Retry { after } => {
-            metrics.retried.inc();
             tracing::warn!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; retrying in {after:.1?}");
         }
         FailOutcome::Dead if ending.retried() => {
-            metrics.dead_lettered.inc();
             tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed: {shown}; out of attempts, moved to the dead list");
         }
         FailOutcome::Dead => {
-            metrics.dead_lettered.inc();
             tracing::error!(queue = %queue, job = %id, attempt, code = ending.code(), "failed for good: {shown}; moved to the dead list");
         }
     }

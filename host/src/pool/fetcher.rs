@@ -37,7 +37,9 @@ pub(super) async fn run(
             _ = stop.cancelled() => return,
             _ = retune.tick(), if prefetch.is_adaptive() => {
                 prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
-                shared.metrics.prefetch.set(prefetch.current() as i64);
+                if let Some(m) = shared.metrics() {
+                    m.prefetch.set(prefetch.current() as i64);
+                }
             }
             credit = credits.clone().acquire_owned() => {
                 let credit = credit.expect("never closed");
@@ -47,7 +49,9 @@ pub(super) async fn run(
             Some((asked, credit)) = asks.next(), if !asks.is_empty() => match asked {
                 Ok(job) => {
                     backoff.reset();
-                    shared.metrics.held.inc();
+                    if let Some(m) = shared.metrics() {
+                        m.held.inc();
+                    }
                     let input = JobInput {
                         id: job.id.to_string(),
                         queue: job.queue.clone(),

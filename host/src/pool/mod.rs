@@ -74,8 +74,8 @@ struct Shared {
     handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
     report: std::sync::Mutex<PoolReport>,
-    /// What `/metrics` shows of the slots.
-    metrics: Arc<JobMetrics>,
+    /// What `/metrics` shows of the slots, when it is served.
+    metrics: Option<Arc<JobMetrics>>,
     /// Acknowledgements on their way to Redis: waited for before the pool ends.
     acks: TaskTracker,
     /// Jobs the slots have finished, for the adaptive prefetch.
@@ -85,6 +85,10 @@ struct Shared {
 impl Shared {
     fn report(&self) -> std::sync::MutexGuard<'_, PoolReport> {
         self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn metrics(&self) -> Option<&JobMetrics> {
+        self.metrics.as_deref()
     }
 }
 
@@ -112,7 +116,7 @@ pub async fn run(
     handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
     config: PoolConfig,
-    metrics: Arc<JobMetrics>,
+    metrics: Option<Arc<JobMetrics>>,
     stop: CancellationToken,
 ) -> PoolReport {
     let shared = Arc::new(Shared {
@@ -126,8 +130,10 @@ pub async fn run(
         finished: AtomicU64::new(0),
     });
     let prefetch = Prefetch::new(config.prefetch, config.slots);
-    shared.metrics.slots.set(config.slots as i64);
-    shared.metrics.prefetch.set(prefetch.current() as i64);
+    if let Some(m) = shared.metrics() {
+        m.slots.set(config.slots as i64);
+        m.prefetch.set(prefetch.current() as i64);
+    }
     let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
     let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
@@ -185,11 +191,15 @@ pub async fn run(
 
 /// Gives a job that never started back to the head of the queue.
 async fn release(shared: &Shared, job: &Job) {
-    shared.metrics.held.dec();
+    if let Some(m) = shared.metrics() {
+        m.held.dec();
+    }
     match shared.client.release(job).await {
         Ok(()) => {
             shared.report().released += 1;
-            shared.metrics.released.inc();
+            if let Some(m) = shared.metrics() {
+                m.released.inc();
+            }
             tracing::info!(queue = %job.queue, job = %job.id, "not started: given back to the head of the queue");
         }
         Err(e) => {

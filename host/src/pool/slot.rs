@@ -66,8 +66,10 @@ async fn run_one(
         tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started");
     }
     let started = Instant::now();
-    shared.metrics.started.inc();
-    shared.metrics.busy_slots.inc();
+    if let Some(m) = shared.metrics() {
+        m.started.inc();
+        m.busy_slots.inc();
+    }
     // A panic in the host's own code for this job fails the job, not the slot.
     let run = AssertUnwindSafe(shared.sandbox.run_in(&handler, input, warm)).catch_unwind();
     // Past the grace period the run is dropped, and the guest's store with it.
@@ -85,7 +87,9 @@ async fn run_one(
             "the host shut down and the job did not finish within the grace period of {grace:?} (--grace)"
         )),
     };
-    shared.metrics.busy_slots.dec();
+    if let Some(m) = shared.metrics() {
+        m.busy_slots.dec();
+    }
     (outcome, started.elapsed())
 }
 

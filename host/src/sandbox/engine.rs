@@ -11,10 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -64,8 +65,8 @@ pub struct Sandbox {
     pooling: bool,
     cache_dir: Option<PathBuf>,
     pub(crate) trust_precompiled: bool,
-    /// How long fresh instances took to make (shown by `/metrics`).
-    pub(crate) instantiation: prometheus_client::metrics::histogram::Histogram,
+    /// Where the time fresh instances take to make is recorded, once metrics are on.
+    pub(crate) instantiation: OnceLock<Histogram>,
     /// Stops the epoch ticker when the sandbox is dropped.
     _ticker: DropGuard,
 }
@@ -105,7 +106,7 @@ impl Sandbox {
             pooling,
             cache_dir: config.cache_dir,
             trust_precompiled: config.trust_precompiled,
-            instantiation: crate::metrics::duration_histogram(),
+            instantiation: OnceLock::new(),
             _ticker: ticker,
         })
     }
@@ -115,9 +116,10 @@ impl Sandbox {
         self.pooling
     }
 
-    /// How long fresh instances took to make: a histogram `/metrics` shows.
-    pub fn instantiation(&self) -> prometheus_client::metrics::histogram::Histogram {
-        self.instantiation.clone()
+    /// Records from now on how long each fresh instance takes to make, into `histogram`
+    /// (`/metrics`). Until then, nothing is timed.
+    pub fn time_instantiation(&self, histogram: Histogram) {
+        let _ = self.instantiation.set(histogram);
     }
 
     /// Where compiled handlers are cached, if they are.
