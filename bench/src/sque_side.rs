@@ -208,19 +208,27 @@ async fn scrape_cost(
         );
         anyhow::Ok(())
     };
-    let (c0, t0) = (cpu()?, Instant::now());
-    for _ in 0..SCRAPES {
-        scrape_once().await?;
+    let measured = async {
+        let (c0, t0) = (cpu()?, Instant::now());
+        for _ in 0..SCRAPES {
+            scrape_once().await?;
+        }
+        let (scraping, took) = (cpu()? - c0, t0.elapsed());
+        let (c1, t1) = (cpu()?, Instant::now());
+        tokio::time::sleep(took).await;
+        let idle = (cpu()? - c1) * took.as_secs_f64() / t1.elapsed().as_secs_f64();
+        anyhow::Ok((scraping, idle))
     }
-    let (scraping, took) = (cpu()? - c0, t0.elapsed());
-    let (c1, t1) = (cpu()?, Instant::now());
-    tokio::time::sleep(took).await;
-    let idle = (cpu()? - c1) * took.as_secs_f64() / t1.elapsed().as_secs_f64();
+    .await;
+    if measured.is_err() {
+        let _ = host.kill();
+    }
+    let (scraping, idle) = measured?;
     stop(&mut host)?;
     let per_scrape_us = ((scraping - idle).max(0.0) * 1e6) / SCRAPES as f64;
     Ok(Measurement {
         scrape_cpu_us: Some(per_scrape_us),
-        scrape_share: Some(per_scrape_us / cpu_per_second),
+        scrape_share: (cpu_per_second > 0.0).then(|| per_scrape_us / cpu_per_second),
         ..processing
     })
 }

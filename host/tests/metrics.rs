@@ -154,3 +154,35 @@ async fn a_scrape_counts_what_the_host_did_and_reads_the_queue_once_an_interval(
     let (code, _) = host.stop().await;
     assert_eq!(code, Some(0));
 }
+
+/// A metrics address that is taken is refused before the host joins the queue: one line,
+/// a failure exit, and no worker left behind in Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_metrics_address_is_refused_before_the_host_joins_the_queue() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("taken", producer(&redis)).await.unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let fixtures = guest("fixtures");
+    let url = redis.url();
+    let out = support::host::cli(
+        &[
+            "run",
+            "--queue",
+            "taken",
+            "--redis",
+            &url,
+            "--handler",
+            fixtures.to_str().unwrap(),
+            "--metrics-addr",
+            &addr,
+        ],
+        b"",
+    );
+    let err = support::host::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("--metrics-addr"), "{err}");
+    assert_eq!(manager.stats().await.unwrap().workers, 0);
+}

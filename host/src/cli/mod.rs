@@ -130,7 +130,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", common::one_line(&e));
+            match cli.log_format {
+                LogFormat::Text => eprintln!("error: {}", common::one_line(&e)),
+                // A log shipper reads every line as JSON, the last one too.
+                LogFormat::Json => tracing::error!("{}", common::one_line(&e)),
+            }
             ExitCode::from(common::exit_code(&e))
         }
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::common::{parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs};
 use crate::cli::native_code::{load, NativeCodeArgs};
+use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
 use crate::pool::{self, CurrentHandler, PoolConfig};
 use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
@@ -267,6 +268,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some((sandbox, Arc::new(CurrentHandler::new(handler)), path))
     };
 
+    // Before Redis: a taken address is refused before the host has joined the queue.
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(crate::metrics::server::bind(addr).await?),
+        None => None,
+    };
+
     let connect = |what: &'static str| {
         let url = url.clone();
         move |e: sque::Error| anyhow::Error::new(e).context(format!("{what} at Redis {url}"))
@@ -312,8 +319,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     // Metrics are recorded only when they are served.
-    let (metrics, metrics_server) = match args.metrics_addr {
-        Some(addr) => {
+    let (metrics, metrics_server) = match metrics_listener {
+        Some(listener) => {
             let inspector = sque::Inspector::new(&queue, opts.clone())
                 .await
                 .map_err(connect("reading the queue for /metrics"))?;
@@ -321,10 +328,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if let Some((sandbox, _, _)) = &worker {
                 sandbox.time_instantiation(metrics.jobs().instantiation.clone());
             }
-            let (bound, task) =
-                crate::metrics::server::start(addr, metrics.clone(), stop.clone()).await?;
+            let bound = listener.local_addr()?;
+            let server = MetricsServer::serve(listener, metrics.clone());
             tracing::info!(queue = %queue, "metrics at http://{bound}/metrics");
-            (Some(metrics.jobs()), Some(task))
+            (Some(metrics.jobs()), Some(server))
         }
         None => (None, None),
     };
@@ -368,9 +375,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The signal watcher cancelled `stop` and ended; nothing else does.
     let _ = signals.await;
-    if let Some(server) = metrics_server {
-        let _ = server.await;
-    }
     if let Some(client) = client {
         client.shutdown().await.map_err(|e| {
             anyhow::Error::new(e).context(PartlyDone(
@@ -382,6 +386,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(manager) = manager {
         manager.shutdown().await?;
+    }
+    // Last, so that a scrape during shutdown sees what the slots did while stopping.
+    if let Some(server) = metrics_server {
+        server.shutdown().await;
     }
     tracing::info!(queue = %queue, "stopped");
     Ok(())

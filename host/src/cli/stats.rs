@@ -2,7 +2,7 @@
 //! object for scripts. Rates come from two readings `--interval` apart. `--watch` redraws
 //! them every interval until Ctrl-C (with `--json`, a line an interval).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -54,25 +54,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.redis.options();
     let mut queues = Queues::default();
     queues.update(&args, &opts).await?;
-    let mut before = queues.read().await?;
+    let mut before = (queues.read().await?, Instant::now());
     if !args.watch {
         let rows = if args.interval.is_zero() {
-            rates(before, None, args.interval)
+            rates(before.0, None)
         } else {
             tokio::time::sleep(args.interval).await;
             let now = queues.read().await?;
-            rates(now, Some(before), args.interval)
+            rates(now, Some(before))
         };
         return show(&args, &rows, None);
     }
-    // Like `top`: a screen redrawn every interval, until Ctrl-C. Redis going away is said on
-    // the screen and tried again at the next tick, not the end of watching.
+    // Like `top`: a screen redrawn every interval, until Ctrl-C (heard while reading too).
+    // Redis going away is said on the screen and tried again at the next tick, not the end of
+    // watching; rates are over the time between the two readings, failed ones between them.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
             _ = ticks.tick() => {}
         }
         let read = async {
@@ -81,10 +84,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             queues.read().await
         };
-        match read.await {
+        let read = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            read = read => read,
+        };
+        match read {
             Ok(now) => {
-                let rows = rates(now.clone(), Some(before), args.interval);
-                before = now;
+                let at = Instant::now();
+                let rows = rates(now.clone(), Some(before));
+                before = (now, at);
                 show(&args, &rows, Some(None))?;
             }
             Err(e) => show(&args, &[], Some(Some(&format!("{e:#}; trying again"))))?,
@@ -134,15 +142,17 @@ impl Queues {
     }
 }
 
-/// Rows of `now`, with rates over `interval` from `before` (none without it). A queue new
+/// Rows of `now` (read just now), with rates since `before` (none without it). A queue new
 /// since `before` has no rates yet.
-fn rates(now: Vec<QueueStats>, before: Option<Vec<QueueStats>>, interval: Duration) -> Vec<Row> {
-    let secs = interval.as_secs_f64();
+fn rates(now: Vec<QueueStats>, before: Option<(Vec<QueueStats>, Instant)>) -> Vec<Row> {
+    let secs = before
+        .as_ref()
+        .map_or(0.0, |(_, at)| at.elapsed().as_secs_f64());
     now.into_iter()
         .map(|stats| {
             let before = before
                 .as_ref()
-                .and_then(|b| b.iter().find(|b| b.queue == stats.queue));
+                .and_then(|(b, _)| b.iter().find(|b| b.queue == stats.queue));
             let rate = |value: fn(&QueueStats) -> u64| match before {
                 Some(b) if secs > 0.0 => value(&stats).saturating_sub(value(b)) as f64 / secs,
                 _ => 0.0,
@@ -163,8 +173,13 @@ fn show(args: &Args, rows: &[Row], watching: Option<Option<&str>>) -> anyhow::Re
     use std::io::IsTerminal as _;
     if args.json {
         let text = match watching {
-            Some(Some(error)) => serde_json::to_string(&serde_json::json!({ "error": error }))?,
-            _ => match (&args.queue, rows.len()) {
+            // One shape for every line: when it was read, the queues, and the error if any.
+            Some(error) => serde_json::to_string(&serde_json::json!({
+                "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                "queues": rows,
+                "error": error,
+            }))?,
+            None => match (&args.queue, rows.len()) {
                 (Some(_), 1) => serde_json::to_string(&rows[0])?,
                 _ => serde_json::to_string(&serde_json::json!({ "queues": rows }))?,
             },

@@ -80,7 +80,8 @@ impl QueueFigures {
     }
 
     /// Reads the figures again if the last read is older than the interval. A failed read
-    /// leaves the last figures, counts the failure and is tried again at the next scrape.
+    /// leaves the last figures and counts the failure; it counts as a read, so that a Redis
+    /// that is away is not asked at every scrape.
     pub async fn refresh(&self) {
         let mut last_read = self.last_read.lock().await;
         if last_read.is_some_and(|at| at.elapsed() < self.interval) {
@@ -94,12 +95,12 @@ impl QueueFigures {
                 set(&self.retrying, stats.delayed);
                 set(&self.dead, stats.dead);
                 set(&self.workers, stats.workers);
-                *last_read = Some(Instant::now());
             }
             Err(e) => {
                 self.read_errors.inc();
                 tracing::warn!(queue = %self.inspector.queue(), "reading the queue's figures for /metrics failed: {e}; showing the last read");
             }
         }
+        *last_read = Some(Instant::now());
     }
 }
