@@ -63,7 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let now = queues.read().await?;
             rates(now, Some(before))
         };
-        return show(&args, &rows, None);
+        return show(&args, &rows, Shown::Once);
     }
     // Like `top`: a screen redrawn every interval, until Ctrl-C (heard while reading too).
     // Redis going away is said on the screen and tried again at the next tick, not the end of
@@ -93,9 +93,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let at = Instant::now();
                 let rows = rates(now.clone(), Some(before));
                 before = (now, at);
-                show(&args, &rows, Some(None))?;
+                show(&args, &rows, Shown::Refresh { error: None })?;
             }
-            Err(e) => show(&args, &[], Some(Some(&format!("{e:#}; trying again"))))?,
+            Err(e) => {
+                let error = format!("{e:#}; trying again");
+                show(
+                    &args,
+                    &[],
+                    Shown::Refresh {
+                        error: Some(&error),
+                    },
+                )?
+            }
         }
     }
 }
@@ -167,19 +176,27 @@ fn rates(now: Vec<QueueStats>, before: Option<(Vec<QueueStats>, Instant)>) -> Ve
         .collect()
 }
 
-/// Prints the rows: JSON (one object a line), or tables. `watching`: `Some` when redrawn
-/// every interval, with an error to show instead of the rows, if any.
-fn show(args: &Args, rows: &[Row], watching: Option<Option<&str>>) -> anyhow::Result<()> {
+/// How the rows are shown: once, or as one refresh of `--watch`.
+enum Shown<'a> {
+    Once,
+    /// With the reason Redis could not be read, shown instead of the rows.
+    Refresh {
+        error: Option<&'a str>,
+    },
+}
+
+/// Prints the rows: JSON (one object a line), or tables.
+fn show(args: &Args, rows: &[Row], shown: Shown<'_>) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     if args.json {
-        let text = match watching {
+        let text = match shown {
             // One shape for every line: when it was read, the queues, and the error if any.
-            Some(error) => serde_json::to_string(&serde_json::json!({
+            Shown::Refresh { error } => serde_json::to_string(&serde_json::json!({
                 "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
                 "queues": rows,
                 "error": error,
             }))?,
-            None => match (&args.queue, rows.len()) {
+            Shown::Once => match (&args.queue, rows.len()) {
                 (Some(_), 1) => serde_json::to_string(&rows[0])?,
                 _ => serde_json::to_string(&serde_json::json!({ "queues": rows }))?,
             },
@@ -187,7 +204,7 @@ fn show(args: &Args, rows: &[Row], watching: Option<Option<&str>>) -> anyhow::Re
         println!("{text}");
         return Ok(());
     }
-    if let Some(error) = watching {
+    if let Shown::Refresh { error } = shown {
         if std::io::stdout().is_terminal() {
             // Home and clear, so that the screen is redrawn in place.
             print!("\x1b[H\x1b[2J");
