@@ -26,7 +26,11 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         Kind::Process | Kind::NodeProcess => "process",
         Kind::Latency => "latency",
         Kind::BytesPerJob => "bytes-per-job",
-        Kind::DeadRetryAll | Kind::DeadPurgeAll | Kind::Handler | Kind::MetricsScrape => {
+        Kind::DeadRetryAll
+        | Kind::DeadPurgeAll
+        | Kind::Handler
+        | Kind::MetricsScrape
+        | Kind::DelayedProcess => {
             bail!("{}: a sque-only case", case.name)
         }
     };

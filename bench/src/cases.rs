@@ -52,6 +52,9 @@ pub enum Kind {
     /// A language's send-email handler: start-up with no cache (compiling) and with the
     /// module cache, then jobs/s (sque only).
     Handler,
+    /// Processing as `Process`, of jobs pushed with one time to run at (a few seconds ahead,
+    /// while the host's slots already ask): promotion and processing together (sque only).
+    DelayedProcess,
     /// Processing as `Process` with `--metrics-addr`, then what one scrape of `/metrics`
     /// costs the host and Redis, reading the queue every time (sque only).
     MetricsScrape,
@@ -148,6 +151,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             scale(100_000, 20_000),
             50,
             true,
+        ),
+        case(
+            "delayed: all due at once, process c=50",
+            Kind::DelayedProcess,
+            scale(100_000, 20_000),
+            50,
+            false,
         ),
         case("latency c=10", Kind::Latency, scale(2_000, 500), 10, true),
         case(

@@ -77,6 +77,7 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_many(jobs).await?;
             process(case, redis, &queue, &manager).await?
         }
+        Kind::DelayedProcess => delayed_process(case, redis, &queue, &manager, jobs).await?,
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::MetricsScrape => {
             manager.push_many(jobs).await?;
@@ -149,6 +150,48 @@ async fn process(
     manager: &Manager,
 ) -> anyhow::Result<Measurement> {
     let host = start_host(redis, queue, "noop", case.concurrency)?;
+    throughput(case.jobs as u64, 0, host, redis, manager).await
+}
+
+/// How far ahead of the push the jobs of `delayed_process` are due: enough for the push of
+/// every job to end before the first falls due.
+const DELAYED_AHEAD: Duration = Duration::from_secs(4);
+
+/// Jobs all due at one time, pushed while the host's slots already ask: from the first job
+/// done to the last, the host's manager promotes them in batches while its slots run them.
+/// Measured as `process` is, so the two rates compare.
+async fn delayed_process(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    manager: &Manager,
+    jobs: Vec<serde_json::Value>,
+) -> anyhow::Result<Measurement> {
+    let mut host = start_host(redis, queue, "noop", case.concurrency)?;
+    let asking = async {
+        while manager.stats().await?.requests < case.concurrency as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = asking.await {
+        let _ = host.kill();
+        return Err(e);
+    }
+    let options = sque::JobOptions {
+        at: Some(std::time::SystemTime::now() + DELAYED_AHEAD),
+        ..Default::default()
+    };
+    let encoded = jobs
+        .iter()
+        .map(|j| manager.encode(j, &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t0 = Instant::now();
+    manager.push_encoded(&encoded).await?;
+    anyhow::ensure!(
+        t0.elapsed() < DELAYED_AHEAD,
+        "the push took longer than the {DELAYED_AHEAD:?} ahead the jobs are due"
+    );
     throughput(case.jobs as u64, 0, host, redis, manager).await
 }
 

@@ -1085,3 +1085,160 @@ async fn the_json_log_format_writes_one_object_a_line() {
         "{failed}"
     );
 }
+
+/// `push --delay` and `--at`: the job waits aside (counted as scheduled) and the host's
+/// manager runs it when due, on Redis's clock; a bad time or both flags exit 2 and push
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_pushed_with_a_delay_or_a_time_run_when_due() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let push = |extra: &[&str]| {
+        let mut args = vec!["push", "--queue", "delayed", "--redis", &url];
+        args.extend_from_slice(extra);
+        args.push(r#"{"do":"ok"}"#);
+        cli(&args, b"")
+    };
+    // Refused by the argument parser (its usage error, exit 2) before anything is read.
+    for (args, says) in [
+        (&["--at", "tomorrow"][..], "not a time in RFC 3339"),
+        (
+            &["--delay", "1s", "--at", "2030-01-01T00:00:00Z"],
+            "cannot be used with",
+        ),
+        (&["--delay", "soon"], "--delay"),
+    ] {
+        let out = push(args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+
+    let time: Vec<String> = sque_testing::query(&redis, &["TIME"]);
+    let pushed_at = time[0].parse::<u64>().unwrap() * 1000 + time[1].parse::<u64>().unwrap() / 1000;
+    let out = push(&["--delay", "2s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let delayed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = push(&["--at", "2001-02-03T04:05:06+01:00"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let past = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let m = Manager::new("delayed", producer_opts(&redis))
+        .await
+        .unwrap();
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.pushed, s.scheduled),
+        (2, 2),
+        "nothing is pushed by a refused call"
+    );
+
+    let host = fixtures_host(&redis, "delayed", &[]);
+    wait_counts(&m, 2, 0).await;
+    let completed_at = |id: &str| -> u64 {
+        let score: String =
+            sque_testing::query(&redis, &["ZSCORE", "sque:{delayed}:results_at", id]);
+        score.parse().unwrap()
+    };
+    assert!(
+        completed_at(&delayed) >= pushed_at + 2000,
+        "the delayed job ran {} ms after its push, before its delay of 2 s",
+        completed_at(&delayed) - pushed_at
+    );
+    assert!(
+        completed_at(&past) <= completed_at(&delayed),
+        "a time past is due at once"
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// `job show` and `job wait` by id, and `queue pause|resume`: a paused queue hands nothing to
+/// the host's slots (a push made while they ask leaves its job waiting), and `job wait`
+/// answers with the result once the queue is resumed; a dead job exits 1, a wait that runs
+/// out 3, an id never given 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_are_shown_and_waited_for_by_id_and_a_paused_queue_holds_them() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--queue", "shown", "--redis", &url]);
+        cli(&all, b"")
+    };
+    let id_of = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let ok = id_of(run(&["push", r#"{"do":"ok"}"#]));
+    let dies = id_of(run(&["push", "--max-attempts", "1", r#"{"do":"fail"}"#]));
+    let later = id_of(run(&["push", "--delay", "1h", r#"{"do":"ok"}"#]));
+
+    let shown = |id: &str| -> Value {
+        let out = run(&["job", "show", "--json", id]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let job = shown(&ok);
+    assert_eq!(
+        (&job["state"], &job["attempts"], &job["data"]),
+        (&json!("waiting"), &json!(0), &json!({"do": "ok"}))
+    );
+    assert_eq!(shown(&later)["state"], json!("scheduled"));
+    assert!(shown(&later)["at"].as_u64().is_some(), "when it is due");
+    let out = run(&["job", "show", &later]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("state      scheduled"));
+    assert_refused(&run(&["job", "show", "abc"]), "is not a job id");
+    assert_refused(&run(&["job", "show", "999"]), "never gave the id 999");
+    assert_refused(&run(&["job", "wait", "999"]), "never gave the id 999");
+
+    let out = run(&["queue", "pause"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("paused"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&["stats", "--redis", &url], b"");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shown (paused)"));
+    let host = fixtures_host(&redis, "shown", &["--slots", "2"]);
+    let m = Manager::new("shown", producer_opts(&redis)).await.unwrap();
+    eventually("the host's slots asking", || async {
+        m.stats().await.unwrap().requests > 0
+    })
+    .await;
+    // A push serves the stored requests in its own call, unless the queue is paused.
+    id_of(run(&["push", r#"{"do":"ok"}"#]));
+    let s = m.stats().await.unwrap();
+    assert_eq!(
+        (s.waiting, s.dispatched),
+        (3, 0),
+        "nothing handed out while paused"
+    );
+    let out = run(&["job", "wait", "--wait-timeout", "100ms", &ok]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not end within 100ms (it is waiting)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["queue", "resume"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["job", "wait", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result, json!({"ok": true, "attempt": 1}));
+    assert_eq!(shown(&ok)["state"], json!("completed"));
+    let out = run(&["job", "wait", &dies]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("asked to fail"), "{}", stderr(&out));
+    let job = shown(&dies);
+    assert_eq!(
+        (&job["state"], &job["attempts"]),
+        (&json!("dead"), &json!(1))
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}

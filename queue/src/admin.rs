@@ -1,5 +1,6 @@
 //! The admin role: what an operator changes in a queue. Its settings (one source, the
-//! queue's meta: see `settings.rs`), and its dead list (retry or purge). It never creates a
+//! queue's meta: see `settings.rs`), whether it hands jobs out (pause, resume), and its dead
+//! list (retry or purge). It never creates a
 //! queue by mistake: opening one that does not exist is an error.
 
 use crate::error::Result;
@@ -51,6 +52,18 @@ impl Admin {
             current.with(change).validate()?;
         }
         QueueSettings::from_fields(&scripts::configure::call(&self.queue, change).await?)
+    }
+
+    /// Pauses the queue: no job is handed out until [`Admin::resume`], by any host; jobs
+    /// running finish, pushes are kept. Returns false when it was paused already.
+    pub async fn pause(&self) -> Result<bool> {
+        scripts::pause::call(&self.queue, true).await
+    }
+
+    /// Resumes a paused queue: the workers waiting are served at once. Returns false when it
+    /// was not paused.
+    pub async fn resume(&self) -> Result<bool> {
+        scripts::pause::call(&self.queue, false).await
     }
 
     /// Puts dead jobs back at the tail of the queue with their attempts started again: the

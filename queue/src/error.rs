@@ -56,6 +56,11 @@ pub enum Error {
         supported: String,
     },
 
+    /// The queue uses a feature this version of sque does not know (its meta's `requires`):
+    /// serving it would silently ignore what the feature holds (delayed jobs never promoted).
+    #[error("queue {queue:?} uses the feature {feature:?}, which this sque does not know: upgrade it (every host of a queue should run the newest version first)")]
+    UnknownFeature { queue: String, feature: String },
+
     /// Something in Redis is not in the shape the protocol says.
     #[error("unreadable data in Redis: {0}")]
     Corrupt(String),
@@ -84,6 +89,8 @@ pub(crate) mod codes {
     pub const INVALID: &str = "SQUE_INVALID";
     /// A job over the queue's size limit.
     pub const TOO_LARGE: &str = "SQUE_TOOLARGE";
+    /// The queue requires a feature the script does not know.
+    pub const FEATURE: &str = "SQUE_FEATURE";
 }
 
 impl From<redis::RedisError> for Error {
@@ -100,6 +107,15 @@ impl From<redis::RedisError> for Error {
             Some(codes::INVALID) => return Error::InvalidInput(detail()),
             Some(codes::TOO_LARGE) => return Error::InvalidInput(detail()),
             Some(codes::NO_QUEUE) => return Error::NoSuchQueue(detail()),
+            Some(codes::FEATURE) => {
+                // "SQUE_FEATURE <feature> <queue name>"
+                let detail = detail();
+                let (feature, queue) = detail.split_once(' ').unwrap_or((&detail, ""));
+                return Error::UnknownFeature {
+                    queue: queue.to_string(),
+                    feature: feature.to_string(),
+                };
+            }
             Some(codes::PROTOCOL) => {
                 // "SQUE_PROTOCOL <queue's version> <queue name>"
                 let detail = detail();

@@ -41,6 +41,10 @@ pub struct QueueStats {
     pub in_flight: u64,
     /// Jobs waiting out a retry backoff.
     pub delayed: u64,
+    /// Jobs pushed with a delay or a time, not yet due.
+    pub scheduled: u64,
+    /// Whether the queue is paused (`Admin::pause`): nothing is handed out.
+    pub paused: bool,
     /// Jobs in the dead list.
     pub dead: u64,
     /// Workers whose heartbeat is current.
@@ -84,10 +88,38 @@ pub struct DeadJob {
     pub problem: Option<String>,
 }
 
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// In the queue, ready: it is handed out in its turn.
+    Waiting,
+    /// Pushed with a delay or a time, not yet due (`JobInfo::at` says when it is).
+    Scheduled,
+    /// Handed to a worker, under a lease (`JobInfo::at` says when the lease runs out).
+    InFlight,
+    /// Failed, waiting out its backoff before the next attempt (`JobInfo::at`: when).
+    Retrying,
+    /// Completed: its result (if it left one) is kept for the queue's `result_ttl`.
+    Completed,
+    /// In the dead list (`JobInfo::at`: when it died).
+    Dead,
+    /// The queue keeps nothing of it any more, though the id was given: it completed and its
+    /// result was dropped or never given, or it was purged from the dead list.
+    Gone,
+}
+
 /// What the queue holds of one job.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct JobInfo {
     pub id: JobId,
+    pub state: JobState,
+    /// Attempts begun so far, the running one included; `None` when the queue no longer
+    /// knows (a completed job).
+    pub attempts: Option<u32>,
+    /// When it is due (scheduled, retrying), its lease runs out (in flight) or it died
+    /// (dead), in ms since the epoch on Redis's clock.
+    pub at: Option<u64>,
     /// The job's data while it is not completed (or purged); data that is not JSON is shown
     /// as a string, and `problem` says so.
     pub data: Option<Value>,
@@ -125,10 +157,12 @@ impl Inspector {
     /// Counts of the queue, read in one round trip. A counter that is not a number counts 0.
     pub async fn stats(&self) -> Result<QueueStats> {
         let k = &self.queue.keys;
-        let (counts, counters, seq): ([u64; 8], HashMap<String, Raw>, Option<Raw>) = redis::pipe()
+        type Meta = (Option<Raw>, Option<Raw>);
+        let (counts, counters, seq): ([u64; 9], HashMap<String, Raw>, Meta) = redis::pipe()
             .llen(&k.waiting)
             .zcard(&k.leases)
             .zcard(&k.delayed)
+            .zcard(&k.scheduled)
             .zcard(&k.dead_at)
             .llen(&k.dead)
             // The reaper drops workers whose heartbeat ran out, on Redis's clock.
@@ -136,8 +170,12 @@ impl Inspector {
             .llen(&k.requests)
             .zcard(&k.results_at)
             .hgetall(&k.stats)
-            // How many jobs were ever pushed: the last id given (push.lua keeps no counter).
-            .hget(&k.meta, "seq")
+            // How many jobs were ever pushed: the last id given (push.lua keeps no counter);
+            // and whether the queue is paused.
+            .cmd("HMGET")
+            .arg(&k.meta)
+            .arg("seq")
+            .arg("paused")
             .query_async::<(
                 u64,
                 u64,
@@ -147,14 +185,17 @@ impl Inspector {
                 u64,
                 u64,
                 u64,
+                u64,
                 HashMap<String, Raw>,
-                Option<Raw>,
+                (Option<Raw>, Option<Raw>),
             )>(&mut self.queue.con.clone())
             .await
-            .map(|(a, b, c, d, e, f, g, h, counters, seq)| {
-                ([a, b, c, d, e, f, g, h], counters, seq)
+            .map(|(a, b, c, d, e, f, g, h, i, counters, meta)| {
+                ([a, b, c, d, e, f, g, h, i], counters, meta)
             })?;
-        let [waiting, in_flight, delayed, dead, legacy_dead, workers, requests, results] = counts;
+        let (seq, paused) = seq;
+        let [waiting, in_flight, delayed, scheduled, dead, legacy_dead, workers, requests, results] =
+            counts;
         let number = |v: Option<&Raw>| {
             v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
                 .unwrap_or(0)
@@ -165,6 +206,8 @@ impl Inspector {
             waiting,
             in_flight,
             delayed,
+            scheduled,
+            paused: paused.is_some_and(|p| p.as_slice() == b"1"),
             dead: dead + legacy_dead,
             workers,
             requests,
@@ -203,19 +246,70 @@ impl Inspector {
         Ok(entry.map(|e| LastError::parse(&e).message))
     }
 
-    /// What the queue holds of the job `id`, read in one round trip; `None` when it holds
-    /// nothing (an unknown id, or a completed job whose result was dropped or never given).
+    /// What the queue holds of the job `id` and where it is in its life, read with the
+    /// read-only commands of `docs/PROTOCOL.md` in two or three round trips (not atomically:
+    /// a job that moves meanwhile may show the state it had a moment before). `None` for an
+    /// id the queue never gave (not decimal, or past its last id).
     pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>> {
         let k = &self.queue.keys;
-        let (data, result, error): (Option<Raw>, Option<Raw>, Option<Raw>) = redis::pipe()
-            .hget(&k.jobs, id.as_str())
-            .hget(&k.results, id.as_str())
-            .hget(&k.errors, id.as_str())
-            .query_async(&mut self.queue.con.clone())
-            .await?;
-        if data.is_none() && result.is_none() && error.is_none() {
+        let mut con = self.queue.con.clone();
+        if !crate::wire::is_id(id.as_str()) {
             return Ok(None);
         }
+        let (data, result, error, seq): (Option<Raw>, Option<Raw>, Option<Raw>, Option<u64>) =
+            redis::pipe()
+                .hget(&k.jobs, id.as_str())
+                .hget(&k.results, id.as_str())
+                .hget(&k.errors, id.as_str())
+                .hget(&k.meta, "seq")
+                .query_async(&mut con)
+                .await?;
+        let given = id
+            .as_str()
+            .parse::<u64>()
+            .is_ok_and(|n| seq.is_some_and(|seq| n <= seq));
+        if !given && data.is_none() && result.is_none() {
+            return Ok(None);
+        }
+        let last_error = error.map(|e| LastError::parse(&e));
+        // The token of the attempt that last failed, where a job retrying or dead sits.
+        let failed = last_error
+            .as_ref()
+            .and_then(|e| e.token.as_deref())
+            .and_then(|t| Token::parse(t).ok().map(|parsed| (t.to_string(), parsed)));
+        let (dead_at, retry_at): (Option<f64>, Option<f64>) = match &failed {
+            Some((token, _)) => {
+                redis::pipe()
+                    .zscore(&k.dead_at, token)
+                    .zscore(&k.delayed, token)
+                    .query_async(&mut con)
+                    .await?
+            }
+            None => (None, None),
+        };
+        let failed_attempt = failed.as_ref().map(|(_, t)| t.attempt);
+        let (state, attempts, at) = if let Some(at) = dead_at {
+            (JobState::Dead, failed_attempt, Some(at as u64))
+        } else if let Some(at) = retry_at {
+            (JobState::Retrying, failed_attempt, Some(at as u64))
+        } else if data.is_none() {
+            let state = match result.is_some() {
+                true => JobState::Completed,
+                false => JobState::Gone,
+            };
+            (state, None, None)
+        } else if let Some((lease, until)) =
+            scan_one(&mut con, &k.leases, &format!("{}|*", id.as_str())).await?
+        {
+            let attempt = Token::parse(&lease).ok().map(|t| t.attempt);
+            (JobState::InFlight, attempt, Some(until))
+        } else if let Some((_, due)) =
+            scan_one(&mut con, &k.scheduled, &format!("{:0>20}|*", id.as_str())).await?
+        {
+            (JobState::Scheduled, Some(0), Some(due))
+        } else {
+            (JobState::Waiting, Some(failed_attempt.unwrap_or(0)), None)
+        };
         let (data, problem) = match data {
             Some(d) => {
                 let (value, problem) = json_or_text(&d);
@@ -225,9 +319,12 @@ impl Inspector {
         };
         Ok(Some(JobInfo {
             id: id.clone(),
+            state,
+            attempts,
+            at,
             data,
             result: result.map(|r| json_or_text(&r).0),
-            last_error: error.map(|e| LastError::parse(&e)),
+            last_error,
             problem,
         }))
     }
@@ -302,6 +399,34 @@ impl Inspector {
                 }
             })
             .collect())
+    }
+}
+
+/// The first member of the sorted set `key` that matches `pattern`, with its score, found with
+/// ZSCAN (a read-only command; the sets it is used on hold the jobs in flight or scheduled).
+async fn scan_one(
+    con: &mut crate::backend::Conn,
+    key: &str,
+    pattern: &str,
+) -> Result<Option<(String, u64)>> {
+    let mut cursor = 0u64;
+    loop {
+        let (next, found): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await?;
+        if let Some((member, score)) = found.into_iter().next() {
+            return Ok(Some((member, score as u64)));
+        }
+        if next == 0 {
+            return Ok(None);
+        }
+        cursor = next;
     }
 }
 

@@ -49,7 +49,10 @@ pub(crate) struct Keys {
     pub stats: String,
     pub requests: String,
     pub leases: String,
+    /// Retries waiting out their backoff: token → when due.
     pub delayed: String,
+    /// Jobs pushed with a delay or a time: item → when due (`schedule.lua`, `promote.lua`).
+    pub scheduled: String,
     /// The dead list: a sorted set, token → time of death.
     pub dead_at: String,
     /// The dead list of versions before the sorted set (a list), emptied into `dead_at` by
@@ -80,6 +83,7 @@ impl Keys {
             requests: key("requests"),
             leases: key("leases"),
             delayed: key("delayed"),
+            scheduled: key("scheduled"),
             dead_at: key("dead_at"),
             dead: key("dead"),
             errors: key("errors"),

@@ -76,7 +76,7 @@ pub use admin::{Admin, DeadJobs, DeadReport};
 pub use client::{Client, FailOutcome, Failure};
 pub use dispatcher::Dispatcher;
 pub use error::Error;
-pub use inspector::{queue_names, DeadJob, Inspector, JobInfo, QueueStats};
+pub use inspector::{queue_names, DeadJob, Inspector, JobInfo, JobState, QueueStats};
 pub use job::{Job, JobId};
 pub use keys::validate_queue_name;
 pub use manager::Manager;
@@ -88,4 +88,4 @@ pub use wire::LastError;
 /// The protocol this library speaks, stored in each queue's `meta` hash and given to every
 /// script, which refuses a caller of another major version. A queue created with another
 /// major version is refused: its keys may not mean what we think they mean.
-pub const PROTOCOL_VERSION: &str = "1.0";
+pub const PROTOCOL_VERSION: &str = "1.1";

@@ -1,6 +1,10 @@
 //! The producer role: pushes jobs, and nothing else. It runs no background task; each push
 //! is one script call (many jobs per call for `push_many`), checked against the queue's size
-//! limit before anything is written.
+//! limit before anything is written. A job with a delay or a time goes to the queue's
+//! scheduled set instead (`schedule.lua`), and a manager's promoter moves it to the tail of
+//! the queue when it is due.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -19,6 +23,56 @@ const CHUNKS_PER_PIPELINE: usize = 16;
 pub struct JobOptions {
     /// How many attempts this job gets; the queue's default when `None`.
     pub max_attempts: Option<u32>,
+    /// Ready this long after the push, on Redis's clock (not this machine's); then it joins
+    /// the tail of the queue. Not with `at`.
+    pub delay: Option<Duration>,
+    /// Ready at this time (read on Redis's clock: a time already past is ready at once);
+    /// then it joins the tail of the queue. Not with `delay`.
+    pub at: Option<SystemTime>,
+}
+
+/// When a scheduled job is due, as the `schedule` script takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// This many ms after the push, on Redis's clock.
+    After(u64),
+    /// At this time, in ms since the epoch.
+    At(u64),
+}
+
+/// The furthest a job can be scheduled ahead, and the latest time: the protocol's 15 digits
+/// of ms would allow more, but a job due in 30,000 years is a mistake in the caller's units.
+const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl JobOptions {
+    /// The job's due time, checked; `None` for a job ready at once.
+    fn due(&self) -> Result<Option<Due>> {
+        match (self.delay, self.at) {
+            (Some(_), Some(_)) => Err(Error::InvalidInput(
+                "a job takes a delay or a time to run at, not both".into(),
+            )),
+            (Some(d), None) if d > LONGEST_DELAY => Err(Error::InvalidInput(format!(
+                "a delay of {}s is over the longest allowed, 100 years",
+                d.as_secs()
+            ))),
+            // A zero delay is a plain push: ready at once, in order.
+            (Some(d), None) if d.is_zero() => Ok(None),
+            (Some(d), None) => Ok(Some(Due::After(d.as_millis().max(1) as u64))),
+            (None, Some(at)) => {
+                let ms = at
+                    .duration_since(UNIX_EPOCH)
+                    .ok()
+                    .filter(|since| *since <= LONGEST_DELAY * 2)
+                    .ok_or_else(|| {
+                        Error::InvalidInput(
+                            "the time to run at must be between 1970 and the year 2170".into(),
+                        )
+                    })?;
+                Ok(Some(Due::At(ms.as_millis() as u64)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Pushes jobs into one queue.
@@ -32,6 +86,8 @@ pub struct Producer {
 pub struct EncodedJob {
     pub(crate) json: String,
     pub(crate) max_attempts: Option<u32>,
+    /// `None`: ready at once (`push.lua`); else kept aside until due (`schedule.lua`).
+    pub(crate) due: Option<Due>,
 }
 
 impl EncodedJob {
@@ -68,10 +124,9 @@ impl Producer {
     /// Adds a job with its own settings.
     pub async fn push_with(&self, data: Value, options: JobOptions) -> Result<JobId> {
         let job = self.encode(&data, &options)?;
-        let first: u64 =
-            scripts::push::invocation_for(&self.queue.keys, std::slice::from_ref(&job))
-                .invoke_async(&mut self.queue.con.clone())
-                .await?;
+        let first: u64 = invocation_for(&self.queue.keys, std::slice::from_ref(&job))
+            .invoke_async(&mut self.queue.con.clone())
+            .await?;
         Ok(JobId::from(first.to_string()))
     }
 
@@ -86,17 +141,25 @@ impl Producer {
     }
 
     /// Pushes jobs already checked and encoded by [`Producer::encode`] (the CLI's streaming
-    /// push checks each line as it reads it).
+    /// push checks each line as it reads it). Ids follow the order of `jobs`, whether they
+    /// are ready at once or scheduled.
     pub async fn push_encoded(&self, jobs: &[EncodedJob]) -> Result<Vec<JobId>> {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut con = self.queue.con.clone();
         for group in jobs.chunks(PUSH_CHUNK * CHUNKS_PER_PIPELINE) {
             let mut pipe = redis::pipe();
-            // Loaded in the same round trip, so a Redis that restarted still knows the script.
+            // Loaded in the same round trip, so a Redis that restarted still knows the scripts.
             pipe.load_script(&scripts::push::SCRIPT).ignore();
-            let chunks: Vec<&[EncodedJob]> = group.chunks(PUSH_CHUNK).collect();
+            if group.iter().any(|job| job.due.is_some()) {
+                pipe.load_script(&scripts::schedule::SCRIPT).ignore();
+            }
+            // Runs of ready and of scheduled jobs, each in calls of at most PUSH_CHUNK.
+            let chunks: Vec<&[EncodedJob]> = group
+                .chunk_by(|a, b| a.due.is_some() == b.due.is_some())
+                .flat_map(|run| run.chunks(PUSH_CHUNK))
+                .collect();
             for chunk in &chunks {
-                pipe.invoke_script(&scripts::push::invocation_for(&self.queue.keys, chunk));
+                pipe.invoke_script(&invocation_for(&self.queue.keys, chunk));
             }
             let firsts: Vec<u64> = pipe.query_async(&mut con).await?;
             for (chunk, first) in chunks.iter().zip(firsts) {
@@ -140,12 +203,24 @@ impl Producer {
         Ok(EncodedJob {
             json,
             max_attempts: options.max_attempts,
+            due: options.due()?,
         })
     }
 
     /// The queue's size limit, in bytes of JSON.
     pub fn max_job_bytes(&self) -> usize {
         self.queue.settings.max_job_bytes as usize
+    }
+}
+
+/// The call for a run of jobs that are all ready at once, or all scheduled.
+fn invocation_for(
+    keys: &crate::keys::Keys,
+    jobs: &[EncodedJob],
+) -> redis::ScriptInvocation<'static> {
+    match jobs.first().is_some_and(|job| job.due.is_some()) {
+        true => scripts::schedule::invocation_for(keys, jobs),
+        false => scripts::push::invocation_for(keys, jobs),
     }
 }
 

@@ -552,6 +552,7 @@ async fn a_jobs_own_max_attempts_wins() {
     let client = Client::new("own", opts(&redis)).await.unwrap();
     let options = JobOptions {
         max_attempts: Some(1),
+        ..Default::default()
     };
     manager.push_with(json!("once"), options).await.unwrap();
     let job = within("job", client.i_am_free(None)).await.unwrap();
@@ -853,6 +854,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
             json!(1),
             JobOptions {
                 max_attempts: Some(0),
+                ..Default::default()
             },
         )
         .await

@@ -4,7 +4,7 @@
 class SqueError extends Error {
   /**
    * @param {string} code one of: invalid_input, invalid_queue_name, too_large, no_such_queue,
-   *   protocol, unavailable, stale_lease, closed, timeout, dead, redis
+   *   protocol, feature, unavailable, stale_lease, closed, timeout, dead, redis
    * @param {string} message
    * @param {unknown} [cause]
    */
@@ -23,6 +23,10 @@ function fromRedis(err) {
   if (text.startsWith('SQUE_PROTOCOL')) {
     const [found, ...queue] = detail.split(' ');
     return new SqueError('protocol', `queue ${JSON.stringify(queue.join(' '))} uses protocol ${found}, this sque speaks ${require('./bundle').PROTOCOL}: use a matching sque version`, err);
+  }
+  if (text.startsWith('SQUE_FEATURE')) {
+    const [feature, ...queue] = detail.split(' ');
+    return new SqueError('feature', `queue ${JSON.stringify(queue.join(' '))} uses the feature ${JSON.stringify(feature)}, which this sque does not know: upgrade it (every host of a queue should run the newest version first)`, err);
   }
   if (text.startsWith('SQUE_NOQUEUE')) {
     return new SqueError('no_such_queue', `queue ${JSON.stringify(detail)} does not exist in Redis (never created, or its keys were removed since): check the name and prefix; a new sque.manager creates it`, err);

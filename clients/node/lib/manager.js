@@ -2,8 +2,9 @@
 // The manager, as the original design has it: `new sque.manager(queName, options)` creates
 // the queue or joins it, `push(params)` adds a job, and it "listens all the time" for free
 // workers: it dispatches stored requests (woken by the queue's channel, and sweeping every
-// 250 ms for wake-ups lost) and reaps expired leases, like the Rust Manager, so that a
-// deployment of Node alone works, and one beside sque-host hosts and Rust managers too.
+// 250 ms for wake-ups lost), reaps expired leases and promotes scheduled jobs when they are
+// due, like the Rust Manager, so that a deployment of Node alone works, and one beside
+// sque-host hosts and Rust managers too.
 
 const { Queue } = require('./queue');
 const { SqueError } = require('./errors');
@@ -12,6 +13,11 @@ const PUSH_CHUNK = 1000;
 const DISPATCH_BATCH = 256;
 const REAP_BATCH = 500;
 const SWEEP_MS = 250;
+// Promotion (docs/PROTOCOL.md, "promote"): jobs per call, and the longest sleep between calls.
+const PROMOTE_BATCH = 1000;
+const PROMOTE_IDLE_MS = 1000;
+// The longest delay a job may be given: 100 years, in ms.
+const LONGEST_DELAY_MS = 100 * 365 * 24 * 3600 * 1000;
 
 class Manager {
   /**
@@ -41,8 +47,10 @@ class Manager {
 
   /**
    * Adds a job at the tail of the queue: any JSON value. Resolves to its id (a string).
+   * With `delay` (ms) or `at` (a Date, or ms since the epoch) it waits aside until then, on
+   * Redis's clock, and a manager moves it to the tail of the queue when it is due.
    * @param {unknown} params
-   * @param {{maxAttempts?: number}} [options]
+   * @param {{maxAttempts?: number, delay?: number, at?: Date | number}} [options]
    */
   async push(params, options = {}) {
     const [id] = await this.pushMany([params], options);
@@ -55,13 +63,16 @@ class Manager {
    */
   pushMany(list, options = {}) {
     let jobs;
+    let due;
     try {
       const max = encodeAttempts(options.maxAttempts);
+      due = encodeDue(options);
       jobs = Array.from(list, (params, i) => [encode(params, i), max]);
     } catch (err) {
       return Promise.reject(err);
     }
     if (jobs.length === 0) return Promise.resolve([]);
+    if (due) return this.schedule(jobs, due);
     // Placed in the connection's lane now, so that it reaches Redis before any call this
     // process makes later, from this manager or any client.
     return this.queue.con.lane.add(this, jobs);
@@ -117,6 +128,29 @@ class Manager {
     );
   }
 
+  /** Pushes [json, max] pairs due at `due` ("+MS" or "@MS") through the schedule script. */
+  async schedule(jobs, due) {
+    await this.queue.ready;
+    const k = this.queue.keys;
+    const limit = this.queue.settings.max_job_bytes;
+    const i = jobs.findIndex(([json]) => Buffer.byteLength(json) > limit);
+    if (i >= 0) {
+      throw new SqueError('too_large', `job ${i + 1} is ${Buffer.byteLength(jobs[i][0])} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
+    }
+    const calls = [];
+    for (let at = 0; at < jobs.length; at += PUSH_CHUNK) {
+      const args = jobs.slice(at, at + PUSH_CHUNK).flatMap(([json, max]) => [json, max, due]);
+      calls.push(this.queue.con.script('schedule', [k.meta, k.jobs, k.scheduled], args).then(Number));
+    }
+    let firsts;
+    try {
+      firsts = await Promise.all(calls);
+    } catch (err) {
+      throw partly(calls, err);
+    }
+    return jobs.map((_, n) => String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK)));
+  }
+
   /**
    * Waits until the job `id` has completed, and resolves to its result (null if it left
    * none). Rejects with code "dead" when it went to the dead list, "timeout" when `timeout`
@@ -146,21 +180,38 @@ class Manager {
     }
   }
 
+  /**
+   * Pauses the queue: no job is handed out, by any host, until `resume`; jobs running finish
+   * and pushes are kept. Resolves to false when it was paused already.
+   */
+  async pause() {
+    await this.queue.ready;
+    return Number(await this.queue.con.script('pause', [this.queue.keys.meta], ['pause'])) === 1;
+  }
+
+  /** Resumes a paused queue; the waiting workers are served at once. False if not paused. */
+  async resume() {
+    await this.queue.ready;
+    return Number(await this.queue.con.script('pause', [this.queue.keys.meta], ['resume'])) === 1;
+  }
+
   /** Counts of the queue (as `sque-host stats --json` gives them). */
   async stats() {
     await this.queue.ready;
     const k = this.queue.keys;
     const c = this.queue.con;
-    const [waiting, inFlight, delayed, dead, workers, requests, counters, seq] = await Promise.all([
+    const [waiting, inFlight, delayed, scheduled, dead, workers, requests, counters, seq, paused] = await Promise.all([
       c.command(k.waiting, ['LLEN', k.waiting]),
       c.command(k.leases, ['ZCARD', k.leases]),
       c.command(k.delayed, ['ZCARD', k.delayed]),
+      c.command(k.scheduled, ['ZCARD', k.scheduled]),
       c.command(k.deadAt, ['ZCARD', k.deadAt]),
       c.command(k.workers, ['ZCARD', k.workers]),
       c.command(k.requests, ['LLEN', k.requests]),
       c.command(k.stats, ['HGETALL', k.stats]),
       // How many jobs were ever pushed: the last id given (push.lua keeps no counter).
       c.command(k.meta, ['HGET', k.meta, 'seq']),
+      c.command(k.meta, ['HGET', k.meta, 'paused']),
     ]);
     const map = Array.isArray(counters)
       ? Object.fromEntries(counters.reduce((a, v, i) => (i % 2 ? a : [...a, [v, counters[i + 1]]]), []))
@@ -168,7 +219,8 @@ class Manager {
     const n = (x) => Number(x) || 0;
     return {
       queue: this.queue.name,
-      waiting: n(waiting), in_flight: n(inFlight), delayed: n(delayed), dead: n(dead),
+      waiting: n(waiting), in_flight: n(inFlight), delayed: n(delayed),
+      scheduled: n(scheduled), paused: String(paused) === '1', dead: n(dead),
       workers: n(workers), requests: n(requests),
       pushed: n(seq), dispatched: n(map.dispatched), completed: n(map.completed),
       retried: n(map.retried), dead_lettered: n(map.dead), expired: n(map.expired),
@@ -200,8 +252,36 @@ class Manager {
         running = false;
       }
     };
+    // Promotion: sleeps until the next scheduled job is due (as the script reports it, on
+    // Redis's clock), at most PROMOTE_IDLE_MS; a `scheduled` message wakes it sooner.
+    let promoting = false;
+    let promoteTimer = null;
+    const promote = async () => {
+      if (promoting || this.closed) return;
+      promoting = true;
+      clearTimeout(promoteTimer);
+      let wait = PROMOTE_IDLE_MS;
+      try {
+        for (;;) {
+          const [moved, nextDue] = (await this.queue.con.script('promote', [k.meta, k.scheduled, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [PROMOTE_BATCH])).map(Number);
+          if (moved < PROMOTE_BATCH || this.closed) {
+            if (nextDue >= 0) wait = Math.min(nextDue + 1, PROMOTE_IDLE_MS);
+            break;
+          }
+        }
+      } catch {
+        // Redis is away: try again after the idle wait.
+      } finally {
+        promoting = false;
+      }
+      if (!this.closed) promoteTimer = setTimeout(promote, wait);
+    };
+    this.stopPromoting = () => clearTimeout(promoteTimer);
     this.queue.con
-      .subscribe(k.wake, () => dispatch())
+      .subscribe(k.wake, (message) => {
+        if (String(message) === 'scheduled') promote();
+        dispatch();
+      })
       .then((unsubscribe) => {
         if (this.closed) unsubscribe();
         else this.unsubscribe = unsubscribe;
@@ -226,6 +306,7 @@ class Manager {
     const every = Math.min(1000, Math.max(20, Math.floor(this.queue.settings.lease / 10)));
     this.timers.push(setInterval(reap, every));
     dispatch();
+    promote();
   }
 
   /** Stops dispatching and reaping, and lets go of the connection. */
@@ -233,6 +314,7 @@ class Manager {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.stopPromoting) this.stopPromoting();
     await this.ready.catch(() => {});
     if (this.unsubscribe) await this.unsubscribe();
     await this.queue.close();
@@ -281,6 +363,27 @@ function encodeAttempts(n) {
     throw new SqueError('invalid_input', `maxAttempts must be a whole number from 1 to 999999999, not ${JSON.stringify(n)}`);
   }
   return String(n);
+}
+
+/** The schedule script's due argument for `delay`/`at`, or null for a job ready at once. */
+function encodeDue({ delay, at }) {
+  if (delay !== undefined && delay !== null && at !== undefined && at !== null) {
+    throw new SqueError('invalid_input', 'a job takes a delay or a time to run at, not both');
+  }
+  if (delay !== undefined && delay !== null) {
+    if (!Number.isFinite(delay) || delay < 0 || delay > LONGEST_DELAY_MS) {
+      throw new SqueError('invalid_input', `delay must be a number of ms from 0 to 100 years, not ${JSON.stringify(delay)}`);
+    }
+    return delay === 0 ? null : `+${Math.max(1, Math.round(delay))}`;
+  }
+  if (at !== undefined && at !== null) {
+    const ms = at instanceof Date ? at.getTime() : at;
+    if (!Number.isFinite(ms) || ms < 0 || ms > 2 * LONGEST_DELAY_MS) {
+      throw new SqueError('invalid_input', `at must be a Date or ms since the epoch, between 1970 and the year 2170, not ${JSON.stringify(at)}`);
+    }
+    return `@${Math.round(ms)}`;
+  }
+  return null;
 }
 
 function parseRecord(text) {

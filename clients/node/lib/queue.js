@@ -35,6 +35,7 @@ function keysOf(prefix, queue) {
     leases: k('leases'),
     workers: k('workers'),
     delayed: k('delayed'),
+    scheduled: k('scheduled'),
     deadAt: k('dead_at'),
     dead: k('dead'),
     errors: k('errors'),

@@ -371,3 +371,51 @@ describe('bad input is refused with a clear error and changes nothing', () => {
     await manager.close();
   });
 });
+
+describe('delayed jobs', () => {
+  test('a delayed job waits aside until due on Redis\'s clock, then joins the tail; the Node manager promotes it', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    const redisNow = () => {
+      const [s, us] = env.redis.cli('TIME').split('\n');
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    };
+    const pushedAt = redisNow();
+    const later = await manager.push({ n: 'later' }, { delay: 1500 });
+    const now = await manager.push({ n: 'now' });
+    const past = await manager.push({ n: 'past' }, { at: new Date(1000) });
+    assert.equal((await manager.stats()).scheduled >= 1, true);
+    assert.equal(env.redis.cli('HGET', `sque:{${q}}:meta`, 'requires'), 'delay');
+    const first = await client.iAmFree();
+    assert.equal(first.id, now);
+    await first.complete();
+    const second = await client.iAmFree();
+    assert.equal(second.id, past, 'a time already past is due at once');
+    await second.complete();
+    const third = await client.iAmFree();
+    assert.equal(third.id, later);
+    assert.ok(redisNow() >= pushedAt + 1500, 'not before its delay');
+    await third.complete();
+    assert.equal((await manager.stats()).scheduled, 0);
+  });
+
+  test('a delay and a time together, or a bad one, are refused and push nothing', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    await assert.rejects(manager.push({ a: 1 }, { delay: 10, at: Date.now() }), (e) => e.code === 'invalid_input' && /not both/.test(e.message));
+    await assert.rejects(manager.push({ a: 1 }, { delay: -1 }), (e) => e.code === 'invalid_input');
+    await assert.rejects(manager.push({ a: 1 }, { at: 'tomorrow' }), (e) => e.code === 'invalid_input');
+    assert.equal((await manager.stats()).pushed, 0);
+  });
+
+  test('a queue that requires a feature this package does not know is refused', async () => {
+    const [q, o] = fresh();
+    const first = track(new sque.manager(q, o));
+    await first.ready;
+    env.redis.cli('HSET', `sque:{${q}}:meta`, 'requires', 'delay,teleport');
+    const manager = new sque.manager(q, o);
+    await assert.rejects(manager.ready, (e) => e.code === 'feature' && /teleport/.test(e.message));
+    await manager.close();
+  });
+});

@@ -15,6 +15,15 @@ pub struct UsageError(pub String);
 #[error("{0}")]
 pub struct PartlyDone(pub String);
 
+/// An answer with an exit code of its own, said in one line on stderr (`job wait`: 1 when
+/// the job died, 3 when the wait timed out).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Outcome {
+    pub code: u8,
+    pub message: String,
+}
+
 /// Shorthand for a usage error.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
@@ -109,6 +118,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<PartlyDone>().is_some() {
         return 1;
     }
+    if let Some(outcome) = e.downcast_ref::<Outcome>() {
+        return outcome.code;
+    }
     for cause in e.chain() {
         if cause.is::<UsageError>() || cause.is::<crate::sandbox::LoadError>() {
             return 2;
@@ -118,7 +130,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 sque::Error::Unavailable(_)
                 | sque::Error::Auth(_)
                 | sque::Error::Permission(_)
-                | sque::Error::Protocol { .. } => 2,
+                | sque::Error::Protocol { .. }
+                | sque::Error::UnknownFeature { .. } => 2,
                 other if other.is_bad_input() => 2,
                 _ => 1,
             };

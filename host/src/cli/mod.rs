@@ -6,6 +6,7 @@ mod check;
 mod common;
 mod compile;
 mod dead;
+mod job;
 mod native_code;
 mod new;
 mod push;
@@ -34,8 +35,11 @@ pub use common::UsageError;
         sque-host check send_email.wasm\n  \
         sque-host compile send_email.wasm -o send_email.cwasm\n  \
         sque-host new --lang python my-handler\n  \
+        sque-host push --queue emails --delay 10m '{\"email\":\"later@mail.org\"}'\n  \
+        sque-host job wait --queue emails 42\n  \
         sque-host dead list --queue emails\n  \
-        sque-host queue config --queue emails --lease 10s\n\n\
+        sque-host queue config --queue emails --lease 10s\n  \
+        sque-host queue pause --queue emails\n\n\
         Settings can also be given as environment variables (shown in each subcommand's --help), \
         e.g. SQUE_REDIS_URL. Flags that name what to act on (a job argument, --id, --create) \
         and the settings of `queue config` have none: those happen only when typed.",
@@ -79,7 +83,11 @@ enum Command {
     New(new::Args),
     /// List, retry or purge the dead list of a queue.
     Dead(dead::Args),
-    /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention).
+    /// Show one job by its id (state, attempts, data, last error, result), or wait until it
+    /// has ended.
+    Job(job::Args),
+    /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention),
+    /// or pause and resume it.
     Queue(queue::Args),
 }
 
@@ -123,6 +131,7 @@ pub fn main() -> ExitCode {
             Command::Compile(args) => compile::run(args).await,
             Command::New(args) => new::run(args).await,
             Command::Dead(args) => dead::run(args).await,
+            Command::Job(args) => job::run(args).await,
             Command::Queue(args) => queue::run(args).await,
         }
     });

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use sque::ndjson::{check_job_json, read_line_bounded, LineRead};
 use sque::{EncodedJob, JobOptions, Producer};
 
-use crate::cli::common::{parse_size, usage, PartlyDone, QueueArg, RedisArgs, UsageError};
+use crate::cli::common::{
+    parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs, UsageError,
+};
 
 /// Jobs per batch handed from the reader to the pusher.
 const BATCH: usize = 2000;
@@ -30,6 +32,17 @@ pub struct Args {
     #[command(flatten)]
     redis: RedisArgs,
 
+    /// Ready this long after the push (30s, 10m, 2h, 1d), on Redis's clock; until then the
+    /// jobs wait aside and `stats` counts them as scheduled, and a manager (any `sque-host
+    /// run` of protocol 1.1) moves them to the tail of the queue when they are due.
+    #[arg(long, env = "SQUE_PUSH_DELAY", value_parser = parse_duration, conflicts_with = "at")]
+    delay: Option<std::time::Duration>,
+
+    /// Ready at this time, in RFC 3339 (2026-12-24T18:00:00Z, or with an offset); read on
+    /// Redis's clock, so a time already past is ready at once.
+    #[arg(long, value_parser = parse_time)]
+    at: Option<std::time::SystemTime>,
+
     /// Attempts of these jobs before the dead list (default: the queue's).
     #[arg(long, env = "SQUE_PUSH_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
@@ -44,6 +57,43 @@ pub struct Args {
     quiet: bool,
 }
 
+/// An RFC 3339 time, with a zone (`Z` or an offset such as `+01:00`).
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    let t = time_from_rfc3339(s).ok_or_else(|| {
+        format!("{s:?} is not a time in RFC 3339 with a zone (use e.g. 2026-12-24T18:00:00Z or 2026-12-24T19:00:00+01:00)")
+    })?;
+    Ok(t)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; humantime reads the UTC form only, so an
+/// offset is applied here.
+fn time_from_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    let s = s.trim();
+    if let Some(utc) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
+        return humantime::parse_rfc3339_weak(utc).ok();
+    }
+    // The offset is the last 6 bytes: "+HH:MM" or "-HH:MM".
+    let split = s.len().checked_sub(6)?;
+    let (local, offset) = (s.get(..split)?, s.get(split..)?);
+    let sign = match offset.as_bytes()[0] {
+        b'+' => 1i64,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = offset[1..].split_once(':')?;
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 || !local.contains('T') {
+        return None;
+    }
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    let shift = std::time::Duration::from_secs(h * 3600 + m * 60);
+    // 19:00+01:00 is 18:00Z: subtract a positive offset.
+    match sign {
+        1 => local.checked_sub(shift),
+        _ => local.checked_add(shift),
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     sque::validate_queue_name(&args.queue.queue)?;
     let mut opts = args.redis.options();
@@ -52,6 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let job_options = JobOptions {
         max_attempts: args.max_attempts,
+        delay: args.delay,
+        at: args.at,
     };
     if let Some(json) = &args.json {
         // Check before connecting: bad input changes nothing and needs no Redis.
@@ -190,4 +242,31 @@ fn fail(tx: &mpsc::Sender<Result<Vec<String>, UsageError>>, batch: Vec<String>, 
         return;
     }
     let _ = tx.blocking_send(Err(UsageError(reason)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_times_read_with_z_or_an_offset() {
+        let at = |s| time_from_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        assert_eq!(at("2026-12-24T18:00:00Z"), Some(1_798_135_200));
+        assert_eq!(at("2026-12-24T19:00:00+01:00"), Some(1_798_135_200));
+        assert_eq!(at("2026-12-24T13:30:00-04:30"), Some(1_798_135_200));
+        assert_eq!(
+            time_from_rfc3339("2026-12-24T18:00:00.250Z"),
+            Some(UNIX_EPOCH + Duration::from_millis(1_798_135_200_250))
+        );
+        for bad in [
+            "2026-12-24 18:00",
+            "tomorrow",
+            "2026-12-24T18:00:00",
+            "2026-12-24T18:00:00+25:00",
+            "",
+        ] {
+            assert_eq!(at(bad), None, "{bad:?}");
+        }
+    }
 }

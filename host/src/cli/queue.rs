@@ -1,6 +1,6 @@
-//! `sque-host queue config`: a queue's settings, shown or changed. They live in the queue's
-//! meta in Redis, the one source every host, client and script reads; this is how to change
-//! them after the queue exists.
+//! `sque-host queue config|pause|resume`: a queue's settings, shown or changed, and whether it
+//! hands jobs out. Both live in the queue's meta in Redis, the one source every host, client
+//! and script reads; this is how to change them after the queue exists.
 
 use std::time::Duration;
 
@@ -23,6 +23,25 @@ enum Action {
     ///
     /// Example: sque-host queue config --queue emails --lease 10s --max-attempts 8
     Config(Config),
+    /// Stop handing out the queue's jobs, on every host: jobs running finish, pushes are kept
+    /// and wait; `stats` shows the queue as paused. Hosts of protocol 1.0 do not know pausing
+    /// (docs/PROTOCOL.md): upgrade every host first.
+    ///
+    /// Example: sque-host queue pause --queue emails
+    Pause(Target),
+    /// Hand out a paused queue's jobs again; the waiting workers are served at once.
+    ///
+    /// Example: sque-host queue resume --queue emails
+    Resume(Target),
+}
+
+/// The queue a command acts on.
+#[derive(clap::Args, Debug)]
+struct Target {
+    #[command(flatten)]
+    queue: QueueArg,
+    #[command(flatten)]
+    redis: RedisArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,7 +100,43 @@ struct Config {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Action::Config(c) = args.action;
+    match args.action {
+        Action::Config(c) => config(c).await,
+        Action::Pause(t) => pause_or_resume(t, true).await,
+        Action::Resume(t) => pause_or_resume(t, false).await,
+    }
+}
+
+async fn pause_or_resume(t: Target, pause: bool) -> anyhow::Result<()> {
+    sque::validate_queue_name(&t.queue.queue)?;
+    let opts = t.redis.options();
+    let context = format!(
+        "queue {:?} at Redis {}",
+        t.queue.queue,
+        opts.redis_url_redacted()
+    );
+    let admin = Admin::new(&t.queue.queue, opts)
+        .await
+        .with_context(|| context.clone())?;
+    let changed = match pause {
+        true => admin.pause().await,
+        false => admin.resume().await,
+    }
+    .with_context(|| context)?;
+    let queue = &t.queue.queue;
+    println!(
+        "{}",
+        match (pause, changed) {
+            (true, true) => format!("queue {queue:?} paused: no job is handed out until `sque-host queue resume --queue {queue}`"),
+            (true, false) => format!("queue {queue:?} was paused already"),
+            (false, true) => format!("queue {queue:?} resumed"),
+            (false, false) => format!("queue {queue:?} was not paused"),
+        }
+    );
+    Ok(())
+}
+
+async fn config(c: Config) -> anyhow::Result<()> {
     sque::validate_queue_name(&c.queue.queue)?;
     let change = SettingsChange {
         lease: c.lease,

@@ -234,7 +234,8 @@ fn print_tables(rows: &[Row]) {
             "queue",
             "waiting",
             "in flight",
-            "delayed",
+            "retrying",
+            "scheduled",
             "dead",
             "workers",
             "requests",
@@ -242,10 +243,14 @@ fn print_tables(rows: &[Row]) {
         rows.iter().map(|r| {
             let s = &r.stats;
             vec![
-                s.queue.clone(),
+                match s.paused {
+                    true => format!("{} (paused)", s.queue),
+                    false => s.queue.clone(),
+                },
                 s.waiting.to_string(),
                 s.in_flight.to_string(),
                 s.delayed.to_string(),
+                s.scheduled.to_string(),
                 s.dead.to_string(),
                 s.workers.to_string(),
                 s.requests.to_string(),

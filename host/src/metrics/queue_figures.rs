@@ -26,6 +26,7 @@ pub struct QueueFigures {
     waiting: Gauge,
     in_flight: Gauge,
     retrying: Gauge,
+    scheduled: Gauge,
     dead: Gauge,
     workers: Gauge,
     read_errors: Counter,
@@ -55,6 +56,10 @@ impl QueueFigures {
             "sque_queue_retrying",
             "Jobs waiting out a retry's backoff (all hosts)",
         );
+        let scheduled = gauge(
+            "sque_queue_scheduled",
+            "Jobs pushed with a delay or a time and not yet due (all hosts)",
+        );
         let dead = gauge("sque_queue_dead", "Jobs in the dead list (all hosts)");
         let workers = gauge(
             "sque_queue_workers",
@@ -73,6 +78,7 @@ impl QueueFigures {
             waiting,
             in_flight,
             retrying,
+            scheduled,
             dead,
             workers,
             read_errors,
@@ -93,6 +99,7 @@ impl QueueFigures {
                 set(&self.waiting, stats.waiting);
                 set(&self.in_flight, stats.in_flight);
                 set(&self.retrying, stats.delayed);
+                set(&self.scheduled, stats.scheduled);
                 set(&self.dead, stats.dead);
                 set(&self.workers, stats.workers);
             }

@@ -252,8 +252,8 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    /// Waits for the next message; false once the subscription is lost (reconnect then).
-    pub async fn next(&mut self) -> bool {
+    /// Waits for the next message; `None` once the subscription is lost (reconnect then).
+    pub async fn next(&mut self) -> Option<Wake> {
         let moved = async {
             match &mut self.moved {
                 Some(moved) => {
@@ -263,16 +263,38 @@ impl Subscription {
             }
         };
         tokio::select! {
-            push = self.messages.recv() => push.is_some_and(|p| p.kind != PushKind::Disconnection),
-            () = moved => false,
+            push = self.messages.recv() => push.and_then(Wake::from_push),
+            () = moved => None,
         }
     }
 
-    /// Takes a message already received, if any, without waiting.
-    pub fn try_next(&mut self) -> bool {
-        self.messages
-            .try_recv()
-            .is_ok_and(|push| push.kind != PushKind::Disconnection)
+    /// A message already received, if any; `None` also when the subscription was lost (the
+    /// next `next` says so).
+    pub fn try_next(&mut self) -> Option<Wake> {
+        self.messages.try_recv().ok().and_then(Wake::from_push)
+    }
+}
+
+/// A wake-up: the message published on the queue's channel (`docs/PROTOCOL.md`, "Keys").
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Jobs were scheduled sooner than the promoters knew (`scheduled`).
+    Scheduled,
+    /// Anything else: jobs or requests to pair (`pushed`, `free`, `requeued`, ...).
+    Dispatch,
+}
+
+impl Wake {
+    fn from_push(push: PushInfo) -> Option<Wake> {
+        if push.kind == PushKind::Disconnection {
+            return None;
+        }
+        // A message is [channel, payload].
+        let scheduled = matches!(push.data.get(1), Some(redis::Value::BulkString(b)) if b.as_slice() == b"scheduled");
+        Some(match scheduled {
+            true => Wake::Scheduled,
+            false => Wake::Dispatch,
+        })
     }
 }
 

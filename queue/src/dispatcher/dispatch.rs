@@ -1,14 +1,18 @@
 //! The dispatch duty: sleeps on the queue's wake channel (pub/sub) and on a short timer, and
-//! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests.
+//! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests. It holds the
+//! dispatcher's one subscription, so it also passes a `scheduled` message on to the promoter.
 //!
 //! Pub/sub only wakes it up; the requests and jobs themselves are in Redis. A message lost
 //! while this dispatcher was down or reconnecting is made up for by the sweep after every
 //! (re)subscription and by the timer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::Wake;
 use crate::backoff::Backoff;
 use crate::queue::Queue;
 use crate::scripts;
@@ -20,11 +24,13 @@ const BATCH: usize = 256;
 /// The sweep that makes up for lost wake-ups.
 const SWEEP: Duration = Duration::from_millis(250);
 
-pub(super) fn start(tasks: &Tasks, queue: Queue) {
-    tasks.spawn("dispatch", move |stop| run(queue, stop));
+/// Starts the duty; `scheduled` is notified when jobs were scheduled sooner than the
+/// promoters knew.
+pub(super) fn start(tasks: &Tasks, queue: Queue, scheduled: Arc<Notify>) {
+    tasks.spawn("dispatch", move |stop| run(queue, scheduled, stop));
 }
 
-async fn run(queue: Queue, stop: CancellationToken) {
+async fn run(queue: Queue, scheduled: Arc<Notify>, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
         let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
@@ -41,13 +47,21 @@ async fn run(queue: Queue, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                alive = wake.next() => {
-                    if !alive {
+                message = wake.next() => {
+                    let Some(mut message) = message else {
                         tracing::warn!(queue = %queue.keys.queue, "dispatcher lost its subscription; reconnecting");
                         break;
-                    }
+                    };
                     // A burst of wake-ups needs one dispatch pass, not one each.
-                    while wake.try_next() {}
+                    loop {
+                        if message == Wake::Scheduled {
+                            scheduled.notify_one();
+                        }
+                        match wake.try_next() {
+                            Some(next) => message = next,
+                            None => break,
+                        }
+                    }
                 }
                 _ = sweep.tick() => {}
             }

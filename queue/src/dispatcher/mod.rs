@@ -1,9 +1,11 @@
-//! The dispatcher role: hands waiting jobs to stored requests (`dispatch.rs`) and brings back
-//! jobs whose lease ran out (`reaper.rs`). The original design's manager "listens all the
+//! The dispatcher role: hands waiting jobs to stored requests (`dispatch.rs`), brings back
+//! jobs whose lease ran out (`reaper.rs`) and moves scheduled jobs to the queue when they are
+//! due (`promoter.rs`). The original design's manager "listens all the
 //! time": this is that part of it. Any number of dispatchers may run on one queue: every step
 //! they take is one atomic script, so no two of them ever hand out the same job.
 
 mod dispatch;
+mod promoter;
 mod reaper;
 
 use crate::error::Result;
@@ -26,12 +28,14 @@ impl Dispatcher {
     pub(crate) async fn start(queue: Queue) -> Dispatcher {
         warn_unless_noeviction(&queue).await;
         let (tasks, stop) = Tasks::new();
-        dispatch::start(&tasks, queue.clone());
+        let scheduled = std::sync::Arc::new(tokio::sync::Notify::new());
+        dispatch::start(&tasks, queue.clone(), scheduled.clone());
+        promoter::start(&tasks, queue.clone(), scheduled);
         reaper::start(&tasks, queue);
         Dispatcher { tasks, _stop: stop }
     }
 
-    /// Stops dispatching and reaping, and waits until both have stopped. Jobs and requests
+    /// Stops dispatching, promoting and reaping, and waits until all have stopped. Jobs and requests
     /// stay in Redis for other dispatchers.
     pub async fn shutdown(&self) {
         self.tasks.shutdown().await;

@@ -89,7 +89,7 @@ if redis.call('LLEN', KEYS[2]) == 0 then
   first = first + served
 end
 for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-if first <= #ARGV and redis.call('LLEN', KEYS[3]) > 0 then
+if first <= #ARGV and not s.paused and redis.call('LLEN', KEYS[3]) > 0 then
   redis.call('SPUBLISH', base .. 'wake', 'free')
 end
 return {held, delivered}

@@ -18,15 +18,23 @@ local function key_base(meta)
   return string.sub(meta, 1, -5)
 end
 
+-- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
+-- a queue that lists one these scripts do not know is refused (SQUE_FEATURE), since they would
+-- silently ignore it.
+local KNOWN_FEATURES = ',delay,pause,'
+
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
--- version and a queue nobody opened, and returns the queue's settings named `...` (numbers),
--- by name. With `caller` nil, only reads the settings (for a second read in the same call).
--- A call reads only the settings it needs: each field read costs it time, and a hot call
--- needs three or four of the queue's dozen.
+-- version, a queue nobody opened and a queue that requires a feature these scripts do not
+-- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
+-- (text, or false) as `s.requires` and whether it is paused as `s.paused`. With `caller` nil,
+-- only reads the settings (for a second read in the same call; `s.paused` is then false). A
+-- call reads only the settings it needs: each field read costs it time, and a hot call needs
+-- three or four of the queue's dozen.
 local function open_call(meta, caller, ...)
   local values, offset = nil, 0
+  local requires = false
   if caller then
-    values, offset = redis.call('HMGET', meta, 'protocol', ...), 1
+    values, offset = redis.call('HMGET', meta, 'protocol', 'requires', 'paused', ...), 3
     local found = values[1]
     -- The same version, the usual case, needs no parsing.
     if found ~= caller then
@@ -36,10 +44,18 @@ local function open_call(meta, caller, ...)
         error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue})
       end
     end
+    requires = values[2]
+    if requires then
+      for feature in string.gmatch(requires, '[^,]+') do
+        if not string.find(KNOWN_FEATURES, ',' .. feature .. ',', 1, true) then
+          error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
+        end
+      end
+    end
   elseif select('#', ...) > 0 then
     values = redis.call('HMGET', meta, ...)
   end
-  local s = {}
+  local s = {requires = requires, paused = values and offset == 3 and values[3] == '1'}
   for i = 1, select('#', ...) do
     local name = select(i, ...)
     local value = tonumber(values[i + offset])
@@ -49,6 +65,14 @@ local function open_call(meta, caller, ...)
     s[name] = value
   end
   return s
+end
+
+-- Records in the queue's meta that it uses `feature` (one of KNOWN_FEATURES), unless
+-- `requires` (as open_call read it) lists it already: from then on a host that does not know
+-- the feature refuses the queue instead of ignoring what it holds.
+local function require_feature(meta, requires, feature)
+  if requires and string.find(',' .. requires .. ',', ',' .. feature .. ',', 1, true) then return end
+  redis.call('HSET', meta, 'requires', requires and (requires .. ',' .. feature) or feature)
 end
 
 -- Parses an item ("ID|ATTEMPTS" or "ID|ATTEMPTS|MAX"): decimal id of at most 20 digits,
@@ -180,6 +204,8 @@ local function server()
   -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms (text), max_attempts =
   -- the queue's (text), now = ms, s = settings, out = table or nil}
   function srv.serve(q, waiting, requests)
+    -- A paused queue hands nothing out; the requests are stored and served on resume.
+    if q.s.paused then return 0 end
     local served = 0
     while served < #requests do
       local wanted = #requests - served
@@ -245,6 +271,7 @@ local function server()
   -- dropped. Returns how many were served (and counts them as dispatched).
   -- `keys`: {waiting, requests, workers, stats}
   function srv.dispatch_stored(q, keys, max_pairs, now)
+    if q.s.paused then return 0 end
     local alive = {}
     local n = 0
     while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do

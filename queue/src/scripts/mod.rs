@@ -15,11 +15,14 @@ pub(crate) mod exchange;
 pub(crate) mod fail;
 pub(crate) mod leave;
 pub(crate) mod open;
+pub(crate) mod pause;
 pub(crate) mod poison;
+pub(crate) mod promote;
 pub(crate) mod push;
 pub(crate) mod reap;
 pub(crate) mod release;
 pub(crate) mod renew;
+pub(crate) mod schedule;
 
 use std::sync::LazyLock;
 
@@ -42,7 +45,10 @@ pub(crate) use script;
 const SOURCES: &[(&str, &str)] = &[
     ("open", include_str!("open.lua")),
     ("configure", include_str!("configure.lua")),
+    ("pause", include_str!("pause.lua")),
     ("push", include_str!("push.lua")),
+    ("schedule", include_str!("schedule.lua")),
+    ("promote", include_str!("promote.lua")),
     ("exchange", include_str!("exchange.lua")),
     ("dispatch", include_str!("dispatch.lua")),
     ("fail", include_str!("fail.lua")),
@@ -64,11 +70,14 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 12] {
+fn all() -> [&'static LazyLock<Script>; 15] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
+        &pause::SCRIPT,
         &push::SCRIPT,
+        &schedule::SCRIPT,
+        &promote::SCRIPT,
         &exchange::SCRIPT,
         &dispatch::SCRIPT,
         &fail::SCRIPT,

@@ -13,7 +13,8 @@
 -- Returns the first new id; the others follow it in order.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_TOOLARGE "job N is B bytes, over the queue's
 -- limit of L bytes"; SQUE_INVALID "job N: max_attempts ..." (N counts from 1 in this call).
-local limit = open_call(KEYS[1], ARGV[1], 'max_job_bytes').max_job_bytes
+local opened = open_call(KEYS[1], ARGV[1], 'max_job_bytes')
+local limit = opened.max_job_bytes
 local base = key_base(KEYS[1])
 local count = (#ARGV - 1) / 2
 if count < 1 or count ~= math.floor(count) then
@@ -53,8 +54,8 @@ if #items > 0 then
   redis.call('HSET', KEYS[3], unpack(data))
   redis.call('RPUSH', KEYS[2], unpack(items))
 end
--- Bulk pushes into a queue nobody waits on stay quiet and cheap.
-if redis.call('LLEN', KEYS[5]) == 0 then return first end
+-- Bulk pushes into a queue nobody waits on stay quiet and cheap; a paused queue serves no one.
+if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
 if KEYS[7] then
   local now = now_ms()
