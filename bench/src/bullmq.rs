@@ -30,7 +30,8 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::DeadPurgeAll
         | Kind::Handler
         | Kind::MetricsScrape
-        | Kind::DelayedProcess => {
+        | Kind::DelayedProcess
+        | Kind::BulkPushUnique => {
             bail!("{}: a sque-only case", case.name)
         }
     };

@@ -52,6 +52,8 @@ pub enum Kind {
     /// A language's send-email handler: start-up with no cache (compiling) and with the
     /// module cache, then jobs/s (sque only).
     Handler,
+    /// `push_many` as `BulkPush`, each job with a unique key of its own (sque only).
+    BulkPushUnique,
     /// Processing as `Process`, of jobs pushed with one time to run at (a few seconds ahead,
     /// while the host's slots already ask): promotion and processing together (sque only).
     DelayedProcess,
@@ -123,6 +125,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             scale(200_000, 50_000),
             0,
             true,
+        ),
+        case(
+            "bulk push, each with a unique key (push_encoded)",
+            Kind::BulkPushUnique,
+            scale(200_000, 50_000),
+            0,
+            false,
         ),
         case(
             "single push, awaited",

@@ -57,6 +57,22 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_many(jobs).await?;
             rate(n, t0.elapsed())
         }
+        Kind::BulkPushUnique => {
+            let encoded = jobs
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    let options = sque::JobOptions {
+                        unique_key: Some(format!("order-{i}")),
+                        ..Default::default()
+                    };
+                    manager.encode(j, &options)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let t0 = Instant::now();
+            manager.push_encoded(&encoded).await?;
+            rate(n, t0.elapsed())
+        }
         Kind::SinglePush => {
             let t0 = Instant::now();
             for j in jobs {

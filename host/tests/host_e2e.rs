@@ -1242,3 +1242,90 @@ async fn jobs_are_shown_and_waited_for_by_id_and_a_paused_queue_holds_them() {
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// `schedule add|list|remove` and `push --unique-key|--unique-key-field`: bad input exits 2
+/// and writes nothing; a host's manager pushes a schedule's tick; a key held answers its
+/// holder's id.
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_and_unique_keys_from_the_command_line() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--queue", "cron", "--redis", &url]);
+        cli(&all, stdin)
+    };
+    let add = |extra: &[&str]| {
+        let mut args = vec!["schedule", "add", "--name", "nightly"];
+        args.extend_from_slice(extra);
+        run(&args, b"")
+    };
+    assert_refused(&add(&["--cron", "0 3 * *", "--data", "{}"]), "has 4 fields");
+    assert_refused(
+        &add(&["--cron", "0 3 * * *", "--tz", "Mars/Base", "--data", "{}"]),
+        "not a time zone",
+    );
+    assert_refused(
+        &add(&["--cron", "0 3 * * *", "--data", "{nope"]),
+        "--data is not valid JSON",
+    );
+    let out = add(&[
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--data",
+        r#"{"do":"ok"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("first job at"));
+    let out = run(&["schedule", "list", "--json"], b"");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["schedules"][0]["name"], json!("nightly"));
+    assert_eq!(listed["schedules"][0]["tz"], json!("Europe/Berlin"));
+
+    let host = fixtures_host(&redis, "cron", &[]);
+    let m = Manager::new("cron", producer_opts(&redis)).await.unwrap();
+    // Its tick has come, as time passing would make it.
+    let _: () = sque_testing::query(
+        &redis,
+        &["ZADD", "sque:{cron}:schedule_due", "1000", "nightly"],
+    );
+    wait_counts(&m, 1, 0).await;
+    let out = run(&["schedule", "remove", "--name", "nightly"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_refused(
+        &run(&["schedule", "remove", "--name", "nightly"], b""),
+        "has no schedule \"nightly\"",
+    );
+
+    let ids = |out: std::process::Output| -> Vec<String> {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let job = r#"{"do":"sleep","arg":500}"#;
+    let first = ids(run(&["push", "--unique-key", "k", job], b""));
+    let second = ids(run(&["push", "--unique-key", "k", job], b""));
+    assert_eq!(first, second, "a key held answers its holder's id");
+    let lines =
+        b"{\"id\":7,\"do\":\"ok\"}\n{\"id\":7,\"do\":\"ok\"}\n{\"id\":\"8\",\"do\":\"ok\"}\n";
+    let got = ids(run(&["push", "--unique-key-field", "id"], lines));
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], got[1]);
+    assert_ne!(got[0], got[2]);
+    let out = run(
+        &["push", "--unique-key-field", "id"],
+        b"{\"id\":9}\n{\"do\":\"ok\"}\n",
+    );
+    assert_refused(&out, "line 2: no top-level field \"id\"");
+    assert_refused(
+        &run(&["push", "--unique-for", "1h", job], b""),
+        "--unique-for needs --unique-key",
+    );
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::job::JobId;
 use crate::options::Options;
 use crate::queue::Queue;
+use crate::schedules::Schedule;
 use crate::scripts;
 use crate::scripts::dead::{Action, Which};
 use crate::settings::{QueueSettings, SettingsChange};
@@ -64,6 +65,34 @@ impl Admin {
     /// was not paused.
     pub async fn resume(&self) -> Result<bool> {
         scripts::pause::call(&self.queue, false).await
+    }
+
+    /// Adds the schedule `name` (a job pushed on a cron pattern by whichever manager runs,
+    /// once a tick), or replaces the one of that name. Returns its first tick, in ms since the
+    /// epoch on Redis's clock. A bad name, pattern, zone or data is refused with nothing
+    /// changed.
+    pub async fn set_schedule(&self, name: &str, schedule: &Schedule) -> Result<u64> {
+        crate::schedules::validate_name(name)?;
+        schedule.validate()?;
+        let data = serde_json::to_string(&schedule.data).expect("a Value serializes");
+        let limit = self.queue.settings.max_job_bytes as usize;
+        if data.len() > limit {
+            return Err(crate::Error::JobTooLarge {
+                size: data.len(),
+                limit,
+            });
+        }
+        let definition = serde_json::to_string(schedule).expect("a schedule serializes");
+        let now = redis_now_ms(&self.queue).await?;
+        let first = schedule.next_after(now)?;
+        scripts::schedules::set(&self.queue, name, &definition, first).await?;
+        Ok(first)
+    }
+
+    /// Removes the schedule `name`; false when there was none.
+    pub async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        crate::schedules::validate_name(name)?;
+        scripts::schedules::remove(&self.queue, name).await
     }
 
     /// Puts dead jobs back at the tail of the queue with their attempts started again: the
@@ -177,4 +206,12 @@ impl DeadReport {
                 .map(|(id, why)| (JobId::from(id), why)),
         );
     }
+}
+
+/// Redis's clock, in ms since the epoch: the clock every tick is computed on.
+pub(crate) async fn redis_now_ms(queue: &Queue) -> Result<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut queue.con.clone())
+        .await?;
+    Ok(secs * 1000 + micros / 1000)
 }

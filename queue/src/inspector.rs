@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::job::JobId;
 use crate::options::Options;
 use crate::queue::Queue;
+use crate::schedules::{Schedule, ScheduleInfo};
 use crate::settings::QueueSettings;
 use crate::wire::{describe_json_error, LastError, Token};
 
@@ -127,6 +128,8 @@ pub struct JobInfo {
     pub result: Option<Value>,
     /// The last error of a job that failed, was retried or is dead.
     pub last_error: Option<LastError>,
+    /// Its unique key, while the queue keeps the job.
+    pub unique_key: Option<String>,
     /// What is wrong with what the queue holds of it, if anything.
     pub problem: Option<String>,
 }
@@ -256,14 +259,21 @@ impl Inspector {
         if !crate::wire::is_id(id.as_str()) {
             return Ok(None);
         }
-        let (data, result, error, seq): (Option<Raw>, Option<Raw>, Option<Raw>, Option<u64>) =
-            redis::pipe()
-                .hget(&k.jobs, id.as_str())
-                .hget(&k.results, id.as_str())
-                .hget(&k.errors, id.as_str())
-                .hget(&k.meta, "seq")
-                .query_async(&mut con)
-                .await?;
+        type Read = (
+            Option<Raw>,
+            Option<Raw>,
+            Option<Raw>,
+            Option<u64>,
+            Option<String>,
+        );
+        let (data, result, error, seq, unique): Read = redis::pipe()
+            .hget(&k.jobs, id.as_str())
+            .hget(&k.results, id.as_str())
+            .hget(&k.errors, id.as_str())
+            .hget(&k.meta, "seq")
+            .hget(&k.unique_of, id.as_str())
+            .query_async(&mut con)
+            .await?;
         let given = id
             .as_str()
             .parse::<u64>()
@@ -325,8 +335,45 @@ impl Inspector {
             data,
             result: result.map(|r| json_or_text(&r).0),
             last_error,
+            // "WINDOW_MS|KEY"
+            unique_key: unique.and_then(|u| u.split_once('|').map(|(_, key)| key.to_string())),
             problem,
         }))
+    }
+
+    /// The queue's schedules, soonest tick first. A definition that cannot be read (written
+    /// past this library) is listed with its `problem`.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let k = &self.queue.keys;
+        let (definitions, ticks): (HashMap<String, String>, Vec<(String, f64)>) = redis::pipe()
+            .hgetall(&k.schedules)
+            .zrange_withscores(&k.schedule_due, 0, -1)
+            .query_async(&mut self.queue.con.clone())
+            .await?;
+        let mut next: HashMap<String, u64> =
+            ticks.into_iter().map(|(n, at)| (n, at as u64)).collect();
+        let mut all: Vec<ScheduleInfo> = definitions
+            .into_iter()
+            .map(|(name, definition)| {
+                let next_at = next.remove(&name);
+                match serde_json::from_str::<Schedule>(&definition) {
+                    Ok(schedule) => ScheduleInfo {
+                        name,
+                        schedule: Some(schedule),
+                        next_at,
+                        problem: None,
+                    },
+                    Err(e) => ScheduleInfo {
+                        name,
+                        schedule: None,
+                        next_at,
+                        problem: Some(format!("the definition does not read: {e}")),
+                    },
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| (a.next_at, &a.name).cmp(&(b.next_at, &b.name)));
+        Ok(all)
     }
 
     /// Up to `limit` dead jobs, newest first. An entry that is not a lease token, or whose

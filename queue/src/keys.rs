@@ -53,6 +53,13 @@ pub(crate) struct Keys {
     pub delayed: String,
     /// Jobs pushed with a delay or a time: item → when due (`schedule.lua`, `promote.lua`).
     pub scheduled: String,
+    /// Schedules: name → definition (JSON: cron, tz, data, max_attempts).
+    pub schedules: String,
+    /// Schedules: name → next tick (ms).
+    pub schedule_due: String,
+    /// The unique key of each job that has one: id → "WINDOW_MS|KEY" (`unique` and
+    /// `unique_until`, beside it, are the scripts' alone).
+    pub unique_of: String,
     /// The dead list: a sorted set, token → time of death.
     pub dead_at: String,
     /// The dead list of versions before the sorted set (a list), emptied into `dead_at` by
@@ -84,6 +91,9 @@ impl Keys {
             leases: key("leases"),
             delayed: key("delayed"),
             scheduled: key("scheduled"),
+            schedules: key("schedules"),
+            schedule_due: key("schedule_due"),
+            unique_of: key("unique_of"),
             dead_at: key("dead_at"),
             dead: key("dead"),
             errors: key("errors"),

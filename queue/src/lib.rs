@@ -57,6 +57,7 @@ mod manager;
 mod options;
 mod producer;
 mod queue;
+mod schedules;
 mod scripts;
 mod settings;
 mod tasks;
@@ -82,6 +83,7 @@ pub use keys::validate_queue_name;
 pub use manager::Manager;
 pub use options::{redact_url, Options};
 pub use producer::{EncodedJob, JobOptions, Producer};
+pub use schedules::{validate_name as validate_schedule_name, Schedule, ScheduleInfo};
 pub use settings::{QueueSettings, SettingsChange};
 pub use wire::LastError;
 

@@ -29,6 +29,13 @@ pub struct JobOptions {
     /// Ready at this time (read on Redis's clock: a time already past is ready at once);
     /// then it joins the tail of the queue. Not with `delay`.
     pub at: Option<SystemTime>,
+    /// A key (1 to 1024 bytes) unique within the queue: while a job with this key waits, is
+    /// scheduled or runs (and for `unique_for` after it completes), a push with the same key
+    /// writes nothing and returns that job's id. Freed when its job completes (after the
+    /// window), is dead-lettered or purged.
+    pub unique_key: Option<String>,
+    /// How long the key stays held after its job completed; none by default.
+    pub unique_for: Option<Duration>,
 }
 
 /// When a scheduled job is due, as the `schedule` script takes it.
@@ -44,7 +51,35 @@ pub(crate) enum Due {
 /// of ms would allow more, but a job due in 30,000 years is a mistake in the caller's units.
 const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// The longest unique key, in bytes.
+pub const MAX_UNIQUE_KEY_BYTES: usize = 1024;
+
 impl JobOptions {
+    /// The unique key and its window in ms, checked.
+    fn unique(&self) -> Result<Option<(String, u64)>> {
+        let Some(key) = &self.unique_key else {
+            if self.unique_for.is_some() {
+                return Err(Error::InvalidInput(
+                    "unique_for needs a unique_key: it is how long that key stays held".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if key.is_empty() || key.len() > MAX_UNIQUE_KEY_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "a unique key is 1 to {MAX_UNIQUE_KEY_BYTES} bytes, not {}",
+                key.len()
+            )));
+        }
+        let window = self.unique_for.unwrap_or_default();
+        if window > LONGEST_DELAY {
+            return Err(Error::InvalidInput(
+                "unique_for is over the longest allowed, 100 years".into(),
+            ));
+        }
+        Ok(Some((key.clone(), window.as_millis() as u64)))
+    }
+
     /// The job's due time, checked; `None` for a job ready at once.
     fn due(&self) -> Result<Option<Due>> {
         match (self.delay, self.at) {
@@ -88,6 +123,8 @@ pub struct EncodedJob {
     pub(crate) max_attempts: Option<u32>,
     /// `None`: ready at once (`push.lua`); else kept aside until due (`schedule.lua`).
     pub(crate) due: Option<Due>,
+    /// The unique key and its window after completion, in ms (`push_unique.lua`).
+    pub(crate) unique: Option<(String, u64)>,
 }
 
 impl EncodedJob {
@@ -124,10 +161,8 @@ impl Producer {
     /// Adds a job with its own settings.
     pub async fn push_with(&self, data: Value, options: JobOptions) -> Result<JobId> {
         let job = self.encode(&data, &options)?;
-        let first: u64 = invocation_for(&self.queue.keys, std::slice::from_ref(&job))
-            .invoke_async(&mut self.queue.con.clone())
-            .await?;
-        Ok(JobId::from(first.to_string()))
+        let mut ids = self.push_encoded(std::slice::from_ref(&job)).await?;
+        Ok(ids.pop().expect("one id for one job"))
     }
 
     /// Adds many jobs, in order, pipelined in chunks. Every job is checked before anything is
@@ -142,30 +177,55 @@ impl Producer {
 
     /// Pushes jobs already checked and encoded by [`Producer::encode`] (the CLI's streaming
     /// push checks each line as it reads it). Ids follow the order of `jobs`, whether they
-    /// are ready at once or scheduled.
+    /// are ready at once, scheduled or unique (a job whose unique key is held gets the id of
+    /// the job that holds it, and nothing is written for it).
     pub async fn push_encoded(&self, jobs: &[EncodedJob]) -> Result<Vec<JobId>> {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut con = self.queue.con.clone();
         for group in jobs.chunks(PUSH_CHUNK * CHUNKS_PER_PIPELINE) {
-            let mut pipe = redis::pipe();
-            // Loaded in the same round trip, so a Redis that restarted still knows the scripts.
-            pipe.load_script(&scripts::push::SCRIPT).ignore();
-            if group.iter().any(|job| job.due.is_some()) {
-                pipe.load_script(&scripts::schedule::SCRIPT).ignore();
-            }
-            // Runs of ready and of scheduled jobs, each in calls of at most PUSH_CHUNK.
+            // Runs of jobs of one kind, each in calls of at most PUSH_CHUNK.
             let chunks: Vec<&[EncodedJob]> = group
-                .chunk_by(|a, b| a.due.is_some() == b.due.is_some())
+                .chunk_by(|a, b| a.kind() == b.kind())
                 .flat_map(|run| run.chunks(PUSH_CHUNK))
                 .collect();
+            let mut pipe = redis::pipe();
+            // Loaded in the same round trip, so a Redis that restarted still knows them
+            // (waiting for NOSCRIPT instead could let a later push pass this one).
+            for (kind, script) in [
+                (Kind::Ready, &scripts::push::SCRIPT),
+                (Kind::Scheduled, &scripts::schedule::SCRIPT),
+                (Kind::Unique, &scripts::push_unique::SCRIPT),
+            ] {
+                if chunks.iter().any(|c| c[0].kind() == kind) {
+                    pipe.load_script(script).ignore();
+                }
+            }
             for chunk in &chunks {
                 pipe.invoke_script(&invocation_for(&self.queue.keys, chunk));
             }
-            let firsts: Vec<u64> = pipe.query_async(&mut con).await?;
-            for (chunk, first) in chunks.iter().zip(firsts) {
-                ids.extend(
-                    (first..first + chunk.len() as u64).map(|id| JobId::from(id.to_string())),
-                );
+            // Each call's error is its script's own, with its code (SQUE_TOOLARGE, ...),
+            // rather than a failure of the whole pipeline that wraps it.
+            let replies: Vec<redis::RedisResult<redis::Value>> =
+                pipe.ignore_errors().query_async(&mut con).await?;
+            for (chunk, reply) in chunks.iter().zip(replies) {
+                let reply = reply?;
+                match chunk[0].kind() {
+                    // Each job's id, new or its key's holder's, beside whether it was pushed.
+                    Kind::Unique => {
+                        let pairs: Vec<(String, u8)> = redis::from_redis_value(reply)
+                            .map_err(|e| Error::Corrupt(format!("push_unique's reply: {e}")))?;
+                        ids.extend(pairs.into_iter().map(|(id, _)| JobId::from(id)));
+                    }
+                    // The first new id; the others follow it.
+                    Kind::Ready | Kind::Scheduled => {
+                        let first: u64 = redis::from_redis_value(reply)
+                            .map_err(|e| Error::Corrupt(format!("push's reply: {e}")))?;
+                        ids.extend(
+                            (first..first + chunk.len() as u64)
+                                .map(|id| JobId::from(id.to_string())),
+                        );
+                    }
+                }
             }
         }
         Ok(ids)
@@ -204,6 +264,7 @@ impl Producer {
             json,
             max_attempts: options.max_attempts,
             due: options.due()?,
+            unique: options.unique()?,
         })
     }
 
@@ -213,14 +274,36 @@ impl Producer {
     }
 }
 
-/// The call for a run of jobs that are all ready at once, or all scheduled.
+/// How a job is pushed: which script takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `push.lua`: to the tail of the queue.
+    Ready,
+    /// `schedule.lua`: aside until due.
+    Scheduled,
+    /// `push_unique.lua`: with a unique key (ready or scheduled).
+    Unique,
+}
+
+impl EncodedJob {
+    fn kind(&self) -> Kind {
+        match (&self.unique, &self.due) {
+            (Some(_), _) => Kind::Unique,
+            (None, Some(_)) => Kind::Scheduled,
+            (None, None) => Kind::Ready,
+        }
+    }
+}
+
+/// The call for a run of jobs of one kind.
 fn invocation_for(
     keys: &crate::keys::Keys,
     jobs: &[EncodedJob],
 ) -> redis::ScriptInvocation<'static> {
-    match jobs.first().is_some_and(|job| job.due.is_some()) {
-        true => scripts::schedule::invocation_for(keys, jobs),
-        false => scripts::push::invocation_for(keys, jobs),
+    match jobs.first().map_or(Kind::Ready, EncodedJob::kind) {
+        Kind::Ready => scripts::push::invocation_for(keys, jobs),
+        Kind::Scheduled => scripts::schedule::invocation_for(keys, jobs),
+        Kind::Unique => scripts::push_unique::invocation_for(keys, jobs),
     }
 }
 

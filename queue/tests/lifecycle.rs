@@ -1,6 +1,7 @@
 //! A job's life beyond push and run, against a real redis-server (or the Cluster): delayed
 //! and scheduled jobs (`JobOptions::delay` and `at`: kept aside until due on Redis's clock,
 //! then at the tail of the queue, each promoted exactly once however many managers run),
+//! cron schedules (each tick pushed once by however many managers, a missed tick once),
 //! pausing a queue, and the features a queue requires.
 
 mod support;
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::json;
-use sque::{Admin, Client, Error, JobOptions, Manager};
+use sque::{Admin, Client, Error, Inspector, JobOptions, Manager, Schedule};
 use support::{eventually, opts, query, within, RedisServer};
 
 /// Redis's clock, in ms since the epoch.
@@ -227,4 +228,244 @@ async fn a_paused_queue_hands_out_nothing_until_resumed() {
     assert!(!manager.stats().await.unwrap().paused);
     let requires: Option<String> = query(&redis, &["HGET", "sque:{held}:meta", "requires"]);
     assert_eq!(requires.as_deref(), Some("pause"));
+}
+
+/// A cron schedule's tick is pushed exactly once by three managers, and ticks missed while
+/// no manager ran are pushed once, not once each. (A five-field pattern ticks each minute at
+/// most: the test moves the schedule's tick into the past, as time passing would.)
+#[tokio::test(flavor = "multi_thread")]
+async fn three_managers_push_each_tick_once_and_missed_ticks_once() {
+    let redis = RedisServer::start();
+    let admin = {
+        // Created by a producer (no manager yet), as `schedule add` does.
+        Manager::new("ticks", opts(&redis).dispatch(false))
+            .await
+            .unwrap();
+        Admin::new("ticks", opts(&redis)).await.unwrap()
+    };
+    let schedule = Schedule {
+        tz: Some("Europe/Berlin".into()),
+        max_attempts: Some(2),
+        ..Schedule::new("*/5 * * * *", json!({"report": "sales"}))
+    };
+    let first = admin.set_schedule("every-five", &schedule).await.unwrap();
+    let now = redis_now_ms(&redis);
+    assert!(
+        first > now && first <= now + 5 * 60_000,
+        "the next multiple of five minutes"
+    );
+    assert_eq!(first % (5 * 60_000), 0);
+    let inspector = Inspector::new("ticks", opts(&redis)).await.unwrap();
+    let listed = inspector.schedules().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].name.as_str(),
+            listed[0].next_at,
+            listed[0].schedule.as_ref()
+        ),
+        ("every-five", Some(first), Some(&schedule))
+    );
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{ticks}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("cron"));
+
+    let mut managers = Vec::new();
+    for _ in 0..3 {
+        managers.push(Manager::new("ticks", opts(&redis)).await.unwrap());
+    }
+    for (round, missed) in [(1, 1u64), (2, 12)] {
+        // The tick (or twelve of them, an hour of ticks) has passed.
+        let past = redis_now_ms(&redis) - missed * 5 * 60_000;
+        let _: () = query(
+            &redis,
+            &[
+                "ZADD",
+                "sque:{ticks}:schedule_due",
+                &past.to_string(),
+                "every-five",
+            ],
+        );
+        eventually("the tick taken and the next one set", || async {
+            let due: f64 = query(
+                &redis,
+                &["ZSCORE", "sque:{ticks}:schedule_due", "every-five"],
+            );
+            due as u64 > redis_now_ms(&redis)
+        })
+        .await;
+        let stats = managers[0].stats().await.unwrap();
+        assert_eq!(
+            stats.waiting, round,
+            "one job a round, however many ticks were missed"
+        );
+    }
+    let client = Client::new("ticks", opts(&redis)).await.unwrap();
+    let job = within("a scheduled job", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(job.data, json!({"report": "sales"}));
+    assert!(
+        job.lease_token().ends_with("|1|2"),
+        "its own attempt limit: {}",
+        job.lease_token()
+    );
+    client.complete(&job, None).await.unwrap();
+
+    assert!(admin.remove_schedule("every-five").await.unwrap());
+    assert!(!admin.remove_schedule("every-five").await.unwrap());
+    assert!(inspector.schedules().await.unwrap().is_empty());
+    let bad = Schedule::new("0 25 * * *", json!(1));
+    let e = admin.set_schedule("bad", &bad).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    for m in &managers {
+        m.shutdown().await.unwrap();
+    }
+}
+
+fn unique(key: &str) -> JobOptions {
+    JobOptions {
+        unique_key: Some(key.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Sixteen producers push the same fifty keys at once: one job a key, and every push of a
+/// key answers the id of the job that holds it. A key is held while its job is scheduled,
+/// waits or runs, and for its window after completing; freed when its job completes, or is
+/// dead-lettered (a dead job retried while another holds its key is refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unique_key_is_held_by_one_job_until_it_ends() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("unique", opts(&redis)).await.unwrap();
+    let mut producers = Vec::new();
+    for _ in 0..16 {
+        let producer = Manager::new("unique", opts(&redis).dispatch(false))
+            .await
+            .unwrap();
+        producers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for k in 0..50 {
+                let key = format!("k{k}");
+                ids.push((
+                    key.clone(),
+                    producer.push_with(json!(k), unique(&key)).await.unwrap(),
+                ));
+            }
+            ids
+        }));
+    }
+    let mut holder = std::collections::HashMap::new();
+    for p in producers {
+        for (key, id) in p.await.unwrap() {
+            assert_eq!(
+                holder.entry(key.clone()).or_insert(id.clone()),
+                &id,
+                "{key}"
+            );
+        }
+    }
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.pushed, stats.waiting), (50, 50), "one job a key");
+    let inspector = Inspector::new("unique", opts(&redis)).await.unwrap();
+    let shown = inspector.job(&holder["k0"]).await.unwrap().unwrap();
+    assert_eq!(shown.unique_key.as_deref(), Some("k0"));
+
+    // Completed: the key is free at once without a window, held for it with one.
+    let client = Client::new("unique", opts(&redis)).await.unwrap();
+    let job = within("k0's job", client.i_am_free(None)).await.unwrap();
+    assert_eq!(job.id, holder["k0"]);
+    client.complete(&job, None).await.unwrap();
+    let again = manager.push_with(json!(0), unique("k0")).await.unwrap();
+    assert_ne!(again, holder["k0"], "free once its job completed");
+
+    let windowed = JobOptions {
+        unique_for: Some(Duration::from_millis(500)),
+        delay: Some(Duration::from_secs(3600)),
+        ..unique("w")
+    };
+    let w = manager
+        .push_with(json!("w"), windowed.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        manager
+            .push_with(json!("w"), windowed.clone())
+            .await
+            .unwrap(),
+        w,
+        "held while scheduled"
+    );
+    assert_eq!(manager.stats().await.unwrap().scheduled, 1);
+
+    // Dead-lettered: the key is freed; a retry while another job holds it is refused.
+    let admin = Admin::new("unique", opts(&redis)).await.unwrap();
+    let once = JobOptions {
+        max_attempts: Some(1),
+        ..unique("d")
+    };
+    let first = manager.push_with(json!("d"), once.clone()).await.unwrap();
+    let mut dead = None;
+    while dead.is_none() {
+        let job = within("the next job", client.i_am_free(None))
+            .await
+            .unwrap();
+        if job.id == first {
+            client.fail(&job, "no").await.unwrap();
+            dead = Some(job.id);
+        } else {
+            client.complete(&job, None).await.unwrap();
+        }
+    }
+    let second = manager.push_with(json!("d"), once).await.unwrap();
+    assert_ne!(second, first, "a dead job's key is free");
+    let report = admin
+        .retry_dead_jobs(sque::DeadJobs::Ids(std::slice::from_ref(&first)))
+        .await
+        .unwrap();
+    assert_eq!(report.done, 0);
+    assert!(
+        report.refused[0]
+            .1
+            .contains(&format!("held by job {second}")),
+        "{:?}",
+        report.refused
+    );
+    assert!(inspector.job(&first).await.unwrap().unwrap().state == sque::JobState::Dead);
+}
+
+/// A key held for a window after its job completed is freed by the reaper when it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unique_key_is_freed_when_its_window_after_completion_ends() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("window", opts(&redis)).await.unwrap();
+    let client = Client::new("window", opts(&redis)).await.unwrap();
+    let options = JobOptions {
+        unique_for: Some(Duration::from_millis(300)),
+        ..unique("report-2026-12-04")
+    };
+    let first = manager.push_with(json!(1), options.clone()).await.unwrap();
+    let job = within("the job", client.i_am_free(None)).await.unwrap();
+    client.complete(&job, None).await.unwrap();
+    let completed_at = redis_now_ms(&redis);
+    assert_eq!(
+        manager.push_with(json!(1), options.clone()).await.unwrap(),
+        first,
+        "held within its window"
+    );
+    // Each push within the window writes nothing; the first after it pushes a job.
+    within("the key free after its window", async {
+        while manager.push_with(json!(2), options.clone()).await.unwrap() == first {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        redis_now_ms(&redis) >= completed_at + 300,
+        "not before its window ended"
+    );
+    assert_eq!(
+        manager.stats().await.unwrap().pushed,
+        2,
+        "the pushes within the window wrote nothing"
+    );
 }

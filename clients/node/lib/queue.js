@@ -100,6 +100,8 @@ class Queue {
     for (let i = 0; i < flat.length; i += 2) meta[flat[i]] = flat[i + 1];
     this.settings = {};
     for (const field of Object.keys(bundle.DEFAULT_SETTINGS)) this.settings[field] = Number(meta[field]);
+    /** The features the queue uses (its meta's `requires`), e.g. ['delay', 'cron']. */
+    this.requires = meta.requires ? String(meta.requires).split(',') : [];
     for (const [field, value] of Object.entries(this.given)) {
       if (this.settings[field] !== value) {
         process.emitWarning(`sque: this program's ${field} is ${value}, queue ${JSON.stringify(this.name)}'s is ${this.settings[field]}: using the queue's (change it with \`sque-host queue config\`)`);

@@ -3,7 +3,7 @@
 -- round trip, and the jobs that can be handed out at once come back in the reply.
 --
 -- Completions: each entry is refused (0) when its token is stale (or named twice), and then
--- changes nothing; a completion whose result is over the queue's max_result_bytes keeps
+-- changes nothing; a completed job lets go of its unique key (kept for its window); a completion whose result is over the queue's max_result_bytes keeps
 -- nothing and sends the job to the dead list (2, code result_too_large).
 -- Requests: the worker's heartbeat is left alone. It is renew's alone (every third of a lease),
 -- which also stores the worker's open requests again when it had run out: a dispatcher may
@@ -74,6 +74,12 @@ if completions > 0 then
     redis.call('HDEL', KEYS[5], unpack(ids))
     redis.call('HDEL', KEYS[8], unpack(ids))
     redis.call('HINCRBY', KEYS[7], 'completed', #ended)
+    -- A queue that never used unique keys pays nothing for them.
+    if s.requires and string.find(s.requires, 'unique', 1, true) then
+      local u = uniqueness()
+      local k = u.keys(key_base(KEYS[1]))
+      for _, id in ipairs(ids) do u.release(k, id, 'completed', now) end
+    end
   end
 end
 

@@ -21,7 +21,7 @@ end
 -- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
 -- a queue that lists one these scripts do not know is refused (SQUE_FEATURE), since they would
 -- silently ignore it.
-local KNOWN_FEATURES = ',delay,pause,'
+local KNOWN_FEATURES = ',delay,pause,cron,unique,'
 
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
@@ -91,6 +91,70 @@ local function parse_token(token)
   return id, tonumber(attempt), tonumber(max)
 end
 
+-- Unique keys (feature `unique`), made on first use like the dead list's helpers. A key is
+-- held by one job (`unique`: key -> id) from its push until it completes (and for its
+-- window after that: `unique_until`), is dead-lettered or purged; `unique_of` (id ->
+-- "WINDOW_MS|KEY") remembers a job's key while the queue keeps the job, so that a dead job
+-- retried takes its key again.
+local unique_keys
+local function uniqueness()
+  if unique_keys then return unique_keys end
+  local u = {}
+
+  -- The keys of the queue whose keys start with `base`.
+  function u.keys(base)
+    return {held = base .. 'unique', of = base .. 'unique_of', until_ = base .. 'unique_until'}
+  end
+
+  -- The key and window of job `id`, or nil.
+  function u.of(k, id)
+    local v = redis.call('HGET', k.of, id)
+    if not v then return nil end
+    local window, key = string.match(v, '^(%d+)|(.*)$')
+    return key, tonumber(window)
+  end
+
+  -- Lets go of job `id`'s key. `ended`: "completed" (the key stays held for its window, then
+  -- the reaper frees it), "dead" (freed, but remembered for a retry) or "gone" (purged:
+  -- freed and forgotten).
+  function u.release(k, id, ended, now)
+    local key, window = u.of(k, id)
+    if not key then return end
+    if ended ~= 'dead' then redis.call('HDEL', k.of, id) end
+    if redis.call('HGET', k.held, key) ~= id then return end
+    if ended == 'completed' and window > 0 then
+      redis.call('ZADD', k.until_, now + window, key)
+    else
+      redis.call('HDEL', k.held, key)
+    end
+  end
+
+  -- Takes job `id`'s key again (a dead job retried); returns nil, or why it cannot.
+  function u.retake(k, id)
+    local key = u.of(k, id)
+    if not key then return nil end
+    local holder = redis.call('HGET', k.held, key)
+    if holder and holder ~= id then
+      return 'its unique key ' .. string.format('%q', string.sub(key, 1, 80)) .. ' is held by job ' .. holder .. ': retry it once that job is done, or purge this one'
+    end
+    redis.call('HSET', k.held, key, id)
+    redis.call('ZREM', k.until_, key)
+    return nil
+  end
+
+  -- Frees the keys whose window after completion has passed, at most `limit`; how many.
+  function u.expire(k, now, limit)
+    local over = redis.call('ZRANGEBYSCORE', k.until_, '-inf', now, 'LIMIT', 0, limit)
+    if #over == 0 then return 0 end
+    redis.call('ZREM', k.until_, unpack(over))
+    redis.call('HDEL', k.held, unpack(over))
+    return #over
+  end
+
+  unique_keys = u
+  return u
+end
+
 -- The dead list's helpers, made on first use. Redis runs a script's whole text at every call,
 -- and every function and every upvalue it makes at the top level costs every call of every
 -- script (a tenth to a quarter of a microsecond each, measured); most calls never bury
@@ -135,10 +199,13 @@ local function graveyard()
     end
     if #gone == 0 then return 0 end
     redis.call('ZREM', k.dead, unpack(gone))
+    local u = uniqueness()
+    local uk = u.keys(key_base(k.meta))
     for _, member in ipairs(gone) do
       local id = parse_token(member) or member
       redis.call('HDEL', k.jobs, id)
       redis.call('HDEL', k.errors, id)
+      u.release(uk, id, 'gone', now)
     end
     redis.call('HINCRBY', k.stats, 'dead_dropped', #gone)
     return #gone
@@ -150,6 +217,8 @@ local function graveyard()
     redis.call('HSET', k.errors, id, d.record(code, message, now, token, extra))
     redis.call('ZADD', k.dead, now, token)
     redis.call('HINCRBY', k.stats, 'dead', 1)
+    local u = uniqueness()
+    u.release(u.keys(key_base(k.meta)), id, 'dead', now)
     d.trim(k, s, now, TRIM_PER_CALL)
   end
 

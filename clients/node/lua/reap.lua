@@ -4,7 +4,8 @@
 --     does not parse is poison);
 --  2. delayed retries that are due join the tail of the queue;
 --  3. results older than the queue's result_ttl, or beyond its result_max, are dropped;
---  4. workers whose heartbeat ran out are forgotten;
+--  4. workers whose heartbeat ran out are forgotten, and unique keys whose window after
+--     completion has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
 --     older versions (the list `dead`) are moved into it.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] delayed  KEYS[5] dead_at
@@ -57,6 +58,10 @@ for _, id in ipairs(dropped) do
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now)
+
+-- Unique keys whose window after their job completed has passed are free again.
+local unique = uniqueness()
+unique.expire(unique.keys(key_base(KEYS[1])), now, limit)
 
 -- The old dead list, oldest first, scored by the time its error says (now if it says none).
 local moved = redis.call('RPOP', KEYS[13], limit) or {}

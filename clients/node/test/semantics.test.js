@@ -419,3 +419,17 @@ describe('delayed jobs', () => {
     await manager.close();
   });
 });
+
+describe('cron schedules', () => {
+  test('a manager that dispatches refuses a queue with schedules, one that only pushes opens it', async () => {
+    const [q, o] = fresh();
+    const first = track(new sque.manager(q, { ...o, dispatch: false }));
+    await first.ready;
+    env.redis.cli('HSET', `sque:{${q}}:meta`, 'requires', 'cron');
+    const manager = new sque.manager(q, o);
+    await assert.rejects(manager.ready, (e) => e.code === 'feature' && /cron schedules/.test(e.message));
+    await manager.close();
+    const producer = track(new sque.manager(q, { ...o, dispatch: false }));
+    assert.ok(await producer.push({ a: 1 }));
+  });
+});

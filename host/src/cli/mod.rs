@@ -12,6 +12,7 @@ mod new;
 mod push;
 mod queue;
 mod run;
+mod schedule;
 mod stats;
 
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ pub use common::UsageError;
         sque-host new --lang python my-handler\n  \
         sque-host push --queue emails --delay 10m '{\"email\":\"later@mail.org\"}'\n  \
         sque-host job wait --queue emails 42\n  \
+        sque-host schedule add --queue reports --name nightly --cron '0 3 * * *' --data '{}'\n  \
         sque-host dead list --queue emails\n  \
         sque-host queue config --queue emails --lease 10s\n  \
         sque-host queue pause --queue emails\n\n\
@@ -83,6 +85,8 @@ enum Command {
     New(new::Args),
     /// List, retry or purge the dead list of a queue.
     Dead(dead::Args),
+    /// Add, list or remove schedules: jobs pushed on a cron pattern by the queue's managers.
+    Schedule(schedule::Args),
     /// Show one job by its id (state, attempts, data, last error, result), or wait until it
     /// has ended.
     Job(job::Args),
@@ -132,6 +136,7 @@ pub fn main() -> ExitCode {
             Command::New(args) => new::run(args).await,
             Command::Dead(args) => dead::run(args).await,
             Command::Job(args) => job::run(args).await,
+            Command::Schedule(args) => schedule::run(args).await,
             Command::Queue(args) => queue::run(args).await,
         }
     });

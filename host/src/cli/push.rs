@@ -43,6 +43,21 @@ pub struct Args {
     #[arg(long, value_parser = parse_time)]
     at: Option<std::time::SystemTime>,
 
+    /// A key unique within the queue for the job given as the argument: while a job with
+    /// this key waits, is scheduled or runs (and for --unique-for after it completes), the
+    /// push writes nothing and prints that job's id. For NDJSON, see --unique-key-field.
+    #[arg(long, requires = "json", conflicts_with = "unique_key_field")]
+    unique_key: Option<String>,
+
+    /// For NDJSON on stdin: each line's unique key is its top-level field of this name (a
+    /// string or a number); a line without it is refused.
+    #[arg(long, value_name = "NAME")]
+    unique_key_field: Option<String>,
+
+    /// How long a unique key stays held after its job completed (e.g. 1h); none by default.
+    #[arg(long, value_parser = parse_duration)]
+    unique_for: Option<std::time::Duration>,
+
     /// Attempts of these jobs before the dead list (default: the queue's).
     #[arg(long, env = "SQUE_PUSH_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
@@ -100,10 +115,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.max_job_bytes {
         opts = opts.max_job_bytes(n);
     }
+    if args.unique_for.is_some() && args.unique_key.is_none() && args.unique_key_field.is_none() {
+        return Err(usage(
+            "--unique-for needs --unique-key or --unique-key-field: it is how long that key stays held",
+        ));
+    }
     let job_options = JobOptions {
         max_attempts: args.max_attempts,
         delay: args.delay,
         at: args.at,
+        unique_key: args.unique_key.clone(),
+        unique_for: args.unique_for,
     };
     if let Some(json) = &args.json {
         // Check before connecting: bad input changes nothing and needs no Redis.
@@ -124,9 +146,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let producer = connect(&args, opts).await?;
 
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<String>, UsageError>>(4);
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<Line>, UsageError>>(4);
     let limit = producer.max_job_bytes();
-    let reader = tokio::task::spawn_blocking(move || read_stdin(limit, tx));
+    let key_field = args.unique_key_field.clone();
+    let reader = tokio::task::spawn_blocking(move || read_stdin(limit, key_field.as_deref(), tx));
     let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
@@ -149,7 +172,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         let jobs = lines
             .into_iter()
-            .map(|json| producer.encode_json(json, &job_options))
+            .map(|line| match line.unique_key {
+                None => producer.encode_json(line.json, &job_options),
+                key => producer.encode_json(
+                    line.json,
+                    &JobOptions {
+                        unique_key: key,
+                        ..job_options.clone()
+                    },
+                ),
+            })
             .collect::<Result<Vec<EncodedJob>, _>>()?;
         let ids = match producer.push_encoded(&jobs).await {
             Ok(ids) => ids,
@@ -193,8 +225,30 @@ async fn connect(args: &Args, opts: sque::Options) -> anyhow::Result<Producer> {
         .with_context(|| format!("connecting to Redis at {url}"))
 }
 
+/// A job read from stdin: its JSON, and its unique key when `--unique-key-field` names one.
+struct Line {
+    json: String,
+    unique_key: Option<String>,
+}
+
+/// The top-level field `name` of a job's JSON, as a unique key (a string, or a number's text).
+fn key_of(json: &str, name: &str) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    match value.get(name) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(format!(
+            "no top-level field {name:?} holding a string or a number (--unique-key-field)"
+        )),
+    }
+}
+
 /// Reads NDJSON from stdin in batches; the first bad line ends the stream with its reason.
-fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
+fn read_stdin(
+    limit: usize,
+    key_field: Option<&str>,
+    tx: mpsc::Sender<Result<Vec<Line>, UsageError>>,
+) {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut batch = Vec::with_capacity(BATCH);
@@ -221,12 +275,18 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
             return;
         }
         // check_job_json proved it is UTF-8.
-        batch.push(
-            String::from_utf8(std::mem::take(&mut line))
-                .expect("checked")
-                .trim()
-                .to_string(),
-        );
+        let json = String::from_utf8(std::mem::take(&mut line))
+            .expect("checked")
+            .trim()
+            .to_string();
+        let unique_key = match key_field.map(|name| key_of(&json, name)).transpose() {
+            Ok(key) => key,
+            Err(e) => {
+                fail(&tx, batch, format!("line {number}: {e}"));
+                return;
+            }
+        };
+        batch.push(Line { json, unique_key });
         if batch.len() == BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
             return;
         }
@@ -237,7 +297,7 @@ fn read_stdin(limit: usize, tx: mpsc::Sender<Result<Vec<String>, UsageError>>) {
 }
 
 /// Hands over the good lines read so far, then the reason reading stopped.
-fn fail(tx: &mpsc::Sender<Result<Vec<String>, UsageError>>, batch: Vec<String>, reason: String) {
+fn fail(tx: &mpsc::Sender<Result<Vec<Line>, UsageError>>, batch: Vec<Line>, reason: String) {
     if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
         return;
     }

@@ -1,6 +1,7 @@
 //! The dispatch duty: sleeps on the queue's wake channel (pub/sub) and on a short timer, and
 //! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests. It holds the
-//! dispatcher's one subscription, so it also passes a `scheduled` message on to the promoter.
+//! dispatcher's one subscription, so it also passes a `scheduled` message on to the promoter
+//! and the scheduler.
 //!
 //! Pub/sub only wakes it up; the requests and jobs themselves are in Redis. A message lost
 //! while this dispatcher was down or reconnecting is made up for by the sweep after every
@@ -24,13 +25,13 @@ const BATCH: usize = 256;
 /// The sweep that makes up for lost wake-ups.
 const SWEEP: Duration = Duration::from_millis(250);
 
-/// Starts the duty; `scheduled` is notified when jobs were scheduled sooner than the
-/// promoters knew.
-pub(super) fn start(tasks: &Tasks, queue: Queue, scheduled: Arc<Notify>) {
-    tasks.spawn("dispatch", move |stop| run(queue, scheduled, stop));
+/// Starts the duty; each of `on_scheduled` is notified when a `scheduled` message comes (jobs
+/// scheduled sooner than the promoters knew, or a schedule set).
+pub(super) fn start(tasks: &Tasks, queue: Queue, on_scheduled: Vec<Arc<Notify>>) {
+    tasks.spawn("dispatch", move |stop| run(queue, on_scheduled, stop));
 }
 
-async fn run(queue: Queue, scheduled: Arc<Notify>, stop: CancellationToken) {
+async fn run(queue: Queue, on_scheduled: Vec<Arc<Notify>>, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
         let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
@@ -55,7 +56,7 @@ async fn run(queue: Queue, scheduled: Arc<Notify>, stop: CancellationToken) {
                     // A burst of wake-ups needs one dispatch pass, not one each.
                     loop {
                         if message == Wake::Scheduled {
-                            scheduled.notify_one();
+                            on_scheduled.iter().for_each(|duty| duty.notify_one());
                         }
                         match wake.try_next() {
                             Some(next) => message = next,

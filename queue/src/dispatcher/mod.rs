@@ -1,12 +1,13 @@
 //! The dispatcher role: hands waiting jobs to stored requests (`dispatch.rs`), brings back
-//! jobs whose lease ran out (`reaper.rs`) and moves scheduled jobs to the queue when they are
-//! due (`promoter.rs`). The original design's manager "listens all the
+//! jobs whose lease ran out (`reaper.rs`), moves delayed jobs to the queue when they are due
+//! (`promoter.rs`) and pushes the jobs of cron schedules (`scheduler.rs`). The original design's manager "listens all the
 //! time": this is that part of it. Any number of dispatchers may run on one queue: every step
 //! they take is one atomic script, so no two of them ever hand out the same job.
 
 mod dispatch;
 mod promoter;
 mod reaper;
+mod scheduler;
 
 use crate::error::Result;
 use crate::options::Options;
@@ -28,14 +29,21 @@ impl Dispatcher {
     pub(crate) async fn start(queue: Queue) -> Dispatcher {
         warn_unless_noeviction(&queue).await;
         let (tasks, stop) = Tasks::new();
-        let scheduled = std::sync::Arc::new(tokio::sync::Notify::new());
-        dispatch::start(&tasks, queue.clone(), scheduled.clone());
-        promoter::start(&tasks, queue.clone(), scheduled);
+        let promoter_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let scheduler_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        dispatch::start(
+            &tasks,
+            queue.clone(),
+            vec![promoter_wake.clone(), scheduler_wake.clone()],
+        );
+        promoter::start(&tasks, queue.clone(), promoter_wake);
+        scheduler::start(&tasks, queue.clone(), scheduler_wake);
         reaper::start(&tasks, queue);
         Dispatcher { tasks, _stop: stop }
     }
 
-    /// Stops dispatching, promoting and reaping, and waits until all have stopped. Jobs and requests
+    /// Stops dispatching, promoting, scheduling and reaping, and waits until all have
+    /// stopped. Jobs and requests
     /// stay in Redis for other dispatchers.
     pub async fn shutdown(&self) {
         self.tasks.shutdown().await;

@@ -9,7 +9,8 @@
 -- last call returned (the entries a retry left in place).
 -- A retried job joins the tail of the queue with its attempts started again; its last error
 -- stays readable until it completes. Poison (code "poison", or an entry that is not a
--- token) is never retried: purge it.
+-- token) is never retried: purge it. A job with a unique key takes its key again, and is
+-- refused while another job holds it; a purged one lets go of its key.
 -- Returns {how many were retried or purged, {id, why it was refused, ...}, the next skip}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_INVALID.
 open_call(KEYS[1], ARGV[1])
@@ -19,6 +20,7 @@ if ARGV[2] ~= 'retry' and ARGV[2] ~= 'purge' then
 end
 local retry = ARGV[2] == 'retry'
 local done, refused, skip = 0, {}, 0
+local unique = uniqueness().keys(key_base(KEYS[1]))
 
 -- The dead entry (token, or the entry itself) of `id`, and its error record, or nil.
 local function find(id)
@@ -52,12 +54,15 @@ local function act(entry, e)
     if e and e.code == 'poison' then
       return 'it is poison (' .. tostring(e.message) .. '): no retry can deliver it; purge it'
     end
+    local held = uniqueness().retake(unique, id)
+    if held then return held end
     redis.call('ZREM', KEYS[2], entry)
     redis.call('RPUSH', KEYS[3], id .. '|0|' .. max)
   else
     redis.call('ZREM', KEYS[2], entry)
     redis.call('HDEL', KEYS[4], id or entry)
     redis.call('HDEL', KEYS[5], id or entry)
+    uniqueness().release(unique, id or entry, 'gone', 0)
   end
   done = done + 1
   return nil

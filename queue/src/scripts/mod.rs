@@ -19,10 +19,13 @@ pub(crate) mod pause;
 pub(crate) mod poison;
 pub(crate) mod promote;
 pub(crate) mod push;
+pub(crate) mod push_unique;
 pub(crate) mod reap;
 pub(crate) mod release;
 pub(crate) mod renew;
 pub(crate) mod schedule;
+pub(crate) mod schedules;
+pub(crate) mod tick;
 
 use std::sync::LazyLock;
 
@@ -47,8 +50,11 @@ const SOURCES: &[(&str, &str)] = &[
     ("configure", include_str!("configure.lua")),
     ("pause", include_str!("pause.lua")),
     ("push", include_str!("push.lua")),
+    ("push_unique", include_str!("push_unique.lua")),
     ("schedule", include_str!("schedule.lua")),
     ("promote", include_str!("promote.lua")),
+    ("schedules", include_str!("schedules.lua")),
+    ("tick", include_str!("tick.lua")),
     ("exchange", include_str!("exchange.lua")),
     ("dispatch", include_str!("dispatch.lua")),
     ("fail", include_str!("fail.lua")),
@@ -70,14 +76,17 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 15] {
+fn all() -> [&'static LazyLock<Script>; 18] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
         &pause::SCRIPT,
         &push::SCRIPT,
+        &push_unique::SCRIPT,
         &schedule::SCRIPT,
         &promote::SCRIPT,
+        &schedules::SCRIPT,
+        &tick::SCRIPT,
         &exchange::SCRIPT,
         &dispatch::SCRIPT,
         &fail::SCRIPT,

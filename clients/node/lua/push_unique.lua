@@ -1,0 +1,99 @@
+-- push_unique: push jobs that each carry a unique key (feature `unique`). While a job with
+-- key K waits, is scheduled, runs, or is within its window after completing, a push with K
+-- writes nothing and answers that job's id; otherwise the job is pushed (to the tail of
+-- `waiting`, or to `scheduled` when it has a due time, as `schedule` does) and holds K. Keys
+-- are per queue. Every job is checked first, as push checks: one bad job refuses the call.
+-- Stored requests are served from the new ready jobs in the same call, as push serves them.
+-- KEYS[1] meta  KEYS[2] waiting  KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests  KEYS[6] leases
+-- KEYS[7] workers  KEYS[8] scheduled
+-- ARGV[1] the caller's protocol version, then for each job: its data (JSON), its attempt
+-- limit (""), its due time ("", "+MS" or "@MS", as schedule takes it), its unique key (1 to
+-- 1024 bytes) and the key's window after completion (ms, "0" for none).
+-- Returns a flat list: for each job, its id (text) and 1 when it was pushed or 0 when its key
+-- was held (the id is then the holder's).
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_FEATURE; SQUE_TOOLARGE; SQUE_INVALID "job N: ...".
+local s = open_call(KEYS[1], ARGV[1], 'max_job_bytes')
+local count = (#ARGV - 1) / 5
+if count < 1 or count ~= math.floor(count) then
+  return redis.error_reply('SQUE_INVALID push_unique takes (data, max_attempts, due, key, window) for each job after the protocol version')
+end
+local now = now_ms()
+local due = {}
+for i = 0, count - 1 do
+  local a = 2 + 5 * i
+  local data, max, when, key, window = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local n = i + 1
+  if #data > s.max_job_bytes then
+    return redis.error_reply('SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
+      ' bytes, over the queue\'s limit of ' .. s.max_job_bytes .. ' bytes')
+  end
+  if max ~= '' and (not string.match(max, '^%d+$') or #max > 9 or tonumber(max) < 1) then
+    return redis.error_reply('SQUE_INVALID job ' .. n .. ': max_attempts ' ..
+      string.format('%q', string.sub(max, 1, 20)) .. ' is not a number from 1 to 999999999')
+  end
+  if when ~= '' then
+    local kind, ms = string.match(when, '^([+@])(%d+)$')
+    if not kind or #ms > 15 then
+      return redis.error_reply('SQUE_INVALID job ' .. n .. ': due ' ..
+        string.format('%q', string.sub(when, 1, 20)) .. ' is neither +MS (a delay) nor @MS (a time), of at most 15 digits')
+    end
+    due[n] = kind == '+' and now + tonumber(ms) or tonumber(ms)
+  end
+  if #key < 1 or #key > 1024 then
+    return redis.error_reply('SQUE_INVALID job ' .. n .. ': a unique key is 1 to 1024 bytes, not ' .. #key)
+  end
+  if not string.match(window, '^%d+$') or #window > 15 then
+    return redis.error_reply('SQUE_INVALID job ' .. n .. ': window ' ..
+      string.format('%q', string.sub(window, 1, 20)) .. ' is not ms')
+  end
+end
+require_feature(KEYS[1], s.requires, 'unique')
+local base = key_base(KEYS[1])
+local u = uniqueness()
+local k = u.keys(base)
+local out, ready, earliest, soonest = {}, 0, nil, nil
+for i = 0, count - 1 do
+  local a = 2 + 5 * i
+  local key = ARGV[a + 3]
+  local holder = redis.call('HGET', k.held, key)
+  if holder then
+    out[#out + 1] = holder
+    out[#out + 1] = 0
+  else
+    local id = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
+    redis.call('HSET', KEYS[3], id, ARGV[a])
+    local max = ARGV[a + 1]
+    local when = due[i + 1]
+    if when then
+      if earliest == nil then
+        earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2] or false
+        require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
+      end
+      local padded = string.rep('0', 20 - #id) .. id
+      redis.call('ZADD', KEYS[8], string.format('%d', when), max == '' and (padded .. '|0') or (padded .. '|0|' .. max))
+      if not soonest or when < soonest then soonest = when end
+    else
+      redis.call('RPUSH', KEYS[2], max == '' and (id .. '|0') or (id .. '|0|' .. max))
+      ready = ready + 1
+    end
+    redis.call('HSET', k.held, key, id)
+    redis.call('ZREM', k.until_, key)
+    redis.call('HSET', k.of, id, ARGV[a + 4] .. '|' .. key)
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+end
+if soonest and (not earliest or soonest < tonumber(earliest)) then
+  redis.call('SPUBLISH', base .. 'wake', 'scheduled')
+end
+if ready > 0 and not s.paused and redis.call('LLEN', KEYS[5]) > 0 then
+  local srv = server()
+  local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
+  srv.dispatch_stored(srv.serving(base, serving, now),
+                      {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
+                      ready, now)
+  if redis.call('LLEN', KEYS[5]) > 0 and redis.call('LLEN', KEYS[2]) > 0 then
+    redis.call('SPUBLISH', base .. 'wake', 'pushed')
+  end
+end
+return out

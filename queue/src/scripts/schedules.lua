@@ -1,0 +1,32 @@
+-- schedules: add, replace or remove one of a queue's schedules (a job pushed on a cron
+-- pattern; the pattern is read by the managers, never here). A schedule is its definition in
+-- `schedules` (name → JSON: cron, tz, data, max_attempts) and its next tick in
+-- `schedule_due` (name → ms, Redis's clock). The first schedule records the feature
+-- (`requires` gains `cron`), so that a host that would never push its ticks refuses the
+-- queue instead.
+-- KEYS[1] meta  KEYS[2] schedules  KEYS[3] schedule_due
+-- ARGV[1] the caller's protocol version  ARGV[2] "set" or "remove"  ARGV[3] the name;
+-- for "set", ARGV[4] the definition (JSON) and ARGV[5] its first tick (ms since the epoch).
+-- Returns 1 when a schedule was added or removed, 0 when "set" replaced one or "remove"
+-- found none. A "set" publishes `scheduled` on the wake channel, so that the managers' next
+-- wait takes the new tick into account.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_FEATURE; SQUE_INVALID for another action or a
+-- first tick that is not a number.
+local s = open_call(KEYS[1], ARGV[1])
+local name = ARGV[3]
+if ARGV[2] == 'set' then
+  if not string.match(ARGV[5] or '', '^%d+$') or #ARGV[5] > 15 then
+    return redis.error_reply('SQUE_INVALID schedule ' .. string.format('%q', name) .. ': first tick ' ..
+      string.format('%q', string.sub(ARGV[5] or '', 1, 20)) .. ' is not ms since the epoch')
+  end
+  require_feature(KEYS[1], s.requires, 'cron')
+  local added = redis.call('HSET', KEYS[2], name, ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[5], name)
+  redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'scheduled')
+  return added
+elseif ARGV[2] == 'remove' then
+  redis.call('ZREM', KEYS[3], name)
+  return redis.call('HDEL', KEYS[2], name)
+end
+return redis.error_reply('SQUE_INVALID schedules takes "set" or "remove", not ' ..
+  string.format('%q', string.sub(ARGV[2] or '', 1, 20)))
