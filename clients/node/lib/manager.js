@@ -54,12 +54,39 @@ class Manager {
    * Adds a job at the tail of the queue: any JSON value. Resolves to its id (a string).
    * With `delay` (ms) or `at` (a Date, or ms since the epoch) it waits aside until then, on
    * Redis's clock, and a manager moves it to the tail of the queue when it is due.
+   * With `uniqueKey` (1 to 1024 bytes, unique within the queue) the push is idempotent:
+   * while a job with that key is scheduled, waits or runs (and for `uniqueFor` ms after it
+   * completes), it writes nothing and resolves to that job's id.
    * @param {unknown} params
-   * @param {{maxAttempts?: number, delay?: number, at?: Date | number}} [options]
+   * @param {{maxAttempts?: number, delay?: number, at?: Date | number, uniqueKey?: string,
+   *   uniqueFor?: number}} [options]
    */
   async push(params, options = {}) {
+    if (options.uniqueKey !== undefined || options.uniqueFor !== undefined) return this.pushUnique(params, options);
     const [id] = await this.pushMany([params], options);
     return id;
+  }
+
+  /** `push` with a unique key, through the push_unique script (docs/PROTOCOL.md). */
+  async pushUnique(params, options) {
+    const { uniqueKey: key, uniqueFor: window = 0 } = options;
+    if (typeof key !== 'string' || Buffer.byteLength(key) < 1 || Buffer.byteLength(key) > 1024) {
+      throw new SqueError('invalid_input', `uniqueKey must be a string of 1 to 1024 bytes, not ${JSON.stringify(key)}`);
+    }
+    if (!Number.isInteger(window) || window < 0 || window > LONGEST_DELAY_MS) {
+      throw new SqueError('invalid_input', `uniqueFor must be a whole number of ms from 0 to 100 years, not ${JSON.stringify(window)}`);
+    }
+    const json = encode(params, 0);
+    const args = [json, encodeAttempts(options.maxAttempts), encodeDue(options) || '', key, String(window)];
+    await this.queue.ready;
+    const limit = this.queue.settings.max_job_bytes;
+    if (Buffer.byteLength(json) > limit) {
+      throw new SqueError('too_large', `the job is ${Buffer.byteLength(json)} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
+    }
+    const k = this.queue.keys;
+    const keys = [k.meta, k.waiting, k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
+    const [id] = await this.queue.con.script('push_unique', keys, args);
+    return String(id);
   }
 
   /**
@@ -70,6 +97,9 @@ class Manager {
     let jobs;
     let due;
     try {
+      if (options.uniqueKey !== undefined) {
+        throw new SqueError('invalid_input', 'pushMany takes no uniqueKey (one key would hold for every job): push each job with its own key');
+      }
       const max = encodeAttempts(options.maxAttempts);
       due = encodeDue(options);
       jobs = Array.from(list, (params, i) => [encode(params, i), max]);

@@ -433,3 +433,21 @@ describe('cron schedules', () => {
     assert.ok(await producer.push({ a: 1 }));
   });
 });
+
+describe('unique keys', () => {
+  test('a key held answers its holder\'s id and writes nothing; it is free once the job completes', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    const pushes = await Promise.all(Array.from({ length: 20 }, () => manager.push({ order: 1 }, { uniqueKey: 'order-1' })));
+    assert.equal(new Set(pushes).size, 1);
+    assert.equal((await manager.stats()).pushed, 1);
+    const job = await client.iAmFree();
+    assert.equal(job.id, pushes[0]);
+    await job.complete();
+    const again = await manager.push({ order: 1 }, { uniqueKey: 'order-1' });
+    assert.notEqual(again, pushes[0]);
+    await assert.rejects(manager.push({ a: 1 }, { uniqueKey: '' }), (e) => e.code === 'invalid_input');
+    await assert.rejects(manager.pushMany([{ a: 1 }], { uniqueKey: 'k' }), (e) => e.code === 'invalid_input');
+  });
+});

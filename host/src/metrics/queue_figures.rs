@@ -27,6 +27,7 @@ pub struct QueueFigures {
     in_flight: Gauge,
     retrying: Gauge,
     scheduled: Gauge,
+    paused: Gauge,
     dead: Gauge,
     workers: Gauge,
     read_errors: Counter,
@@ -60,6 +61,10 @@ impl QueueFigures {
             "sque_queue_scheduled",
             "Jobs pushed with a delay or a time and not yet due (all hosts)",
         );
+        let paused = gauge(
+            "sque_queue_paused",
+            "1 while the queue is paused (nothing is handed out), else 0",
+        );
         let dead = gauge("sque_queue_dead", "Jobs in the dead list (all hosts)");
         let workers = gauge(
             "sque_queue_workers",
@@ -79,6 +84,7 @@ impl QueueFigures {
             in_flight,
             retrying,
             scheduled,
+            paused,
             dead,
             workers,
             read_errors,
@@ -100,6 +106,7 @@ impl QueueFigures {
                 set(&self.in_flight, stats.in_flight);
                 set(&self.retrying, stats.delayed);
                 set(&self.scheduled, stats.scheduled);
+                set(&self.paused, u64::from(stats.paused));
                 set(&self.dead, stats.dead);
                 set(&self.workers, stats.workers);
             }
