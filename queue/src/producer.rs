@@ -286,6 +286,20 @@ enum Kind {
 }
 
 impl EncodedJob {
+    /// Its attempt limit as the scripts take it: a number, or "" for the queue's.
+    pub(crate) fn max_attempts_arg(&self) -> String {
+        self.max_attempts.map(|n| n.to_string()).unwrap_or_default()
+    }
+
+    /// Its due time as the scripts take it: "+MS" (a delay), "@MS" (a time) or "" (now).
+    pub(crate) fn due_arg(&self) -> String {
+        match self.due {
+            Some(Due::After(ms)) => format!("+{ms}"),
+            Some(Due::At(ms)) => format!("@{ms}"),
+            None => String::new(),
+        }
+    }
+
     fn kind(&self) -> Kind {
         match (&self.unique, &self.due) {
             (Some(_), _) => Kind::Unique,

@@ -19,31 +19,16 @@ if count < 1 or count ~= math.floor(count) then
 end
 local now = now_ms()
 local due = {}
+local check = job_checker()
 for i = 0, count - 1 do
   local a = 2 + 5 * i
-  local data, max, when, key, window = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local n = i + 1
-  if #data > s.max_job_bytes then
-    return redis.error_reply('SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
-      ' bytes, over the queue\'s limit of ' .. s.max_job_bytes .. ' bytes')
-  end
-  if max ~= '' and (not string.match(max, '^%d+$') or #max > 9 or tonumber(max) < 1) then
-    return redis.error_reply('SQUE_INVALID job ' .. n .. ': max_attempts ' ..
-      string.format('%q', string.sub(max, 1, 20)) .. ' is not a number from 1 to 999999999')
-  end
-  if when ~= '' then
-    local kind, ms = string.match(when, '^([+@])(%d+)$')
-    if not kind or #ms > 15 then
-      return redis.error_reply('SQUE_INVALID job ' .. n .. ': due ' ..
-        string.format('%q', string.sub(when, 1, 20)) .. ' is neither +MS (a delay) nor @MS (a time), of at most 15 digits')
-    end
-    due[n] = kind == '+' and now + tonumber(ms) or tonumber(ms)
-  end
+  local key, window = ARGV[a + 3], ARGV[a + 4]
+  due[i + 1] = check(i + 1, ARGV[a], ARGV[a + 1], ARGV[a + 2], s.max_job_bytes, now)
   if #key < 1 or #key > 1024 then
-    return redis.error_reply('SQUE_INVALID job ' .. n .. ': a unique key is 1 to 1024 bytes, not ' .. #key)
+    return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': a unique key is 1 to 1024 bytes, not ' .. #key)
   end
   if not string.match(window, '^%d+$') or #window > 15 then
-    return redis.error_reply('SQUE_INVALID job ' .. n .. ': window ' ..
+    return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': window ' ..
       string.format('%q', string.sub(window, 1, 20)) .. ' is not ms')
   end
 end

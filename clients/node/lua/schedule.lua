@@ -20,22 +20,13 @@ if count < 1 or count ~= math.floor(count) then
 end
 local now = now_ms()
 local due = {}
+local check = job_checker()
 for i = 0, count - 1 do
-  local data, max, when = ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i]
-  if #data > s.max_job_bytes then
-    return redis.error_reply('SQUE_TOOLARGE job ' .. (i + 1) .. ' is ' .. #data ..
-      ' bytes, over the queue\'s limit of ' .. s.max_job_bytes .. ' bytes')
+  due[i + 1] = check(i + 1, ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i], s.max_job_bytes, now)
+  -- A job here always has a due time.
+  if not due[i + 1] then
+    return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': due "" is neither +MS (a delay) nor @MS (a time)')
   end
-  if max ~= '' and (not string.match(max, '^%d+$') or #max > 9 or tonumber(max) < 1) then
-    return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': max_attempts ' ..
-      string.format('%q', string.sub(max, 1, 20)) .. ' is not a number from 1 to 999999999')
-  end
-  local kind, ms = string.match(when, '^([+@])(%d+)$')
-  if not kind or #ms > 15 then
-    return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': due ' ..
-      string.format('%q', string.sub(when, 1, 20)) .. ' is neither +MS (a delay) nor @MS (a time), of at most 15 digits')
-  end
-  due[i + 1] = kind == '+' and now + tonumber(ms) or tonumber(ms)
 end
 require_feature(KEYS[1], s.requires, 'delay')
 local earliest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]

@@ -91,6 +91,35 @@ local function parse_token(token)
   return id, tonumber(attempt), tonumber(max)
 end
 
+-- Checks one job of a call that pushes jobs aside or with options (`schedule`,
+-- `push_unique`), made on first use like the dead list's helpers (`push` checks its own, on
+-- the hot path): job `n`'s data within `limit` bytes, its attempt limit ("" or 1 to
+-- 999999999) and its due time ("" for now, "+MS" a delay from `now`, "@MS" a time). Returns
+-- when it is due (ms), or nil for now; raises SQUE_TOOLARGE or SQUE_INVALID, before the
+-- caller has written anything.
+local check_job
+local function job_checker()
+  if check_job then return check_job end
+  check_job = function(n, data, max, when, limit, now)
+    if #data > limit then
+      error({err = 'SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
+        ' bytes, over the queue\'s limit of ' .. limit .. ' bytes'})
+    end
+    if max ~= '' and (not string.match(max, '^%d+$') or #max > 9 or tonumber(max) < 1) then
+      error({err = 'SQUE_INVALID job ' .. n .. ': max_attempts ' ..
+        string.format('%q', string.sub(max, 1, 20)) .. ' is not a number from 1 to 999999999'})
+    end
+    if when == '' then return nil end
+    local kind, ms = string.match(when, '^([+@])(%d+)$')
+    if not kind or #ms > 15 then
+      error({err = 'SQUE_INVALID job ' .. n .. ': due ' .. string.format('%q', string.sub(when, 1, 20)) ..
+        ' is neither +MS (a delay) nor @MS (a time), of at most 15 digits'})
+    end
+    return kind == '+' and now + tonumber(ms) or tonumber(ms)
+  end
+  return check_job
+end
+
 -- Unique keys (feature `unique`), made on first use like the dead list's helpers. A key is
 -- held by one job (`unique`: key -> id) from its push until it completes (and for its
 -- window after that: `unique_until`), is dead-lettered or purged; `unique_of` (id ->

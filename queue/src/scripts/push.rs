@@ -26,11 +26,7 @@ pub(crate) fn invocation_for(k: &Keys, jobs: &[EncodedJob]) -> ScriptInvocation<
         ],
     );
     for job in jobs {
-        inv.arg(&job.json);
-        match job.max_attempts {
-            Some(n) => inv.arg(n),
-            None => inv.arg(""),
-        };
+        inv.arg(&job.json).arg(job.max_attempts_arg());
     }
     inv
 }

@@ -7,7 +7,7 @@ use redis::{Script, ScriptInvocation};
 
 use super::{invocation, script};
 use crate::keys::Keys;
-use crate::producer::{Due, EncodedJob};
+use crate::producer::EncodedJob;
 
 pub(crate) static SCRIPT: LazyLock<Script> = script!("push_unique.lua");
 
@@ -28,22 +28,16 @@ pub(crate) fn invocation_for(k: &Keys, jobs: &[EncodedJob]) -> ScriptInvocation<
         ],
     );
     for job in jobs {
-        inv.arg(&job.json);
-        match job.max_attempts {
-            Some(n) => inv.arg(n),
-            None => inv.arg(""),
-        };
-        inv.arg(match job.due {
-            Some(Due::After(ms)) => format!("+{ms}"),
-            Some(Due::At(ms)) => format!("@{ms}"),
-            None => String::new(),
-        });
         let (key, window) = job
             .unique
             .as_ref()
             .map(|(key, window)| (key.as_str(), *window))
             .unwrap_or(("", 0));
-        inv.arg(key).arg(window);
+        inv.arg(&job.json)
+            .arg(job.max_attempts_arg())
+            .arg(job.due_arg())
+            .arg(key)
+            .arg(window);
     }
     inv
 }

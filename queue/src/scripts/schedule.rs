@@ -7,7 +7,7 @@ use redis::{Script, ScriptInvocation};
 
 use super::{invocation, script};
 use crate::keys::Keys;
-use crate::producer::{Due, EncodedJob};
+use crate::producer::EncodedJob;
 
 pub(crate) static SCRIPT: LazyLock<Script> = script!("schedule.lua");
 
@@ -16,17 +16,12 @@ pub(crate) static SCRIPT: LazyLock<Script> = script!("schedule.lua");
 pub(crate) fn invocation_for(k: &Keys, jobs: &[EncodedJob]) -> ScriptInvocation<'static> {
     let mut inv = invocation(&SCRIPT, &[&k.meta, &k.jobs, &k.scheduled]);
     for job in jobs {
-        inv.arg(&job.json);
-        match job.max_attempts {
-            Some(n) => inv.arg(n),
-            None => inv.arg(""),
+        // Ready jobs go through push.lua; one here without a due time is due at once.
+        let due = match job.due_arg() {
+            none if none.is_empty() => "+0".to_string(),
+            due => due,
         };
-        inv.arg(match job.due {
-            Some(Due::After(ms)) => format!("+{ms}"),
-            Some(Due::At(ms)) => format!("@{ms}"),
-            // Ready jobs go through push.lua; one here is due at once.
-            None => "+0".to_string(),
-        });
+        inv.arg(&job.json).arg(job.max_attempts_arg()).arg(due);
     }
     inv
 }
