@@ -999,7 +999,9 @@ async fn the_inspector_works_with_a_read_only_acl_user() {
     assert_eq!(inspector.stats().await.unwrap().waiting, 1);
     let job = inspector.job(&id).await.unwrap().expect("the job");
     assert_eq!(job.data, Some(json!({"n": 1})));
+    assert_eq!(job.state, sque::JobState::Waiting);
     assert!(inspector.dead_jobs(10).await.unwrap().is_empty());
+    assert!(inspector.schedules().await.unwrap().is_empty());
     assert_eq!(
         sque::queue_names(&reader).await.unwrap(),
         vec!["ro".to_string()]
