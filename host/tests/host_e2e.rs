@@ -945,6 +945,29 @@ async fn progress_is_recorded_within_its_rate_and_pushes_are_refused() {
         ran.manager.result(&ran.ids[0]).await.unwrap(),
         Some(json!({"progressed": true}))
     );
+    // The latest report that reached Redis while the job held its lease: the first (1%),
+    // recorded at once, or the last (50%), recorded as the job ended.
+    let out = cli(
+        &[
+            "job",
+            "show",
+            "--json",
+            "--queue",
+            ran.manager.queue(),
+            "--redis",
+            &ran.redis.url(),
+            ran.ids[0].as_str(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let progress = &shown["progress"];
+    assert!(
+        [json!(1), json!(50)].contains(&progress["percent"])
+            && progress["note"] == json!(format!("step {}", progress["percent"])),
+        "{shown}"
+    );
     let (_, code, error) = &ran.dead[0];
     assert_eq!(code.as_deref(), Some("fail"), "{error}");
     assert!(

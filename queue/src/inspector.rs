@@ -130,6 +130,9 @@ pub struct JobInfo {
     pub last_error: Option<LastError>,
     /// Its unique key, while the queue keeps the job.
     pub unique_key: Option<String>,
+    /// Its latest progress report (`Client::progress`, a guest's `progress` import), kept
+    /// for the queue's result_ttl: `{"percent", "note", "at"}`.
+    pub progress: Option<Value>,
     /// What is wrong with what the queue holds of it, if anything.
     pub problem: Option<String>,
 }
@@ -265,13 +268,15 @@ impl Inspector {
             Option<Raw>,
             Option<u64>,
             Option<String>,
+            Option<Raw>,
         );
-        let (data, result, error, seq, unique): Read = redis::pipe()
+        let (data, result, error, seq, unique, progress): Read = redis::pipe()
             .hget(&k.jobs, id.as_str())
             .hget(&k.results, id.as_str())
             .hget(&k.errors, id.as_str())
             .hget(&k.meta, "seq")
             .hget(&k.unique_of, id.as_str())
+            .get(k.progress(id.as_str()))
             .query_async(&mut con)
             .await?;
         let given = id
@@ -337,6 +342,7 @@ impl Inspector {
             last_error,
             // "WINDOW_MS|KEY"
             unique_key: unique.and_then(|u| u.split_once('|').map(|(_, key)| key.to_string())),
+            progress: progress.map(|p| json_or_text(&p).0),
             problem,
         }))
     }

@@ -106,6 +106,11 @@ impl Keys {
         })
     }
 
+    /// The latest progress report of job `id` (`progress.lua`).
+    pub fn progress(&self, id: &str) -> String {
+        format!("{}progress:{id}", self.base)
+    }
+
     /// The list a worker pops its jobs from.
     pub fn inbox(&self, worker: &str) -> String {
         format!("{}inbox:{worker}", self.base)

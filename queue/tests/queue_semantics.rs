@@ -960,7 +960,12 @@ async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
     let job = within("job", client.i_am_free(None)).await.unwrap();
     client.fail(&job, "once more").await.unwrap();
     let job = within("retried job", client.i_am_free(None)).await.unwrap();
+    assert!(client.progress(&job, 40, Some("halfway")).await.unwrap());
     client.complete(&job, Some(json!("sent"))).await.unwrap();
+    assert!(
+        !client.progress(&job, 50, None).await.unwrap(),
+        "not after its lease"
+    );
     assert_eq!(manager.stats().await.unwrap().completed, 1);
     assert!(manager.dead_jobs(10).await.unwrap().is_empty());
 

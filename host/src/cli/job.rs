@@ -19,8 +19,8 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 enum Action {
     /// Show a job: its state (waiting, scheduled, in_flight, retrying, completed, dead, or
-    /// gone when the queue keeps nothing of it any more), attempts, data, last error and
-    /// result. Exit 2 for an id the queue never gave.
+    /// gone when the queue keeps nothing of it any more), attempts, data, its handler's
+    /// latest progress report, last error and result. Exit 2 for an id the queue never gave.
     ///
     /// Example: sque-host job show --queue emails 42
     Show(Show),
@@ -132,6 +132,13 @@ fn describe(job: &JobInfo) -> String {
     }
     if let Some(problem) = &job.problem {
         out += &format!("  problem    {problem}\n");
+    }
+    if let Some(p) = &job.progress {
+        let note = p["note"]
+            .as_str()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
+        out += &format!("  progress   {}%{note}\n", p["percent"]);
     }
     if let Some(e) = &job.last_error {
         let code = e.code.as_deref().unwrap_or("error");

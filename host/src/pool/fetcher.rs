@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pool::prefetch::{self, Prefetch};
 use crate::pool::{release, Ready, Shared};
-use crate::sandbox::JobInput;
+use crate::sandbox::{JobInput, JobProgress};
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -57,6 +57,10 @@ pub(super) async fn run(
                         queue: job.queue.clone(),
                         attempt: job.attempt,
                         data: job.data.to_string(),
+                        progress: Some(JobProgress {
+                            sink: shared.progress.clone(),
+                            token: job.lease_token().to_string(),
+                        }),
                     };
                     if let Err(mpsc::error::SendError(r)) = ready.send(Ready { input, job, credit }) {
                         release(&shared, &r.job).await;

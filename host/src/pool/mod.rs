@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::JobMetrics;
-use crate::sandbox::{JobInput, Outcome, Sandbox};
+use crate::sandbox::{JobInput, Outcome, ProgressSink, Sandbox};
 pub use current_handler::CurrentHandler;
 use outbox::Outbox;
 use prefetch::Prefetch;
@@ -80,6 +80,8 @@ struct Shared {
     acks: TaskTracker,
     /// Jobs the slots have finished, for the adaptive prefetch.
     finished: AtomicU64,
+    /// Where the guests' progress reports go: Redis, under each job's lease.
+    progress: ProgressSink,
 }
 
 impl Shared {
@@ -119,7 +121,9 @@ pub async fn run(
     metrics: Option<Arc<JobMetrics>>,
     stop: CancellationToken,
 ) -> PoolReport {
+    let progress = progress_to_redis(client.clone());
     let shared = Arc::new(Shared {
+        progress,
         client,
         sandbox,
         handler,
@@ -187,6 +191,21 @@ pub async fn run(
     shared.acks.wait().await;
     let report = shared.report().clone();
     report
+}
+
+/// Keeps each report the sandbox records (at most one a second a job, and the last) in Redis,
+/// by a task of this runtime (the main one: the sink is called on a guest's thread).
+fn progress_to_redis(client: Arc<Client>) -> ProgressSink {
+    let runtime = tokio::runtime::Handle::current();
+    ProgressSink(Arc::new(move |token, report| {
+        let (client, token) = (client.clone(), token.to_string());
+        let (percent, note) = (report.percent, report.note.clone());
+        runtime.spawn(async move {
+            if let Err(e) = client.progress_of(&token, percent, note.as_deref()).await {
+                tracing::debug!(token = %token, "keeping a progress report failed: {e}");
+            }
+        });
+    }))
 }
 
 /// Gives a job that never started back to the head of the queue.

@@ -39,6 +39,7 @@ pub use engine::{Sandbox, SandboxConfig};
 pub use handler::{is_native, Capability, Handler, LoadError};
 pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 pub use outcome::{cut, escaped, Ending, Outcome};
+pub use progress::{JobProgress, ProgressSink, Report};
 pub use reuse::Warm;
 pub use run::JobInput;
 pub use shape::{size_text, Shape};

@@ -7,6 +7,7 @@
 //! cut to `MAX_NOTE_BYTES` and the percentage capped at 100, so that what is recorded is
 //! bounded whatever the guest sends.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sandbox::outcome::cut;
@@ -18,9 +19,28 @@ pub(crate) const MAX_NOTE_BYTES: usize = 256;
 /// The least time between two recorded reports of one job (but see 100%).
 const RECORD_EVERY: Duration = Duration::from_secs(1);
 
+/// Where recorded reports go besides the job's log, with the lease token of the job that
+/// made them: the pool keeps them in Redis (`Client::progress_of`), where `sque-host job
+/// show` reads them. Called on the guest's thread, so it must only hand the report on.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn Fn(&str, &Report) + Send + Sync>);
+
+/// A job's way to its sink: the sink and the job's lease token.
+#[derive(Clone, Debug)]
+pub struct JobProgress {
+    pub sink: ProgressSink,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
 /// One report, bounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Report {
+pub struct Report {
     pub percent: u8,
     pub note: Option<String>,
 }
@@ -55,23 +75,32 @@ impl Progress {
     }
 
     /// Records a report from the guest in the job's log (lines from the stream `progress`,
-    /// within the job's log budgets), or keeps it for later.
-    pub fn report(&mut self, percent: u8, note: Option<&str>, log: &JobLog) {
+    /// within the job's log budgets) and its sink, or keeps it for later.
+    pub fn report(
+        &mut self,
+        percent: u8,
+        note: Option<&str>,
+        log: &JobLog,
+        sink: Option<&JobProgress>,
+    ) {
         if let Some(report) = self.take(percent, note, Instant::now()) {
-            record(&report, log);
+            record(&report, log, sink);
         }
     }
 
     /// Records the latest report the rate kept back, once the job is over; and starts anew.
-    pub fn finish(&mut self, log: &JobLog) {
+    pub fn finish(&mut self, log: &JobLog, sink: Option<&JobProgress>) {
         if let Some(report) = self.pending.take() {
-            record(&report, log);
+            record(&report, log, sink);
         }
         self.last_recorded = None;
     }
 }
 
-fn record(report: &Report, log: &JobLog) {
+fn record(report: &Report, log: &JobLog, sink: Option<&JobProgress>) {
+    if let Some(to) = sink {
+        (to.sink.0)(&to.token, report);
+    }
     let text = match &report.note {
         Some(note) => format!("progress {}%: {note}", report.percent),
         None => format!("progress {}%", report.percent),

@@ -23,6 +23,8 @@ pub struct JobInput {
     pub attempt: u32,
     /// The job's data as JSON text.
     pub data: String,
+    /// Where its progress reports go besides its log.
+    pub progress: Option<crate::sandbox::progress::JobProgress>,
 }
 
 impl Sandbox {
@@ -50,9 +52,12 @@ impl Sandbox {
                 served,
                 ..
             }) => {
-                store
-                    .data_mut()
-                    .begin_job(&job.queue, &job.id, self.max_error_bytes());
+                store.data_mut().begin_job(
+                    &job.queue,
+                    &job.id,
+                    self.max_error_bytes(),
+                    job.progress.clone(),
+                );
                 (store, Some(instance), served)
             }
             None => (self.new_store(&job), None, 0),
@@ -155,6 +160,7 @@ impl Sandbox {
                 &self.grants,
                 &job.queue,
                 &job.id,
+                job.progress.clone(),
             ),
         );
         store.limiter(|state| &mut state.limiter);

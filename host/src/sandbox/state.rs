@@ -12,7 +12,7 @@ use crate::sandbox::http::AllowList;
 use crate::sandbox::limits::{Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 use crate::sandbox::outcome::cut;
 use crate::sandbox::output::{Denied, GuestOutput, JobLog};
-use crate::sandbox::progress::Progress;
+use crate::sandbox::progress::{JobProgress, Progress};
 
 /// The prefix the guest SDK's panic hook puts before the panic message.
 const PANIC_PREFIX: &str = "guest panicked: ";
@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub limiter: MemoryLimiter,
     pub log: JobLog,
     pub progress: Progress,
+    /// Where the job's progress reports go besides its log (Redis), if anywhere.
+    pub progress_sink: Option<JobProgress>,
     /// The message of a panic the guest reported before it trapped (cut to the error limit).
     pub panic: Option<String>,
     /// HTTP header bytes the guest may still create (see `engine.rs`, which counts them).
@@ -41,6 +43,7 @@ impl State {
         grants: &Arc<Grants>,
         queue: &str,
         job: &str,
+        progress_sink: Option<JobProgress>,
     ) -> State {
         let log = JobLog::new(
             queue,
@@ -87,6 +90,7 @@ impl State {
             },
             log,
             progress: Progress::default(),
+            progress_sink,
             panic: None,
             http_field_bytes_left: MAX_HTTP_FIELD_BYTES,
             resource_limit_hit: None,
@@ -99,8 +103,15 @@ impl State {
     /// Readies the state of a kept instance for its next job (`--reuse`): what describes a
     /// job's ending starts empty. The HTTP header budget is the instance's, not the job's:
     /// headers a guest keeps across jobs stay in the host's memory (see `reuse.rs`).
-    pub fn begin_job(&mut self, queue: &str, job: &str, max_error_bytes: usize) {
+    pub fn begin_job(
+        &mut self,
+        queue: &str,
+        job: &str,
+        max_error_bytes: usize,
+        progress_sink: Option<JobProgress>,
+    ) {
         self.log.begin(queue, job);
+        self.progress_sink = progress_sink;
         self.limiter.hit = None;
         self.panic = None;
         self.resource_limit_hit = None;
@@ -139,7 +150,7 @@ impl State {
 
     /// Once the job is over: records what the rates kept back and what was dropped.
     pub fn finish_job(&mut self) {
-        self.progress.finish(&self.log);
+        self.progress.finish(&self.log, self.progress_sink.as_ref());
         self.log.finish();
     }
 }

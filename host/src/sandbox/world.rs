@@ -91,7 +91,12 @@ log_host!(v0_1);
 
 impl ProgressHost for State {
     fn report(&mut self, percent: u8, note: Option<String>) {
-        self.progress.report(percent, note.as_deref(), &self.log);
+        self.progress.report(
+            percent,
+            note.as_deref(),
+            &self.log,
+            self.progress_sink.as_ref(),
+        );
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Client {
     _stop: Stop,
 }
 
+/// The longest progress note kept, in bytes.
+pub const MAX_PROGRESS_NOTE_BYTES: usize = 256;
+
 impl Client {
     /// Connects to Redis, joins the queue (creating it if need be) and starts the inbox reader
     /// and the lease renewer.
@@ -252,6 +255,28 @@ impl Client {
                 Err(e)
             }
         }
+    }
+
+    /// Records how far a running job has come: `percent` (capped at 100) and a note (cut at
+    /// 256 bytes), kept for the queue's result_ttl and shown by `Inspector::job`. Returns
+    /// false when the lease is no longer held (the report changed nothing). Meant for a
+    /// report a second at most: each is one call to Redis.
+    pub async fn progress(&self, job: &Job, percent: u8, note: Option<&str>) -> Result<bool> {
+        self.check_queue(job)?;
+        self.progress_of(job.lease_token(), percent, note).await
+    }
+
+    /// [`Client::progress`] of the job held under `token`, for a caller that keeps only the
+    /// token (a host whose guest reports while it runs).
+    pub async fn progress_of(&self, token: &str, percent: u8, note: Option<&str>) -> Result<bool> {
+        let note = note.map(|n| {
+            let mut end = n.len().min(MAX_PROGRESS_NOTE_BYTES);
+            while !n.is_char_boundary(end) {
+                end -= 1;
+            }
+            &n[..end]
+        });
+        scripts::progress::call(&self.worker.queue, token, percent, note).await
     }
 
     /// Gives a job back to the head of the queue without counting the attempt: for a worker

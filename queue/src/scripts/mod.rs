@@ -17,6 +17,7 @@ pub(crate) mod leave;
 pub(crate) mod open;
 pub(crate) mod pause;
 pub(crate) mod poison;
+pub(crate) mod progress;
 pub(crate) mod promote;
 pub(crate) mod push;
 pub(crate) mod push_unique;
@@ -53,6 +54,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("push_unique", include_str!("push_unique.lua")),
     ("schedule", include_str!("schedule.lua")),
     ("promote", include_str!("promote.lua")),
+    ("progress", include_str!("progress.lua")),
     ("schedules", include_str!("schedules.lua")),
     ("tick", include_str!("tick.lua")),
     ("exchange", include_str!("exchange.lua")),
@@ -76,7 +78,7 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 18] {
+fn all() -> [&'static LazyLock<Script>; 19] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
@@ -85,6 +87,7 @@ fn all() -> [&'static LazyLock<Script>; 18] {
         &push_unique::SCRIPT,
         &schedule::SCRIPT,
         &promote::SCRIPT,
+        &progress::SCRIPT,
         &schedules::SCRIPT,
         &tick::SCRIPT,
         &exchange::SCRIPT,
