@@ -23,7 +23,10 @@ const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// made them: the pool keeps them in Redis (`Client::progress_of`), where `sque-host job
 /// show` reads them. Called on the guest's thread, so it must only hand the report on.
 #[derive(Clone)]
-pub struct ProgressSink(pub Arc<dyn Fn(&str, &Report) + Send + Sync>);
+pub struct ProgressSink(pub Arc<SendReport>);
+
+/// What a sink does with a report: given the job's lease token and the report.
+pub type SendReport = dyn Fn(&str, &Report) + Send + Sync;
 
 /// A job's way to its sink: the sink and the job's lease token.
 #[derive(Clone, Debug)]
