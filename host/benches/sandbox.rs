@@ -95,6 +95,7 @@ fn job() -> JobInput {
         queue: "bench".into(),
         attempt: 1,
         data: r#"{"email":"test1@mail.org"}"#.into(),
+        progress: None,
     }
 }
 
