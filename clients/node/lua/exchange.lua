@@ -76,7 +76,7 @@ if completions > 0 then
     redis.call('HINCRBY', KEYS[7], 'completed', #ended)
     -- A queue that never used unique keys pays nothing for them.
     if s.requires and string.find(s.requires, 'unique', 1, true) then
-      local u = uniqueness()
+      local u = since_1_1().unique
       local k = u.keys(key_base(KEYS[1]))
       for _, id in ipairs(ids) do u.release(k, id, 'completed', now) end
     end

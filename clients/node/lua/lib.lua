@@ -18,11 +18,6 @@ local function key_base(meta)
   return string.sub(meta, 1, -5)
 end
 
--- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
--- a queue that lists one these scripts do not know is refused (SQUE_FEATURE), since they would
--- silently ignore it.
-local KNOWN_FEATURES = ',delay,pause,cron,unique,'
-
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
 -- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
@@ -46,8 +41,10 @@ local function open_call(meta, caller, ...)
     end
     requires = values[2]
     if requires then
+      -- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
+      -- one these scripts do not know is refused, since they would silently ignore it.
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(KNOWN_FEATURES, ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
       end
@@ -67,14 +64,6 @@ local function open_call(meta, caller, ...)
   return s
 end
 
--- Records in the queue's meta that it uses `feature` (one of KNOWN_FEATURES), unless
--- `requires` (as open_call read it) lists it already: from then on a host that does not know
--- the feature refuses the queue instead of ignoring what it holds.
-local function require_feature(meta, requires, feature)
-  if requires and string.find(',' .. requires .. ',', ',' .. feature .. ',', 1, true) then return end
-  redis.call('HSET', meta, 'requires', requires and (requires .. ',' .. feature) or feature)
-end
-
 -- Parses an item ("ID|ATTEMPTS" or "ID|ATTEMPTS|MAX"): decimal id of at most 20 digits,
 -- counts of at most 9 digits, a limit of at least 1. Returns id, attempts, max ('' for the
 -- queue's) or nil.
@@ -91,16 +80,32 @@ local function parse_token(token)
   return id, tonumber(attempt), tonumber(max)
 end
 
--- Checks one job of a call that pushes jobs aside or with options (`schedule`,
--- `push_unique`), made on first use like the dead list's helpers (`push` checks its own, on
--- the hot path): job `n`'s data within `limit` bytes, its attempt limit ("" or 1 to
--- 999999999) and its due time ("" for now, "+MS" a delay from `now`, "@MS" a time). Returns
--- when it is due (ms), or nil for now; raises SQUE_TOOLARGE or SQUE_INVALID, before the
--- caller has written anything.
-local check_job
-local function job_checker()
-  if check_job then return check_job end
-  check_job = function(n, data, max, when, limit, now)
+-- What only the calls that use a feature of protocol 1.1 need, made on first use: every
+-- function and upvalue at the top level costs every call of every script (see the dead
+-- list's helpers below), and most calls use none of these.
+--  - require_feature(meta, requires, feature): records in the queue's meta that it uses
+--    `feature`, unless `requires` (as open_call read it) lists it already; from then on a
+--    host that does not know the feature refuses the queue instead of ignoring what it holds.
+--  - check_job(n, data, max, when, limit, now): checks job `n` of `schedule` or
+--    `push_unique` (`push` checks its own, on the hot path): its data within `limit` bytes,
+--    its attempt limit ("" or 1 to 999999999) and its due time ("" for now, "+MS" a delay
+--    from `now`, "@MS" a time). Returns when it is due (ms), or nil for now; raises
+--    SQUE_TOOLARGE or SQUE_INVALID before the caller has written anything.
+--  - unique: unique keys (feature `unique`). A key is held by one job (`unique`: key -> id)
+--    from its push until it completes (and for its window after that: `unique_until`), is
+--    dead-lettered or purged; `unique_of` (id -> "WINDOW_MS|KEY") remembers a job's key
+--    while the queue keeps the job, so that a dead job retried takes its key again.
+local features
+local function since_1_1()
+  if features then return features end
+  local f = {}
+
+  function f.require_feature(meta, requires, feature)
+    if requires and string.find(',' .. requires .. ',', ',' .. feature .. ',', 1, true) then return end
+    redis.call('HSET', meta, 'requires', requires and (requires .. ',' .. feature) or feature)
+  end
+
+  function f.check_job(n, data, max, when, limit, now)
     if #data > limit then
       error({err = 'SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
         ' bytes, over the queue\'s limit of ' .. limit .. ' bytes'})
@@ -117,18 +122,9 @@ local function job_checker()
     end
     return kind == '+' and now + tonumber(ms) or tonumber(ms)
   end
-  return check_job
-end
 
--- Unique keys (feature `unique`), made on first use like the dead list's helpers. A key is
--- held by one job (`unique`: key -> id) from its push until it completes (and for its
--- window after that: `unique_until`), is dead-lettered or purged; `unique_of` (id ->
--- "WINDOW_MS|KEY") remembers a job's key while the queue keeps the job, so that a dead job
--- retried takes its key again.
-local unique_keys
-local function uniqueness()
-  if unique_keys then return unique_keys end
   local u = {}
+  f.unique = u
 
   -- The keys of the queue whose keys start with `base`.
   function u.keys(base)
@@ -180,8 +176,8 @@ local function uniqueness()
     return #over
   end
 
-  unique_keys = u
-  return u
+  features = f
+  return f
 end
 
 -- The dead list's helpers, made on first use. Redis runs a script's whole text at every call,
@@ -228,7 +224,7 @@ local function graveyard()
     end
     if #gone == 0 then return 0 end
     redis.call('ZREM', k.dead, unpack(gone))
-    local u = uniqueness()
+    local u = since_1_1().unique
     local uk = u.keys(key_base(k.meta))
     for _, member in ipairs(gone) do
       local id = parse_token(member) or member
@@ -246,7 +242,7 @@ local function graveyard()
     redis.call('HSET', k.errors, id, d.record(code, message, now, token, extra))
     redis.call('ZADD', k.dead, now, token)
     redis.call('HINCRBY', k.stats, 'dead', 1)
-    local u = uniqueness()
+    local u = since_1_1().unique
     u.release(u.keys(key_base(k.meta)), id, 'dead', now)
     d.trim(k, s, now, TRIM_PER_CALL)
   end

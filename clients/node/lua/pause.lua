@@ -10,7 +10,7 @@
 local s = open_call(KEYS[1], ARGV[1])
 if ARGV[2] == 'pause' then
   if s.paused then return 0 end
-  require_feature(KEYS[1], s.requires, 'pause')
+  since_1_1().require_feature(KEYS[1], s.requires, 'pause')
   redis.call('HSET', KEYS[1], 'paused', '1')
   return 1
 elseif ARGV[2] == 'resume' then

@@ -19,7 +19,7 @@ if count < 1 or count ~= math.floor(count) then
 end
 local now = now_ms()
 local due = {}
-local check = job_checker()
+local check = since_1_1().check_job
 for i = 0, count - 1 do
   local a = 2 + 5 * i
   local key, window = ARGV[a + 3], ARGV[a + 4]
@@ -32,9 +32,9 @@ for i = 0, count - 1 do
       string.format('%q', string.sub(window, 1, 20)) .. ' is not ms')
   end
 end
-require_feature(KEYS[1], s.requires, 'unique')
+since_1_1().require_feature(KEYS[1], s.requires, 'unique')
 local base = key_base(KEYS[1])
-local u = uniqueness()
+local u = since_1_1().unique
 local k = u.keys(base)
 local out, ready, earliest, soonest = {}, 0, nil, nil
 for i = 0, count - 1 do
@@ -52,7 +52,7 @@ for i = 0, count - 1 do
     if when then
       if earliest == nil then
         earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2] or false
-        require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
+        since_1_1().require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
       end
       local padded = string.rep('0', 20 - #id) .. id
       redis.call('ZADD', KEYS[8], string.format('%d', when), max == '' and (padded .. '|0') or (padded .. '|0|' .. max))

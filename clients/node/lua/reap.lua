@@ -60,7 +60,7 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now)
 
 -- Unique keys whose window after their job completed has passed are free again.
-local unique = uniqueness()
+local unique = since_1_1().unique
 unique.expire(unique.keys(key_base(KEYS[1])), now, limit)
 
 -- The old dead list, oldest first, scored by the time its error says (now if it says none).

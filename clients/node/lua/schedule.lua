@@ -20,7 +20,7 @@ if count < 1 or count ~= math.floor(count) then
 end
 local now = now_ms()
 local due = {}
-local check = job_checker()
+local check = since_1_1().check_job
 for i = 0, count - 1 do
   due[i + 1] = check(i + 1, ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i], s.max_job_bytes, now)
   -- A job here always has a due time.
@@ -28,7 +28,7 @@ for i = 0, count - 1 do
     return redis.error_reply('SQUE_INVALID job ' .. (i + 1) .. ': due "" is neither +MS (a delay) nor @MS (a time)')
   end
 end
-require_feature(KEYS[1], s.requires, 'delay')
+since_1_1().require_feature(KEYS[1], s.requires, 'delay')
 local earliest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
 local last = redis.call('HINCRBY', KEYS[1], 'seq', count)
 local first = last - count + 1

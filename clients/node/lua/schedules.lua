@@ -19,7 +19,7 @@ if ARGV[2] == 'set' then
     return redis.error_reply('SQUE_INVALID schedule ' .. string.format('%q', name) .. ': first tick ' ..
       string.format('%q', string.sub(ARGV[5] or '', 1, 20)) .. ' is not ms since the epoch')
   end
-  require_feature(KEYS[1], s.requires, 'cron')
+  since_1_1().require_feature(KEYS[1], s.requires, 'cron')
   local added = redis.call('HSET', KEYS[2], name, ARGV[4])
   redis.call('ZADD', KEYS[3], ARGV[5], name)
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'scheduled')

@@ -20,7 +20,7 @@ if ARGV[2] ~= 'retry' and ARGV[2] ~= 'purge' then
 end
 local retry = ARGV[2] == 'retry'
 local done, refused, skip = 0, {}, 0
-local unique = uniqueness().keys(key_base(KEYS[1]))
+local unique = since_1_1().unique.keys(key_base(KEYS[1]))
 
 -- The dead entry (token, or the entry itself) of `id`, and its error record, or nil.
 local function find(id)
@@ -54,7 +54,7 @@ local function act(entry, e)
     if e and e.code == 'poison' then
       return 'it is poison (' .. tostring(e.message) .. '): no retry can deliver it; purge it'
     end
-    local held = uniqueness().retake(unique, id)
+    local held = since_1_1().unique.retake(unique, id)
     if held then return held end
     redis.call('ZREM', KEYS[2], entry)
     redis.call('RPUSH', KEYS[3], id .. '|0|' .. max)
@@ -62,7 +62,7 @@ local function act(entry, e)
     redis.call('ZREM', KEYS[2], entry)
     redis.call('HDEL', KEYS[4], id or entry)
     redis.call('HDEL', KEYS[5], id or entry)
-    uniqueness().release(unique, id or entry, 'gone', 0)
+    since_1_1().unique.release(unique, id or entry, 'gone', 0)
   end
   done = done + 1
   return nil
