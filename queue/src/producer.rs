@@ -188,25 +188,34 @@ impl Producer {
                 .chunk_by(|a, b| a.kind() == b.kind())
                 .flat_map(|run| run.chunks(PUSH_CHUNK))
                 .collect();
-            let mut pipe = redis::pipe();
-            // Loaded in the same round trip, so a Redis that restarted still knows them
-            // (waiting for NOSCRIPT instead could let a later push pass this one).
-            for (kind, script) in [
-                (Kind::Ready, &scripts::push::SCRIPT),
-                (Kind::Scheduled, &scripts::schedule::SCRIPT),
-                (Kind::Unique, &scripts::push_unique::SCRIPT),
-            ] {
-                if chunks.iter().any(|c| c[0].kind() == kind) {
-                    pipe.load_script(script).ignore();
+            let replies: Vec<redis::RedisResult<redis::Value>> = if let [chunk] = chunks[..] {
+                // One call alone (a push of one job, most often): sent by SHA, loaded again
+                // only if Redis answers NOSCRIPT, as every other call is.
+                vec![
+                    invocation_for(&self.queue.keys, chunk)
+                        .invoke_async(&mut con)
+                        .await,
+                ]
+            } else {
+                let mut pipe = redis::pipe();
+                // Loaded in the same round trip, so a Redis that restarted still knows them
+                // (waiting for NOSCRIPT instead could let a later chunk pass this one).
+                for (kind, script) in [
+                    (Kind::Ready, &scripts::push::SCRIPT),
+                    (Kind::Scheduled, &scripts::schedule::SCRIPT),
+                    (Kind::Unique, &scripts::push_unique::SCRIPT),
+                ] {
+                    if chunks.iter().any(|c| c[0].kind() == kind) {
+                        pipe.load_script(script).ignore();
+                    }
                 }
-            }
-            for chunk in &chunks {
-                pipe.invoke_script(&invocation_for(&self.queue.keys, chunk));
-            }
-            // Each call's error is its script's own, with its code (SQUE_TOOLARGE, ...),
-            // rather than a failure of the whole pipeline that wraps it.
-            let replies: Vec<redis::RedisResult<redis::Value>> =
-                pipe.ignore_errors().query_async(&mut con).await?;
+                for chunk in &chunks {
+                    pipe.invoke_script(&invocation_for(&self.queue.keys, chunk));
+                }
+                // Each call's error is its script's own, with its code (SQUE_TOOLARGE, ...),
+                // rather than a failure of the whole pipeline that wraps it.
+                pipe.ignore_errors().query_async(&mut con).await?
+            };
             for (chunk, reply) in chunks.iter().zip(replies) {
                 let reply = reply?;
                 match chunk[0].kind() {

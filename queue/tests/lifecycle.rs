@@ -366,6 +366,16 @@ async fn a_unique_key_is_held_by_one_job_until_it_ends() {
     }
     let stats = manager.stats().await.unwrap();
     assert_eq!((stats.pushed, stats.waiting), (50, 50), "one job a key");
+    // A key named twice in one call: one job, both answered with its id.
+    let twice: Vec<_> = ["dup", "dup", "other", "k3"]
+        .iter()
+        .map(|k| manager.encode(&json!(k), &unique(k)).unwrap())
+        .collect();
+    let ids = manager.push_encoded(&twice).await.unwrap();
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[0], ids[2]);
+    assert_eq!(ids[3], holder["k3"], "held from before");
+    assert_eq!(manager.stats().await.unwrap().pushed, 52);
     let inspector = Inspector::new("unique", opts(&redis)).await.unwrap();
     let shown = inspector.job(&holder["k0"]).await.unwrap().unwrap();
     assert_eq!(shown.unique_key.as_deref(), Some("k0"));

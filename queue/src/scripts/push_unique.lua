@@ -36,37 +36,64 @@ since_1_1().require_feature(KEYS[1], s.requires, 'unique')
 local base = key_base(KEYS[1])
 local u = since_1_1().unique
 local k = u.keys(base)
-local out, ready, earliest, soonest = {}, 0, nil, nil
-for i = 0, count - 1 do
-  local a = 2 + 5 * i
-  local key = ARGV[a + 3]
-  local holder = redis.call('HGET', k.held, key)
-  if holder then
-    out[#out + 1] = holder
-    out[#out + 1] = 0
-  else
-    local id = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
-    redis.call('HSET', KEYS[3], id, ARGV[a])
-    local max = ARGV[a + 1]
-    local when = due[i + 1]
-    if when then
-      if earliest == nil then
-        earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2] or false
-        since_1_1().require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
-      end
-      local padded = string.rep('0', 20 - #id) .. id
-      redis.call('ZADD', KEYS[8], string.format('%d', when), max == '' and (padded .. '|0') or (padded .. '|0|' .. max))
-      if not soonest or when < soonest then soonest = when end
-    else
-      redis.call('RPUSH', KEYS[2], max == '' and (id .. '|0') or (id .. '|0|' .. max))
-      ready = ready + 1
-    end
-    redis.call('HSET', k.held, key, id)
-    redis.call('ZREM', k.until_, key)
-    redis.call('HSET', k.of, id, ARGV[a + 4] .. '|' .. key)
-    out[#out + 1] = id
-    out[#out + 1] = 1
+-- One read of every key's holder, then each write once for the whole call (a call costs
+-- about as much as a job it writes): a key held, or named earlier in this call, keeps its
+-- holder; the others get the ids that follow seq, in order.
+local keys = {}
+for i = 0, count - 1 do keys[i + 1] = ARGV[5 + 5 * i] end
+local holders = redis.call('HMGET', k.held, unpack(keys))
+-- fresh: the jobs to push; first_named[key]: the job of this call that takes the key.
+local fresh, first_named = {}, {}
+for i = 1, count do
+  local key = keys[i]
+  if not holders[i] and not first_named[key] then
+    fresh[#fresh + 1] = i
+    first_named[key] = i
   end
+end
+local out, ready, earliest, soonest = {}, 0, nil, nil
+local first = #fresh > 0 and redis.call('HINCRBY', KEYS[1], 'seq', #fresh) - #fresh + 1
+local data, items, held, of, members = {}, {}, {}, {}, {}
+local id_of = {}
+for n, i in ipairs(fresh) do
+  local a = 2 + 5 * (i - 1)
+  local id = string.format('%d', first + n - 1)
+  id_of[keys[i]] = id
+  data[#data + 1] = id
+  data[#data + 1] = ARGV[a]
+  held[#held + 1] = keys[i]
+  held[#held + 1] = id
+  of[#of + 1] = id
+  of[#of + 1] = ARGV[a + 4] .. '|' .. keys[i]
+  local max = ARGV[a + 1]
+  local when = due[i]
+  if when then
+    local padded = string.rep('0', 20 - #id) .. id
+    members[#members + 1] = string.format('%d', when)
+    members[#members + 1] = max == '' and (padded .. '|0') or (padded .. '|0|' .. max)
+    if not soonest or when < soonest then soonest = when end
+  else
+    items[#items + 1] = max == '' and (id .. '|0') or (id .. '|0|' .. max)
+  end
+end
+-- A key named twice in the call: the second answers the first's id, and is not pushed.
+for i = 1, count do
+  out[#out + 1] = holders[i] or id_of[keys[i]]
+  out[#out + 1] = (not holders[i] and first_named[keys[i]] == i) and 1 or 0
+end
+if #data > 0 then
+  redis.call('HSET', KEYS[3], unpack(data))
+  redis.call('HSET', k.held, unpack(held))
+  redis.call('HSET', k.of, unpack(of))
+end
+if #items > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(items))
+  ready = #items
+end
+if #members > 0 then
+  earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2] or false
+  since_1_1().require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
+  redis.call('ZADD', KEYS[8], unpack(members))
 end
 if soonest and (not earliest or soonest < tonumber(earliest)) then
   redis.call('SPUBLISH', base .. 'wake', 'scheduled')
