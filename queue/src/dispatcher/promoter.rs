@@ -23,7 +23,7 @@ use crate::tasks::Tasks;
 /// Jobs per script call: a call moves them in about a millisecond of Redis's time, so a
 /// hundred thousand jobs due at once never hold Redis for long, and the loop calls again at
 /// once while calls come back full.
-pub(crate) const BATCH: usize = 1000;
+const BATCH: usize = 1000;
 /// The longest sleep between calls, whatever the schedule says.
 const IDLE: Duration = Duration::from_secs(1);
 /// Added to the reported wait, so that the call lands just after the job fell due rather than
@@ -66,8 +66,9 @@ async fn promote_due(queue: &Queue) -> Result<Option<Duration>> {
     }
 }
 
-/// How long to sleep after a call that reported the next job due in `next_due`.
-fn next_wait(next_due: Option<Duration>) -> Duration {
+/// How long to sleep when the next job (or tick) is due in `next_due`: until just after
+/// then, and never longer than [`IDLE`]. The scheduler sleeps the same way.
+pub(super) fn next_wait(next_due: Option<Duration>) -> Duration {
     match next_due {
         Some(d) => (d + MARGIN).min(IDLE),
         None => IDLE,
