@@ -86,6 +86,7 @@ export type ErrorCode =
   | 'protocol'
   | 'unavailable'
   | 'stale_lease'
+  | 'cancelled'
   | 'closed'
   | 'timeout'
   | 'dead'

@@ -1352,3 +1352,68 @@ async fn schedules_and_unique_keys_from_the_command_line() {
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// `job cancel` of a job whose guest loops for ever: its host stops the instance at its next
+/// lease renewal (the slot is free again: the next job completes), records nothing more, and
+/// the job shows as cancelled; cancels of what has ended say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_job_is_stopped_by_a_cancel() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--queue", "stopped", "--redis", &url]);
+        cli(&all, b"")
+    };
+    let id_of = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let m = Manager::new("stopped", producer_opts(&redis)).await.unwrap();
+    let host = fixtures_host(&redis, "stopped", &["--slots", "1", "--timeout", "10m"]);
+    let looping = id_of(run(&["push", r#"{"do":"loop"}"#]));
+    let state = |id: &str| -> Value {
+        let out = run(&["job", "show", "--json", id]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["state"].clone()
+    };
+    eventually("the looping job running", || async {
+        state(&looping) == json!("in_flight")
+    })
+    .await;
+
+    let out = run(&["job", "cancel", &looping]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("it was running"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    host.wait_for_log("cancelled while it ran").await;
+    // The one slot is free again.
+    let ok = id_of(run(&["push", r#"{"do":"ok"}"#]));
+    let out = run(&["job", "wait", "--wait-timeout", "60s", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&looping), json!("cancelled"));
+    let out = run(&["job", "wait", &looping]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was cancelled"), "{}", stderr(&out));
+
+    let out = run(&["job", "cancel", &looping]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was cancelled already"));
+    let out = run(&["job", "cancel", &ok]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has ended (completed)"), "{}", stderr(&out));
+    assert_refused(&run(&["job", "cancel", "999"]), "never gave the id 999");
+    assert_refused(&run(&["job", "cancel", "x1"]), "is not a job id");
+
+    let s = m.stats().await.unwrap();
+    assert_eq!((s.completed, s.dead, s.delayed), (1, 0, 0));
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("1 completed, 0 failed, 1 cancelled while running"),
+        "{log}"
+    );
+}

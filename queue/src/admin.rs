@@ -1,6 +1,6 @@
 //! The admin role: what an operator changes in a queue. Its settings (one source, the
-//! queue's meta: see `settings.rs`), whether it hands jobs out (pause, resume), and its dead
-//! list (retry or purge). It never creates a
+//! queue's meta: see `settings.rs`), whether it hands jobs out (pause, resume), its jobs
+//! (cancel one) and its dead list (retry or purge). It never creates a
 //! queue by mistake: opening one that does not exist is an error.
 
 use crate::error::Result;
@@ -9,6 +9,7 @@ use crate::options::Options;
 use crate::queue::Queue;
 use crate::schedules::Schedule;
 use crate::scripts;
+pub use crate::scripts::cancel::Cancelled;
 use crate::scripts::dead::{Action, Which};
 use crate::settings::{QueueSettings, SettingsChange};
 
@@ -65,6 +66,15 @@ impl Admin {
     /// was not paused.
     pub async fn resume(&self) -> Result<bool> {
         scripts::pause::call(&self.queue, false).await
+    }
+
+    /// Cancels job `id`, whatever it is doing: a waiting, scheduled or retrying job never runs;
+    /// a running one is refused its next renewal and acknowledgement, and its holder stops it
+    /// (`Job::cancelled`). It is recorded as cancelled (`Inspector::job`), kept as long as a
+    /// result, and never retried; its unique key is freed. A dead job is purged instead, and a
+    /// job that has ended cannot be cancelled: the answer says which it was.
+    pub async fn cancel(&self, id: &JobId) -> Result<Cancelled> {
+        scripts::cancel::call(&self.queue, id.as_str()).await
     }
 
     /// Adds the schedule `name` (a job pushed on a cron pattern by whichever manager runs,

@@ -48,6 +48,12 @@ pub enum Error {
     #[error("job {job} (attempt {attempt}): the lease ran out and the job has moved on; this call was refused and changed nothing")]
     StaleLease { job: JobId, attempt: u32 },
 
+    /// The job was cancelled (`Admin::cancel`, `sque-host job cancel`) while this worker held
+    /// it: stop working on it. The call changed nothing; the job is recorded as cancelled and
+    /// is never retried.
+    #[error("job {job} (attempt {attempt}) was cancelled: stop working on it; this call was refused and changed nothing")]
+    Cancelled { job: JobId, attempt: u32 },
+
     /// The queue was created by a version of sque whose protocol this one does not know.
     #[error("queue {queue:?} uses protocol {found}, this sque speaks {supported}: use a matching sque version")]
     Protocol {

@@ -105,6 +105,9 @@ pub enum JobState {
     Completed,
     /// In the dead list (`JobInfo::at`: when it died).
     Dead,
+    /// Cancelled (`Admin::cancel`; `JobInfo::at`: when, while the queue remembers it): it
+    /// never runs again.
+    Cancelled,
     /// The queue keeps nothing of it any more, though the id was given: it completed and its
     /// result was dropped or never given, or it was purged from the dead list.
     Gone,
@@ -269,14 +272,16 @@ impl Inspector {
             Option<u64>,
             Option<String>,
             Option<Raw>,
+            Option<f64>,
         );
-        let (data, result, error, seq, unique, progress): Read = redis::pipe()
+        let (data, result, error, seq, unique, progress, cancelled_at): Read = redis::pipe()
             .hget(&k.jobs, id.as_str())
             .hget(&k.results, id.as_str())
             .hget(&k.errors, id.as_str())
             .hget(&k.meta, "seq")
             .hget(&k.unique_of, id.as_str())
             .get(k.progress(id.as_str()))
+            .zscore(&k.cancelled, id.as_str())
             .query_async(&mut con)
             .await?;
         let given = id
@@ -303,7 +308,13 @@ impl Inspector {
             None => (None, None),
         };
         let failed_attempt = failed.as_ref().map(|(_, t)| t.attempt);
-        let (state, attempts, at) = if let Some(at) = dead_at {
+        // A job cancelled while it waited keeps the empty string as its data until it is
+        // dropped from the queue (`cancel.lua`).
+        let cancelled_queued = data.as_ref().is_some_and(|d| d.is_empty());
+        let data = data.filter(|d| !d.is_empty());
+        let (state, attempts, at) = if cancelled_at.is_some() || cancelled_queued {
+            (JobState::Cancelled, None, cancelled_at.map(|at| at as u64))
+        } else if let Some(at) = dead_at {
             (JobState::Dead, failed_attempt, Some(at as u64))
         } else if let Some(at) = retry_at {
             (JobState::Retrying, failed_attempt, Some(at as u64))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 /// A job's id: unique within its queue, assigned at push, shown as a string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -56,6 +57,19 @@ impl Job {
     pub fn lease_token(&self) -> &str {
         &self.lease.token
     }
+
+    /// Resolves when the job is cancelled while this client holds it
+    /// ([`Admin::cancel`](crate::Admin::cancel)): the client hears it at its next lease renewal
+    /// (every third of the queue's lease) and the job's acknowledgements are then refused with
+    /// [`Error::Cancelled`](crate::Error::Cancelled). Stop working on it and drop it.
+    pub async fn cancelled(&self) {
+        self.lease.cancelled.cancelled().await
+    }
+
+    /// Whether the client has heard that the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.lease.cancelled.is_cancelled()
+    }
 }
 
 /// The lease under which a job was delivered. Shared by every clone of a [`Job`], so the
@@ -63,4 +77,15 @@ impl Job {
 #[derive(Debug)]
 pub(crate) struct Lease {
     pub token: String,
+    /// Cancelled when the client hears that the job was cancelled.
+    pub cancelled: CancellationToken,
+}
+
+impl Lease {
+    pub fn new(token: String) -> Lease {
+        Lease {
+            token,
+            cancelled: CancellationToken::new(),
+        }
+    }
 }

@@ -68,6 +68,8 @@ pub(crate) struct Keys {
     pub errors: String,
     pub results: String,
     pub results_at: String,
+    /// Jobs cancelled: id → when (`cancel.lua`), kept as long as results.
+    pub cancelled: String,
     pub workers: String,
     /// The pub/sub channel that wakes the managers.
     pub wake: String,
@@ -99,6 +101,7 @@ impl Keys {
             errors: key("errors"),
             results: key("results"),
             results_at: key("results_at"),
+            cancelled: key("cancelled"),
             workers: key("workers"),
             wake: key("wake"),
             registry: format!("{prefix}:queues"),

@@ -73,7 +73,7 @@ pub fn script_bundle() -> Vec<(&'static str, String)> {
     scripts::bundle()
 }
 
-pub use admin::{Admin, DeadJobs, DeadReport};
+pub use admin::{Admin, Cancelled, DeadJobs, DeadReport};
 pub use client::{Client, FailOutcome, Failure};
 pub use dispatcher::Dispatcher;
 pub use error::Error;

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::json;
-use sque::{Admin, Client, Error, Inspector, JobOptions, Manager, Schedule};
+use sque::{
+    Admin, Cancelled, Client, Error, Inspector, JobId, JobOptions, JobState, Manager, Schedule,
+};
 use support::{eventually, opts, query, within, RedisServer};
 
 /// Redis's clock, in ms since the epoch.
@@ -478,4 +480,159 @@ async fn a_unique_key_is_freed_when_its_window_after_completion_ends() {
         2,
         "the pushes within the window wrote nothing"
     );
+}
+
+/// A job is cancelled in each state it can be in: waiting, scheduled and retrying jobs never
+/// run, a running one is refused to its holder (told at its next renewal: `Job::cancelled`),
+/// and jobs that ended, or were never pushed, have nothing to cancel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_cancelled_in_each_state() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("cancel", opts(&redis)).await.unwrap();
+    let admin = Admin::new("cancel", opts(&redis)).await.unwrap();
+    let inspector = Inspector::new("cancel", opts(&redis)).await.unwrap();
+    let client = Client::new("cancel", opts(&redis)).await.unwrap();
+    let state = |id: JobId| {
+        let inspector = inspector.clone();
+        async move { inspector.job(&id).await.unwrap().unwrap().state }
+    };
+
+    // Waiting: skipped when its turn comes, the next job served in its place.
+    let a = manager.push(json!("a")).await.unwrap();
+    let b = manager
+        .push_with(json!("b"), unique("the-b-key"))
+        .await
+        .unwrap();
+    let c = manager.push(json!("c")).await.unwrap();
+    assert_eq!(admin.cancel(&b).await.unwrap(), Cancelled::Queued);
+    assert!(matches!(
+        admin.cancel(&b).await.unwrap(),
+        Cancelled::Already(Some(_))
+    ));
+    assert_eq!(state(b.clone()).await, JobState::Cancelled);
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{cancel}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("unique,cancel"));
+    // Its unique key was freed with it.
+    let again = manager
+        .push_with(json!("b again"), unique("the-b-key"))
+        .await
+        .unwrap();
+    assert_ne!(again, b);
+    for (id, data) in [(&a, "a"), (&c, "c"), (&again, "b again")] {
+        let job = within("the next job", client.i_am_free(None))
+            .await
+            .unwrap();
+        assert_eq!((&job.id, &job.data), (id, &json!(data)));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(state(b.clone()).await, JobState::Cancelled);
+    let b_data: Option<String> = query(&redis, &["HGET", "sque:{cancel}:jobs", b.as_str()]);
+    assert_eq!(
+        b_data, None,
+        "the cancelled job's data was dropped with its item"
+    );
+
+    // Scheduled: dropped when due; a job due after it is the next one out.
+    let soon = redis_now_ms(&redis) + 300;
+    let at = |ms: u64| JobOptions {
+        at: Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        ..Default::default()
+    };
+    let scheduled = manager
+        .push_with(json!("scheduled"), at(soon))
+        .await
+        .unwrap();
+    let later = manager
+        .push_with(json!("later"), at(soon + 200))
+        .await
+        .unwrap();
+    assert_eq!(admin.cancel(&scheduled).await.unwrap(), Cancelled::Queued);
+    assert_eq!(state(scheduled.clone()).await, JobState::Cancelled);
+    let job = within(
+        "the job due after the cancelled one",
+        client.i_am_free(None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(job.id, later);
+    client.complete(&job, None).await.unwrap();
+
+    // Retrying: its next attempt never comes.
+    let retried = manager.push(json!("retried")).await.unwrap();
+    let job = within("the job to fail", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.fail(&job, "try again").await.unwrap();
+    assert_eq!(state(retried.clone()).await, JobState::Retrying);
+    assert_eq!(admin.cancel(&retried).await.unwrap(), Cancelled::Queued);
+    eventually("the retry due, back in the queue", || async {
+        query::<u64>(&redis, &["ZCARD", "sque:{cancel}:delayed"]) == 0
+    })
+    .await;
+    let last = manager.push(json!("last")).await.unwrap();
+    let job = within("the job after the cancelled retry", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(job.id, last);
+    client.complete(&job, None).await.unwrap();
+    let waiting: u64 = query(&redis, &["LLEN", "sque:{cancel}:waiting"]);
+    assert_eq!(
+        waiting, 0,
+        "the cancelled retry was dropped when its turn came"
+    );
+
+    // Running: the holder hears of it at its next renewal, and its completion is refused.
+    let running = manager.push(json!("running")).await.unwrap();
+    let job = within("the job to run", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert!(!job.is_cancelled());
+    assert_eq!(admin.cancel(&running).await.unwrap(), Cancelled::Running);
+    within("the holder told of the cancel", job.cancelled()).await;
+    assert!(matches!(
+        client.complete(&job, None).await,
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(state(running.clone()).await, JobState::Cancelled);
+    // Refused before any renewal could tell: the completion's own answer says so.
+    let quick = manager.push(json!("quick")).await.unwrap();
+    let job = within("the next job to run", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(admin.cancel(&quick).await.unwrap(), Cancelled::Running);
+    assert!(matches!(
+        client.complete(&job, None).await,
+        Err(Error::Cancelled { .. })
+    ));
+
+    // Ended: completed, dead, never pushed.
+    assert_eq!(admin.cancel(&a).await.unwrap(), Cancelled::Ended);
+    let dead = manager
+        .push_with(
+            json!("dead"),
+            JobOptions {
+                max_attempts: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let job = within("the job to die", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.fail(&job, "no").await.unwrap();
+    assert_eq!(admin.cancel(&dead).await.unwrap(), Cancelled::Dead);
+    assert_eq!(
+        admin.cancel(&JobId::from("999999")).await.unwrap(),
+        Cancelled::Ended
+    );
+    assert!(matches!(
+        admin.cancel(&JobId::from("x")).await,
+        Err(Error::InvalidInput(_))
+    ));
+    let stats: Vec<String> = query(
+        &redis,
+        &["HMGET", "sque:{cancel}:stats", "cancelled", "completed"],
+    );
+    assert_eq!(stats, ["5", "5"]);
 }

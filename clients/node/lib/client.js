@@ -236,6 +236,9 @@ class Client {
     if (held === 2) {
       throw new SqueError('too_large', `job ${job.id}: the result is over the queue's max_result_bytes; nothing was kept and the job went to the dead list`);
     }
+    if (held === 3) {
+      throw new SqueError('cancelled', `job ${job.id} (attempt ${job.attempt}) was cancelled: stop working on it; this call was refused and changed nothing`);
+    }
     throw stale(job);
   }
 

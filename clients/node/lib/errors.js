@@ -4,7 +4,7 @@
 class SqueError extends Error {
   /**
    * @param {string} code one of: invalid_input, invalid_queue_name, too_large, no_such_queue,
-   *   protocol, feature, unavailable, stale_lease, closed, timeout, dead, redis
+   *   protocol, feature, unavailable, stale_lease, cancelled, closed, timeout, dead, redis
    * @param {string} message
    * @param {unknown} [cause]
    */

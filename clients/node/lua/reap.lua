@@ -3,7 +3,8 @@
 --     counts), or to the dead list when it has used up its attempts (a lease whose token
 --     does not parse is poison);
 --  2. delayed retries that are due join the tail of the queue;
---  3. results older than the queue's result_ttl, or beyond its result_max, are dropped;
+--  3. results older than the queue's result_ttl, or beyond its result_max, are dropped, and so
+--     are the records of jobs cancelled longer ago than result_ttl;
 --  4. workers whose heartbeat ran out are forgotten, and unique keys whose window after
 --     completion has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
@@ -58,6 +59,8 @@ for _, id in ipairs(dropped) do
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now)
+-- Cancelled jobs are remembered as long as results are kept.
+redis.call('ZREMRANGEBYSCORE', key_base(KEYS[1]) .. 'cancelled', '-inf', now - s.result_ttl)
 
 -- Unique keys whose window after their job completed has passed are free again.
 local unique = since_1_1().unique

@@ -2,7 +2,8 @@
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
 -- then the n tokens, then the worker's pending request entries "W:S".
--- Returns {reannounced, lease ms, {stale token, ...}}. When the heartbeat had run out, a manager
+-- Returns {reannounced, lease ms, {stale token, ...}, {cancelled token, ...}}: a stale token
+-- that was cancelled (`cancel`) is in both lists. When the heartbeat had run out, a manager
 -- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
 -- The lease is the queue's now, so that a worker renews as often as the queue's lease needs.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
@@ -27,4 +28,13 @@ if not until_ms or tonumber(until_ms) <= now then
 end
 -- A worker's heartbeat lasts one lease.
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
-return {reannounced, s.lease, stale}
+local cancelled = {}
+if #stale > 0 and s.requires and string.find(s.requires, 'cancel', 1, true) then
+  local base = key_base(KEYS[1])
+  for _, token in ipairs(stale) do
+    if redis.call('ZSCORE', base .. 'cancelled', parse_token(token) or '') then
+      cancelled[#cancelled + 1] = token
+    end
+  end
+end
+return {reannounced, s.lease, stale, cancelled}

@@ -1,12 +1,13 @@
-//! `sque-host job show|wait`: one job by its id. `show` tells where the job is in its life
-//! (waiting, scheduled, in flight, retrying, completed, dead) with its data, attempts, last
-//! error and result; `wait` waits until it has ended and answers with its result, so that a
-//! shell script can push a job and use what it returned.
+//! `sque-host job show|wait|cancel`: one job by its id. `show` tells where the job is in its
+//! life (waiting, scheduled, in flight, retrying, completed, dead, cancelled) with its data,
+//! attempts, last error and result; `wait` waits until it has ended and answers with its
+//! result, so that a shell script can push a job and use what it returned; `cancel` ends it
+//! wherever it is.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sque::{Inspector, JobId, JobInfo, JobState};
+use sque::{Admin, Cancelled, Inspector, JobId, JobInfo, JobState};
 
 use crate::cli::common::{parse_duration, usage, Outcome, QueueArg, RedisArgs};
 
@@ -18,19 +19,37 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// Show a job: its state (waiting, scheduled, in_flight, retrying, completed, dead, or
-    /// gone when the queue keeps nothing of it any more), attempts, data, its handler's
+    /// Show a job: its state (waiting, scheduled, in_flight, retrying, completed, dead,
+    /// cancelled, or gone when the queue keeps nothing of it any more), attempts, data, its handler's
     /// latest progress report, last error and result. Exit 2 for an id the queue never gave.
     ///
     /// Example: sque-host job show --queue emails 42
     Show(Show),
     /// Wait until a job has ended. Exit 0 with its result (JSON, or null) on stdout when it
-    /// completed; 1 when it died (its last error on stderr); 2 for an id the queue never gave
+    /// completed; 1 when it died (its last error on stderr) or was cancelled; 2 for an id the queue never gave
     /// or bad input; 3 when --wait-timeout passed first. No environment variable: a wait is
     /// always asked for on the command line.
     ///
     /// Example: id=$(sque-host push --queue emails '{"to":"a@b.c"}') && sque-host job wait --queue emails "$id"
     Wait(Wait),
+    /// Cancel a job: a waiting, scheduled or retrying job never runs; a running one is
+    /// stopped by its host within a third of the queue's lease (its next renewal). It is
+    /// recorded as cancelled (job show) and never retried; its unique key is freed. Exit 0
+    /// when it is cancelled (or was already); 1 when it has ended (completed, or dead: purge
+    /// it with `dead purge`); 2 for an id the queue never gave.
+    ///
+    /// Example: sque-host job cancel --queue emails 42
+    Cancel(Cancel),
+}
+
+#[derive(clap::Args, Debug)]
+struct Cancel {
+    #[command(flatten)]
+    queue: QueueArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// The job's id, as `push` printed it.
+    id: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Show(s) => show(s).await,
         Action::Wait(w) => wait(w).await,
+        Action::Cancel(c) => cancel(c).await,
     }
 }
 
@@ -87,6 +107,41 @@ async fn inspector(queue: &QueueArg, redis: &RedisArgs, id: &str) -> anyhow::Res
                 opts.redis_url_redacted()
             )
         })
+}
+
+async fn cancel(args: Cancel) -> anyhow::Result<()> {
+    let inspector = inspector(&args.queue, &args.redis, &args.id).await?;
+    let opts = args.redis.options();
+    let admin = Admin::new(&args.queue.queue, opts).await?;
+    let id = JobId::from(args.id.clone());
+    let ended = |how: &str| -> anyhow::Error {
+        Outcome {
+            code: 1,
+            message: format!("job {} {how}: nothing to cancel", args.id),
+        }
+        .into()
+    };
+    match admin.cancel(&id).await? {
+        Cancelled::Queued => println!("job {} cancelled: it will not run", args.id),
+        Cancelled::Running => println!(
+            "job {} cancelled: it was running, and its host stops it at its next lease renewal",
+            args.id
+        ),
+        Cancelled::Already(_) => println!("job {} was cancelled already", args.id),
+        Cancelled::Dead => {
+            return Err(ended(
+                "is dead; remove it with `sque-host dead purge` if it should never be retried",
+            ))
+        }
+        Cancelled::Ended => {
+            return match inspector.job(&id).await? {
+                None => Err(unknown(&args.queue.queue, &args.id)),
+                Some(job) => Err(ended(&format!("has ended ({})", state_name(job.state)))),
+            }
+        }
+        _ => return Err(ended("is in a state this sque-host does not know")),
+    }
+    Ok(())
 }
 
 fn unknown(queue: &str, id: &str) -> anyhow::Error {
@@ -120,6 +175,7 @@ fn describe(job: &JobInfo) -> String {
             JobState::Scheduled | JobState::Retrying => "due",
             JobState::InFlight => "lease until",
             JobState::Dead => "died",
+            JobState::Cancelled => "cancelled",
             _ => "at",
         };
         out += &format!("  {label:<10} {}\n", when(at));
@@ -158,6 +214,7 @@ fn state_name(state: JobState) -> &'static str {
         JobState::Retrying => "retrying",
         JobState::Completed => "completed",
         JobState::Dead => "dead",
+        JobState::Cancelled => "cancelled",
         JobState::Gone => "gone (completed without a result kept, or purged)",
     }
 }
@@ -185,6 +242,13 @@ async fn wait(args: Wait) -> anyhow::Result<()> {
                 return Err(Outcome {
                     code: 1,
                     message: format!("job {} is dead: {error}", args.id),
+                }
+                .into());
+            }
+            JobState::Cancelled => {
+                return Err(Outcome {
+                    code: 1,
+                    message: format!("job {} was cancelled", args.id),
                 }
                 .into());
             }

@@ -367,8 +367,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         wasm.shutdown_background();
         tracing::info!(
             queue = %queue,
-            "worker slots stopped: {} completed, {} failed, {} given back unstarted",
-            report.completed, report.failed, report.released
+            "worker slots stopped: {} completed, {} failed, {} cancelled while running, {} given back unstarted",
+            report.completed, report.failed, report.cancelled, report.released
         );
     } else {
         stop.cancelled().await;

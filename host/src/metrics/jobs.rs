@@ -45,6 +45,8 @@ pub struct JobMetrics {
     pub released: Counter,
     /// Outcomes Redis refused because the job's lease had run out and passed on.
     pub stale_acks: Counter,
+    /// Jobs cancelled while they ran here, and stopped.
+    pub cancelled: Counter,
     /// From a slot taking the job to its outcome.
     pub run_time: Histogram,
     /// The round trip that records an outcome in Redis.
@@ -84,6 +86,10 @@ impl JobMetrics {
         let stale_acks = counter(
             "sque_acks_refused_stale",
             "Outcomes refused because the job's lease had run out and passed to another worker",
+        );
+        let cancelled = counter(
+            "sque_jobs_cancelled",
+            "Jobs cancelled while they ran here, and stopped",
         );
         let failures = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -131,6 +137,7 @@ impl JobMetrics {
             dead_lettered,
             released,
             stale_acks,
+            cancelled,
             run_time,
             ack_time,
             instantiation,

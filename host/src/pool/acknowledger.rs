@@ -77,6 +77,11 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
         Outcome::Failed(ending, reason) => fail(client, metrics, job, *ending, reason)
             .await
             .map(|()| false),
+        // The cancel recorded it; the lease is gone already.
+        Outcome::Cancelled => Err(sque::Error::Cancelled {
+            job: id.clone(),
+            attempt,
+        }),
     };
     if let (Some(m), Some(asked)) = (metrics, asked) {
         m.ack_time.observe(asked.elapsed().as_secs_f64());
@@ -90,6 +95,13 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
             }
         }
         Ok(false) => report.failed += 1,
+        Err(sque::Error::Cancelled { .. }) => {
+            report.cancelled += 1;
+            if let Some(m) = metrics {
+                m.cancelled.inc();
+            }
+            tracing::info!(queue = %queue, job = %id, attempt, "cancelled while it ran: stopped, nothing recorded");
+        }
         Err(e) => {
             if let (Some(m), sque::Error::StaleLease { .. }) = (metrics, &e) {
                 m.stale_acks.inc();

@@ -65,6 +65,8 @@ pub struct PoolReport {
     pub completed: u64,
     pub failed: u64,
     pub released: u64,
+    /// Jobs cancelled while they ran here, and stopped.
+    pub cancelled: u64,
 }
 
 /// Everything the pool's parts share.

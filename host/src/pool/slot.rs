@@ -1,5 +1,6 @@
 //! A slot: runs jobs one at a time until shutdown, finishing the one in hand within the
-//! grace period. Runs on the wasm runtime; its outcomes go to the outbox.
+//! grace period, and stopping it at once if it is cancelled (the client hears of that at a
+//! lease renewal). Runs on the wasm runtime; its outcomes go to the outbox.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ async fn run_one(
         } => Outcome::Failed(Ending::Shutdown, format!(
             "the host shut down and the job did not finish within the grace period of {grace:?} (--grace)"
         )),
+        // Stopped as a timeout stops it: the run is dropped, and the guest's store with it.
+        _ = job.cancelled() => Outcome::Cancelled,
     };
     if let Some(m) = shared.metrics() {
         m.busy_slots.dec();

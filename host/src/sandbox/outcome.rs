@@ -16,6 +16,9 @@ pub enum Outcome {
     /// It did not complete: how, and the message kept as its last error (cut to the error
     /// limit).
     Failed(Ending, String),
+    /// The job was cancelled while it ran (`sque-host job cancel`): the slot stopped it, and
+    /// there is nothing to record (the cancel did).
+    Cancelled,
 }
 
 /// Every way an attempt can fail.

@@ -201,6 +201,14 @@ impl Client {
                 ack.end(Acked::Done);
                 Err(stale(job))
             }
+            Ok(Completed::Cancelled) => {
+                ack.end(Acked::Done);
+                job.lease.cancelled.cancel();
+                Err(Error::Cancelled {
+                    job: job.id.clone(),
+                    attempt: job.attempt,
+                })
+            }
             Ok(Completed::TooLarge) => {
                 ack.end(Acked::Done);
                 Err(Error::InvalidInput(format!(
@@ -245,6 +253,10 @@ impl Client {
             Ok(failed) => {
                 ack.end(Acked::Done);
                 match failed {
+                    Failed::Stale if job.is_cancelled() => Err(Error::Cancelled {
+                        job: job.id.clone(),
+                        attempt: job.attempt,
+                    }),
                     Failed::Stale => Err(stale(job)),
                     Failed::Dead => Ok(FailOutcome::Dead),
                     Failed::Retry(after) => Ok(FailOutcome::Retry { after }),

@@ -201,6 +201,20 @@ impl Registry {
         true
     }
 
+    /// The job held under `token` was cancelled: tells its holder (`Job::cancelled`) and
+    /// forgets it, unless an acknowledgement of it is on its way (which ends it). Returns
+    /// whether the job was held.
+    pub fn cancelled(&mut self, token: &str) -> bool {
+        let Some(job) = self.held.get(token) else {
+            return false;
+        };
+        job.lease.cancelled.cancel();
+        if !self.acking.contains(token) {
+            self.forget(token);
+        }
+        true
+    }
+
     /// What a renewal sends: the tokens held and the open requests. Jobs whose every clone
     /// was dropped unacknowledged are let go first: their leases run out as if the worker
     /// had died.
@@ -261,9 +275,7 @@ mod tests {
             data: serde_json::json!(id),
             attempt,
             request_id: None,
-            lease: Arc::new(Lease {
-                token: format!("{id}|{attempt}|5"),
-            }),
+            lease: Arc::new(Lease::new(format!("{id}|{attempt}|5"))),
         }
     }
 

@@ -43,7 +43,16 @@ async fn renew(worker: &Worker) -> Result<Duration> {
     if renewed.reannounced && !requests.is_empty() {
         tracing::warn!(queue = %k.queue, worker = %worker.id, "this worker's heartbeat had run out; its {} open request(s) were stored again", requests.len());
     }
-    for stale in &renewed.stale {
+    for token in &renewed.cancelled {
+        if worker.registry().cancelled(token) {
+            tracing::info!(queue = %k.queue, token = %token, "the job was cancelled; its holder is told to stop");
+        }
+    }
+    for stale in renewed
+        .stale
+        .iter()
+        .filter(|t| !renewed.cancelled.contains(t))
+    {
         // Completed, failed or given back while the renewal was on its way: no news.
         if worker.registry().lost(stale) {
             tracing::warn!(queue = %k.queue, token = %stale, "lease lost before it could be renewed; the job has gone back to the queue");

@@ -119,9 +119,7 @@ impl Worker {
                 data,
                 attempt: delivery.attempt,
                 request_id: None,
-                lease: Arc::new(Lease {
-                    token: delivery.token,
-                }),
+                lease: Arc::new(Lease::new(delivery.token)),
             };
             let orphan = self.registry().deliver(delivery.request, job);
             if let Some(token) = orphan {

@@ -2,8 +2,8 @@
 -- requests ("I am free"). A slot that finishes a job and asks for the next one costs one
 -- round trip, and the jobs that can be handed out at once come back in the reply.
 --
--- Completions: each entry is refused (0) when its token is stale (or named twice), and then
--- changes nothing; a completed job lets go of its unique key (kept for its window); a completion whose result is over the queue's max_result_bytes keeps
+-- Completions: each entry is refused (0) when its token is stale (or named twice), or (3) when
+-- its job was cancelled (`cancel`), and then changes nothing; a completed job lets go of its unique key (kept for its window); a completion whose result is over the queue's max_result_bytes keeps
 -- nothing and sends the job to the dead list (2, code result_too_large).
 -- Requests: the worker's heartbeat is left alone. It is renew's alone (every third of a lease),
 -- which also stores the worker's open requests again when it had run out: a dispatcher may
@@ -19,7 +19,7 @@
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of completions n,
 -- then n triples (token "id|attempt|max", "1" when a result follows or "0", result JSON or ""),
 -- then the request entries "worker:seq".
--- Returns {one 1, 0 or 2 per completion, in order; the deliveries served at once, in order}.
+-- Returns {one 1, 0, 2 or 3 per completion, in order; the deliveries served at once, in order}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local completions = tonumber(ARGV[3])
 local first = 4 + 3 * completions
@@ -65,6 +65,9 @@ if completions > 0 then
         redis.call('ZADD', KEYS[10], now, id)
       end
       held[i] = 1
+    elseif s.requires and string.find(s.requires, 'cancel', 1, true) and
+        redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(token) or '') then
+      held[i] = 3
     else
       held[i] = 0
     end

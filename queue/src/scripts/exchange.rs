@@ -26,6 +26,8 @@ pub(crate) enum Completed {
     Stale,
     /// The result was over the queue's max_result_bytes: nothing kept, the job is dead.
     TooLarge,
+    /// The job was cancelled: nothing changed.
+    Cancelled,
 }
 
 /// What the call answered: for each completion, what became of it; and the deliveries that
@@ -78,6 +80,7 @@ pub(crate) async fn call(
             .map(|h| match h {
                 1 => Completed::Held,
                 2 => Completed::TooLarge,
+                3 => Completed::Cancelled,
                 _ => Completed::Stale,
             })
             .collect(),

@@ -44,7 +44,7 @@ local function open_call(meta, caller, ...)
       -- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
       -- one these scripts do not know is refused, since they would silently ignore it.
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
       end
@@ -292,7 +292,8 @@ local function server()
   -- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
   -- it (the caller returns it in its reply). An item that cannot be delivered (it does not
   -- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
-  -- list at once and the request is served by the next job. Batched: one LPOP, one HMGET and
+  -- list at once and the request is served by the next job; so does a job cancelled while it
+  -- waited (its data is the empty string), which is dropped. Batched: one LPOP, one HMGET and
   -- one ZADD serve all the requests that jobs are left for. Returns how many requests were
   -- served; the rest are left to the caller.
   -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms (text), max_attempts =
@@ -329,6 +330,9 @@ local function server()
         if problem then
           local d = graveyard()
           d.bury_poison(d.keys(q.base), q.s, token or items[i], id or items[i], problem, q.now)
+        elseif data[i] == '' then
+          -- Cancelled while it waited (`cancel`): dropped, and the request goes to the next.
+          redis.call('HDEL', q.jobs, id)
         else
           served = served + 1
           local worker, seq = requests[served][1], requests[served][2]

@@ -8,6 +8,7 @@
 //! Every script takes the queue's meta as KEYS[1] and the caller's protocol version as
 //! ARGV[1] (added here, once), and refuses a caller of another major version.
 
+pub(crate) mod cancel;
 pub(crate) mod configure;
 pub(crate) mod dead;
 pub(crate) mod dispatch;
@@ -55,6 +56,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("schedule", include_str!("schedule.lua")),
     ("promote", include_str!("promote.lua")),
     ("progress", include_str!("progress.lua")),
+    ("cancel", include_str!("cancel.lua")),
     ("schedules", include_str!("schedules.lua")),
     ("tick", include_str!("tick.lua")),
     ("exchange", include_str!("exchange.lua")),
@@ -78,7 +80,7 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 19] {
+fn all() -> [&'static LazyLock<Script>; 20] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
@@ -88,6 +90,7 @@ fn all() -> [&'static LazyLock<Script>; 19] {
         &schedule::SCRIPT,
         &promote::SCRIPT,
         &progress::SCRIPT,
+        &cancel::SCRIPT,
         &schedules::SCRIPT,
         &tick::SCRIPT,
         &exchange::SCRIPT,

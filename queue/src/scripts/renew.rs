@@ -18,6 +18,8 @@ pub(crate) struct Renewed {
     pub lease: Duration,
     /// Tokens whose lease was no longer held.
     pub stale: Vec<String>,
+    /// Those of them whose job was cancelled.
+    pub cancelled: Vec<String>,
 }
 
 /// Renews the leases of `tokens` and the heartbeat of `worker`, whose open request entries
@@ -34,11 +36,12 @@ pub(crate) async fn call(
     for t in tokens.iter().chain(requests) {
         inv.arg(t);
     }
-    let (reannounced, lease, stale): (i64, u64, Vec<String>) =
+    let (reannounced, lease, stale, cancelled): (i64, u64, Vec<String>, Vec<String>) =
         inv.invoke_async(&mut q.con.clone()).await?;
     Ok(Renewed {
         reannounced: reannounced == 1,
         lease: Duration::from_millis(lease),
         stale,
+        cancelled,
     })
 }
