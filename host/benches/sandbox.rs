@@ -126,7 +126,7 @@ fn sandbox(c: &mut Criterion) {
     group.bench_function("sque: fresh instance, call, teardown", |b| {
         b.to_async(&runtime).iter(|| async {
             let out = sandbox.run(&handler, job()).await;
-            assert_eq!(out, Outcome::Completed(None));
+            assert_eq!(out, Outcome::Completed(None, Vec::new()));
         })
     });
     group.bench_function(

@@ -1369,7 +1369,9 @@ async fn a_running_job_is_stopped_by_a_cancel() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let m = Manager::new("stopped", producer_opts(&redis)).await.unwrap();
+    let m = Manager::new("stopped", producer_opts(&redis))
+        .await
+        .unwrap();
     let host = fixtures_host(&redis, "stopped", &["--slots", "1", "--timeout", "10m"]);
     let looping = id_of(run(&["push", r#"{"do":"loop"}"#]));
     let state = |id: &str| -> Value {
@@ -1404,7 +1406,11 @@ async fn a_running_job_is_stopped_by_a_cancel() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("was cancelled already"));
     let out = run(&["job", "cancel", &ok]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("has ended (completed)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has ended (completed)"),
+        "{}",
+        stderr(&out)
+    );
     assert_refused(&run(&["job", "cancel", "999"]), "never gave the id 999");
     assert_refused(&run(&["job", "cancel", "x1"]), "is not a job id");
 
@@ -1416,4 +1422,183 @@ async fn a_running_job_is_stopped_by_a_cancel() {
         log.contains("1 completed, 0 failed, 1 cancelled while running"),
         "{log}"
     );
+}
+
+/// Follow-up jobs through the 0.2.0 world: pushed to a granted queue, they land once per
+/// completed parent, from the attempt that completed; a parent that fails after pushing, one
+/// denied its queue and one past --max-pushes-per-job push nothing; `job show` lists the
+/// children.
+#[tokio::test(flavor = "multi_thread")]
+async fn granted_follow_ups_land_once_per_completed_parent() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let parents = Manager::new("parents", producer_opts(&redis))
+        .await
+        .unwrap();
+    let kids = Manager::new("kids", producer_opts(&redis)).await.unwrap();
+    let host = fixtures_host(
+        &redis,
+        "parents",
+        &["--allow-push", "kids", "--max-pushes-per-job", "5"],
+    );
+    let order = |to: &str, n: u64, then: &str| json!({"do": "push-many", "arg": {"to": to, "n": n, "then": then}});
+    let mut ids = Vec::new();
+    for o in [
+        order("kids", 3, "ok"),
+        order("kids", 2, "fail"),
+        order("kids", 3, "retry"),
+        order("elsewhere", 1, "ok"),
+        order("kids", 6, "ok"),
+    ] {
+        ids.push(parents.push(o).await.unwrap());
+    }
+    wait_counts(&parents, 2, 3).await;
+    eventually("the follow-ups of the two completed parents", || async {
+        kids.stats().await.unwrap().pushed == 6
+    })
+    .await;
+
+    let shown = |id: &sque::JobId| -> Value {
+        let out = cli(
+            &[
+                "job",
+                "show",
+                "--json",
+                "--queue",
+                "parents",
+                "--redis",
+                &url,
+                id.as_str(),
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let inspector = sque::Inspector::new("kids", producer_opts(&redis))
+        .await
+        .unwrap();
+    for (parent, attempt) in [(&ids[0], 1), (&ids[2], 2)] {
+        eventually("the parent's children reported", || async {
+            shown(parent)["children"]
+                .as_array()
+                .is_some_and(|c| c.len() == 3)
+        })
+        .await;
+        let job = shown(parent);
+        let children = job["children"].as_array().unwrap();
+        assert_eq!(children.len(), 3, "{job}");
+        for (i, child) in children.iter().enumerate() {
+            assert_eq!(child["queue"], json!("kids"));
+            let id = sque::JobId::from(child["id"].as_str().unwrap());
+            let data = inspector.job(&id).await.unwrap().unwrap().data;
+            assert_eq!(data, Some(json!({"i": i, "attempt": attempt})), "{job}");
+        }
+    }
+    for failed in [&ids[1], &ids[3], &ids[4]] {
+        assert_eq!(shown(failed)["children"], json!([]));
+    }
+    let dead = support::dead_jobs(
+        &sque::Inspector::new("parents", producer_opts(&redis))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let errors: Vec<&str> = dead.iter().map(|(_, _, e)| e.as_str()).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("failed after pushing")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("pushing to \"elsewhere\" was denied")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("as many jobs as it may")),
+        "{errors:?}"
+    );
+    let out = cli(
+        &[
+            "job",
+            "show",
+            "--queue",
+            "parents",
+            "--redis",
+            &url,
+            ids[0].as_str(),
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("follow-ups kids "));
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("follow-up jobs to kids"), "{log}");
+    assert_refused(
+        &cli(
+            &[
+                "run",
+                "--queue",
+                "q",
+                "--handler",
+                "x.wasm",
+                "--allow-push",
+                "a b",
+            ],
+            b"",
+        ),
+        "--allow-push",
+    );
+}
+
+/// The batch-splitting example (`examples/split-batch`): a batch of three becomes three jobs
+/// of the emails queue, in order, once the batch completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_split_batch_example_pushes_each_item_once() {
+    let redis = RedisServer::start();
+    let batches = Manager::new("batches", producer_opts(&redis))
+        .await
+        .unwrap();
+    let emails = Manager::new("emails", producer_opts(&redis)).await.unwrap();
+    let splitter = guest("split_batch");
+    let host = Host::start(
+        &redis,
+        "batches",
+        &[
+            "--handler",
+            splitter.to_str().unwrap(),
+            "--allow-push",
+            "emails",
+        ],
+    );
+    let items = [
+        json!({"email": "a@example.org"}),
+        json!({"email": "b@example.org"}),
+        json!({"email": "c@example.org"}),
+    ];
+    let batch = batches
+        .push(json!({"queue": "emails", "items": items}))
+        .await
+        .unwrap();
+    eventually("the batch split into three emails", || async {
+        emails.stats().await.unwrap().pushed == 3
+    })
+    .await;
+    assert_eq!(
+        batches.result(&batch).await.unwrap(),
+        Some(json!({"split": 3, "to": "emails"}))
+    );
+    let client = sque::Client::new("emails", producer_opts(&redis))
+        .await
+        .unwrap();
+    for item in &items {
+        let job = support::within("the next email", client.i_am_free(None))
+            .await
+            .unwrap();
+        assert_eq!(&job.data, item);
+        client.complete(&job, None).await.unwrap();
+    }
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
 }

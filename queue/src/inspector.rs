@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::follow_up::Child;
 use crate::job::JobId;
 use crate::options::Options;
 use crate::queue::Queue;
@@ -136,6 +137,11 @@ pub struct JobInfo {
     /// Its latest progress report (`Client::progress`, a guest's `progress` import), kept
     /// for the queue's result_ttl: `{"percent", "note", "at"}`.
     pub progress: Option<Value>,
+    /// The follow-up jobs it pushed, once a mover has pushed them (kept for the queue's
+    /// result_ttl), in the order it pushed them.
+    pub children: Vec<Child>,
+    /// Follow-ups committed with its completion that no mover has pushed yet.
+    pub children_waiting: u64,
     /// What is wrong with what the queue holds of it, if anything.
     pub problem: Option<String>,
 }
@@ -273,17 +279,22 @@ impl Inspector {
             Option<String>,
             Option<Raw>,
             Option<f64>,
+            Vec<String>,
+            u64,
         );
-        let (data, result, error, seq, unique, progress, cancelled_at): Read = redis::pipe()
-            .hget(&k.jobs, id.as_str())
-            .hget(&k.results, id.as_str())
-            .hget(&k.errors, id.as_str())
-            .hget(&k.meta, "seq")
-            .hget(&k.unique_of, id.as_str())
-            .get(k.progress(id.as_str()))
-            .zscore(&k.cancelled, id.as_str())
-            .query_async(&mut con)
-            .await?;
+        let (data, result, error, seq, unique, progress, cancelled_at, children, staged): Read =
+            redis::pipe()
+                .hget(&k.jobs, id.as_str())
+                .hget(&k.results, id.as_str())
+                .hget(&k.errors, id.as_str())
+                .hget(&k.meta, "seq")
+                .hget(&k.unique_of, id.as_str())
+                .get(k.progress(id.as_str()))
+                .zscore(&k.cancelled, id.as_str())
+                .lrange(k.children_of(id.as_str()), 0, -1)
+                .llen(k.children(id.as_str()))
+                .query_async(&mut con)
+                .await?;
         let given = id
             .as_str()
             .parse::<u64>()
@@ -354,6 +365,9 @@ impl Inspector {
             // "WINDOW_MS|KEY"
             unique_key: unique.and_then(|u| u.split_once('|').map(|(_, key)| key.to_string())),
             progress: progress.map(|p| json_or_text(&p).0),
+            children: children.iter().map(|c| Child::parse(c)).collect(),
+            // Four values a follow-up (`stage.lua`).
+            children_waiting: staged / 4,
             problem,
         }))
     }

@@ -109,6 +109,16 @@ impl Keys {
         })
     }
 
+    /// What became of job `id`'s follow-ups (`children.lua`): "QUEUE ID" or "QUEUE WHY" each.
+    pub fn children_of(&self, id: &str) -> String {
+        format!("{}children_of:{id}", self.base)
+    }
+
+    /// Job `id`'s follow-ups, committed with its completion and not yet pushed.
+    pub fn children(&self, id: &str) -> String {
+        format!("{}children:{id}", self.base)
+    }
+
     /// The latest progress report of job `id` (`progress.lua`).
     pub fn progress(&self, id: &str) -> String {
         format!("{}progress:{id}", self.base)

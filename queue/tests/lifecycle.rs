@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::json;
 use sque::{
-    Admin, Cancelled, Client, Error, Inspector, JobId, JobOptions, JobState, Manager, Schedule,
+    Admin, Cancelled, Client, Error, FollowUp, Inspector, JobId, JobOptions, JobState, Manager,
+    Schedule,
 };
 use support::{eventually, opts, query, within, RedisServer};
 
@@ -635,4 +636,134 @@ async fn a_job_is_cancelled_in_each_state() {
         &["HMGET", "sque:{cancel}:stats", "cancelled", "completed"],
     );
     assert_eq!(stats, ["5", "5"]);
+}
+
+/// Follow-up jobs are pushed once per completed parent, whatever the number of managers, to
+/// another queue (on a Cluster, another node) as to the parent's own; a parent whose
+/// completion is refused pushes nothing; and a parent taken again (as when a mover died before
+/// reporting it) pushes nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_ups_are_pushed_once_when_their_parent_completes() {
+    const PARENTS: usize = 50;
+    const EACH: usize = 20;
+    let redis = RedisServer::start();
+    let mut managers = Vec::new();
+    for _ in 0..3 {
+        managers.push(Manager::new("parents", opts(&redis)).await.unwrap());
+    }
+    let kids = Manager::new("kids", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let inspector = Inspector::new("parents", opts(&redis)).await.unwrap();
+    let client = Client::new("parents", opts(&redis)).await.unwrap();
+    let mut parent_ids = Vec::new();
+    for p in 0..PARENTS {
+        parent_ids.push(managers[0].push(json!({ "p": p })).await.unwrap());
+    }
+    for p in 0..PARENTS {
+        let job = within("a parent", client.i_am_free(None)).await.unwrap();
+        let follow_ups: Vec<FollowUp> = (0..EACH)
+            .map(|c| FollowUp::new("kids", &json!({ "p": p, "c": c })).unwrap())
+            .collect();
+        client
+            .complete_with_follow_ups(&job, Some("\"done\"".into()), &follow_ups)
+            .await
+            .unwrap();
+    }
+    eventually("every follow-up pushed", || async {
+        kids.stats().await.unwrap().pushed == (PARENTS * EACH) as u64
+    })
+    .await;
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{parents}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("children"));
+
+    // Each parent shows its children, in order, and they hold what it pushed.
+    let kids_inspector = Inspector::new("kids", opts(&redis)).await.unwrap();
+    let mut seen = HashSet::new();
+    for (p, id) in parent_ids.iter().enumerate() {
+        let info = eventually_value(&inspector, id).await;
+        assert_eq!(info.children.len(), EACH, "{info:?}");
+        assert_eq!(info.children_waiting, 0);
+        for (c, child) in info.children.iter().enumerate() {
+            assert_eq!(child.queue, "kids");
+            let child_id = child.id.clone().expect("pushed");
+            assert!(seen.insert(child_id.clone()), "{child_id} twice");
+            let data = kids_inspector.job(&child_id).await.unwrap().unwrap().data;
+            assert_eq!(data, Some(json!({ "p": p, "c": c })));
+        }
+    }
+
+    // Taken again, as when a mover died before reporting: the pushes write nothing.
+    let first = parent_ids[0].as_str();
+    let again: Vec<String> = query(
+        &redis,
+        &[
+            "LRANGE",
+            &format!("sque:{{parents}}:children_of:{first}"),
+            "0",
+            "-1",
+        ],
+    );
+    let _: () = query(
+        &redis,
+        &[
+            "RPUSH",
+            &format!("sque:{{parents}}:children:{first}"),
+            "kids",
+            "",
+            "",
+            r#"{"p":0,"c":0}"#,
+        ],
+    );
+    let _: () = query(&redis, &["ZADD", "sque:{parents}:parents", "0", first]);
+    eventually("the parent taken again, and reported", || async {
+        query::<u64>(&redis, &["ZCARD", "sque:{parents}:parents"]) == 0
+    })
+    .await;
+    assert_eq!(kids.stats().await.unwrap().pushed, (PARENTS * EACH) as u64);
+    let after: Vec<String> = query(
+        &redis,
+        &[
+            "LRANGE",
+            &format!("sque:{{parents}}:children_of:{first}"),
+            "0",
+            "-1",
+        ],
+    );
+    assert_eq!(after[0], again[0], "the holder's id, the same job");
+
+    // A completion refused (the job was cancelled) stages nothing and commits nothing.
+    let refused = managers[0].push(json!("refused")).await.unwrap();
+    let job = within("the refused parent", client.i_am_free(None))
+        .await
+        .unwrap();
+    Admin::new("parents", opts(&redis))
+        .await
+        .unwrap()
+        .cancel(&refused)
+        .await
+        .unwrap();
+    let follow_up = FollowUp::new("kids", &json!("never")).unwrap();
+    assert!(client
+        .complete_with_follow_ups(&job, None, &[follow_up])
+        .await
+        .is_err());
+    let staged: Vec<String> = query(&redis, &["KEYS", "sque:{parents}:staged:*"]);
+    assert!(staged.is_empty(), "{staged:?}");
+    assert_eq!(kids.stats().await.unwrap().pushed, (PARENTS * EACH) as u64);
+}
+
+/// A job's info once its mover has reported it.
+async fn eventually_value(inspector: &Inspector, id: &JobId) -> sque::JobInfo {
+    eventually("the parent's follow-ups reported", || async {
+        !inspector
+            .job(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .children
+            .is_empty()
+    })
+    .await;
+    inspector.job(id).await.unwrap().unwrap()
 }

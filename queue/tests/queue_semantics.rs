@@ -969,6 +969,29 @@ async fn a_least_privilege_acl_user_works_and_one_without_rights_is_refused() {
     assert_eq!(manager.stats().await.unwrap().completed, 1);
     assert!(manager.dead_jobs(10).await.unwrap().is_empty());
 
+    // A cancel, and a completion with a follow-up moved to another queue, with the same rights.
+    let cancelled = manager.push(json!("cancel me")).await.unwrap();
+    let admin = sque::Admin::new("acl", opts("sque-host")).await.unwrap();
+    assert_eq!(
+        admin.cancel(&cancelled).await.unwrap(),
+        sque::Cancelled::Queued
+    );
+    let parent = manager.push(json!("parent")).await.unwrap();
+    let job = within("the parent", client.i_am_free(None)).await.unwrap();
+    assert_eq!(job.id, parent, "the cancelled job is skipped");
+    let follow_up = sque::FollowUp::new("acl-kids", &json!("kid")).unwrap();
+    client
+        .complete_with_follow_ups(&job, None, &[follow_up])
+        .await
+        .unwrap();
+    let kids = Manager::new("acl-kids", opts("sque-host").dispatch(false))
+        .await
+        .unwrap();
+    eventually("the follow-up moved", || async {
+        kids.stats().await.unwrap().pushed == 1
+    })
+    .await;
+
     // A user who may not touch the sque keys.
     let _: () = query(
         &redis,

@@ -19,7 +19,7 @@ fn workspace() -> PathBuf {
 }
 
 /// The path of a guest component, built (once per process) for wasm32-wasip2 in release
-/// mode: `noop`, `send_email`, `fixtures`, `raw_fixture`, `other-world`. Adds the target if
+/// mode: `noop`, `send_email`, `split_batch`, `fixtures`, `raw_fixture`, `other-world`. Adds the target if
 /// it is missing.
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -45,6 +45,8 @@ pub fn guest(name: &str) -> PathBuf {
                 "noop",
                 "-p",
                 "send-email",
+                "-p",
+                "split-batch",
                 "-p",
                 "fixtures",
                 "-p",

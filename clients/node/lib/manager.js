@@ -33,10 +33,14 @@ class Manager {
     /** Whether the queue is open (the lane's owner interface, lane.js). */
     this.opened = false;
     this.ready = this.queue.ready.then(() => {
-      // Cron schedules are ticked by sque-host and the Rust manager only: a Node manager that
-      // dispatches would leave them silent in a deployment of Node alone, so it refuses.
+      // Cron schedules are ticked, and follow-up jobs moved, by sque-host and the Rust manager
+      // only: a Node manager that dispatches would leave them silent in a deployment of Node
+      // alone, so it refuses.
       if (options.dispatch !== false && this.queue.requires.includes('cron')) {
         throw new SqueError('feature', `queue ${JSON.stringify(queName)} has cron schedules, which this package does not run: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
+      }
+      if (options.dispatch !== false && this.queue.requires.includes('children')) {
+        throw new SqueError('feature', `queue ${JSON.stringify(queName)} has handlers that push follow-up jobs, which this package does not move: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
       }
       this.opened = true;
       if (options.dispatch !== false && !this.closed) this.startDispatching();

@@ -432,6 +432,16 @@ describe('cron schedules', () => {
     const producer = track(new sque.manager(q, { ...o, dispatch: false }));
     assert.ok(await producer.push({ a: 1 }));
   });
+
+  test('so does a queue whose handlers push follow-up jobs', async () => {
+    const [q, o] = fresh();
+    const first = track(new sque.manager(q, { ...o, dispatch: false }));
+    await first.ready;
+    env.redis.cli('HSET', `sque:{${q}}:meta`, 'requires', 'children');
+    const manager = new sque.manager(q, o);
+    await assert.rejects(manager.ready, (e) => e.code === 'feature' && /follow-up jobs/.test(e.message));
+    await manager.close();
+  });
 });
 
 describe('unique keys', () => {

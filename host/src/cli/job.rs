@@ -20,8 +20,9 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 enum Action {
     /// Show a job: its state (waiting, scheduled, in_flight, retrying, completed, dead,
-    /// cancelled, or gone when the queue keeps nothing of it any more), attempts, data, its handler's
-    /// latest progress report, last error and result. Exit 2 for an id the queue never gave.
+    /// cancelled, or gone when the queue keeps nothing of it any more), attempts, data, its
+    /// handler's latest progress report, last error, result, and the follow-up jobs it pushed
+    /// (each one's queue and id). Exit 2 for an id the queue never gave.
     ///
     /// Example: sque-host job show --queue emails 42
     Show(Show),
@@ -202,6 +203,22 @@ fn describe(job: &JobInfo) -> String {
     }
     if let Some(result) = &job.result {
         out += &format!("  result     {result}\n");
+    }
+    if job.children_waiting > 0 {
+        out += &format!(
+            "  follow-ups {} committed, not yet pushed\n",
+            job.children_waiting
+        );
+    }
+    for (i, child) in job.children.iter().enumerate() {
+        let label = if i == 0 { "follow-ups" } else { "" };
+        match (&child.id, &child.error) {
+            (Some(id), _) => out += &format!("  {label:<10} {} {id}\n", child.queue),
+            (None, error) => {
+                let why = error.as_deref().unwrap_or("not pushed");
+                out += &format!("  {label:<10} {} (not pushed: {why})\n", child.queue)
+            }
+        }
     }
     out
 }

@@ -95,17 +95,34 @@ enum Command {
     Queue(queue::Args),
 }
 
+/// Clap's usage error on one line: what is wrong, the arguments it names and its tip, without
+/// the usage it repeats.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        // Help and version as clap writes them; a usage error as one line, as every other
+        // error of this program is, with where to read more.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "{} (see sque-host --help)",
+                one_line(&e.render().to_string())
+            );
+            return ExitCode::from(2);
         }
     };
     init_logging(&cli.log, cli.log_format);

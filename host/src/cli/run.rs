@@ -102,6 +102,23 @@ pub struct Args {
     )]
     allow_http: Vec<String>,
 
+    /// A queue the handler may push follow-up jobs to (repeatable; SQUE_ALLOW_PUSH takes a
+    /// comma-separated list). A job's follow-ups are pushed only if it completes, each once,
+    /// by a manager. None by default: every push is refused (`denied`).
+    #[arg(
+        long = "allow-push",
+        env = "SQUE_ALLOW_PUSH",
+        value_delimiter = ',',
+        value_name = "QUEUE",
+        value_parser = parse_push_grant
+    )]
+    allow_push: Vec<String>,
+
+    /// Follow-up jobs one job may push; past it a push is refused (`limit`). Each job may also
+    /// keep at most 4 MiB of follow-up data, 1 MiB in one.
+    #[arg(long, env = "SQUE_MAX_PUSHES_PER_JOB", default_value_t = crate::sandbox::DEFAULT_MAX_PUSHES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=sque::MAX_FOLLOW_UPS as u64))]
+    max_pushes_per_job: usize,
+
     /// Bytes of guest output (stdout, stderr, log) kept per job; the rest is counted, not kept.
     #[arg(long, env = "SQUE_MAX_LOG_BYTES", default_value = "64KiB", value_parser = parse_size)]
     max_log_bytes: usize,
@@ -204,6 +221,12 @@ fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>
         .collect()
 }
 
+fn parse_push_grant(s: &str) -> Result<String, String> {
+    sque::validate_queue_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn parse_grant(s: &str) -> Result<String, String> {
     crate::sandbox::check_http_grant(s).map(|()| s.to_string())
 }
@@ -260,6 +283,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 env: granted_env(&args)?,
                 http_hosts: args.allow_http.clone(),
                 log_payloads: args.log_payloads,
+                push_queues: args.allow_push.clone(),
+                max_pushes_per_job: args.max_pushes_per_job,
             },
             cache_dir: args.native.cache_dir(),
             trust_precompiled: args.native.trust_precompiled,
@@ -416,14 +441,15 @@ fn describe(handler: &Handler, sandbox: &Sandbox, args: &Args) {
         "handler loaded; it imports: {}",
         if caps.is_empty() { "no capabilities".to_string() } else { caps.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ") }
     );
+    let listed = |what: &[String], none: &str| match what.is_empty() {
+        true => none.to_string(),
+        false => what.join(", "),
+    };
     tracing::info!(
-        "granted: {} environment variable(s), HTTP to {}; no files, no sockets",
+        "granted: {} environment variable(s), HTTP to {}, follow-up jobs to {}; no files, no sockets",
         sandbox.grants.env.len(),
-        if args.allow_http.is_empty() {
-            "no host".to_string()
-        } else {
-            args.allow_http.join(", ")
-        }
+        listed(&args.allow_http, "no host"),
+        listed(&args.allow_push, "no queue"),
     );
 }
 

@@ -56,16 +56,26 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
     });
     // Ok(true): recorded as completed; Ok(false): recorded as failed.
     let acked = match outcome {
-        Outcome::Completed(result) => {
-            // The sandbox checked the result: it parses, and is nested under 128 levels.
-            match client.complete_json(job, result.clone()).await {
+        Outcome::Completed(result, follow_ups) => {
+            // The sandbox checked the result (it parses, and is nested under 128 levels) and
+            // the follow-ups (granted queues, JSON, within bounds).
+            match client
+                .complete_with_follow_ups(job, result.clone(), follow_ups)
+                .await
+            {
                 Ok(()) => {
                     tracing::debug!(queue = %queue, job = %id, attempt, "completed in {took:.1?}");
                     Ok(true)
                 }
                 // Redis refused this completion (it was alone in its call: others are not
                 // affected). The job fails, with why, rather than running again unrecorded.
-                Err(e) if !e.is_unavailable() && !matches!(e, sque::Error::StaleLease { .. }) => {
+                Err(e)
+                    if !e.is_unavailable()
+                        && !matches!(
+                            e,
+                            sque::Error::StaleLease { .. } | sque::Error::Cancelled { .. }
+                        ) =>
+                {
                     let reason = format!("Redis refused the job's completion: {e}");
                     fail(client, metrics, job, Ending::HostError, &reason)
                         .await

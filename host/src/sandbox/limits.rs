@@ -60,6 +60,10 @@ pub struct Grants {
     pub http_hosts: Vec<String>,
     /// Log job payloads (off by default: they may hold personal data).
     pub log_payloads: bool,
+    /// Queues the guest may push follow-up jobs to (`--allow-push`).
+    pub push_queues: Vec<String>,
+    /// Follow-up jobs one job may push (`--max-pushes-per-job`).
+    pub max_pushes_per_job: usize,
 }
 
 impl Grants {

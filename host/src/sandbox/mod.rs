@@ -12,6 +12,7 @@
 //! - `world.rs`: the bindings of the world's two versions, and the host functions it imports
 //!   (log, progress, follow-up jobs).
 //! - `progress.rs`: a job's progress reports, rate-limited and bounded.
+//! - `follow_up.rs`: a job's follow-up jobs, checked and kept until it completes.
 //! - `state.rs`: what one job's store holds: WASI context, resource table, log, limiter.
 //! - `output.rs`: guest stdout/stderr into the host's log, capped and escaped per job, and
 //!   the job's denials.
@@ -22,6 +23,7 @@
 //! - `outcome.rs`: the table of how a job ends.
 
 mod engine;
+mod follow_up;
 mod guards;
 mod handler;
 mod http;
@@ -36,6 +38,7 @@ mod state;
 mod world;
 
 pub use engine::{Sandbox, SandboxConfig};
+pub use follow_up::{DEFAULT_MAX_PUSHES, MAX_FOLLOW_UP_BYTES, MAX_ONE_FOLLOW_UP_BYTES};
 pub use handler::{is_native, Capability, Handler, LoadError};
 pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 pub use outcome::{cut, escaped, Ending, Outcome};

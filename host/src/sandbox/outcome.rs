@@ -11,8 +11,8 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Done, with the JSON result the handler returned, if any (checked: valid JSON nested
-    /// under 128 levels, within the result limit).
-    Completed(Option<String>),
+    /// under 128 levels, within the result limit), and the follow-up jobs it pushed.
+    Completed(Option<String>, Vec<sque::FollowUp>),
     /// It did not complete: how, and the message kept as its last error (cut to the error
     /// limit).
     Failed(Ending, String),

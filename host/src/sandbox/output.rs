@@ -62,7 +62,7 @@ impl Denied {
             Denied::NameLookup => {
                 "name lookups are never granted (HTTP to a granted host needs none)"
             }
-            Denied::Push => "this host grants handlers no queue to push to",
+            Denied::Push => "not allowed by --allow-push",
         }
     }
 }

@@ -111,7 +111,7 @@ impl Sandbox {
             ),
             Ok(Ok((instance, returned))) => {
                 let outcome = match returned {
-                    Ok(None) => Outcome::Completed(None),
+                    Ok(None) => Outcome::Completed(None, Vec::new()),
                     Ok(Some(json)) => self.check_result(json),
                     Err(GuestError::Retry(m)) => {
                         failed(Ending::Retry, format!("handler asked to retry: {m}"))
@@ -137,7 +137,13 @@ impl Sandbox {
             }
         };
         let served = served + 1;
-        if let (Some(instance), Outcome::Completed(_)) = (instance, &outcome) {
+        // A completed job's follow-ups go with its outcome; anyone else's are dropped here.
+        let follow_ups = store.data_mut().follow_ups.take();
+        let outcome = match outcome {
+            Outcome::Completed(result, _) => Outcome::Completed(result, follow_ups),
+            other => other,
+        };
+        if let (Some(instance), Outcome::Completed(..)) = (instance, &outcome) {
             if served < self.limits.reuse {
                 *warm = Some(Warm {
                     handler: handler.clone(),
@@ -182,7 +188,7 @@ impl Sandbox {
         // Parsed into a value, not skipped: serde_json skips nested data without counting its
         // depth, and no reader could parse what a 100,000-deep result gave it.
         match serde_json::from_str::<serde_json::Value>(&json) {
-            Ok(_) => Outcome::Completed(Some(json)),
+            Ok(_) => Outcome::Completed(Some(json), Vec::new()),
             Err(e) if e.to_string().starts_with("recursion limit exceeded") => Outcome::Failed(
                 Ending::BadResult,
                 "the handler's result is nested 128 levels deep or more; the most allowed is 127"

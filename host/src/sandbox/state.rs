@@ -8,6 +8,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::sandbox::follow_up::{FollowUps, Refused};
 use crate::sandbox::http::AllowList;
 use crate::sandbox::limits::{Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
 use crate::sandbox::outcome::cut;
@@ -27,6 +28,8 @@ pub(crate) struct State {
     pub progress: Progress,
     /// Where the job's progress reports go besides its log (Redis), if anywhere.
     pub progress_sink: Option<JobProgress>,
+    /// The follow-up jobs it pushed, sent on only if it completes.
+    pub follow_ups: FollowUps,
     /// The message of a panic the guest reported before it trapped (cut to the error limit).
     pub panic: Option<String>,
     /// HTTP header bytes the guest may still create (see `engine.rs`, which counts them).
@@ -91,6 +94,7 @@ impl State {
             log,
             progress: Progress::default(),
             progress_sink,
+            follow_ups: FollowUps::default(),
             panic: None,
             http_field_bytes_left: MAX_HTTP_FIELD_BYTES,
             resource_limit_hit: None,
@@ -112,6 +116,7 @@ impl State {
     ) {
         self.log.begin(queue, job);
         self.progress_sink = progress_sink;
+        self.follow_ups = FollowUps::default();
         self.limiter.hit = None;
         self.panic = None;
         self.resource_limit_hit = None;
@@ -146,6 +151,23 @@ impl State {
             self.panic = Some(cut(panic, self.max_error_bytes).into_owned());
         }
         self.log.line("log", level, message);
+    }
+
+    /// A follow-up job the guest pushes (`follow-up.push`); a refusal is logged once a kind.
+    pub fn push_follow_up(
+        &mut self,
+        queue: &str,
+        data: String,
+        delay_ms: Option<u64>,
+        unique_key: Option<String>,
+    ) -> Result<u32, Refused> {
+        let pushed = self
+            .follow_ups
+            .push(&self.hooks.grants, queue, data, delay_ms, unique_key);
+        if pushed == Err(Refused::Denied) {
+            self.log.denied(Denied::Push, queue);
+        }
+        pushed
     }
 
     /// Once the job is over: records what the rates kept back and what was dropped.

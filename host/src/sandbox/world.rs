@@ -9,7 +9,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::sandbox::output::Denied;
+use crate::sandbox::follow_up::Refused;
 use crate::sandbox::state::State;
 
 /// Bindings of `sque:handler@0.2.0`: `Handler` (the world), `HandlerPre`, the host traits.
@@ -104,12 +104,16 @@ impl FollowUpHost for State {
     fn push(
         &mut self,
         queue: String,
-        _data: String,
-        _options: PushOptions,
+        data: String,
+        options: PushOptions,
     ) -> Result<u32, PushError> {
-        // No grant exists yet: every push is refused, and the job's log says so once.
-        self.log.denied(Denied::Push, &queue);
-        Err(PushError::Denied)
+        self.push_follow_up(&queue, data, options.delay_ms, options.unique_key)
+            .map_err(|refused| match refused {
+                Refused::Denied => PushError::Denied,
+                Refused::TooLarge(n) => PushError::TooLarge(n),
+                Refused::Invalid(why) => PushError::Invalid(why),
+                Refused::Limit => PushError::Limit,
+            })
     }
 }
 

@@ -280,6 +280,8 @@ impl Subscription {
 pub(crate) enum Wake {
     /// Jobs were scheduled sooner than the promoters knew (`scheduled`).
     Scheduled,
+    /// Completed jobs' follow-ups wait for a mover (`children`).
+    Children,
     /// Anything else: jobs or requests to pair (`pushed`, `free`, `requeued`, ...).
     Dispatch,
 }
@@ -290,10 +292,10 @@ impl Wake {
             return None;
         }
         // A message is [channel, payload].
-        let scheduled = matches!(push.data.get(1), Some(redis::Value::BulkString(b)) if b.as_slice() == b"scheduled");
-        Some(match scheduled {
-            true => Wake::Scheduled,
-            false => Wake::Dispatch,
+        Some(match push.data.get(1) {
+            Some(redis::Value::BulkString(b)) if b.as_slice() == b"scheduled" => Wake::Scheduled,
+            Some(redis::Value::BulkString(b)) if b.as_slice() == b"children" => Wake::Children,
+            _ => Wake::Dispatch,
         })
     }
 }

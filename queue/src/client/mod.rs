@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::follow_up::{FollowUp, MAX_FOLLOW_UPS};
 use crate::job::Job;
 use crate::options::Options;
 use crate::queue::Queue;
@@ -221,6 +222,38 @@ impl Client {
                 Err(e)
             }
         }
+    }
+
+    /// Completes the job and, with it, pushes `follow_ups` (each to its queue, exactly once,
+    /// by a manager's mover). They are staged under the job's lease first, and committed only
+    /// by the completion: when the completion is refused (stale, cancelled) or fails, nothing
+    /// is pushed. With no follow-ups this is [`Client::complete_json`].
+    pub async fn complete_with_follow_ups(
+        &self,
+        job: &Job,
+        result: Option<String>,
+        follow_ups: &[FollowUp],
+    ) -> Result<()> {
+        self.check_queue(job)?;
+        if follow_ups.len() > MAX_FOLLOW_UPS {
+            return Err(Error::InvalidInput(format!(
+                "job {}: {} follow-up jobs, over the most one job may push ({MAX_FOLLOW_UPS})",
+                job.id,
+                follow_ups.len()
+            )));
+        }
+        if !follow_ups.is_empty()
+            && !scripts::stage::call(&self.worker.queue, job.lease_token(), follow_ups).await?
+        {
+            return Err(match job.is_cancelled() {
+                true => Error::Cancelled {
+                    job: job.id.clone(),
+                    attempt: job.attempt,
+                },
+                false => stale(job),
+            });
+        }
+        self.complete_json(job, result).await
     }
 
     /// Reports a failure: the job is tried again after a backoff, or goes to the dead list

@@ -1,7 +1,7 @@
 //! The dispatch duty: sleeps on the queue's wake channel (pub/sub) and on a short timer, and
 //! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests. It holds the
 //! dispatcher's one subscription, so it also passes a `scheduled` message on to the promoter
-//! and the scheduler.
+//! and the scheduler, and a `children` message to the mover.
 //!
 //! Pub/sub only wakes it up; the requests and jobs themselves are in Redis. A message lost
 //! while this dispatcher was down or reconnecting is made up for by the sweep after every
@@ -25,13 +25,21 @@ const BATCH: usize = 256;
 /// The sweep that makes up for lost wake-ups.
 const SWEEP: Duration = Duration::from_millis(250);
 
-/// Starts the duty; each of `on_scheduled` is notified when a `scheduled` message comes (jobs
-/// scheduled sooner than the promoters knew, or a schedule set).
-pub(super) fn start(tasks: &Tasks, queue: Queue, on_scheduled: Vec<Arc<Notify>>) {
-    tasks.spawn("dispatch", move |stop| run(queue, on_scheduled, stop));
+/// The other duties a message wakes.
+pub(super) struct Woken {
+    /// Notified when a `scheduled` message comes (jobs scheduled sooner than the promoters
+    /// knew, or a schedule set).
+    pub scheduled: Vec<Arc<Notify>>,
+    /// Notified when a `children` message comes (a completion committed follow-ups).
+    pub children: Arc<Notify>,
 }
 
-async fn run(queue: Queue, on_scheduled: Vec<Arc<Notify>>, stop: CancellationToken) {
+/// Starts the duty.
+pub(super) fn start(tasks: &Tasks, queue: Queue, woken: Woken) {
+    tasks.spawn("dispatch", move |stop| run(queue, woken, stop));
+}
+
+async fn run(queue: Queue, woken: Woken, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
         let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
@@ -55,8 +63,10 @@ async fn run(queue: Queue, on_scheduled: Vec<Arc<Notify>>, stop: CancellationTok
                     };
                     // A burst of wake-ups needs one dispatch pass, not one each.
                     loop {
-                        if message == Wake::Scheduled {
-                            on_scheduled.iter().for_each(|duty| duty.notify_one());
+                        match message {
+                            Wake::Scheduled => woken.scheduled.iter().for_each(|duty| duty.notify_one()),
+                            Wake::Children => woken.children.notify_one(),
+                            Wake::Dispatch => {}
                         }
                         match wake.try_next() {
                             Some(next) => message = next,

@@ -1,10 +1,12 @@
 //! The dispatcher role: hands waiting jobs to stored requests (`dispatch.rs`), brings back
 //! jobs whose lease ran out (`reaper.rs`), moves delayed jobs to the queue when they are due
-//! (`promoter.rs`) and pushes the jobs of cron schedules (`scheduler.rs`). The original design's manager "listens all the
+//! (`promoter.rs`), pushes the jobs of cron schedules (`scheduler.rs`) and the follow-ups of
+//! completed jobs (`mover.rs`). The original design's manager "listens all the
 //! time": this is that part of it. Any number of dispatchers may run on one queue: every step
 //! they take is one atomic script, so no two of them ever hand out the same job.
 
 mod dispatch;
+mod mover;
 mod promoter;
 mod reaper;
 mod scheduler;
@@ -31,13 +33,18 @@ impl Dispatcher {
         let (tasks, stop) = Tasks::new();
         let promoter_wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let scheduler_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mover_wake = std::sync::Arc::new(tokio::sync::Notify::new());
         dispatch::start(
             &tasks,
             queue.clone(),
-            vec![promoter_wake.clone(), scheduler_wake.clone()],
+            dispatch::Woken {
+                scheduled: vec![promoter_wake.clone(), scheduler_wake.clone()],
+                children: mover_wake.clone(),
+            },
         );
         promoter::start(&tasks, queue.clone(), promoter_wake);
         scheduler::start(&tasks, queue.clone(), scheduler_wake);
+        mover::start(&tasks, queue.clone(), mover_wake);
         reaper::start(&tasks, queue);
         Dispatcher { tasks, _stop: stop }
     }

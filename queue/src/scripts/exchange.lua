@@ -3,8 +3,11 @@
 -- round trip, and the jobs that can be handed out at once come back in the reply.
 --
 -- Completions: each entry is refused (0) when its token is stale (or named twice), or (3) when
--- its job was cancelled (`cancel`), and then changes nothing; a completed job lets go of its unique key (kept for its window); a completion whose result is over the queue's max_result_bytes keeps
--- nothing and sends the job to the dead list (2, code result_too_large).
+-- its job was cancelled (`cancel`), and then changes nothing. A completed job lets go of its
+-- unique key (kept for its window) and commits the follow-up jobs it staged (`stage`: they go
+-- to `children:ID`, and ID to `parents`, for the movers; `children` is published). A
+-- completion whose result is over the queue's max_result_bytes keeps nothing and sends the
+-- job to the dead list (2, code result_too_large).
 -- Requests: the worker's heartbeat is left alone. It is renew's alone (every third of a lease),
 -- which also stores the worker's open requests again when it had run out: a dispatcher may
 -- have dropped them meanwhile, and were the heartbeat renewed here, nothing would ever tell the
@@ -82,6 +85,20 @@ if completions > 0 then
       local u = since_1_1().unique
       local k = u.keys(key_base(KEYS[1]))
       for _, id in ipairs(ids) do u.release(k, id, 'completed', now) end
+    end
+    -- The follow-ups a completed job staged (`stage`) are committed with it, for the movers.
+    if s.requires and string.find(s.requires, 'children', 1, true) then
+      local base, committed = key_base(KEYS[1]), false
+      for i, token in ipairs(ended) do
+        local staged = base .. 'staged:' .. token
+        if redis.call('EXISTS', staged) == 1 then
+          redis.call('RENAME', staged, base .. 'children:' .. ids[i])
+          redis.call('PERSIST', base .. 'children:' .. ids[i])
+          redis.call('ZADD', base .. 'parents', now, ids[i])
+          committed = true
+        end
+      end
+      if committed then redis.call('SPUBLISH', base .. 'wake', 'children') end
     end
   end
 end

@@ -44,7 +44,7 @@ local function open_call(meta, caller, ...)
       -- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
       -- one these scripts do not know is refused, since they would silently ignore it.
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,cancel,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,children,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
       end

@@ -9,6 +9,7 @@
 //! ARGV[1] (added here, once), and refuses a caller of another major version.
 
 pub(crate) mod cancel;
+pub(crate) mod children;
 pub(crate) mod configure;
 pub(crate) mod dead;
 pub(crate) mod dispatch;
@@ -27,6 +28,7 @@ pub(crate) mod release;
 pub(crate) mod renew;
 pub(crate) mod schedule;
 pub(crate) mod schedules;
+pub(crate) mod stage;
 pub(crate) mod tick;
 
 use std::sync::LazyLock;
@@ -57,6 +59,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("promote", include_str!("promote.lua")),
     ("progress", include_str!("progress.lua")),
     ("cancel", include_str!("cancel.lua")),
+    ("stage", include_str!("stage.lua")),
+    ("children", include_str!("children.lua")),
     ("schedules", include_str!("schedules.lua")),
     ("tick", include_str!("tick.lua")),
     ("exchange", include_str!("exchange.lua")),
@@ -80,7 +84,7 @@ pub fn bundle() -> Vec<(&'static str, String)> {
 }
 
 /// Every script, for loading them at once.
-fn all() -> [&'static LazyLock<Script>; 20] {
+fn all() -> [&'static LazyLock<Script>; 22] {
     [
         &open::SCRIPT,
         &configure::SCRIPT,
@@ -91,6 +95,8 @@ fn all() -> [&'static LazyLock<Script>; 20] {
         &promote::SCRIPT,
         &progress::SCRIPT,
         &cancel::SCRIPT,
+        &stage::SCRIPT,
+        &children::SCRIPT,
         &schedules::SCRIPT,
         &tick::SCRIPT,
         &exchange::SCRIPT,

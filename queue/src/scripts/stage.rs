@@ -1,0 +1,27 @@
+//! `stage.lua`: a running job's follow-ups kept under its lease until its completion commits
+//! them.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::{invocation, script};
+use crate::error::Result;
+use crate::follow_up::FollowUp;
+use crate::queue::Queue;
+
+pub(crate) static SCRIPT: LazyLock<Script> = script!("stage.lua");
+
+/// Stages `follow_ups` under `token`; false when the lease is not held (nothing written).
+pub(crate) async fn call(q: &Queue, token: &str, follow_ups: &[FollowUp]) -> Result<bool> {
+    let k = &q.keys;
+    let mut inv = invocation(&SCRIPT, &[&k.meta, &k.leases]);
+    inv.arg(token);
+    for f in follow_ups {
+        for value in f.staged() {
+            inv.arg(value);
+        }
+    }
+    let staged: u8 = inv.invoke_async(&mut q.con.clone()).await?;
+    Ok(staged == 1)
+}
