@@ -1353,9 +1353,10 @@ async fn schedules_and_unique_keys_from_the_command_line() {
     assert_eq!(code, Some(0), "{log}");
 }
 
-/// `job cancel` of a job whose guest loops for ever: its host stops the instance at its next
-/// lease renewal (the slot is free again: the next job completes), records nothing more, and
-/// the job shows as cancelled; cancels of what has ended say so.
+/// `stats` shows a running job's progress; `job cancel` of that job, whose guest loops for
+/// ever, makes its host stop the instance at its next lease renewal (the slot is free again:
+/// the next job completes), records nothing more, and the job shows as cancelled; cancels of
+/// what has ended say so.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_job_is_stopped_by_a_cancel() {
     let redis = RedisServer::start();
@@ -1373,7 +1374,7 @@ async fn a_running_job_is_stopped_by_a_cancel() {
         .await
         .unwrap();
     let host = fixtures_host(&redis, "stopped", &["--slots", "1", "--timeout", "10m"]);
-    let looping = id_of(run(&["push", r#"{"do":"loop"}"#]));
+    let looping = id_of(run(&["push", r#"{"do":"report-and-loop"}"#]));
     let state = |id: &str| -> Value {
         let out = run(&["job", "show", "--json", id]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -1383,6 +1384,23 @@ async fn a_running_job_is_stopped_by_a_cancel() {
         state(&looping) == json!("in_flight")
     })
     .await;
+    let stats = |json: bool| {
+        let mut args = vec!["stats", "--interval", "0s"];
+        if json {
+            args.push("--json");
+        }
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    eventually("its progress in stats", || async {
+        let shown: Value = serde_json::from_str(&stats(true)).unwrap();
+        shown["running"][0]["progress"]["percent"] == json!(40)
+            && shown["running"][0]["id"] == json!(looping)
+    })
+    .await;
+    let table = stats(false);
+    assert!(table.contains("40% rendered"), "{table}");
 
     let out = run(&["job", "cancel", &looping]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

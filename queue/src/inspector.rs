@@ -66,6 +66,19 @@ pub struct QueueStats {
     pub poisoned: u64,
     /// Dead jobs dropped to keep the dead list within its bounds.
     pub dead_dropped: u64,
+    /// Jobs cancelled (`Admin::cancel`).
+    pub cancelled: u64,
+}
+
+/// A job in flight, and how far it has come.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunningJob {
+    pub id: JobId,
+    pub attempt: u32,
+    /// When its lease runs out unless renewed, in ms since the epoch on Redis's clock.
+    pub lease_until: u64,
+    /// Its latest progress report, if it made one: `{"percent", "note", "at"}`.
+    pub progress: Option<Value>,
 }
 
 /// A job in the dead list.
@@ -235,7 +248,48 @@ impl Inspector {
             expired: c("expired"),
             poisoned: c("poisoned"),
             dead_dropped: c("dead_dropped"),
+            cancelled: c("cancelled"),
         })
+    }
+
+    /// Up to `limit` jobs in flight, those whose lease runs out soonest first (the longest
+    /// since their holder renewed), each with its latest progress report: two reads.
+    pub async fn running(&self, limit: usize) -> Result<Vec<RunningJob>> {
+        let k = &self.queue.keys;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut con = self.queue.con.clone();
+        let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&k.leases)
+            .arg(0)
+            .arg(limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await?;
+        let running: Vec<(Token, u64)> = leases
+            .into_iter()
+            .filter_map(|(token, until)| Token::parse(&token).ok().map(|t| (t, until as u64)))
+            .collect();
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One slot holds every key of the queue, so one MGET reads them all on a Cluster too.
+        let mut mget = redis::cmd("MGET");
+        for (token, _) in &running {
+            mget.arg(k.progress(token.id.as_str()));
+        }
+        let progress: Vec<Option<Raw>> = mget.query_async(&mut con).await?;
+        Ok(running
+            .into_iter()
+            .zip(progress)
+            .map(|((token, lease_until), progress)| RunningJob {
+                id: token.id,
+                attempt: token.attempt,
+                lease_until,
+                progress: progress.map(|p| json_or_text(&p).0),
+            })
+            .collect())
     }
 
     /// The result a completed job left, while it is kept (the queue's `result_ttl` and

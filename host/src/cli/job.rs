@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use sque::{Admin, Cancelled, Inspector, JobId, JobInfo, JobState};
 
 use crate::cli::common::{parse_duration, usage, Outcome, QueueArg, RedisArgs};
+use crate::sandbox::escaped;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -193,13 +194,13 @@ fn describe(job: &JobInfo) -> String {
     if let Some(p) = &job.progress {
         let note = p["note"]
             .as_str()
-            .map(|n| format!(": {n}"))
+            .map(|n| format!(": {}", escaped(n)))
             .unwrap_or_default();
         out += &format!("  progress   {}%{note}\n", p["percent"]);
     }
     if let Some(e) = &job.last_error {
         let code = e.code.as_deref().unwrap_or("error");
-        out += &format!("  last error {code}: {}\n", e.message);
+        out += &format!("  last error {}: {}\n", escaped(code), escaped(&e.message));
     }
     if let Some(result) = &job.result {
         out += &format!("  result     {result}\n");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use sque::{Inspector, QueueStats};
+use sque::{Inspector, QueueStats, RunningJob};
 
 use crate::cli::common::{parse_duration, usage, RedisArgs};
 
@@ -43,7 +43,12 @@ struct Row {
     pushed_per_sec: f64,
     completed_per_sec: f64,
     failed_per_sec: f64,
+    /// Jobs in flight (at most [`RUNNING_SHOWN`]), with their handlers' progress reports.
+    running: Vec<RunningJob>,
 }
+
+/// Jobs in flight shown per queue: those whose lease runs out soonest.
+const RUNNING_SHOWN: usize = 10;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.watch && args.interval.is_zero() {
@@ -56,13 +61,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     queues.update(&args, &opts).await?;
     let mut before = (queues.read().await?, Instant::now());
     if !args.watch {
-        let rows = if args.interval.is_zero() {
+        let mut rows = if args.interval.is_zero() {
             rates(before.0, None)
         } else {
             tokio::time::sleep(args.interval).await;
             let now = queues.read().await?;
             rates(now, Some(before))
         };
+        queues.read_running(&mut rows).await?;
         return show(&args, &rows, Shown::Once);
     }
     // Like `top`: a screen redrawn every interval, until Ctrl-C (heard while reading too).
@@ -82,17 +88,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if args.queue.is_none() {
                 queues.update(&args, &opts).await?;
             }
-            queues.read().await
+            let now = queues.read().await?;
+            let mut rows = rates(now.clone(), Some(before.clone()));
+            queues.read_running(&mut rows).await?;
+            anyhow::Ok((now, rows))
         };
         let read = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
             read = read => read,
         };
         match read {
-            Ok(now) => {
-                let at = Instant::now();
-                let rows = rates(now.clone(), Some(before));
-                before = (now, at);
+            Ok((now, rows)) => {
+                before = (now, Instant::now());
                 show(&args, &rows, Shown::Refresh { error: None })?;
             }
             Err(e) => {
@@ -149,6 +156,20 @@ impl Queues {
         }
         Ok(stats)
     }
+
+    /// Fills in each row's jobs in flight.
+    async fn read_running(&self, rows: &mut [Row]) -> anyhow::Result<()> {
+        for row in rows.iter_mut() {
+            if let Some(inspector) = self
+                .inspectors
+                .iter()
+                .find(|i| i.queue() == row.stats.queue)
+            {
+                row.running = inspector.running(RUNNING_SHOWN).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Rows of `now` (read just now), with rates since `before` (none without it). A queue new
@@ -170,6 +191,7 @@ fn rates(now: Vec<QueueStats>, before: Option<(Vec<QueueStats>, Instant)>) -> Ve
                 pushed_per_sec: rate(|s| s.pushed),
                 completed_per_sec: rate(|s| s.completed),
                 failed_per_sec: rate(|s| s.retried + s.dead_lettered),
+                running: Vec::new(),
                 stats,
             }
         })
@@ -269,6 +291,7 @@ fn print_tables(rows: &[Row]) {
             "poisoned",
             "expired leases",
             "dead dropped",
+            "cancelled",
         ],
         rows.iter().map(|r| {
             let s = &r.stats;
@@ -282,9 +305,30 @@ fn print_tables(rows: &[Row]) {
                 s.poisoned.to_string(),
                 s.expired.to_string(),
                 s.dead_dropped.to_string(),
+                s.cancelled.to_string(),
             ]
         }),
     );
+    if rows.iter().any(|r| !r.running.is_empty()) {
+        println!("\nIn flight (the {RUNNING_SHOWN} renewed longest ago, a queue)\n");
+        table(
+            &["queue", "job", "attempt", "lease until", "progress"],
+            rows.iter().flat_map(|r| {
+                r.running.iter().map(|job| {
+                    vec![
+                        r.stats.queue.clone(),
+                        job.id.to_string(),
+                        job.attempt.to_string(),
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_millis(job.lease_until),
+                        )
+                        .to_string(),
+                        progress_text(job.progress.as_ref()),
+                    ]
+                })
+            }),
+        );
+    }
     println!("\nRates (jobs/s)\n");
     table(
         &["queue", "pushed", "completed", "failed"],
@@ -297,6 +341,18 @@ fn print_tables(rows: &[Row]) {
             ]
         }),
     );
+}
+
+/// A progress report as `40% rendered`, or `-` for none.
+fn progress_text(progress: Option<&serde_json::Value>) -> String {
+    let Some(p) = progress else {
+        return "-".into();
+    };
+    let note = p["note"]
+        .as_str()
+        .map(|n| format!(" {}", crate::sandbox::escaped(n)))
+        .unwrap_or_default();
+    format!("{}%{note}", p["percent"])
 }
 
 /// Prints an aligned table: the first column left-aligned, numbers right-aligned.
