@@ -31,7 +31,8 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::Handler
         | Kind::MetricsScrape
         | Kind::DelayedProcess
-        | Kind::BulkPushUnique => {
+        | Kind::BulkPushUnique
+        | Kind::SinglePushUnique => {
             bail!("{}: a sque-only case", case.name)
         }
     };

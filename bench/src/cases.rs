@@ -54,6 +54,8 @@ pub enum Kind {
     Handler,
     /// `push_many` as `BulkPush`, each job with a unique key of its own (sque only).
     BulkPushUnique,
+    /// As `SinglePush`, each job with a unique key of its own (sque only).
+    SinglePushUnique,
     /// Processing as `Process`, of jobs pushed with one time to run at (a few seconds ahead,
     /// while the host's slots already ask): promotion and processing together (sque only).
     DelayedProcess,
@@ -139,6 +141,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             scale(10_000, 2_000),
             0,
             true,
+        ),
+        case(
+            "single push awaited, each with a unique key",
+            Kind::SinglePushUnique,
+            scale(10_000, 2_000),
+            0,
+            false,
         ),
         case(
             "process c=1",

@@ -80,6 +80,17 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             }
             rate(n, t0.elapsed())
         }
+        Kind::SinglePushUnique => {
+            let t0 = Instant::now();
+            for (i, j) in jobs.into_iter().enumerate() {
+                let options = sque::JobOptions {
+                    unique_key: Some(format!("order-{i}")),
+                    ..Default::default()
+                };
+                manager.push_with(j, options).await?;
+            }
+            rate(n, t0.elapsed())
+        }
         Kind::BytesPerJob => {
             let before = redis.used_memory()?;
             manager.push_many(jobs).await?;
