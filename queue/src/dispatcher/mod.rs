@@ -11,6 +11,12 @@ mod promoter;
 mod reaper;
 mod scheduler;
 
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::options::Options;
 use crate::queue::Queue;
@@ -54,6 +60,37 @@ impl Dispatcher {
     /// stay in Redis for other dispatchers.
     pub async fn shutdown(&self) {
         self.tasks.shutdown().await;
+    }
+}
+
+/// What a duty that sleeps between its steps (the promoter, the scheduler, the mover) waits
+/// after a step: what the step said (how long until it has work again), or, after a failure,
+/// which is logged, the next wait of its backoff.
+fn wait_after(
+    queue: &Queue,
+    duty: &str,
+    backoff: &mut Backoff,
+    step: Result<Duration>,
+) -> Duration {
+    match step {
+        Ok(wait) => {
+            backoff.reset();
+            wait
+        }
+        Err(e) => {
+            let wait = backoff.next_wait();
+            tracing::warn!(queue = %queue.keys.queue, "{duty} failed: {e}; trying again in {wait:?}");
+            wait
+        }
+    }
+}
+
+/// Sleeps `wait`, cut short by `woken`; false once `stop` is cancelled.
+async fn sleep_unless_woken(wait: Duration, woken: &Notify, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = woken.notified() => true,
+        _ = tokio::time::sleep(wait) => true,
     }
 }
 

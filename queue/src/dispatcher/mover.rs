@@ -48,21 +48,11 @@ async fn run(queue: Queue, woken: Arc<Notify>, stop: CancellationToken) {
     let mut targets = Targets::new(&queue.opts);
     let mut backoff = Backoff::new();
     loop {
-        let wait = match move_all(&queue, &mut targets).await {
-            Ok(next) => {
-                backoff.reset();
-                next.map_or(IDLE, |d| d.min(IDLE))
-            }
-            Err(e) => {
-                let wait = backoff.next_wait();
-                tracing::warn!(queue = %queue.keys.queue, "moving follow-up jobs failed: {e}; trying again in {wait:?}");
-                wait
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = woken.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+        let step = move_all(&queue, &mut targets).await;
+        let step = step.map(|next| next.map_or(IDLE, |d| d.min(IDLE)));
+        let wait = super::wait_after(&queue, "moving follow-up jobs", &mut backoff, step);
+        if !super::sleep_unless_woken(wait, &woken, &stop).await {
+            return;
         }
     }
 }

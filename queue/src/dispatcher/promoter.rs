@@ -37,21 +37,10 @@ pub(super) fn start(tasks: &Tasks, queue: Queue, scheduled: Arc<Notify>) {
 async fn run(queue: Queue, scheduled: Arc<Notify>, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     loop {
-        let wait = match promote_due(&queue).await {
-            Ok(next_due) => {
-                backoff.reset();
-                next_wait(next_due)
-            }
-            Err(e) => {
-                let wait = backoff.next_wait();
-                tracing::warn!(queue = %queue.keys.queue, "promoter failed: {e}; trying again in {wait:?}");
-                wait
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = scheduled.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+        let step = promote_due(&queue).await.map(next_wait);
+        let wait = super::wait_after(&queue, "promoter", &mut backoff, step);
+        if !super::sleep_unless_woken(wait, &scheduled, &stop).await {
+            return;
         }
     }
 }

@@ -31,25 +31,14 @@ pub(super) fn start(tasks: &Tasks, queue: Queue, wake: Arc<Notify>) {
 }
 
 async fn run(queue: Queue, wake: Arc<Notify>, stop: CancellationToken) {
-    let mut backoff = Backoff::new();
     // Definitions that cannot be read, each warned about once.
     let mut unreadable = HashSet::new();
+    let mut backoff = Backoff::new();
     loop {
-        let wait = match tick_due(&queue, &mut unreadable).await {
-            Ok(wait) => {
-                backoff.reset();
-                wait
-            }
-            Err(e) => {
-                let wait = backoff.next_wait();
-                tracing::warn!(queue = %queue.keys.queue, "scheduler failed: {e}; trying again in {wait:?}");
-                wait
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+        let step = tick_due(&queue, &mut unreadable).await;
+        let wait = super::wait_after(&queue, "scheduler", &mut backoff, step);
+        if !super::sleep_unless_woken(wait, &wake, &stop).await {
+            return;
         }
     }
 }
