@@ -144,3 +144,20 @@ describe('sque-host and Node agree on what is refused', () => {
     assert.equal((await manager.stats()).pushed, 1);
   });
 });
+
+describe('a job cancelled by sque-host', () => {
+  test('a Node worker holding it has its completion refused with code cancelled, and the job is not completed', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    const id = await manager.push({ long: true });
+    const job = await client.iAmFree();
+    const cancelled = await squeHost(['job', 'cancel', '--redis', env.redis.url, '--queue', q, String(id)]);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.match(cancelled.stdout, /it was running/);
+    await assert.rejects(job.complete({ late: true }), (e) => e.code === 'cancelled');
+    assert.equal((await manager.stats()).completed, 0);
+    const shown = await squeHost(['job', 'show', '--json', '--redis', env.redis.url, '--queue', q, String(id)]);
+    assert.equal(JSON.parse(shown.stdout).state, 'cancelled');
+  });
+});
