@@ -1397,10 +1397,17 @@ async fn a_running_job_is_stopped_by_a_cancel() {
         let shown: Value = serde_json::from_str(&stats(true)).unwrap();
         shown["running"][0]["progress"]["percent"] == json!(40)
             && shown["running"][0]["id"] == json!(looping)
+            && shown["running"][0]["holder"].is_string()
     })
     .await;
+    let shown: Value = serde_json::from_str(&stats(true)).unwrap();
+    let holder = &shown["workers"][0];
+    assert_eq!(holder["id"], shown["running"][0]["holder"], "{shown}");
+    assert_eq!(holder["holds"], json!([looping]), "{shown}");
+    assert!(holder["host"].as_str().is_some_and(|h| !h.is_empty()), "{shown}");
     let table = stats(false);
     assert!(table.contains("40% rendered"), "{table}");
+    assert!(table.contains("Workers"), "{table}");
 
     let out = run(&["job", "cancel", &looping]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

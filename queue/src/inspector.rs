@@ -70,6 +70,9 @@ pub struct QueueStats {
     pub cancelled: u64,
 }
 
+/// The most workers read to tell the holders of jobs in flight.
+const MAX_WORKERS_READ: usize = 1000;
+
 /// A job in flight, and how far it has come.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RunningJob {
@@ -79,6 +82,23 @@ pub struct RunningJob {
     pub lease_until: u64,
     /// Its latest progress report, if it made one: `{"percent", "note", "at"}`.
     pub progress: Option<Value>,
+    /// The worker that held it at that worker's last renewal, if one did.
+    pub holder: Option<String>,
+}
+
+/// A worker of the queue (a host's slots, a library client), alive by its heartbeat.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorkerInfo {
+    pub id: String,
+    /// When its heartbeat runs out unless renewed, in ms since the epoch on Redis's clock.
+    pub heartbeat_until: u64,
+    /// The machine it runs on, its process id and when it started (ms), as it said when it
+    /// joined (`None` for a worker of a version that does not say).
+    pub host: Option<String>,
+    pub pid: Option<u64>,
+    pub started: Option<u64>,
+    /// The jobs it held at its last renewal.
+    pub holds: Vec<JobId>,
 }
 
 /// A job in the dead list.
@@ -280,14 +300,74 @@ impl Inspector {
             mget.arg(k.progress(token.id.as_str()));
         }
         let progress: Vec<Option<Raw>> = mget.query_async(&mut con).await?;
+        let workers = self.workers(MAX_WORKERS_READ).await?;
+        let holder = |id: &JobId| {
+            workers
+                .iter()
+                .find(|w| w.holds.contains(id))
+                .map(|w| w.id.clone())
+        };
         Ok(running
             .into_iter()
             .zip(progress)
             .map(|((token, lease_until), progress)| RunningJob {
+                holder: holder(&token.id),
                 id: token.id,
                 attempt: token.attempt,
                 lease_until,
                 progress: progress.map(|p| json_or_text(&p).0),
+            })
+            .collect())
+    }
+
+    /// Up to `limit` live workers, those whose heartbeat runs out soonest first, each with what
+    /// it said of itself and the jobs it held at its last renewal: two reads.
+    pub async fn workers(&self, limit: usize) -> Result<Vec<WorkerInfo>> {
+        let k = &self.queue.keys;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut con = self.queue.con.clone();
+        let alive: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&k.workers)
+            .arg(0)
+            .arg(limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await?;
+        if alive.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for (w, _) in &alive {
+            mget.arg(k.worker_info(w)).arg(k.held_by(w));
+        }
+        let said: Vec<Option<Raw>> = mget.query_async(&mut con).await?;
+        Ok(alive
+            .into_iter()
+            .zip(said.chunks(2))
+            .map(|((id, until), said)| {
+                let info: Value = said[0]
+                    .as_deref()
+                    .and_then(|i| serde_json::from_slice(i).ok())
+                    .unwrap_or(Value::Null);
+                let holds = said[1]
+                    .as_deref()
+                    .map(|h| {
+                        String::from_utf8_lossy(h)
+                            .split(' ')
+                            .filter_map(|t| Token::parse(t).ok().map(|t| t.id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                WorkerInfo {
+                    id,
+                    heartbeat_until: until as u64,
+                    host: info["host"].as_str().map(str::to_string),
+                    pid: info["pid"].as_u64(),
+                    started: info["started"].as_u64(),
+                    holds,
+                }
             })
             .collect())
     }

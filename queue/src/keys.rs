@@ -124,6 +124,16 @@ impl Keys {
         format!("{}progress:{id}", self.base)
     }
 
+    /// Who worker `w` is: JSON `{"host", "pid", "started", "sque"}`, written when it joins.
+    pub fn worker_info(&self, w: &str) -> String {
+        format!("{}worker:{w}", self.base)
+    }
+
+    /// The lease tokens worker `w` held at its last renewal, space-separated (`renew.lua`).
+    pub fn held_by(&self, w: &str) -> String {
+        format!("{}held:{w}", self.base)
+    }
+
     /// The list a worker pops its jobs from.
     pub fn inbox(&self, worker: &str) -> String {
         format!("{}inbox:{worker}", self.base)

@@ -1030,6 +1030,19 @@ async fn the_inspector_works_with_a_read_only_acl_user() {
     assert_eq!(job.state, sque::JobState::Waiting);
     assert!(inspector.dead_jobs(10).await.unwrap().is_empty());
     assert!(inspector.schedules().await.unwrap().is_empty());
+    // A worker holding the job: who it is, and that it holds the job, once it has renewed.
+    let client = Client::new("ro", opts(&redis)).await.unwrap();
+    let held = within("the job", client.i_am_free(None)).await.unwrap();
+    eventually("the holder named at its renewal", || async {
+        let running = inspector.running(10).await.unwrap();
+        running.len() == 1 && running[0].holder.as_deref() == Some(client.worker_id())
+    })
+    .await;
+    let workers = inspector.workers(10).await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].holds, vec![held.id.clone()]);
+    assert_eq!(workers[0].pid, Some(u64::from(std::process::id())));
+    assert!(workers[0].host.as_deref().is_some_and(|h| !h.is_empty()));
     assert_eq!(
         sque::queue_names(&reader).await.unwrap(),
         vec!["ro".to_string()]

@@ -2,6 +2,7 @@
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
 -- then the n tokens, then the worker's pending request entries "W:S".
+-- The tokens still held are kept in "P:{Q}:held:W", space-separated, for one lease.
 -- Returns {reannounced, lease ms, {stale token, ...}, {cancelled token, ...}}: a stale token
 -- that was cancelled (`cancel`) is in both lists. When the heartbeat had run out, a manager
 -- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
@@ -9,11 +10,12 @@
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'lease')
 local now = now_ms()
-local reannounced, stale = 0, {}
+local reannounced, stale, held = 0, {}, {}
 local ntokens = tonumber(ARGV[3])
 for i = 4, 3 + ntokens do
   if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
     redis.call('ZADD', KEYS[2], 'XX', now + s.lease, ARGV[i])
+    held[#held + 1] = ARGV[i]
   else
     stale[#stale + 1] = ARGV[i]
   end
@@ -26,8 +28,15 @@ if not until_ms or tonumber(until_ms) <= now then
   end
   reannounced = 1
 end
--- A worker's heartbeat lasts one lease.
+-- A worker's heartbeat lasts one lease, and so does the list of what it holds (for
+-- inspectors: which worker holds which job).
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
+local held_by = key_base(KEYS[1]) .. 'held:' .. ARGV[2]
+if #held > 0 then
+  redis.call('SET', held_by, table.concat(held, ' '), 'PX', s.lease)
+else
+  redis.call('DEL', held_by)
+end
 local cancelled = {}
 if #stale > 0 and s.requires and string.find(s.requires, 'cancel', 1, true) then
   local base = key_base(KEYS[1])

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use sque::{Inspector, QueueStats, RunningJob};
+use sque::{Inspector, QueueStats, RunningJob, WorkerInfo};
 
 use crate::cli::common::{parse_duration, usage, RedisArgs};
+use crate::sandbox::escaped;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,10 +46,14 @@ struct Row {
     failed_per_sec: f64,
     /// Jobs in flight (at most [`RUNNING_SHOWN`]), with their handlers' progress reports.
     running: Vec<RunningJob>,
+    /// Live workers (at most [`WORKERS_SHOWN`]): their machine, process and jobs held.
+    workers: Vec<WorkerInfo>,
 }
 
 /// Jobs in flight shown per queue: those whose lease runs out soonest.
 const RUNNING_SHOWN: usize = 10;
+/// Workers shown per queue: those whose heartbeat runs out soonest.
+const WORKERS_SHOWN: usize = 20;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.watch && args.interval.is_zero() {
@@ -157,7 +162,7 @@ impl Queues {
         Ok(stats)
     }
 
-    /// Fills in each row's jobs in flight.
+    /// Fills in each row's jobs in flight and workers.
     async fn read_running(&self, rows: &mut [Row]) -> anyhow::Result<()> {
         for row in rows.iter_mut() {
             if let Some(inspector) = self
@@ -166,6 +171,7 @@ impl Queues {
                 .find(|i| i.queue() == row.stats.queue)
             {
                 row.running = inspector.running(RUNNING_SHOWN).await?;
+                row.workers = inspector.workers(WORKERS_SHOWN).await?;
             }
         }
         Ok(())
@@ -192,6 +198,7 @@ fn rates(now: Vec<QueueStats>, before: Option<(Vec<QueueStats>, Instant)>) -> Ve
                 completed_per_sec: rate(|s| s.completed),
                 failed_per_sec: rate(|s| s.retried + s.dead_lettered),
                 running: Vec::new(),
+                workers: Vec::new(),
                 stats,
             }
         })
@@ -312,18 +319,50 @@ fn print_tables(rows: &[Row]) {
     if rows.iter().any(|r| !r.running.is_empty()) {
         println!("\nIn flight (the {RUNNING_SHOWN} renewed longest ago, a queue)\n");
         table(
-            &["queue", "job", "attempt", "lease until", "progress"],
+            &[
+                "queue",
+                "job",
+                "attempt",
+                "held by",
+                "lease until",
+                "progress",
+            ],
             rows.iter().flat_map(|r| {
                 r.running.iter().map(|job| {
                     vec![
                         r.stats.queue.clone(),
                         job.id.to_string(),
                         job.attempt.to_string(),
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + Duration::from_millis(job.lease_until),
-                        )
-                        .to_string(),
+                        holder_text(job.holder.as_deref(), &r.workers),
+                        time_text(job.lease_until),
                         progress_text(job.progress.as_ref()),
+                    ]
+                })
+            }),
+        );
+    }
+    if rows.iter().any(|r| !r.workers.is_empty()) {
+        println!("\nWorkers (the {WORKERS_SHOWN} renewed longest ago, a queue)\n");
+        table(
+            &[
+                "queue",
+                "worker",
+                "host",
+                "pid",
+                "heartbeat until",
+                "jobs held",
+            ],
+            rows.iter().flat_map(|r| {
+                r.workers.iter().map(|w| {
+                    vec![
+                        r.stats.queue.clone(),
+                        w.id.clone(),
+                        w.host
+                            .as_deref()
+                            .map_or("-".into(), |h| escaped(h).into_owned()),
+                        w.pid.map_or("-".into(), |p| p.to_string()),
+                        time_text(w.heartbeat_until),
+                        w.holds.len().to_string(),
                     ]
                 })
             }),
@@ -343,6 +382,26 @@ fn print_tables(rows: &[Row]) {
     );
 }
 
+/// A time on Redis's clock (ms since the epoch), to the second.
+fn time_text(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A job's holder as `worker (host)`, or `-` when no worker said it held it.
+fn holder_text(holder: Option<&str>, workers: &[WorkerInfo]) -> String {
+    let Some(id) = holder else {
+        return "-".into();
+    };
+    match workers
+        .iter()
+        .find(|w| w.id == id)
+        .and_then(|w| w.host.as_deref())
+    {
+        Some(host) => format!("{id} ({})", escaped(host)),
+        None => id.to_string(),
+    }
+}
+
 /// A progress report as `40% rendered`, or `-` for none.
 fn progress_text(progress: Option<&serde_json::Value>) -> String {
     let Some(p) = progress else {
@@ -350,7 +409,7 @@ fn progress_text(progress: Option<&serde_json::Value>) -> String {
     };
     let note = p["note"]
         .as_str()
-        .map(|n| format!(" {}", crate::sandbox::escaped(n)))
+        .map(|n| format!(" {}", escaped(n)))
         .unwrap_or_default();
     format!("{}%{note}", p["percent"])
 }

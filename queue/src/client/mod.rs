@@ -101,6 +101,12 @@ impl Client {
         // The heartbeat is written here, before the first exchange: only a renewal writes it
         // (exchange.lua says why).
         scripts::renew::call(&queue, &id, &[], &[]).await?;
+        // Who this worker is, for inspectors; the reaper deletes it once the heartbeat is gone.
+        let _: () = redis::cmd("SET")
+            .arg(queue.keys.worker_info(&id))
+            .arg(worker_info())
+            .query_async(&mut queue.con.clone())
+            .await?;
         let blocking = queue.blocking_connection().await?;
         let (tasks, stop) = Tasks::new();
         let worker = Worker::start(queue, id, tasks);
@@ -364,6 +370,26 @@ impl Client {
             )))
         }
     }
+}
+
+/// What a worker says of itself: the machine, the process, when it started and which sque.
+fn worker_info() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    serde_json::json!({
+        "host": host,
+        "pid": std::process::id(),
+        "started": started,
+        "sque": env!("CARGO_PKG_VERSION"),
+    })
+    .to_string()
 }
 
 fn stale(job: &Job) -> Error {

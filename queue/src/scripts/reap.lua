@@ -5,8 +5,9 @@
 --  2. delayed retries that are due join the tail of the queue;
 --  3. results older than the queue's result_ttl, or beyond its result_max, are dropped, and so
 --     are the records of jobs cancelled longer ago than result_ttl;
---  4. workers whose heartbeat ran out are forgotten, and unique keys whose window after
---     completion has passed are freed;
+--  4. workers whose heartbeat ran out are forgotten (with what they said of themselves,
+--     "P:{Q}:worker:W" and "P:{Q}:held:W"), and unique keys whose window after completion
+--     has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
 --     older versions (the list `dead`) are moved into it.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] delayed  KEYS[5] dead_at
@@ -58,7 +59,12 @@ for _, id in ipairs(dropped) do
   redis.call('ZREM', KEYS[9], id)
 end
 
-redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, limit)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[10], unpack(gone))
+  local base = key_base(KEYS[1])
+  for _, w in ipairs(gone) do redis.call('DEL', base .. 'worker:' .. w, base .. 'held:' .. w) end
+end
 -- Cancelled jobs are remembered as long as results are kept.
 redis.call('ZREMRANGEBYSCORE', key_base(KEYS[1]) .. 'cancelled', '-inf', now - s.result_ttl)
 
