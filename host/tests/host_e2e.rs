@@ -1404,7 +1404,10 @@ async fn a_running_job_is_stopped_by_a_cancel() {
     let holder = &shown["workers"][0];
     assert_eq!(holder["id"], shown["running"][0]["holder"], "{shown}");
     assert_eq!(holder["holds"], json!([looping]), "{shown}");
-    assert!(holder["host"].as_str().is_some_and(|h| !h.is_empty()), "{shown}");
+    assert!(
+        holder["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{shown}"
+    );
     let table = stats(false);
     assert!(table.contains("40% rendered"), "{table}");
     assert!(table.contains("Workers"), "{table}");

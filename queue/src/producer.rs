@@ -128,6 +128,18 @@ pub struct EncodedJob {
 }
 
 impl EncodedJob {
+    /// A job of valid JSON text whose size the push script alone checks, against the queue's
+    /// limit at that moment (a mover's follow-up: the limit it read when it opened the queue
+    /// may have changed since).
+    pub(crate) fn checked_by_script(json: String, options: &JobOptions) -> Result<EncodedJob> {
+        Ok(EncodedJob {
+            json,
+            max_attempts: options.max_attempts,
+            due: options.due()?,
+            unique: options.unique()?,
+        })
+    }
+
     /// Bytes of JSON.
     pub fn len(&self) -> usize {
         self.json.len()

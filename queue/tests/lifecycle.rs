@@ -693,17 +693,12 @@ async fn follow_ups_are_pushed_once_when_their_parent_completes() {
         }
     }
 
-    // Taken again, as when a mover died before reporting: the pushes write nothing.
+    // Taken again, as when a mover died after pushing and before recording: the pushes write
+    // nothing, and answer the first pushes' ids.
     let first = parent_ids[0].as_str();
-    let again: Vec<String> = query(
-        &redis,
-        &[
-            "LRANGE",
-            &format!("sque:{{parents}}:children_of:{first}"),
-            "0",
-            "-1",
-        ],
-    );
+    let of = format!("sque:{{parents}}:children_of:{first}");
+    let again: Vec<String> = query(&redis, &["LRANGE", &of, "0", "-1"]);
+    let _: () = query(&redis, &["DEL", &of]);
     let _: () = query(
         &redis,
         &[
@@ -731,6 +726,38 @@ async fn follow_ups_are_pushed_once_when_their_parent_completes() {
         ],
     );
     assert_eq!(after[0], again[0], "the holder's id, the same job");
+
+    // An attempt that staged follow-ups and died (its result too large) commits nothing, not
+    // even through its retry, whose token is the first attempt's again.
+    let doomed = managers[0]
+        .push_with(
+            json!("doomed"),
+            JobOptions {
+                max_attempts: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let job = within("the doomed parent", client.i_am_free(None))
+        .await
+        .unwrap();
+    let follow_up = FollowUp::new("kids", &json!("from a dead attempt")).unwrap();
+    let huge = format!("\"{}\"", "r".repeat(2 << 20));
+    assert!(client
+        .complete_with_follow_ups(&job, Some(huge), &[follow_up])
+        .await
+        .is_err());
+    let admin = Admin::new("parents", opts(&redis)).await.unwrap();
+    assert_eq!(admin.retry_dead(Some(&doomed)).await.unwrap(), 1);
+    let retried = within("the retried parent", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(retried.lease_token(), job.lease_token(), "the same token again");
+    client.complete(&retried, None).await.unwrap();
+    // Committed, it would be waiting for a mover or, moved, listed.
+    let info = inspector.job(&doomed).await.unwrap().unwrap();
+    assert_eq!((info.children_waiting, info.children.len()), (0, 0), "{info:?}");
 
     // A completion refused (the job was cancelled) stages nothing and commits nothing.
     let refused = managers[0].push(json!("refused")).await.unwrap();
@@ -766,4 +793,57 @@ async fn eventually_value(inspector: &Inspector, id: &JobId) -> sque::JobInfo {
     })
     .await;
     inspector.job(id).await.unwrap().unwrap()
+}
+
+/// A parent with as many follow-ups as one job may push is moved whole (each run recorded as
+/// it goes); a parent whose follow-ups are not in the protocol's shape (written past sque) is
+/// recorded as such and holds nothing up.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_follow_ups_are_moved_and_bad_ones_do_not_stop_the_mover() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("big", opts(&redis)).await.unwrap();
+    let many = Manager::new("many", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("big", opts(&redis)).await.unwrap();
+    let inspector = Inspector::new("big", opts(&redis)).await.unwrap();
+
+    let parent = manager.push(json!("parent")).await.unwrap();
+    // A parent nobody here wrote: three values, not four, committed by hand.
+    let odd = manager.push(json!("odd")).await.unwrap();
+    let odd_list = format!("sque:{{big}}:children:{odd}");
+    let _: () = query(&redis, &["RPUSH", &odd_list, "many", "", ""]);
+    let _: () = query(&redis, &["ZADD", "sque:{big}:parents", "0", odd.as_str()]);
+
+    let job = within("the parent", client.i_am_free(None)).await.unwrap();
+    let follow_ups: Vec<FollowUp> = (0..sque::MAX_FOLLOW_UPS)
+        .map(|i| FollowUp::new("many", &json!(i)).unwrap())
+        .collect();
+    client
+        .complete_with_follow_ups(&job, None, &follow_ups)
+        .await
+        .unwrap();
+    eventually("ten thousand follow-ups pushed", || async {
+        many.stats().await.unwrap().pushed == sque::MAX_FOLLOW_UPS as u64
+    })
+    .await;
+    let info = eventually_value(&inspector, &parent).await;
+    assert_eq!(info.children.len(), sque::MAX_FOLLOW_UPS);
+    let ids: HashSet<_> = info
+        .children
+        .iter()
+        .map(|c| c.id.clone().unwrap())
+        .collect();
+    assert_eq!(ids.len(), sque::MAX_FOLLOW_UPS);
+
+    let bad = eventually_value(&inspector, &odd).await;
+    assert_eq!(bad.children.len(), 1);
+    assert!(
+        bad.children[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not in the protocol's shape")),
+        "{bad:?}"
+    );
+    assert_eq!(query::<u64>(&redis, &["ZCARD", "sque:{big}:parents"]), 0);
 }

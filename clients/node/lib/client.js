@@ -236,9 +236,7 @@ class Client {
     if (held === 2) {
       throw new SqueError('too_large', `job ${job.id}: the result is over the queue's max_result_bytes; nothing was kept and the job went to the dead list`);
     }
-    if (held === 3) {
-      throw new SqueError('cancelled', `job ${job.id} (attempt ${job.attempt}) was cancelled: stop working on it; this call was refused and changed nothing`);
-    }
+    if (held === 3) throw cancelled(job);
     throw stale(job);
   }
 
@@ -251,7 +249,8 @@ class Client {
       ]),
     );
     this._forget(job.token);
-    if (delay === -1) throw stale(job);
+    if (delay === -2) throw cancelled(job);
+    if (delay < 0) throw stale(job);
     return delay === 0 ? { dead: true } : { retryAfterMs: delay };
   }
 
@@ -443,6 +442,10 @@ function encodeResult(result) {
   if (json === undefined) throw new SqueError('invalid_input', "the handler's result is not valid JSON (a function, a symbol or undefined)");
   if (depth(result) >= 128) throw new SqueError('invalid_input', "the handler's result is nested 128 levels deep or more; the most allowed is 127");
   return json;
+}
+
+function cancelled(job) {
+  return new SqueError('cancelled', `job ${job.id} (attempt ${job.attempt}) was cancelled: stop working on it; this call was refused and changed nothing`);
 }
 
 function stale(job) {

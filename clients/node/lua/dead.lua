@@ -58,6 +58,9 @@ local function act(entry, e)
     if held then return held end
     redis.call('ZREM', KEYS[2], entry)
     redis.call('RPUSH', KEYS[3], id .. '|0|' .. max)
+    -- Its next attempt has the token of its first again: follow-ups an attempt that died
+    -- staged (`stage`) must not be committed by that one.
+    redis.call('DEL', key_base(KEYS[1]) .. 'staged:' .. id .. '|1|' .. max)
   else
     redis.call('ZREM', KEYS[2], entry)
     redis.call('HDEL', KEYS[4], id or entry)

@@ -6,10 +6,15 @@
 -- ARGV[4] its message  ARGV[5] "1" for no retry
 -- The error is kept as {"code","message","at","token"} (the errors hash), the message cut to
 -- the queue's max_error_bytes.
--- Returns -1 for a stale token, 0 when the job went to the dead list, else the retry delay in ms.
+-- Returns -1 for a stale token (-2 when its job was cancelled), 0 when the job went to the dead
+-- list, else the retry delay in ms.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'backoff', 'backoff_max', 'max_error_bytes')
-if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return -1 end
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then
+  local cancelled = s.requires and string.find(s.requires, 'cancel', 1, true) and
+    redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(ARGV[2]) or '')
+  return cancelled and -2 or -1
+end
 local message = ARGV[4]
 if #message > s.max_error_bytes then message = graveyard().cut(message, s.max_error_bytes) end
 local now, usec = now_ms()

@@ -29,6 +29,7 @@ use crate::queue::Queue;
 use crate::scripts;
 use crate::scripts::exchange::Completed;
 use crate::scripts::fail::Failed;
+use crate::scripts::stage::Staged;
 use crate::tasks::{Stop, Tasks};
 use registry::{Acked, Asked, Reply};
 use worker::{Answer, Exchange, Worker};
@@ -211,10 +212,7 @@ impl Client {
             Ok(Completed::Cancelled) => {
                 ack.end(Acked::Done);
                 job.lease.cancelled.cancel();
-                Err(Error::Cancelled {
-                    job: job.id.clone(),
-                    attempt: job.attempt,
-                })
+                Err(cancelled(job))
             }
             Ok(Completed::TooLarge) => {
                 ack.end(Acked::Done);
@@ -248,16 +246,13 @@ impl Client {
                 follow_ups.len()
             )));
         }
-        if !follow_ups.is_empty()
-            && !scripts::stage::call(&self.worker.queue, job.lease_token(), follow_ups).await?
-        {
-            return Err(match job.is_cancelled() {
-                true => Error::Cancelled {
-                    job: job.id.clone(),
-                    attempt: job.attempt,
-                },
-                false => stale(job),
-            });
+        if !follow_ups.is_empty() {
+            match scripts::stage::call(&self.worker.queue, job.lease_token(), follow_ups).await? {
+                Staged::Kept => {}
+                Staged::Cancelled => return Err(cancelled(job)),
+                Staged::Stale if job.is_cancelled() => return Err(cancelled(job)),
+                Staged::Stale => return Err(stale(job)),
+            }
         }
         self.complete_json(job, result).await
     }
@@ -292,10 +287,8 @@ impl Client {
             Ok(failed) => {
                 ack.end(Acked::Done);
                 match failed {
-                    Failed::Stale if job.is_cancelled() => Err(Error::Cancelled {
-                        job: job.id.clone(),
-                        attempt: job.attempt,
-                    }),
+                    Failed::Cancelled => Err(cancelled(job)),
+                    Failed::Stale if job.is_cancelled() => Err(cancelled(job)),
                     Failed::Stale => Err(stale(job)),
                     Failed::Dead => Ok(FailOutcome::Dead),
                     Failed::Retry(after) => Ok(FailOutcome::Retry { after }),
@@ -390,6 +383,13 @@ fn worker_info() -> String {
         "sque": env!("CARGO_PKG_VERSION"),
     })
     .to_string()
+}
+
+fn cancelled(job: &Job) -> Error {
+    Error::Cancelled {
+        job: job.id.clone(),
+        attempt: job.attempt,
+    }
 }
 
 fn stale(job: &Job) -> Error {

@@ -4,11 +4,12 @@
 //! A completion commits its job's follow-ups in the job's own queue (`exchange.lua`) and
 //! publishes `children`, which the dispatch duty passes on here. The mover takes a few
 //! parents at a time, claiming each for [`CLAIM`], pushes their follow-ups, one call per run
-//! of follow-ups to the same queue, and reports each parent done with what became of every
-//! follow-up. Every manager runs one. Two movers may push the same parent's follow-ups (a
-//! claim ran out while the first was still at it, or it died before reporting): each
-//! follow-up is pushed under a unique key named for its parent and index (or under its own
-//! key), so the second push writes nothing and answers the first one's id.
+//! of follow-ups to the same queue, records what became of each run in the parent's queue
+//! (which renews the claim) and ends the parent. Every manager runs one. A parent taken
+//! again (its mover died, or was slower than its claim) is moved on from its first follow-up
+//! not recorded; a run its first mover pushed but did not record is pushed again under the
+//! same unique keys, named for the parent and index (or the follow-up's own), so that push
+//! writes nothing and answers the first one's ids.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,9 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::follow_up::Child;
-use crate::job::JobId;
 use crate::options::Options;
-use crate::producer::{JobOptions, Producer};
+use crate::producer::{EncodedJob, JobOptions, Producer};
 use crate::queue::Queue;
 use crate::scripts;
 use crate::scripts::children::{Parent, Staged};
@@ -36,6 +36,9 @@ const CLAIM: Duration = Duration::from_secs(30);
 /// The longest sleep between looks when no message comes: a `children` message lost while
 /// the subscription reconnected costs at most this.
 const IDLE: Duration = Duration::from_secs(5);
+/// Follow-ups pushed between two records of a parent's progress (each record renews its
+/// claim).
+const RECORD_EVERY: usize = 1000;
 /// How long the key a follow-up is pushed under stays held after it completes, so that a
 /// mover taking its parent again (the first died before reporting) pushes nothing.
 const ORIGIN_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -71,70 +74,92 @@ async fn move_all(queue: &Queue, targets: &mut Targets) -> Result<Option<Duratio
     }
 }
 
-/// Pushes one parent's follow-ups and reports them. Fails only when Redis does: the parent is
-/// taken again once its claim runs out.
+/// Pushes one parent's follow-ups, from the first not recorded, recording each run as it
+/// goes, and ends the parent. Fails only when Redis does: the parent is taken again once its
+/// claim runs out.
 async fn move_parent(queue: &Queue, targets: &mut Targets, parent: Parent) -> Result<()> {
-    let mut entries = Vec::with_capacity(parent.children.len());
-    let mut index = 0;
-    for run in parent.children.chunk_by(|a, b| a.queue == b.queue) {
-        let target = &run[0].queue;
-        let pushed = match targets.get(target).await {
-            Ok(producer) => push_run(queue, producer, &parent.id, index, run).await,
-            Err(e) => Err(e),
-        };
-        match pushed {
-            Ok(results) => {
-                for (child, result) in run.iter().zip(results) {
-                    entries.push(match result {
-                        Ok(id) => Child::pushed(&child.queue, &id),
-                        Err(e) => refused(queue, &parent.id, child, &e),
-                    });
-                }
-            }
-            Err(e) if is_transient(&e) => return Err(e),
-            Err(e) => {
-                for child in run {
-                    entries.push(refused(queue, &parent.id, child, &e));
-                }
-            }
+    let mut recorded = parent.recorded;
+    let Some(children) = parent.children else {
+        let why =
+            "its follow-ups are not in the protocol's shape (written past sque?): none was pushed";
+        tracing::warn!(queue = %queue.keys.queue, job = %parent.id, "{why}");
+        let entry = Child::failed(&queue.keys.queue, why);
+        if scripts::children::record(queue, &parent.id, CLAIM, recorded, &[entry]).await? {
+            scripts::children::done(queue, &parent.id, recorded + 1).await?;
         }
-        index += run.len();
+        return Ok(());
+    };
+    let runs = children
+        .chunk_by(|a, b| a.queue == b.queue)
+        .flat_map(|run| run.chunks(RECORD_EVERY));
+    for run in runs {
+        let entries = push_run(queue, targets, &parent.id, recorded, run).await?;
+        if !scripts::children::record(queue, &parent.id, CLAIM, recorded, &entries).await? {
+            // Another mover took the parent over (this one was slower than its claim).
+            return Ok(());
+        }
+        recorded += entries.len();
     }
-    scripts::children::done(queue, &parent.id, &entries).await?;
-    tracing::debug!(queue = %queue.keys.queue, job = %parent.id, "pushed its {} follow-up job(s)", entries.len());
+    scripts::children::done(queue, &parent.id, recorded).await?;
+    tracing::debug!(queue = %queue.keys.queue, job = %parent.id, "pushed its {recorded} follow-up job(s)");
     Ok(())
 }
 
-/// Pushes a run of follow-ups to one queue in one call; each one encoded alone, so that one
-/// that its queue refuses (too large for it) fails alone.
+/// Pushes a run of follow-ups to one queue, the first being follow-up `first_index` of
+/// `parent`, in one call; when the queue refuses the call (one of them too large for it, say),
+/// one by one, so that only what it refuses fails. Returns what became of each, as
+/// `children_of` keeps it; fails only when Redis does.
 async fn push_run(
     queue: &Queue,
-    producer: &Producer,
+    targets: &mut Targets,
     parent: &str,
     first_index: usize,
     run: &[Staged],
-) -> Result<Vec<Result<JobId>>> {
-    let mut results: Vec<Result<JobId>> = Vec::with_capacity(run.len());
-    let mut encoded = Vec::with_capacity(run.len());
-    let mut slots = Vec::with_capacity(run.len());
-    for (i, child) in run.iter().enumerate() {
-        let options = options(&queue.keys.queue, parent, first_index + i, child);
-        match options.and_then(|o| producer.encode_json(child.json.clone(), &o)) {
-            Ok(job) => {
-                slots.push(i);
-                encoded.push(job);
-                results.push(Ok(JobId::from("")));
+) -> Result<Vec<String>> {
+    let producer = match targets.get(&run[0].queue).await {
+        Ok(producer) => producer,
+        Err(e) if is_transient(&e) => return Err(e),
+        Err(e) => return Ok(run.iter().map(|c| refused(queue, parent, c, &e)).collect()),
+    };
+    let encoded: Vec<Result<EncodedJob>> = run
+        .iter()
+        .enumerate()
+        .map(|(i, child)| {
+            options(&queue.keys.queue, parent, first_index + i, child)
+                .and_then(|o| EncodedJob::checked_by_script(child.json.clone(), &o))
+        })
+        .collect();
+    let pushable: Vec<EncodedJob> = encoded
+        .iter()
+        .filter_map(|e| e.as_ref().ok().cloned())
+        .collect();
+    let mut ids = match producer.push_encoded(&pushable).await {
+        Ok(ids) => ids.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) if is_transient(&e) => return Err(e),
+        Err(e) if pushable.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            let mut one_by_one = Vec::with_capacity(pushable.len());
+            for job in &pushable {
+                match producer.push_encoded(std::slice::from_ref(job)).await {
+                    Ok(mut id) => one_by_one.push(Ok(id.remove(0))),
+                    Err(e) if is_transient(&e) => return Err(e),
+                    Err(e) => one_by_one.push(Err(e)),
+                }
             }
-            Err(e) => results.push(Err(e)),
+            one_by_one
         }
     }
-    if !encoded.is_empty() {
-        let ids = producer.push_encoded(&encoded).await?;
-        for (slot, id) in slots.into_iter().zip(ids) {
-            results[slot] = Ok(id);
-        }
-    }
-    Ok(results)
+    .into_iter();
+    Ok(run
+        .iter()
+        .zip(encoded)
+        .map(|(child, encoded)| {
+            match encoded.and_then(|_| ids.next().expect("one answer a job pushed")) {
+                Ok(id) => Child::pushed(&child.queue, &id),
+                Err(e) => refused(queue, parent, child, &e),
+            }
+        })
+        .collect())
 }
 
 /// How follow-up `index` of `parent` is pushed: under its own unique key, or under one named

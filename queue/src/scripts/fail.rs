@@ -15,6 +15,8 @@ pub(crate) static SCRIPT: LazyLock<Script> = script!("fail.lua");
 pub(crate) enum Failed {
     /// The lease had moved on: nothing changed.
     Stale,
+    /// The job was cancelled: nothing changed.
+    Cancelled,
     Dead,
     /// Tried again after this delay.
     Retry(Duration),
@@ -43,8 +45,9 @@ pub(crate) async fn call(
     .invoke_async(&mut q.con.clone())
     .await?;
     Ok(match delay {
-        -1 => Failed::Stale,
+        -2 => Failed::Cancelled,
         0 => Failed::Dead,
-        ms => Failed::Retry(Duration::from_millis(ms as u64)),
+        ms if ms > 0 => Failed::Retry(Duration::from_millis(ms as u64)),
+        _ => Failed::Stale,
     })
 }

@@ -6,9 +6,10 @@
 -- that a host that would complete the job without committing them refuses the queue instead.
 -- KEYS[1] meta  KEYS[2] leases
 -- ARGV[1] the caller's protocol version  ARGV[2] the job's lease token, then for each
--- follow-up: its queue, its due ("" or "+MS", after the parent completes), its unique key
+-- follow-up: its queue, its due ("" or "+MS", after a mover pushes it), its unique key
 -- ("" for none) and its data (JSON).
--- Returns 1 when staged, 0 when the lease is not held (stale or cancelled: nothing written).
+-- Returns 1 when staged, 0 when the lease is not held (stale: nothing written), -1 when the
+-- job was cancelled (nothing written).
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_FEATURE; SQUE_INVALID for arguments not in
 -- fours, or a queue name or due not in the protocol's shape.
 local s = open_call(KEYS[1], ARGV[1], 'lease')
@@ -26,7 +27,11 @@ for i = 0, count - 1 do
     return redis.error_reply('SQUE_INVALID follow-up ' .. (i + 1) .. ': due ' .. string.format('%q', string.sub(due, 1, 20)) .. ' is not "" or +MS')
   end
 end
-if not redis.call('ZSCORE', KEYS[2], token) then return 0 end
+if not redis.call('ZSCORE', KEYS[2], token) then
+  local cancelled = s.requires and string.find(s.requires, 'cancel', 1, true) and
+    redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(token) or '')
+  return cancelled and -1 or 0
+end
 since_1_1().require_feature(KEYS[1], s.requires, 'children')
 local staged = key_base(KEYS[1]) .. 'staged:' .. token
 redis.call('DEL', staged)

@@ -12,8 +12,17 @@ use crate::queue::Queue;
 
 pub(crate) static SCRIPT: LazyLock<Script> = script!("stage.lua");
 
-/// Stages `follow_ups` under `token`; false when the lease is not held (nothing written).
-pub(crate) async fn call(q: &Queue, token: &str, follow_ups: &[FollowUp]) -> Result<bool> {
+/// What staging did.
+pub(crate) enum Staged {
+    Kept,
+    /// The lease is not held: nothing written.
+    Stale,
+    /// The job was cancelled: nothing written.
+    Cancelled,
+}
+
+/// Stages `follow_ups` under `token`.
+pub(crate) async fn call(q: &Queue, token: &str, follow_ups: &[FollowUp]) -> Result<Staged> {
     let k = &q.keys;
     let mut inv = invocation(&SCRIPT, &[&k.meta, &k.leases]);
     inv.arg(token);
@@ -22,6 +31,10 @@ pub(crate) async fn call(q: &Queue, token: &str, follow_ups: &[FollowUp]) -> Res
             inv.arg(value);
         }
     }
-    let staged: u8 = inv.invoke_async(&mut q.con.clone()).await?;
-    Ok(staged == 1)
+    let staged: i64 = inv.invoke_async(&mut q.con.clone()).await?;
+    Ok(match staged {
+        1 => Staged::Kept,
+        -1 => Staged::Cancelled,
+        _ => Staged::Stale,
+    })
 }
