@@ -134,6 +134,7 @@ async fn a_scrape_counts_what_the_host_did_and_reads_the_queue_once_an_interval(
     assert_eq!(s("sque_jobs_dead_lettered_total"), 4.0);
     assert_eq!(s("sque_jobs_released_total"), 0.0);
     assert_eq!(s("sque_acks_refused_stale_total"), 0.0);
+    assert_eq!(s("sque_jobs_cancelled_total"), 0.0);
     assert_eq!(s("sque_job_run_seconds"), 11.0, "observations");
     assert_eq!(s("sque_ack_seconds"), 11.0, "observations");
     assert_eq!(s("sque_instance_creation_seconds"), 11.0, "observations");
