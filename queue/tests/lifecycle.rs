@@ -753,11 +753,19 @@ async fn follow_ups_are_pushed_once_when_their_parent_completes() {
     let retried = within("the retried parent", client.i_am_free(None))
         .await
         .unwrap();
-    assert_eq!(retried.lease_token(), job.lease_token(), "the same token again");
+    assert_eq!(
+        retried.lease_token(),
+        job.lease_token(),
+        "the same token again"
+    );
     client.complete(&retried, None).await.unwrap();
     // Committed, it would be waiting for a mover or, moved, listed.
     let info = inspector.job(&doomed).await.unwrap().unwrap();
-    assert_eq!((info.children_waiting, info.children.len()), (0, 0), "{info:?}");
+    assert_eq!(
+        (info.children_waiting, info.children.len()),
+        (0, 0),
+        "{info:?}"
+    );
 
     // A completion refused (the job was cancelled) stages nothing and commits nothing.
     let refused = managers[0].push(json!("refused")).await.unwrap();
