@@ -200,12 +200,16 @@ class Manager {
     const k = this.queue.keys;
     const until = Date.now() + timeout;
     for (;;) {
-      const [result, pending, record] = await Promise.all([
+      const [result, pending, record, cancelled] = await Promise.all([
         this.queue.con.command(k.results, ['HGET', k.results, id]),
         this.queue.con.command(k.jobs, ['HEXISTS', k.jobs, id]),
         this.queue.con.command(k.errors, ['HGET', k.errors, id]),
+        this.queue.con.command(k.cancelled, ['ZSCORE', k.cancelled, id]),
       ]);
       if (result !== null && result !== undefined) return JSON.parse(result);
+      if (cancelled !== null && cancelled !== undefined) {
+        throw new SqueError('cancelled', `job ${id} was cancelled`);
+      }
       const error = parseRecord(record);
       if (error && error.token) {
         const dead = await this.queue.con.command(k.deadAt, ['ZSCORE', k.deadAt, error.token]);

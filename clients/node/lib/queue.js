@@ -41,6 +41,7 @@ function keysOf(prefix, queue) {
     errors: k('errors'),
     results: k('results'),
     resultsAt: k('results_at'),
+    cancelled: k('cancelled'),
     wake: k('wake'),
     inbox: (w) => `${base}inbox:${w}`,
     registry: `${prefix}:queues`,

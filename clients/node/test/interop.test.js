@@ -159,5 +159,11 @@ describe('a job cancelled by sque-host', () => {
     assert.equal((await manager.stats()).completed, 0);
     const shown = await squeHost(['job', 'show', '--json', '--redis', env.redis.url, '--queue', q, String(id)]);
     assert.equal(JSON.parse(shown.stdout).state, 'cancelled');
+    await assert.rejects(manager.wait(id, { timeout: 5000 }), (e) => e.code === 'cancelled');
+    // One cancelled while it waited, too.
+    const queued = await manager.push({ never: true });
+    const again = await squeHost(['job', 'cancel', '--redis', env.redis.url, '--queue', q, String(queued)]);
+    assert.equal(again.code, 0, again.stderr);
+    await assert.rejects(manager.wait(queued, { timeout: 5000 }), (e) => e.code === 'cancelled');
   });
 });
