@@ -22,30 +22,6 @@ local retry = ARGV[2] == 'retry'
 local done, refused, skip = 0, {}, 0
 local unique = since_1_1().unique.keys(key_base(KEYS[1]))
 
--- The dead entry (token, or the entry itself) of `id`, and its error record, or nil.
-local function find(id)
-  local record = redis.call('HGET', KEYS[5], id)
-  local e
-  if record then
-    local ok, decoded = pcall(cjson.decode, record)
-    if ok and type(decoded) == 'table' then e = decoded end
-  end
-  if e and type(e.token) == 'string' and redis.call('ZSCORE', KEYS[2], e.token) then
-    return e.token, e
-  end
-  if redis.call('ZSCORE', KEYS[2], id) then return id, e end
-  -- No record names its entry (written by an older version): look for it.
-  local cursor = '0'
-  repeat
-    local page = redis.call('ZSCAN', KEYS[2], cursor, 'MATCH', id .. '|*', 'COUNT', 1000)
-    cursor = page[1]
-    for i = 1, #page[2], 2 do
-      if parse_token(page[2][i]) == id then return page[2][i], e end
-    end
-  until cursor == '0'
-  return nil
-end
-
 -- Retries or purges one entry; returns nil, or why not.
 local function act(entry, e)
   local id, _, max = parse_token(entry)
@@ -81,7 +57,7 @@ end
 
 if ARGV[3] == 'ids' then
   for i = 4, #ARGV do
-    local entry, e = find(ARGV[i])
+    local entry, e = graveyard().find({dead = KEYS[2], errors = KEYS[5]}, ARGV[i])
     local why
     if not entry then why = 'it is not in the dead list' else why = act(entry, e) end
     if why then

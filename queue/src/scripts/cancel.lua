@@ -27,25 +27,7 @@ if at then return {'already', tonumber(at)} end
 local data = redis.call('HGET', KEYS[2], id)
 if data == '' then return {'already', -1} end
 if not data then return {'ended'} end
--- A failed job keeps its last error, whose token says where it sits: dead or retrying. A
--- record of an older version names no token: its dead entry is looked for.
-local record = redis.call('HGET', KEYS[4], id)
-if record then
-  local ok, e = pcall(cjson.decode, record)
-  local token = ok and type(e) == 'table' and type(e.token) == 'string' and e.token
-  if token and redis.call('ZSCORE', KEYS[5], token) then return {'dead'} end
-  if not token then
-    if redis.call('ZSCORE', KEYS[5], id) then return {'dead'} end
-    local cursor = '0'
-    repeat
-      local page = redis.call('ZSCAN', KEYS[5], cursor, 'MATCH', id .. '|*', 'COUNT', 1000)
-      cursor = page[1]
-      for i = 1, #page[2], 2 do
-        if parse_token(page[2][i]) == id then return {'dead'} end
-      end
-    until cursor == '0'
-  end
-end
+if graveyard().find({dead = KEYS[5], errors = KEYS[4]}, id) then return {'dead'} end
 
 local f = since_1_1()
 f.require_feature(KEYS[1], s.requires, 'cancel')

@@ -247,6 +247,31 @@ local function graveyard()
     d.trim(k, s, now, TRIM_PER_CALL)
   end
 
+  -- The dead entry (token, or the entry itself) of job `id` and its error record, or nil
+  -- when it is not dead. `k`: {dead = dead_at, errors}.
+  function d.find(k, id)
+    local record = redis.call('HGET', k.errors, id)
+    local e
+    if record then
+      local ok, decoded = pcall(cjson.decode, record)
+      if ok and type(decoded) == 'table' then e = decoded end
+    end
+    if e and type(e.token) == 'string' and redis.call('ZSCORE', k.dead, e.token) then
+      return e.token, e
+    end
+    if redis.call('ZSCORE', k.dead, id) then return id, e end
+    -- No record names its entry (written by an older version): look for it.
+    local cursor = '0'
+    repeat
+      local page = redis.call('ZSCAN', k.dead, cursor, 'MATCH', id .. '|*', 'COUNT', 1000)
+      cursor = page[1]
+      for i = 1, #page[2], 2 do
+        if parse_token(page[2][i]) == id then return page[2][i], e end
+      end
+    until cursor == '0'
+    return nil
+  end
+
   -- `text` cut to at most `limit` bytes, at a character boundary, saying how long it was.
   function d.cut(text, limit)
     if #text <= limit then return text end
