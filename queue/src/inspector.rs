@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use redis::AsyncCommands as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -121,6 +122,15 @@ pub struct DeadJob {
     pub cut: bool,
     /// What is wrong with the entry itself, when it is not in the protocol's shape.
     pub problem: Option<String>,
+}
+
+/// A page of the dead list ([`Inspector::dead_page`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct DeadPage {
+    /// Entries the dead list holds in all.
+    pub total: u64,
+    /// The page's, newest first.
+    pub jobs: Vec<DeadJob>,
 }
 
 /// Where a job is in its life.
@@ -544,22 +554,42 @@ impl Inspector {
     /// Up to `limit` dead jobs, newest first. An entry that is not a lease token, or whose
     /// data is not JSON, is shown with what is wrong (`problem`), beside the others.
     pub async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+        Ok(self.dead_page(0, limit).await?.jobs)
+    }
+
+    /// A page of the dead list: up to `limit` dead jobs from the `offset`-th newest on, and
+    /// how many the list holds (for a pager).
+    pub async fn dead_page(&self, offset: usize, limit: usize) -> Result<DeadPage> {
         let k = &self.queue.keys;
         let mut con = self.queue.con.clone();
         // The sorted set, and then what an older version left in its list and the reaper
-        // has not moved yet.
-        let (mut entries, legacy): (Vec<Raw>, Vec<Raw>) = redis::pipe()
-            .zrevrange(&k.dead_at, 0, limit as isize - 1)
-            .lrange(&k.dead, 0, limit as isize - 1)
+        // has not moved yet (read only when the page reaches it).
+        let (in_set, in_list, mut entries): (usize, usize, Vec<Raw>) = redis::pipe()
+            .zcard(&k.dead_at)
+            .llen(&k.dead)
+            .zrevrange(&k.dead_at, offset as isize, (offset + limit) as isize - 1)
             .query_async(&mut con)
             .await?;
-        entries.extend(legacy);
+        let total = (in_set + in_list) as u64;
+        if limit == 0 {
+            return Ok(DeadPage {
+                total,
+                jobs: Vec::new(),
+            });
+        }
         entries.truncate(limit);
+        if entries.len() < limit && in_list > 0 {
+            let from = offset.saturating_sub(in_set) as isize;
+            let legacy: Vec<Raw> = con
+                .lrange(&k.dead, from, from + (limit - entries.len()) as isize - 1)
+                .await?;
+            entries.extend(legacy);
+        }
         if entries.is_empty() {
-            return Ok(Vec::new());
+            return Ok(DeadPage {
+                total,
+                jobs: Vec::new(),
+            });
         }
         let parsed: Vec<(String, std::result::Result<Token, String>)> = entries
             .iter()
@@ -586,7 +616,7 @@ impl Inspector {
             .arg(&keys)
             .query_async(&mut con)
             .await?;
-        Ok(parsed
+        let jobs = parsed
             .into_iter()
             .zip(datas.into_iter().zip(errors))
             .map(|((text, token), (data, error))| {
@@ -610,7 +640,8 @@ impl Inspector {
                     problem,
                 }
             })
-            .collect())
+            .collect();
+        Ok(DeadPage { total, jobs })
     }
 }
 

@@ -80,7 +80,8 @@ pub use dispatcher::Dispatcher;
 pub use error::Error;
 pub use follow_up::{Child, FollowUp, MAX_FOLLOW_UPS};
 pub use inspector::{
-    queue_names, DeadJob, Inspector, JobInfo, JobState, QueueStats, RunningJob, WorkerInfo,
+    queue_names, DeadJob, DeadPage, Inspector, JobInfo, JobState, QueueStats, RunningJob,
+    WorkerInfo,
 };
 pub use job::{Job, JobId};
 pub use keys::validate_queue_name;

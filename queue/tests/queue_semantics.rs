@@ -560,6 +560,29 @@ async fn a_jobs_own_max_attempts_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_dead_list_is_read_a_page_at_a_time() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("paged", opts(&redis).max_attempts(1))
+        .await
+        .unwrap();
+    let client = Client::new("paged", opts(&redis)).await.unwrap();
+    for n in 0..5 {
+        manager.push(json!({ "n": n })).await.unwrap();
+        let job = within("a job", client.i_am_free(None)).await.unwrap();
+        client.fail(&job, "no").await.unwrap();
+    }
+    let inspector = manager.inspector();
+    let mut seen = Vec::new();
+    for (offset, size) in [(0, 2), (2, 2), (4, 1), (5, 0)] {
+        let page = inspector.dead_page(offset, 2).await.unwrap();
+        assert_eq!((page.total, page.jobs.len()), (5, size), "page at {offset}");
+        seen.extend(page.jobs.into_iter().map(|j| j.id.to_string()));
+    }
+    seen.sort();
+    assert_eq!(seen, ["1", "2", "3", "4", "5"], "each dead job on one page");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_job_whose_holder_lets_go_comes_back_and_expiry_counts_as_an_attempt() {
     let redis = RedisServer::start();
     let manager = Manager::new("expiry", opts(&redis).max_attempts(2))
