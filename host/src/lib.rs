@@ -9,4 +9,5 @@
 pub mod cli;
 pub mod metrics;
 pub mod pool;
+pub mod readings;
 pub mod sandbox;

@@ -1401,7 +1401,9 @@ async fn a_running_job_is_stopped_by_a_cancel() {
     })
     .await;
     let shown: Value = serde_json::from_str(&stats(true)).unwrap();
-    let holder = &shown["workers"][0];
+    // The count and the list, apart (one key each).
+    assert_eq!(shown["workers"], json!(1), "{shown}");
+    let holder = &shown["live_workers"][0];
     assert_eq!(holder["id"], shown["running"][0]["holder"], "{shown}");
     assert_eq!(holder["holds"], json!([looping]), "{shown}");
     assert!(

@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use serde::Serialize;
-
-use sque::{Inspector, QueueStats, RunningJob, WorkerInfo};
+use sque::WorkerInfo;
 
 use crate::cli::common::{parse_duration, usage, RedisArgs};
+use crate::readings::{rates, Queues, Row, RUNNING_SHOWN, WORKERS_SHOWN};
 use crate::sandbox::escaped;
 
 #[derive(clap::Args, Debug)]
@@ -36,25 +34,6 @@ pub struct Args {
     watch: bool,
 }
 
-#[derive(Serialize)]
-struct Row {
-    #[serde(flatten)]
-    stats: QueueStats,
-    /// Jobs per second over the interval.
-    pushed_per_sec: f64,
-    completed_per_sec: f64,
-    failed_per_sec: f64,
-    /// Jobs in flight (at most [`RUNNING_SHOWN`]), with their handlers' progress reports.
-    running: Vec<RunningJob>,
-    /// Live workers (at most [`WORKERS_SHOWN`]): their machine, process and jobs held.
-    workers: Vec<WorkerInfo>,
-}
-
-/// Jobs in flight shown per queue: those whose lease runs out soonest.
-const RUNNING_SHOWN: usize = 10;
-/// Workers shown per queue: those whose heartbeat runs out soonest.
-const WORKERS_SHOWN: usize = 20;
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.watch && args.interval.is_zero() {
         return Err(usage(
@@ -63,7 +42,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let opts = args.redis.options();
     let mut queues = Queues::default();
-    queues.update(&args, &opts).await?;
+    queues.update(args.queue.as_deref(), &opts).await?;
     let mut before = (queues.read().await?, Instant::now());
     if !args.watch {
         let mut rows = if args.interval.is_zero() {
@@ -71,7 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             tokio::time::sleep(args.interval).await;
             let now = queues.read().await?;
-            rates(now, Some(before))
+            rates(now, Some(&before))
         };
         queues.read_running(&mut rows).await?;
         return show(&args, &rows, Shown::Once);
@@ -91,10 +70,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let read = async {
             if args.queue.is_none() {
-                queues.update(&args, &opts).await?;
+                queues.update(args.queue.as_deref(), &opts).await?;
             }
             let now = queues.read().await?;
-            let mut rows = rates(now.clone(), Some(before.clone()));
+            let mut rows = rates(now.clone(), Some(&before));
             queues.read_running(&mut rows).await?;
             anyhow::Ok((now, rows))
         };
@@ -119,90 +98,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// The queues shown, each with its inspector.
-#[derive(Default)]
-struct Queues {
-    inspectors: Vec<Inspector>,
-}
-
-impl Queues {
-    /// Opens the queue asked for, or every queue under the prefix (those made since the last
-    /// call too).
-    async fn update(&mut self, args: &Args, opts: &sque::Options) -> anyhow::Result<()> {
-        let url = opts.redis_url_redacted();
-        let names = match &args.queue {
-            Some(q) => {
-                sque::validate_queue_name(q)?;
-                vec![q.clone()]
-            }
-            None => sque::queue_names(opts)
-                .await
-                .with_context(|| format!("listing queues at Redis {url}"))?,
-        };
-        for name in names {
-            if self.inspectors.iter().any(|i| i.queue() == name) {
-                continue;
-            }
-            self.inspectors.push(
-                Inspector::new(&name, opts.clone())
-                    .await
-                    .with_context(|| format!("reading queue {name:?} at Redis {url}"))?,
-            );
-        }
-        Ok(())
-    }
-
-    async fn read(&self) -> anyhow::Result<Vec<QueueStats>> {
-        let mut stats = Vec::with_capacity(self.inspectors.len());
-        for inspector in &self.inspectors {
-            stats.push(inspector.stats().await?);
-        }
-        Ok(stats)
-    }
-
-    /// Fills in each row's jobs in flight and workers.
-    async fn read_running(&self, rows: &mut [Row]) -> anyhow::Result<()> {
-        for row in rows.iter_mut() {
-            if let Some(inspector) = self
-                .inspectors
-                .iter()
-                .find(|i| i.queue() == row.stats.queue)
-            {
-                row.running = inspector.running(RUNNING_SHOWN).await?;
-                row.workers = inspector.workers(WORKERS_SHOWN).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Rows of `now` (read just now), with rates since `before` (none without it). A queue new
-/// since `before` has no rates yet.
-fn rates(now: Vec<QueueStats>, before: Option<(Vec<QueueStats>, Instant)>) -> Vec<Row> {
-    let secs = before
-        .as_ref()
-        .map_or(0.0, |(_, at)| at.elapsed().as_secs_f64());
-    now.into_iter()
-        .map(|stats| {
-            let before = before
-                .as_ref()
-                .and_then(|(b, _)| b.iter().find(|b| b.queue == stats.queue));
-            let rate = |value: fn(&QueueStats) -> u64| match before {
-                Some(b) if secs > 0.0 => value(&stats).saturating_sub(value(b)) as f64 / secs,
-                _ => 0.0,
-            };
-            Row {
-                pushed_per_sec: rate(|s| s.pushed),
-                completed_per_sec: rate(|s| s.completed),
-                failed_per_sec: rate(|s| s.retried + s.dead_lettered),
-                running: Vec::new(),
-                workers: Vec::new(),
-                stats,
-            }
-        })
-        .collect()
 }
 
 /// How the rows are shown: once, or as one refresh of `--watch`.
