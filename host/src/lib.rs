@@ -1,5 +1,7 @@
 //! The `sque-host` binary's own code: the command line (`cli/`), the worker pool (`pool/`),
-//! the sandbox that runs handlers (`sandbox/`) and what Prometheus is told (`metrics/`), over the `sque` queue library. A library only
+//! the sandbox that runs handlers (`sandbox/`), what Prometheus is told (`metrics/`) and the
+//! web dashboard (`dashboard/`, which shares what it reads with `stats`: `readings`), over the
+//! `sque` queue library. A library only
 //! so that the binary's tests and benches can reach its parts: it is not an API. Producers
 //! and workers in Rust use the `sque` crate.
 //!
@@ -7,6 +9,7 @@
 //! `metrics` sits beside them: the pool records into it, and it names the sandbox's endings.
 
 pub mod cli;
+pub mod dashboard;
 pub mod metrics;
 pub mod pool;
 pub mod readings;

@@ -3,8 +3,9 @@
 //! or usage (including an unreachable Redis or refused credentials at start), 1 anything else.
 
 mod check;
-mod common;
+pub(crate) mod common;
 mod compile;
+mod dashboard;
 mod dead;
 mod job;
 mod native_code;
@@ -33,6 +34,7 @@ pub use common::UsageError;
         echo '{\"email\":\"test1@mail.org\"}' | sque-host push --queue emails\n  \
         sque-host run --queue emails --handler send_email.wasm --slots 16\n  \
         sque-host stats --queue emails\n  \
+        sque-host dashboard --dashboard-addr 127.0.0.1:8080\n  \
         sque-host check send_email.wasm\n  \
         sque-host compile send_email.wasm -o send_email.cwasm\n  \
         sque-host new --lang python my-handler\n  \
@@ -68,6 +70,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the manager and a pool of worker slots running a handler component.
@@ -90,6 +94,9 @@ enum Command {
     /// Show one job by its id (state, attempts, data, last error, result), or wait until it
     /// has ended.
     Job(job::Args),
+    /// Serve the web dashboard: every queue's counts, live; the dead list (retry, purge); a
+    /// job by id; the workers.
+    Dashboard(dashboard::Args),
     /// Show or change a queue's settings (lease, attempts, size limit, backoff, retention),
     /// or pause and resume it.
     Queue(queue::Args),
@@ -155,6 +162,7 @@ pub fn main() -> ExitCode {
             Command::Job(args) => job::run(args).await,
             Command::Schedule(args) => schedule::run(args).await,
             Command::Queue(args) => queue::run(args).await,
+            Command::Dashboard(args) => dashboard::run(args).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

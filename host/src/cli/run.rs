@@ -170,6 +170,9 @@ pub struct Args {
     #[arg(long, env = "SQUE_METRICS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     metrics_interval: Duration,
 
+    #[command(flatten)]
+    dashboard: crate::dashboard::DashboardArgs,
+
     /// On SIGINT/SIGTERM, how long running jobs may take to finish.
     #[arg(long, env = "SQUE_GRACE", default_value = "30s", value_parser = parse_duration)]
     grace: Duration,
@@ -298,6 +301,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(addr) => Some(crate::metrics::server::bind(addr).await?),
         None => None,
     };
+    let dashboard_bound = crate::dashboard::bind(&args.dashboard).await?;
 
     let connect = |what: &'static str| {
         let url = url.clone();
@@ -360,6 +364,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let dashboard = match dashboard_bound {
+        Some(bound) => Some(crate::dashboard::Dashboard::serve(bound, opts.clone())?),
+        None => None,
+    };
     let signals = tokio::spawn(watch_signals(
         stop.clone(),
         worker
@@ -415,6 +423,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Last, so that a scrape during shutdown sees what the slots did while stopping.
     if let Some(server) = metrics_server {
         server.shutdown().await;
+    }
+    if let Some(dashboard) = dashboard {
+        dashboard.shutdown().await;
     }
     tracing::info!(queue = %queue, "stopped");
     Ok(())
