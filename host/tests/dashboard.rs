@@ -78,7 +78,10 @@ async fn request(
 ) -> (u16, String, String) {
     within("an HTTP answer", async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+        let mut head = format!("{method} {path} HTTP/1.0\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {addr}\r\n"));
+        }
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -127,7 +130,7 @@ fn flags_that_would_expose_the_dashboard_or_misread_its_users_are_refused() {
         ],
         b"",
     );
-    assert_refused(&out, "chmod o-r");
+    assert_refused(&out, "chmod 600");
 
     let out = std::process::Command::new(binary())
         .args(["dashboard", "--dashboard-addr", "127.0.0.1:0"])
@@ -279,6 +282,21 @@ async fn every_route_needs_a_user_and_changes_need_the_csrf_token() {
     )
     .await;
     assert_eq!(status, 200, "{report}");
+    // From a page of another site: refused, token or not.
+    let (status, _, _) = request(
+        addr,
+        "POST",
+        purge,
+        &[
+            ("Authorization", &right),
+            json,
+            ("x-sque-csrf", &csrf),
+            ("Origin", "http://evil.example"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 403);
     let (status, _, _) = request(
         addr,
         "POST",
@@ -291,6 +309,15 @@ async fn every_route_needs_a_user_and_changes_need_the_csrf_token() {
 
     // Read-only: the same request, token and all, changes nothing.
     let ro = Dashboard::start(&redis, &["--read-only"], &[]).await;
+    // Without sign-in, only requests addressed to it are served: a site that rebinds its
+    // name to 127.0.0.1 is refused.
+    let port = ro.addr.rsplit_once(':').unwrap().1;
+    let evil = format!("evil.example:{port}");
+    let (status, _, _) = request(&ro.addr, "GET", "/api/session", &[("Host", &evil)], "").await;
+    assert_eq!(status, 421);
+    let local = format!("localhost:{port}");
+    let (status, _, _) = request(&ro.addr, "GET", "/api/session", &[("Host", &local)], "").await;
+    assert_eq!(status, 200);
     let (_, _, session) = request(&ro.addr, "GET", "/api/session", &[], "").await;
     let session: Value = serde_json::from_str(&session).unwrap();
     assert_eq!(session["read_only"], true);

@@ -408,6 +408,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The signal watcher cancelled `stop` and ended; nothing else does.
     let _ = signals.await;
+    // Before leaving the queue, which may fail and end this function early.
+    if let Some(dashboard) = dashboard {
+        dashboard.shutdown().await;
+    }
     if let Some(client) = client {
         client.shutdown().await.map_err(|e| {
             anyhow::Error::new(e).context(PartlyDone(
@@ -424,9 +428,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(server) = metrics_server {
         server.shutdown().await;
     }
-    if let Some(dashboard) = dashboard {
-        dashboard.shutdown().await;
-    }
+
     tracing::info!(queue = %queue, "stopped");
     Ok(())
 }

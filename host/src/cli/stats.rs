@@ -72,8 +72,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if args.queue.is_none() {
                 queues.update(args.queue.as_deref(), &opts).await?;
             }
-            let now = queues.read().await?;
-            let mut rows = rates(now.clone(), Some(&before));
+            // The rates are over the time between the two readings of the counts.
+            let now = (queues.read().await?, Instant::now());
+            let mut rows = rates(now.0.clone(), Some(&before));
             queues.read_running(&mut rows).await?;
             anyhow::Ok((now, rows))
         };
@@ -83,7 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         match read {
             Ok((now, rows)) => {
-                before = (now, Instant::now());
+                before = now;
                 show(&args, &rows, Shown::Refresh { error: None })?;
             }
             Err(e) => {

@@ -21,6 +21,9 @@ use crate::cli::common::usage;
 /// Headers remembered as checked; past this many, the memory starts again (each then costs
 /// one bcrypt check more).
 const REMEMBERED: usize = 1024;
+/// bcrypt checks run at once, on threads of their own (never the thread that renews leases):
+/// past this, a sign-in is answered 429 at once instead of queueing CPU work.
+const CHECKS_AT_ONCE: usize = 2;
 
 /// How one user's password is checked.
 enum Secret {
@@ -36,11 +39,14 @@ pub struct Access {
     /// Empty: no authentication (loopback only, or `--insecure-no-auth`).
     users: Vec<(String, Secret)>,
     pub read_only: bool,
+    /// Served without users on purpose (something in front checks who comes in).
+    pub insecure_no_auth: bool,
     /// What every POST carries in `x-sque-csrf`: served to the page by `/api/session`, which a
     /// page of another origin cannot read.
     pub csrf: String,
     remembered: Mutex<HashSet<u64>>,
     hasher: RandomState,
+    checks: tokio::sync::Semaphore,
 }
 
 /// Whether a request may go on.
@@ -48,6 +54,8 @@ pub enum Verdict {
     Allowed,
     /// No or wrong credentials: 401, asking for Basic.
     Unauthorized,
+    /// Too many sign-ins being checked at once: 429.
+    Busy,
 }
 
 impl Access {
@@ -91,9 +99,11 @@ impl Access {
         Ok(Access {
             users,
             read_only,
+            insecure_no_auth,
             csrf: random_token()?,
             remembered: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
+            checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
         })
     }
 
@@ -102,8 +112,9 @@ impl Access {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header's value (`None` when there is none).
-    pub fn check(&self, authorization: Option<&[u8]>) -> Verdict {
+    /// Checks an `Authorization` header's value (`None` when there is none). A header that
+    /// passed before is let in from memory; a new one is checked on the blocking pool.
+    pub async fn check(self: &std::sync::Arc<Self>, authorization: Option<&[u8]>) -> Verdict {
         if self.users.is_empty() {
             return Verdict::Allowed;
         }
@@ -114,7 +125,15 @@ impl Access {
         if self.remembered.lock().expect("not poisoned").contains(&key) {
             return Verdict::Allowed;
         }
-        if !self.verify(header) {
+        let Ok(_permit) = self.checks.try_acquire() else {
+            return Verdict::Busy;
+        };
+        let access = self.clone();
+        let header = header.to_vec();
+        let passed = tokio::task::spawn_blocking(move || access.verify(&header))
+            .await
+            .unwrap_or(false);
+        if !passed {
             return Verdict::Unauthorized;
         }
         let mut remembered = self.remembered.lock().expect("not poisoned");
@@ -139,13 +158,23 @@ impl Access {
         let Some((user, password)) = decoded.split_once(':') else {
             return false;
         };
-        self.users.iter().any(|(name, secret)| {
-            name == user
-                && match secret {
-                    Secret::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-                    Secret::Plain(expected) => same(expected.as_bytes(), password.as_bytes()),
+        // An unknown user costs the same check as a known one: the time of an answer does not
+        // tell which users exist.
+        let secret = self
+            .users
+            .iter()
+            .find(|(name, _)| name == user)
+            .map(|(_, secret)| secret);
+        match secret {
+            Some(Secret::Bcrypt(hash)) => bcrypt::verify(password, hash).unwrap_or(false),
+            Some(Secret::Plain(expected)) => same(expected.as_bytes(), password.as_bytes()),
+            None => {
+                if let Some((_, Secret::Bcrypt(hash))) = self.users.first() {
+                    let _ = bcrypt::verify(password, hash);
                 }
-        })
+                false
+            }
+        }
     }
 
     /// Whether a POST's CSRF header is this dashboard's token.
@@ -171,16 +200,16 @@ fn random_token() -> anyhow::Result<String> {
 }
 
 /// `user:hash` lines (bcrypt, as `htpasswd -nB user` writes them); blank lines and `#`
-/// comments are skipped. A file others can read is refused: its hashes could be attacked
-/// offline.
+/// comments are skipped. A file other users can read (its hashes could be attacked offline)
+/// or write (they could add themselves) is refused.
 fn read_auth_file(path: &Path) -> anyhow::Result<Vec<(String, Secret)>> {
     use std::os::unix::fs::PermissionsExt as _;
     let shown = path.display();
     let meta = std::fs::metadata(path)
         .map_err(|e| usage(format!("cannot read --auth-file {shown}: {e}")))?;
-    if meta.permissions().mode() & 0o004 != 0 {
+    if meta.permissions().mode() & 0o077 != 0 {
         return Err(usage(format!(
-            "--auth-file {shown} can be read by every user of this machine; make it private with chmod o-r {shown}"
+            "--auth-file {shown} can be read or changed by other users of this machine; make it private with chmod 600 {shown}"
         )));
     }
     let text = std::fs::read_to_string(path)
@@ -234,29 +263,38 @@ mod tests {
         .into_bytes()
     }
 
+    fn verdict(access: &std::sync::Arc<Access>, header: Option<&[u8]>) -> Verdict {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(access.check(header))
+    }
+
     #[test]
     fn a_user_from_the_environment_signs_in_with_their_password_only() {
-        let access = Access::new(loopback(), None, Some("ops:s3cret:x"), false, false).unwrap();
+        let access = std::sync::Arc::new(
+            Access::new(loopback(), None, Some("ops:s3cret:x"), false, false).unwrap(),
+        );
         assert!(matches!(
-            access.check(Some(&basic("ops:s3cret:x"))),
+            verdict(&access, Some(&basic("ops:s3cret:x"))),
             Verdict::Allowed
         ));
         // Twice: the second time from memory.
         assert!(matches!(
-            access.check(Some(&basic("ops:s3cret:x"))),
+            verdict(&access, Some(&basic("ops:s3cret:x"))),
             Verdict::Allowed
         ));
         assert!(matches!(
-            access.check(Some(&basic("ops:s3cret"))),
+            verdict(&access, Some(&basic("ops:s3cret"))),
             Verdict::Unauthorized
         ));
         assert!(matches!(
-            access.check(Some(&basic("root:s3cret:x"))),
+            verdict(&access, Some(&basic("root:s3cret:x"))),
             Verdict::Unauthorized
         ));
-        assert!(matches!(access.check(None), Verdict::Unauthorized));
+        assert!(matches!(verdict(&access, None), Verdict::Unauthorized));
         assert!(matches!(
-            access.check(Some(b"Bearer x")),
+            verdict(&access, Some(b"Bearer x")),
             Verdict::Unauthorized
         ));
     }
@@ -280,19 +318,30 @@ mod tests {
         let file = dir.path().join("users");
         let hash = bcrypt::hash("pw", 4).unwrap();
         std::fs::write(&file, format!("# ops\nadmin:{hash}\n")).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let refused = Access::new(loopback(), Some(&file), None, false, false)
-            .err()
-            .unwrap();
-        assert!(refused.to_string().contains("chmod o-r"), "{refused}");
+        // Readable or writable by others or the group: refused.
+        for mode in [0o644, 0o640, 0o602] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let refused = Access::new(loopback(), Some(&file), None, false, false)
+                .err()
+                .unwrap();
+            assert!(
+                refused.to_string().contains("chmod 600"),
+                "{mode:o}: {refused}"
+            );
+        }
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let access = Access::new(loopback(), Some(&file), None, false, false).unwrap();
+        let access =
+            std::sync::Arc::new(Access::new(loopback(), Some(&file), None, false, false).unwrap());
         assert!(matches!(
-            access.check(Some(&basic("admin:pw"))),
+            verdict(&access, Some(&basic("admin:pw"))),
             Verdict::Allowed
         ));
         assert!(matches!(
-            access.check(Some(&basic("admin:px"))),
+            verdict(&access, Some(&basic("admin:px"))),
+            Verdict::Unauthorized
+        ));
+        assert!(matches!(
+            verdict(&access, Some(&basic("root:pw"))),
             Verdict::Unauthorized
         ));
     }

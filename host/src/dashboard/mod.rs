@@ -114,7 +114,12 @@ impl Dashboard {
                 "retry and purge allowed"
             },
         );
-        let app = Arc::new(routes::App::new(access, reader.snapshots.clone(), opts));
+        let app = Arc::new(routes::App::new(
+            access,
+            addr,
+            reader.snapshots.clone(),
+            opts,
+        ));
         let router = routes::router(app);
         let stopping = stop.clone();
         let server = tokio::spawn(async move {

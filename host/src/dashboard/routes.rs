@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,11 @@ const MAX_PAGE: usize = 200;
 
 /// What the routes share.
 pub struct App {
-    pub access: Access,
+    pub access: Arc<Access>,
+    /// Where the dashboard serves: without users, only requests that name it (or
+    /// `localhost`) in `Host` are served, so a page of another site that rebinds its name to
+    /// this address cannot use it.
+    pub addr: std::net::SocketAddr,
     pub snapshots: Arc<Snapshots>,
     pub opts: sque::Options,
     /// Each queue's reader (and writer, unless read-only), opened on first use: one
@@ -40,9 +44,15 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(access: Access, snapshots: Arc<Snapshots>, opts: sque::Options) -> App {
+    pub fn new(
+        access: Access,
+        addr: std::net::SocketAddr,
+        snapshots: Arc<Snapshots>,
+        opts: sque::Options,
+    ) -> App {
         App {
-            access,
+            access: Arc::new(access),
+            addr,
             snapshots,
             opts,
             opened: tokio::sync::Mutex::new(HashMap::new()),
@@ -79,56 +89,16 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Authentication for every route; for a POST, also the CSRF token and a JSON body, and
-/// nothing at all in read-only mode.
+/// Authentication for every route; for a POST, also the CSRF token, a JSON body and an
+/// origin of its own, and nothing at all in read-only mode. Every answer, refusals too,
+/// carries the security headers.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    if let Verdict::Unauthorized = app.access.check(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"sque\", charset=\"UTF-8\"",
-            )],
-            "sign in: this dashboard needs a user and password\n",
-        )
-            .into_response();
-    }
-    if request.method() == Method::POST {
-        if app.access.read_only {
-            return Failure(
-                StatusCode::FORBIDDEN,
-                "this dashboard is read-only (--read-only): it retries and purges nothing".into(),
-            )
-            .into_response();
-        }
-        if !app
-            .access
-            .csrf_ok(headers.get("x-sque-csrf").map(HeaderValue::as_bytes))
-        {
-            return Failure(
-                StatusCode::FORBIDDEN,
-                "missing or wrong x-sque-csrf header: reload the page".into(),
-            )
-            .into_response();
-        }
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !json {
-            return Failure(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the request's body as application/json".into(),
-            )
-            .into_response();
-        }
-    }
-    let mut response = next.run(request).await;
+    // The request's body is not Sync: what is checked is copied out of it.
+    let (method, headers) = (request.method().clone(), request.headers().clone());
+    let mut response = match admit(&app, &method, &headers).await {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    };
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -144,6 +114,115 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Why a request is refused, or `None` when it may go on.
+async fn admit(app: &App, method: &Method, headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !app.access.authenticates() && !app.access.insecure_no_auth && !names_this(app.addr, host) {
+        return Some(Failure(StatusCode::MISDIRECTED_REQUEST, "this dashboard has no sign-in and serves only requests addressed to it by IP or localhost".into()).into_response());
+    }
+    match app
+        .access
+        .check(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+        .await
+    {
+        Verdict::Allowed => {}
+        Verdict::Unauthorized => {
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        header::WWW_AUTHENTICATE,
+                        "Basic realm=\"sque\", charset=\"UTF-8\"",
+                    )],
+                    "sign in: this dashboard needs a user and password\n",
+                )
+                    .into_response(),
+            )
+        }
+        Verdict::Busy => {
+            return Some(
+                Failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many sign-ins are being checked at once; try again in a moment".into(),
+                )
+                .into_response(),
+            )
+        }
+    }
+    if method != Method::POST {
+        return None;
+    }
+    if app.access.read_only {
+        return Some(
+            Failure(
+                StatusCode::FORBIDDEN,
+                "this dashboard is read-only (--read-only): it retries and purges nothing".into(),
+            )
+            .into_response(),
+        );
+    }
+    if !app
+        .access
+        .csrf_ok(headers.get("x-sque-csrf").map(HeaderValue::as_bytes))
+    {
+        return Some(
+            Failure(
+                StatusCode::FORBIDDEN,
+                "missing or wrong x-sque-csrf header: reload the page".into(),
+            )
+            .into_response(),
+        );
+    }
+    // A browser names the page a request comes from: it must be this dashboard's own.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, rest)| Some(rest) == host);
+        if !own {
+            return Some(
+                Failure(
+                    StatusCode::FORBIDDEN,
+                    "a change may come only from this dashboard's own page".into(),
+                )
+                .into_response(),
+            );
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Some(
+            Failure(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the request's body as application/json".into(),
+            )
+            .into_response(),
+        );
+    }
+    None
+}
+
+/// Whether a `Host` header names `addr`: its IP and port, or `localhost` on its port.
+fn names_this(addr: std::net::SocketAddr, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let Some((name, port)) = host.rsplit_once(':') else {
+        return false;
+    };
+    if port.parse() != Ok(addr.port()) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse() == Ok(addr.ip())
 }
 
 async fn page() -> impl IntoResponse {

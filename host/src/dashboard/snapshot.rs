@@ -107,14 +107,16 @@ async fn read_while_watched(
             before = None;
             continue;
         }
-        if last_read.is_some_and(|at| at.elapsed() < EVERY) {
+        // A tick comes EVERY after the last, give or take a wake-up's jitter: only a wake-up
+        // well before that (a new page) is one read too many.
+        if last_read.is_some_and(|at| at.elapsed() < EVERY - EVERY / 10) {
             continue;
         }
         last_read = Some(Instant::now());
         let read = async {
             queues.update(None, &opts).await?;
-            let now = queues.read().await?;
-            let mut rows = rates(now.clone(), before.as_ref());
+            let now = (queues.read().await?, Instant::now());
+            let mut rows = rates(now.0.clone(), before.as_ref());
             queues.read_running(&mut rows).await?;
             anyhow::Ok((now, rows))
         };
@@ -126,7 +128,7 @@ async fn read_while_watched(
         let error = match read {
             Ok((now, rows)) => {
                 let first = before.is_none();
-                before = Some((now, Instant::now()));
+                before = Some(now);
                 history.retain(|name, _| rows.iter().any(|r| &r.stats.queue == name));
                 shown = rows
                     .into_iter()

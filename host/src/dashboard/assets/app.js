@@ -65,7 +65,9 @@ async function api(path, options = {}) {
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, '').split('?');
-  const path = parts[0].split('/').filter(Boolean).map(decodeURIComponent);
+  // A hash typed or pasted wrong (`%zz`) is read as it is rather than stopping the page.
+  const decode = (p) => { try { return decodeURIComponent(p); } catch (_) { return p; } };
+  const path = parts[0].split('/').filter(Boolean).map(decode);
   const params = new URLSearchParams(parts[1] || '');
   if (path[0] === 'queue' && path[1] !== undefined) {
     if (path[2] === 'dead') return { page: 'dead', queue: path[1], offset: Number(params.get('offset') || 0) };
