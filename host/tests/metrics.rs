@@ -143,6 +143,11 @@ async fn a_scrape_counts_what_the_host_did_and_reads_the_queue_once_an_interval(
     assert_eq!(s("sque_queue_waiting"), 0.0);
     assert_eq!(s("sque_queue_dead"), 4.0);
     assert_eq!(s("sque_queue_workers"), 1.0);
+    assert_eq!(
+        s("sque_queue_oldest_waiting_age_seconds"),
+        0.0,
+        "none waits"
+    );
     assert_eq!(s("sque_queue_read_errors_total"), 0.0);
 
     // Within the interval the queue is not read again: an emptied dead list still shows 4.

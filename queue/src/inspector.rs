@@ -69,6 +69,11 @@ pub struct QueueStats {
     pub dead_dropped: u64,
     /// Jobs cancelled (`Admin::cancel`).
     pub cancelled: u64,
+    /// How long ago the job at the head of the queue (the next to go) was pushed, in ms on
+    /// Redis's clock; `None` when none waits. A job that came back to the head (its lease
+    /// expired, its backoff ended) after the record of its push was dropped is counted from
+    /// the oldest record kept: at least this old. A scheduled job counts from its push.
+    pub oldest_waiting_age_ms: Option<u64>,
 }
 
 /// The most workers read to tell the holders of jobs in flight.
@@ -212,11 +217,14 @@ impl Inspector {
         &self.queue.settings
     }
 
-    /// Counts of the queue, read in one round trip. A counter that is not a number counts 0.
+    /// Counts of the queue, read in one round trip (and a second one when the push of the
+    /// job at the head of the queue is not among the two oldest kept). A counter that is not
+    /// a number counts 0.
     pub async fn stats(&self) -> Result<QueueStats> {
         let k = &self.queue.keys;
-        type Meta = (Option<Raw>, Option<Raw>);
-        let (counts, counters, seq): ([u64; 9], HashMap<String, Raw>, Meta) = redis::pipe()
+        let mut con = self.queue.con.clone();
+        // Fourteen replies: more than a tuple reads, so each is read on its own.
+        let replies: Vec<redis::Value> = redis::pipe()
             .llen(&k.waiting)
             .zcard(&k.leases)
             .zcard(&k.delayed)
@@ -234,23 +242,29 @@ impl Inspector {
             .arg(&k.meta)
             .arg("seq")
             .arg("paused")
-            .query_async::<(
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                HashMap<String, Raw>,
-                (Option<Raw>, Option<Raw>),
-            )>(&mut self.queue.con.clone())
-            .await
-            .map(|(a, b, c, d, e, f, g, h, i, counters, meta)| {
-                ([a, b, c, d, e, f, g, h, i], counters, meta)
-            })?;
+            // The oldest waiting job, the two oldest pushes kept and Redis's clock: its age.
+            .lrange(&k.waiting, 0, 0)
+            .zrange_withscores(&k.pushed, 0, 1)
+            .cmd("TIME")
+            .query_async(&mut con)
+            .await?;
+        let mut replies = replies.into_iter();
+        let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+        fn read<T: redis::FromRedisValue>(v: redis::Value) -> Result<T> {
+            redis::from_redis_value(v)
+                .map_err(|e| crate::Error::Corrupt(format!("the queue's counts: {e}")))
+        }
+        let mut counts = [0u64; 9];
+        for count in counts.iter_mut() {
+            *count = read(next())?;
+        }
+        let counters: HashMap<String, Raw> = read(next())?;
+        let seq: (Option<Raw>, Option<Raw>) = read(next())?;
+        let head: Vec<String> = read(next())?;
+        let oldest: Vec<(String, f64)> = read(next())?;
+        let time: (u64, u64) = read(next())?;
+        let head = (head, oldest, time);
+        let oldest_waiting_age_ms = self.oldest_waiting_age(&mut con, head).await?;
         let (seq, paused) = seq;
         let [waiting, in_flight, delayed, scheduled, dead, legacy_dead, workers, requests, results] =
             counts;
@@ -271,6 +285,7 @@ impl Inspector {
             requests,
             results,
             pushed: number(seq.as_ref()),
+            oldest_waiting_age_ms,
             dispatched: c("dispatched"),
             completed: c("completed"),
             retried: c("retried"),
@@ -280,6 +295,50 @@ impl Inspector {
             dead_dropped: c("dead_dropped"),
             cancelled: c("cancelled"),
         })
+    }
+
+    /// The age of the job at the head of the queue, from what [`Inspector::stats`] read: its
+    /// item, the two oldest push records (first id, "FIRST|MS") and Redis's clock.
+    async fn oldest_waiting_age(
+        &self,
+        con: &mut crate::backend::Conn,
+        (head, oldest, (secs, micros)): (Vec<String>, Vec<(String, f64)>, (u64, u64)),
+    ) -> Result<Option<u64>> {
+        let Some(head) = head.first() else {
+            return Ok(None);
+        };
+        let now = secs * 1000 + micros / 1000;
+        let pushed_at = |record: &str| -> Option<u64> { record.split_once('|')?.1.parse().ok() };
+        let age = |record: &str| pushed_at(record).map(|at| now.saturating_sub(at));
+        let Some(id) = head.split('|').next().and_then(|id| id.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        let record = match &oldest[..] {
+            [] => return Ok(None),
+            // Older than every record kept: at least as old as the oldest.
+            [(first, score), ..] if *score > id as f64 => return Ok(age(first)),
+            [(first, _)] => first.clone(),
+            [(first, _), (_, next)] if *next > id as f64 => first.clone(),
+            // The head moved on since the reaper last dropped records: look its push up.
+            _ => {
+                let found: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&self.queue.keys.pushed)
+                    .arg(id)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1)
+                    .query_async(con)
+                    .await?;
+                match found.into_iter().next() {
+                    Some(record) => record,
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(age(&record))
     }
 
     /// Up to `limit` jobs in flight, those whose lease runs out soonest first (the longest
@@ -564,24 +623,24 @@ impl Inspector {
         let mut con = self.queue.con.clone();
         // The sorted set, and then what an older version left in its list and the reaper
         // has not moved yet (read only when the page reaches it).
-        let (in_set, in_list, mut entries): (usize, usize, Vec<Raw>) = redis::pipe()
+        let (in_set, in_list): (usize, usize) = redis::pipe()
             .zcard(&k.dead_at)
             .llen(&k.dead)
-            .zrevrange(&k.dead_at, offset as isize, (offset + limit) as isize - 1)
             .query_async(&mut con)
             .await?;
         let total = (in_set + in_list) as u64;
-        if limit == 0 {
-            return Ok(DeadPage {
-                total,
-                jobs: Vec::new(),
-            });
+        // Past the end (a page asked for by hand, say) is an empty page, not a wrapped range.
+        let end = offset.saturating_add(limit).min(in_set + in_list);
+        let mut entries: Vec<Raw> = Vec::new();
+        if offset < end && offset < in_set {
+            entries = con
+                .zrevrange(&k.dead_at, offset as isize, end.min(in_set) as isize - 1)
+                .await?;
         }
-        entries.truncate(limit);
-        if entries.len() < limit && in_list > 0 {
+        if offset < end && end > in_set {
             let from = offset.saturating_sub(in_set) as isize;
             let legacy: Vec<Raw> = con
-                .lrange(&k.dead, from, from + (limit - entries.len()) as isize - 1)
+                .lrange(&k.dead, from, (end - in_set) as isize - 1)
                 .await?;
             entries.extend(legacy);
         }

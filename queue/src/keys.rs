@@ -70,6 +70,9 @@ pub(crate) struct Keys {
     pub results_at: String,
     /// Jobs cancelled: id → when (`cancel.lua`), kept as long as results.
     pub cancelled: String,
+    /// When each push call's jobs were pushed: its first id → "FIRST|MS" (`push.lua`), kept
+    /// from the push of the job at the head of `waiting` on (`reap.lua`).
+    pub pushed: String,
     pub workers: String,
     /// The pub/sub channel that wakes the managers.
     pub wake: String,
@@ -102,6 +105,7 @@ impl Keys {
             results: key("results"),
             results_at: key("results_at"),
             cancelled: key("cancelled"),
+            pushed: key("pushed"),
             workers: key("workers"),
             wake: key("wake"),
             registry: format!("{prefix}:queues"),

@@ -559,6 +559,53 @@ async fn a_jobs_own_max_attempts_wins() {
     assert_eq!(client.fail(&job, "boom").await.unwrap(), FailOutcome::Dead);
 }
 
+/// Redis's clock, in ms.
+fn redis_now_ms(redis: &RedisServer) -> u64 {
+    let (secs, micros): (u64, u64) = query(redis, &["TIME"]);
+    secs * 1000 + micros / 1000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_age_of_the_oldest_waiting_job_is_read_from_its_push() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("aged", opts(&redis)).await.unwrap();
+    let inspector = manager.inspector();
+    let oldest = || async { inspector.stats().await.unwrap().oldest_waiting_age_ms };
+    assert_eq!(oldest().await, None, "nothing waits");
+    manager.push(json!("a")).await.unwrap();
+    eventually("a waited a second", || async {
+        oldest().await.is_some_and(|age| age >= 1000)
+    })
+    .await;
+    let before_b = redis_now_ms(&redis);
+    manager.push_many([json!("b"), json!("c")]).await.unwrap();
+    assert!(oldest().await.unwrap() >= 1000, "a is still the oldest");
+    // a goes: b, pushed since `before_b`, is the oldest now.
+    let client = Client::new("aged", opts(&redis)).await.unwrap();
+    let a = within("a", client.i_am_free(None)).await.unwrap();
+    assert_eq!(a.data, json!("a"));
+    let age_of_b = oldest().await.unwrap();
+    let since_before_b = redis_now_ms(&redis) - before_b;
+    assert!(
+        age_of_b <= since_before_b,
+        "b's age {age_of_b} ms, yet it was pushed within the last {since_before_b} ms"
+    );
+    // The reaper drops the record of a's push: b's call is the oldest one kept.
+    let records = || query::<u64>(&redis, &["ZCARD", "sque:{aged}:pushed"]);
+    eventually("the record of a's push dropped", || async {
+        records() == 1
+    })
+    .await;
+    assert!(oldest().await.unwrap() <= redis_now_ms(&redis) - before_b);
+    client.complete(&a, None).await.unwrap();
+    for want in ["b", "c"] {
+        let job = within(want, client.i_am_free(None)).await.unwrap();
+        assert_eq!(job.data, json!(want));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(oldest().await, None, "nothing waits again");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dead_list_is_read_a_page_at_a_time() {
     let redis = RedisServer::start();
@@ -580,6 +627,12 @@ async fn the_dead_list_is_read_a_page_at_a_time() {
     }
     seen.sort();
     assert_eq!(seen, ["1", "2", "3", "4", "5"], "each dead job on one page");
+    // Asked for by hand: no page, or one far past the end.
+    for (offset, limit) in [(0, 0), (usize::MAX, 2), (3, usize::MAX)] {
+        let page = inspector.dead_page(offset, limit).await.unwrap();
+        assert_eq!(page.total, 5);
+        assert_eq!(page.jobs.len(), if offset == 3 { 2 } else { 0 });
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

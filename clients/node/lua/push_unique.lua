@@ -85,6 +85,8 @@ if #data > 0 then
   redis.call('HSET', KEYS[3], unpack(data))
   redis.call('HSET', k.held, unpack(held))
   redis.call('HSET', k.of, unpack(of))
+  -- When the new jobs were pushed (`pushed`, as push records it).
+  redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now))
 end
 if #items > 0 then
   redis.call('RPUSH', KEYS[2], unpack(items))

@@ -158,6 +158,7 @@ fn print_tables(rows: &[Row]) {
         &[
             "queue",
             "waiting",
+            "oldest",
             "in flight",
             "retrying",
             "scheduled",
@@ -173,6 +174,7 @@ fn print_tables(rows: &[Row]) {
                     false => s.queue.clone(),
                 },
                 s.waiting.to_string(),
+                s.oldest_waiting_age_ms.map_or("-".to_string(), age_text),
                 s.in_flight.to_string(),
                 s.delayed.to_string(),
                 s.scheduled.to_string(),
@@ -311,6 +313,17 @@ fn progress_text(progress: Option<&serde_json::Value>) -> String {
 }
 
 /// Prints an aligned table: the first column left-aligned, numbers right-aligned.
+/// An age for a person: `850ms`, `12s`, `4m 05s`, `3h 02m`.
+fn age_text(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     let rows: Vec<Vec<String>> = rows.collect();
     let widths: Vec<usize> = (0..headers.len())

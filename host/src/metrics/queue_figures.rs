@@ -1,12 +1,15 @@
 //! What the queue holds, read from Redis when Prometheus scrapes: jobs waiting, in flight,
-//! waiting out a retry's backoff, dead, and the workers alive. These figures are the queue's,
+//! waiting out a retry's backoff, dead, the workers alive, and the age of the oldest waiting
+//! job. These figures are the queue's,
 //! the same from every host that serves it; the rest of `/metrics` is this host's own.
 //!
 //! Monitoring must not load what it watches: the figures are read at most once an interval
 //! (`--metrics-interval`, 5 s unless set), however often and by however many scrapers this
-//! host is asked, and in one round trip (`Inspector::stats`, a pipeline). Scrapes that come
+//! host is asked, and in one round trip (`Inspector::stats`, a pipeline; a second one when
+//! the push of the job at the head must be looked up). Scrapes that come
 //! meanwhile get the figures last read.
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +33,7 @@ pub struct QueueFigures {
     paused: Gauge,
     dead: Gauge,
     workers: Gauge,
+    oldest_waiting_age: Gauge<f64, AtomicU64>,
     read_errors: Counter,
 }
 
@@ -70,6 +74,12 @@ impl QueueFigures {
             "sque_queue_workers",
             "Workers whose heartbeat is current (all hosts)",
         );
+        let oldest_waiting_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "sque_queue_oldest_waiting_age_seconds",
+            "How long ago the job at the head of the queue (the next to go) was pushed; 0 when none waits (all hosts)",
+            oldest_waiting_age.clone(),
+        );
         let read_errors = Counter::default();
         registry.register(
             "sque_queue_read_errors",
@@ -87,6 +97,7 @@ impl QueueFigures {
             paused,
             dead,
             workers,
+            oldest_waiting_age,
             read_errors,
         }
     }
@@ -109,6 +120,8 @@ impl QueueFigures {
                 set(&self.paused, u64::from(stats.paused));
                 set(&self.dead, stats.dead);
                 set(&self.workers, stats.workers);
+                self.oldest_waiting_age
+                    .set(stats.oldest_waiting_age_ms.unwrap_or(0) as f64 / 1000.0);
             }
             Err(e) => {
                 self.read_errors.inc();

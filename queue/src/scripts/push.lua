@@ -9,7 +9,8 @@
 -- KEYS[6] leases  KEYS[7] workers (both optional: without them, push only wakes a dispatcher)
 -- ARGV[1] the caller's protocol version, then pairs (data JSON, max_attempts or "") for each
 -- job.
--- How many jobs were ever pushed is meta's seq, the last id given: no counter of its own.
+-- How many jobs were ever pushed is meta's seq, the last id given: no counter of its own. When
+-- they were pushed is one entry of `pushed` for the call (score: its first id; "FIRST|MS").
 -- Returns the first new id; the others follow it in order.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_TOOLARGE "job N is B bytes, over the queue's
 -- limit of L bytes"; SQUE_INVALID "job N: max_attempts ..." (N counts from 1 in this call).
@@ -54,6 +55,9 @@ if #items > 0 then
   redis.call('HSET', KEYS[3], unpack(data))
   redis.call('RPUSH', KEYS[2], unpack(items))
 end
+-- When this call's jobs were pushed, once for all of them ("pushed"; read for the age of the
+-- oldest waiting job).
+redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now_ms()))
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap; a paused queue serves no one.
 if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.

@@ -9,7 +9,10 @@
 --     "P:{Q}:worker:W" and "P:{Q}:held:W"), and unique keys whose window after completion
 --     has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
---     older versions (the list `dead`) are moved into it.
+--     older versions (the list `dead`) are moved into it;
+--  6. push times (`pushed`) older than the push of the job at the head of `waiting` are
+--     dropped (all but the newest when nothing waits): the head is the oldest waiting job,
+--     the one whose age is read.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] delayed  KEYS[5] dead_at
 -- KEYS[6] errors  KEYS[7] stats  KEYS[8] results  KEYS[9] results_at  KEYS[10] workers
 -- KEYS[11] requests  KEYS[12] jobs  KEYS[13] dead (the list of versions before the sorted set)
@@ -84,6 +87,22 @@ for _, token in ipairs(moved) do
   redis.call('ZADD', KEYS[5], at, token)
 end
 local trimmed = graveyard().trim(k, s, now, limit)
+
+-- A job that comes back to the head later (its lease expired, its backoff ended) is older
+-- than what is kept: its age is then read as at least that of the oldest push kept.
+local pushed = key_base(KEYS[1]) .. 'pushed'
+local head = redis.call('LRANGE', KEYS[3], 0, 0)[1]
+local head_id = head and parse_item(head)
+local keep
+if head_id then
+  keep = redis.call('ZRANGE', pushed, head_id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+else
+  keep = redis.call('ZRANGE', pushed, -1, -1, 'WITHSCORES')[2]
+end
+if keep then
+  local old = redis.call('ZRANGE', pushed, '-inf', '(' .. keep, 'BYSCORE', 'LIMIT', 0, limit)
+  if #old > 0 then redis.call('ZREM', pushed, unpack(old)) end
+end
 
 if #expired + #due > 0 and redis.call('LLEN', KEYS[11]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'requeued')

@@ -44,6 +44,15 @@ function when(ms, now) {
     : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`);
   return d >= 0 ? `in ${span(d)}` : `${span(-d)} ago`;
 }
+// An age: "850 ms", "12 s", "4 min 5 s", "3 h 2 min"; "—" for none.
+function age(ms) {
+  if (ms === null || ms === undefined) return '—';
+  const s = Math.floor(ms / 1000);
+  if (s < 1) return `${ms} ms`;
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
 const stamp = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '—');
 
 async function api(path, options = {}) {
@@ -102,10 +111,11 @@ function renderLive() {
 }
 
 function queuesPage(snap) {
-  const heads = ['Queue', 'Waiting', 'In flight', 'Scheduled', 'Retrying', 'Dead', 'Workers', 'Pushed/s', 'Completed/s', 'Failed/s', 'Completed'];
+  const heads = ['Queue', 'Waiting', 'Oldest waiting', 'In flight', 'Scheduled', 'Retrying', 'Dead', 'Workers', 'Pushed/s', 'Completed/s', 'Failed/s', 'Completed'];
   const rows = snap.queues.map((s) => h('tr', { 'data-queue': s.queue },
     h('td', {}, h('a', { href: `#/queue/${q(s.queue)}` }, s.queue), s.paused ? h('span', { class: 'paused' }, ' (paused)') : null),
     h('td', { class: 'n', 'data-count': 'waiting' }, num(s.waiting)),
+    h('td', { class: 'n', 'data-count': 'oldest' }, age(s.oldest_waiting_age_ms)),
     h('td', { class: 'n', 'data-count': 'in_flight' }, num(s.in_flight)),
     h('td', { class: 'n', 'data-count': 'scheduled' }, num(s.scheduled)),
     h('td', { class: 'n', 'data-count': 'delayed' }, num(s.delayed)),
@@ -169,7 +179,9 @@ function queuePage(snap, name) {
     crumbs,
     h('h1', {}, name, s.paused ? h('span', { class: 'paused' }, ' (paused: nothing is handed out)') : null),
     h('div', { class: 'cards' },
-      card('waiting', 'waiting', s.waiting), card('in_flight', 'in flight', s.in_flight),
+      card('waiting', 'waiting', s.waiting),
+      h('div', { class: 'card', 'data-count': 'oldest' }, h('div', { class: 'v' }, age(s.oldest_waiting_age_ms)), h('div', { class: 'k' }, 'oldest waiting')),
+      card('in_flight', 'in flight', s.in_flight),
       card('scheduled', 'scheduled', s.scheduled), card('delayed', 'retrying', s.delayed),
       card('dead', 'dead', s.dead, `#/queue/${q(name)}/dead`), card('workers', 'workers', s.workers),
       card('pushed', 'pushed', s.pushed), card('completed', 'completed', s.completed),
