@@ -231,11 +231,14 @@ impl Producer {
             for (chunk, reply) in chunks.iter().zip(replies) {
                 let reply = reply?;
                 match chunk[0].kind() {
-                    // Each job's id, new or its key's holder's, beside whether it was pushed.
+                    // The first new id, then each job not pushed with its key's holder.
                     Kind::Unique => {
-                        let pairs: Vec<(String, u8)> = redis::from_redis_value(reply)
+                        let reply: Vec<String> = redis::from_redis_value(reply)
                             .map_err(|e| Error::Corrupt(format!("push_unique's reply: {e}")))?;
-                        ids.extend(pairs.into_iter().map(|(id, _)| JobId::from(id)));
+                        ids.extend(
+                            scripts::push_unique::ids(&reply, chunk.len())
+                                .map_err(|e| Error::Corrupt(format!("push_unique's reply: {e}")))?,
+                        );
                     }
                     // The first new id; the others follow it.
                     Kind::Ready | Kind::Scheduled => {

@@ -89,7 +89,9 @@ class Manager {
     }
     const k = this.queue.keys;
     const keys = [k.meta, k.waiting, k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
-    const [id] = await this.queue.con.script('push_unique', keys, args);
+    // The new id, or 0 then this job's number (1) and the id of the job that holds its key.
+    const reply = await this.queue.con.script('push_unique', keys, args);
+    const id = reply.length > 1 ? reply[2] : reply[0];
     return String(id);
   }
 
