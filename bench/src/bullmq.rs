@@ -30,6 +30,7 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::DeadPurgeAll
         | Kind::Handler
         | Kind::MetricsScrape
+        | Kind::DashboardPages
         | Kind::DelayedProcess
         | Kind::BulkPushUnique
         | Kind::SinglePushUnique => {

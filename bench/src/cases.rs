@@ -62,6 +62,9 @@ pub enum Kind {
     /// Processing as `Process` with `--metrics-addr`, then what one scrape of `/metrics`
     /// costs the host and Redis, reading the queue every time (sque only).
     MetricsScrape,
+    /// `sque-host dashboard` with `concurrency` pages open (live streams): what it costs
+    /// Redis a second, above idle (sque only).
+    DashboardPages,
 }
 
 /// One run's figures.
@@ -90,6 +93,10 @@ pub struct Measurement {
     /// CPU one second of processing took.
     pub scrape_cpu_us: Option<f64>,
     pub scrape_share: Option<f64>,
+    /// `DashboardPages`: Redis's commands and CPU (ms) a second while the pages are open,
+    /// less what it spends with the dashboard running and no page open.
+    pub redis_commands_per_sec: Option<f64>,
+    pub redis_cpu_ms_per_sec: Option<f64>,
 }
 
 pub fn all(quick: bool) -> Vec<Case> {
@@ -183,6 +190,20 @@ pub fn all(quick: bool) -> Vec<Case> {
             Kind::MetricsScrape,
             scale(100_000, 20_000),
             50,
+            false,
+        ),
+        case(
+            "dashboard: 1 page open (Redis a second)",
+            Kind::DashboardPages,
+            1_000,
+            1,
+            false,
+        ),
+        case(
+            "dashboard: 10 pages open (Redis a second)",
+            Kind::DashboardPages,
+            1_000,
+            10,
             false,
         ),
         case(

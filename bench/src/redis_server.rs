@@ -40,6 +40,15 @@ impl RedisServer {
         Ok(field("used_cpu_user:") + field("used_cpu_sys:"))
     }
 
+    /// Commands Redis has run since it started (`total_commands_processed`, INFO stats).
+    pub fn commands_processed(&self) -> anyhow::Result<f64> {
+        self.info("stats")
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("INFO stats without total_commands_processed")
+    }
+
     /// `used_memory` from INFO memory.
     pub fn used_memory(&self) -> anyhow::Result<f64> {
         self.info("memory")

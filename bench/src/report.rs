@@ -48,6 +48,8 @@ fn medians(runs: &[Measurement]) -> Measurement {
         cached_start_s: median(runs.iter().map(|m| m.cached_start_s)),
         scrape_cpu_us: median(runs.iter().map(|m| m.scrape_cpu_us)),
         scrape_share: median(runs.iter().map(|m| m.scrape_share)),
+        redis_commands_per_sec: median(runs.iter().map(|m| m.redis_commands_per_sec)),
+        redis_cpu_ms_per_sec: median(runs.iter().map(|m| m.redis_cpu_ms_per_sec)),
     }
 }
 
@@ -129,6 +131,11 @@ fn describe(m: &Measurement) -> String {
         parts.push(format!(
             "a scrape: {cpu:.0} µs CPU (host + Redis), {:.3}% of a second of processing",
             share * 100.0
+        ));
+    }
+    if let (Some(commands), Some(cpu)) = (m.redis_commands_per_sec, m.redis_cpu_ms_per_sec) {
+        parts.push(format!(
+            "Redis: {commands:.0} commands/s, {cpu:.2} ms CPU/s above idle"
         ));
     }
     parts.join(", ")

@@ -110,6 +110,10 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_many(jobs).await?;
             scrape_cost(case, redis, &queue, &manager).await?
         }
+        Kind::DashboardPages => {
+            manager.push_many(jobs).await?;
+            dashboard_pages(case, redis).await?
+        }
         Kind::DeadRetryAll => dead_all(case, redis, &queue, "retry")?,
         Kind::DeadPurgeAll => dead_all(case, redis, &queue, "purge")?,
         Kind::Handler => {
@@ -300,6 +304,78 @@ async fn scrape_cost(
         scrape_cpu_us: Some(per_scrape_us),
         scrape_share: (cpu_per_second > 0.0).then(|| per_scrape_us / cpu_per_second),
         ..processing
+    })
+}
+
+/// How long each reading of Redis's cost of the dashboard lasts.
+const DASHBOARD_WINDOW: Duration = Duration::from_secs(10);
+
+/// `sque-host dashboard` with `case.concurrency` live pages open on a queue of `case.jobs`:
+/// Redis's commands and CPU a second, less the same with no page open.
+async fn dashboard_pages(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut dashboard = Command::new(host_binary())
+        .args(["dashboard", "--log", "warn", "--redis", &redis.url()])
+        .args(["--dashboard-addr", &addr.to_string()])
+        .env_remove("SQUE_DASHBOARD_AUTH")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let measured = async {
+        // Up when it answers.
+        let t0 = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the dashboard did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let window = || async {
+            let (cpu0, cmd0) = (redis.cpu_seconds()?, redis.commands_processed()?);
+            tokio::time::sleep(DASHBOARD_WINDOW).await;
+            let (cpu1, cmd1) = (redis.cpu_seconds()?, redis.commands_processed()?);
+            let secs = DASHBOARD_WINDOW.as_secs_f64();
+            anyhow::Ok(((cmd1 - cmd0) / secs, (cpu1 - cpu0) * 1000.0 / secs))
+        };
+        let idle = window().await?;
+        let snapshots = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut pages = Vec::new();
+        for _ in 0..case.concurrency {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            let request = format!("GET /api/events HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
+            let snapshots = snapshots.clone();
+            pages.push(tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("data: ") {
+                        snapshots.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        // The first reading comes at once; then one a second.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let open = window().await?;
+        for page in pages {
+            page.abort();
+        }
+        let got = snapshots.load(std::sync::atomic::Ordering::Relaxed);
+        anyhow::ensure!(
+            got >= case.concurrency * DASHBOARD_WINDOW.as_secs() as usize / 2,
+            "the pages got {got} snapshots in all: the dashboard did not serve them"
+        );
+        anyhow::Ok((open.0 - idle.0, (open.1 - idle.1).max(0.0)))
+    }
+    .await;
+    let _ = dashboard.kill();
+    let _ = dashboard.wait();
+    let (commands, cpu) = measured?;
+    Ok(Measurement {
+        redis_commands_per_sec: Some(commands),
+        redis_cpu_ms_per_sec: Some(cpu),
+        ..Default::default()
     })
 }
 

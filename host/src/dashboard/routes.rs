@@ -215,10 +215,12 @@ async fn admit(app: &App, method: &Method, headers: &HeaderMap) -> Option<Respon
 /// Whether a `Host` header names `addr`: its IP and port, or `localhost` on its port.
 fn names_this(addr: std::net::SocketAddr, host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
-    let Some((name, port)) = host.rsplit_once(':') else {
-        return false;
+    // "name:port", "[v6]:port", or a name alone (port 80).
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => (name, port.parse().ok()),
+        _ => (host, Some(80)),
     };
-    if port.parse() != Ok(addr.port()) {
+    if port != Some(addr.port()) {
         return false;
     }
     let name = name.trim_start_matches('[').trim_end_matches(']');
@@ -399,5 +401,27 @@ impl From<sque::Error> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_this;
+
+    #[test]
+    fn a_host_header_names_the_dashboard_by_its_ip_or_localhost_and_its_port() {
+        let at = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        let v4 = at("127.0.0.1:8080");
+        assert!(names_this(v4, Some("127.0.0.1:8080")));
+        assert!(names_this(v4, Some("LOCALHOST:8080")));
+        assert!(!names_this(v4, Some("evil.example:8080")));
+        assert!(!names_this(v4, Some("127.0.0.1:8081")));
+        assert!(!names_this(v4, Some("127.0.0.1")), "port 80 is meant");
+        assert!(!names_this(v4, None));
+        assert!(names_this(at("127.0.0.1:80"), Some("127.0.0.1")));
+        let v6 = at("[::1]:8080");
+        assert!(names_this(v6, Some("[::1]:8080")));
+        assert!(!names_this(v6, Some("[::1]")));
+        assert!(names_this(at("[::1]:80"), Some("[::1]")));
     }
 }
