@@ -70,9 +70,11 @@ pub struct QueueStats {
     /// Jobs cancelled (`Admin::cancel`).
     pub cancelled: u64,
     /// How long ago the job at the head of the queue (the next to go) was pushed, in ms on
-    /// Redis's clock; `None` when none waits. A job that came back to the head (its lease
-    /// expired, its backoff ended) after the record of its push was dropped is counted from
-    /// the oldest record kept: at least this old. A scheduled job counts from its push.
+    /// Redis's clock (a scheduled job: since the earliest due time of its push); `None` when
+    /// none waits, and when it is not known: the head came back to the queue (its lease
+    /// expired, its backoff ended, it was released or retried from the dead list) or was
+    /// promoted after the record of its push was dropped, or was pushed by a 1.0 producer
+    /// before any record was made.
     pub oldest_waiting_age_ms: Option<u64>,
 }
 
@@ -246,11 +248,16 @@ impl Inspector {
             .lrange(&k.waiting, 0, 0)
             .zrange_withscores(&k.pushed, 0, 1)
             .cmd("TIME")
+            // A reader whose ACL predates +time is refused TIME alone, not the counts.
+            .ignore_errors()
             .query_async(&mut con)
             .await?;
         let mut replies = replies.into_iter();
         let mut next = || replies.next().unwrap_or(redis::Value::Nil);
         fn read<T: redis::FromRedisValue>(v: redis::Value) -> Result<T> {
+            if let redis::Value::ServerError(e) = v {
+                return Err(redis::RedisError::from(e).into());
+            }
             redis::from_redis_value(v)
                 .map_err(|e| crate::Error::Corrupt(format!("the queue's counts: {e}")))
         }
@@ -262,7 +269,13 @@ impl Inspector {
         let seq: (Option<Raw>, Option<Raw>) = read(next())?;
         let head: Vec<String> = read(next())?;
         let oldest: Vec<(String, f64)> = read(next())?;
-        let time: (u64, u64) = read(next())?;
+        // Redis's clock; this machine's when TIME is refused.
+        let time: (u64, u64) = read(next()).unwrap_or_else(|_| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            (now.as_secs(), u64::from(now.subsec_micros()))
+        });
         let head = (head, oldest, time);
         let oldest_waiting_age_ms = self.oldest_waiting_age(&mut con, head).await?;
         let (seq, paused) = seq;
@@ -315,8 +328,9 @@ impl Inspector {
         };
         let record = match &oldest[..] {
             [] => return Ok(None),
-            // Older than every record kept: at least as old as the oldest.
-            [(first, score), ..] if *score > id as f64 => return Ok(age(first)),
+            // Before every record kept: it came back to the head (or was promoted) after its
+            // record was dropped, and when it was pushed is not known.
+            [(_, score), ..] if *score > id as f64 => return Ok(None),
             [(first, _)] => first.clone(),
             [(first, _), (_, next)] if *next > id as f64 => first.clone(),
             // The head moved on since the reaper last dropped records: look its push up.

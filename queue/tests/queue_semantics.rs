@@ -604,6 +604,24 @@ async fn the_age_of_the_oldest_waiting_job_is_read_from_its_push() {
         client.complete(&job, None).await.unwrap();
     }
     assert_eq!(oldest().await, None, "nothing waits again");
+
+    // A job back at the head after the record of its push was dropped: its age is unknown,
+    // not guessed.
+    let x = manager.push(json!("x")).await.unwrap();
+    manager.push(json!("y")).await.unwrap();
+    {
+        let doomed = Client::new("aged", opts(&redis)).await.unwrap();
+        let job = within("x", doomed.i_am_free(None)).await.unwrap();
+        assert_eq!(job.id, x);
+        // y is the head now; the reaper drops x's record, then x's lease runs out.
+        eventually("x's record dropped", || async { records() == 1 }).await;
+    }
+    eventually("x back at the head", || async {
+        inspector.stats().await.unwrap().expired == 1
+    })
+    .await;
+    let stats = inspector.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.oldest_waiting_age_ms), (2, None));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1100,7 +1118,27 @@ async fn the_inspector_works_with_a_read_only_acl_user() {
     let id = manager.push(json!({"n": 1})).await.unwrap();
     let reader = opts(&redis).redis(redis.url_with_auth("sque-reader:s3cret"));
     let inspector = Inspector::new("ro", reader.clone()).await.unwrap();
-    assert_eq!(inspector.stats().await.unwrap().waiting, 1);
+    let stats = inspector.stats().await.unwrap();
+    assert_eq!(stats.waiting, 1);
+    assert!(stats.oldest_waiting_age_ms.is_some(), "{stats:?}");
+    // A reader made by the ACL of an earlier release, without +time: its counts still read.
+    let older = acl
+        .replace("sque-reader", "sque-older")
+        .replace("+time", "");
+    let words: Vec<&str> = older.split_whitespace().collect();
+    let _: () = query(&redis, &words);
+    let older = opts(&redis).redis(redis.url_with_auth("sque-older:s3cret"));
+    let stats = Inspector::new("ro", older)
+        .await
+        .unwrap()
+        .stats()
+        .await
+        .unwrap();
+    assert_eq!(stats.waiting, 1);
+    assert!(
+        stats.oldest_waiting_age_ms.is_some(),
+        "this machine's clock then"
+    );
     let job = inspector.job(&id).await.unwrap().expect("the job");
     assert_eq!(job.data, Some(json!({"n": 1})));
     assert_eq!(job.state, sque::JobState::Waiting);

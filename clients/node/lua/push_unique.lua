@@ -29,7 +29,8 @@ local k = u.keys(base)
 -- error comes before anything is written.
 local holders = redis.call('HMGET', k.held, unpack(keys))
 local now = now_ms()
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+-- The last id given, read as HINCRBY reads it (a seq that is not a number is refused).
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 0)
 local last = seq
 -- taken[key]: the id of the job of this call that takes the key; out: the reply.
 local taken, out = {}, {0}
@@ -80,7 +81,7 @@ since_1_1().require_feature(KEYS[1], s.requires, 'unique')
 if last == seq then return out end
 local first = seq + 1
 out[1] = first
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', last))
+redis.call('HINCRBY', KEYS[1], 'seq', last - seq)
 redis.call('HSET', KEYS[3], unpack(data))
 redis.call('HSET', k.held, unpack(held))
 redis.call('HSET', k.of, unpack(of))

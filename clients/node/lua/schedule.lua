@@ -52,9 +52,9 @@ if #data > 0 then
   redis.call('HSET', KEYS[2], unpack(data))
   redis.call('ZADD', KEYS[3], unpack(members))
 end
--- When they were pushed (`pushed`, as push records it): a scheduled job's age counts from
--- its push.
-redis.call('ZADD', key_base(KEYS[1]) .. 'pushed', first, string.format('%d|%d', first, now))
+-- When they are due, as `pushed` records a push (the earliest of the call): a scheduled job
+-- waits from then on.
+redis.call('ZADD', key_base(KEYS[1]) .. 'pushed', first, string.format('%d|%d', first, math.max(soonest, now)))
 -- Promoters sleep until the soonest job they know of: one sooner than that wakes them.
 if not earliest or soonest < tonumber(earliest) then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'scheduled')

@@ -174,7 +174,12 @@ fn print_tables(rows: &[Row]) {
                     false => s.queue.clone(),
                 },
                 s.waiting.to_string(),
-                s.oldest_waiting_age_ms.map_or("-".to_string(), age_text),
+                match (s.oldest_waiting_age_ms, s.waiting) {
+                    (Some(ms), _) => age_text(ms),
+                    (None, 0) => "-".to_string(),
+                    // Jobs wait, but when the head was pushed is not known.
+                    (None, _) => "?".to_string(),
+                },
                 s.in_flight.to_string(),
                 s.delayed.to_string(),
                 s.scheduled.to_string(),

@@ -77,7 +77,7 @@ impl QueueFigures {
         let oldest_waiting_age = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "sque_queue_oldest_waiting_age_seconds",
-            "How long ago the job at the head of the queue (the next to go) was pushed; 0 when none waits (all hosts)",
+            "How long ago the job at the head of the queue (the next to go) was pushed; 0 when none waits, NaN when not known (all hosts)",
             oldest_waiting_age.clone(),
         );
         let read_errors = Counter::default();
@@ -120,8 +120,14 @@ impl QueueFigures {
                 set(&self.paused, u64::from(stats.paused));
                 set(&self.dead, stats.dead);
                 set(&self.workers, stats.workers);
+                // NaN when jobs wait but when the head was pushed is not known (not 0, which
+                // says that none waits).
                 self.oldest_waiting_age
-                    .set(stats.oldest_waiting_age_ms.unwrap_or(0) as f64 / 1000.0);
+                    .set(match (stats.oldest_waiting_age_ms, stats.waiting) {
+                        (Some(ms), _) => ms as f64 / 1000.0,
+                        (None, 0) => 0.0,
+                        (None, _) => f64::NAN,
+                    });
             }
             Err(e) => {
                 self.read_errors.inc();

@@ -57,12 +57,12 @@ if #items > 0 then
 end
 -- When this call's jobs were pushed, once for all of them ("pushed"; read for the age of the
 -- oldest waiting job).
-redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now_ms()))
+local now = now_ms()
+redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now))
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap; a paused queue serves no one.
 if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
 if KEYS[7] then
-  local now = now_ms()
   local srv = server()
   local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
   srv.dispatch_stored(srv.serving(base, serving, now),

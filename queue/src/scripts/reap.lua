@@ -10,15 +10,15 @@
 --     has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
 --     older versions (the list `dead`) are moved into it;
---  6. push times (`pushed`) older than the push of the job at the head of `waiting` are
+--  6. push records (`pushed`) older than the one of the job at the head of `waiting` are
 --     dropped (all but the newest when nothing waits): the head is the oldest waiting job,
 --     the one whose age is read.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] delayed  KEYS[5] dead_at
 -- KEYS[6] errors  KEYS[7] stats  KEYS[8] results  KEYS[9] results_at  KEYS[10] workers
 -- KEYS[11] requests  KEYS[12] jobs  KEYS[13] dead (the list of versions before the sorted set)
 -- ARGV[1] the caller's protocol version  ARGV[2] batch limit
--- Returns {expired, promoted, dropped results, dead entries trimmed or moved, the queue's
--- lease ms}; a full batch of any means "call again".
+-- Returns {expired, promoted, dropped results (or push records, whichever more), dead entries
+-- trimmed or moved, the queue's lease ms}; a full batch of any means "call again".
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'lease', 'result_ttl', 'result_max', 'dead_max', 'dead_ttl')
 local now = now_ms()
@@ -88,23 +88,27 @@ for _, token in ipairs(moved) do
 end
 local trimmed = graveyard().trim(k, s, now, limit)
 
--- A job that comes back to the head later (its lease expired, its backoff ended) is older
--- than what is kept: its age is then read as at least that of the oldest push kept.
+-- Push records before the one of the job at the head: no waiting job needs them. (A job
+-- that comes back to the head later, its lease expired or its backoff over, has no record
+-- then: its age is unknown.) A head that is not a job item keeps them all.
 local pushed = key_base(KEYS[1]) .. 'pushed'
 local head = redis.call('LRANGE', KEYS[3], 0, 0)[1]
-local head_id = head and parse_item(head)
-local keep
-if head_id then
-  keep = redis.call('ZRANGE', pushed, head_id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
-else
+local keep, old = nil, {}
+if not head then
   keep = redis.call('ZRANGE', pushed, -1, -1, 'WITHSCORES')[2]
+else
+  local head_id = parse_item(head)
+  if head_id then
+    keep = redis.call('ZRANGE', pushed, head_id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+  end
 end
 if keep then
-  local old = redis.call('ZRANGE', pushed, '-inf', '(' .. keep, 'BYSCORE', 'LIMIT', 0, limit)
+  old = redis.call('ZRANGE', pushed, '-inf', '(' .. keep, 'BYSCORE', 'LIMIT', 0, limit)
   if #old > 0 then redis.call('ZREM', pushed, unpack(old)) end
 end
 
 if #expired + #due > 0 and redis.call('LLEN', KEYS[11]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'requeued')
 end
-return {#expired, #due, #dropped, math.max(#moved, trimmed), s.lease}
+-- A full batch of push records dropped counts as a full batch of results: call again.
+return {#expired, #due, math.max(#dropped, #old), math.max(#moved, trimmed), s.lease}

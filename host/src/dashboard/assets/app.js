@@ -53,6 +53,8 @@ function age(ms) {
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
+// The oldest waiting job's age; "unknown" when jobs wait but its push is not on record.
+const oldest = (s) => (s.oldest_waiting_age_ms === null && s.waiting > 0 ? 'unknown' : age(s.oldest_waiting_age_ms));
 const stamp = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '—');
 
 async function api(path, options = {}) {
@@ -115,7 +117,7 @@ function queuesPage(snap) {
   const rows = snap.queues.map((s) => h('tr', { 'data-queue': s.queue },
     h('td', {}, h('a', { href: `#/queue/${q(s.queue)}` }, s.queue), s.paused ? h('span', { class: 'paused' }, ' (paused)') : null),
     h('td', { class: 'n', 'data-count': 'waiting' }, num(s.waiting)),
-    h('td', { class: 'n', 'data-count': 'oldest' }, age(s.oldest_waiting_age_ms)),
+    h('td', { class: 'n', 'data-count': 'oldest' }, oldest(s)),
     h('td', { class: 'n', 'data-count': 'in_flight' }, num(s.in_flight)),
     h('td', { class: 'n', 'data-count': 'scheduled' }, num(s.scheduled)),
     h('td', { class: 'n', 'data-count': 'delayed' }, num(s.delayed)),
@@ -180,7 +182,7 @@ function queuePage(snap, name) {
     h('h1', {}, name, s.paused ? h('span', { class: 'paused' }, ' (paused: nothing is handed out)') : null),
     h('div', { class: 'cards' },
       card('waiting', 'waiting', s.waiting),
-      h('div', { class: 'card', 'data-count': 'oldest' }, h('div', { class: 'v' }, age(s.oldest_waiting_age_ms)), h('div', { class: 'k' }, 'oldest waiting')),
+      h('div', { class: 'card', 'data-count': 'oldest' }, h('div', { class: 'v' }, oldest(s)), h('div', { class: 'k' }, 'oldest waiting')),
       card('in_flight', 'in flight', s.in_flight),
       card('scheduled', 'scheduled', s.scheduled), card('delayed', 'retrying', s.delayed),
       card('dead', 'dead', s.dead, `#/queue/${q(name)}/dead`), card('workers', 'workers', s.workers),
