@@ -230,7 +230,8 @@ async fn every_route_needs_a_user_and_changes_need_the_csrf_token() {
     let evil = ("Origin", "http://evil.example");
     // Without the token, with another, as a form, unsigned, or from a page of another site:
     // refused. Then the same, right: done; and an action that is none.
-    let tried: [(&str, &[(&str, &str)], &str, u16); 7] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let tried: [(&str, Headers, &str, u16); 7] = [
         (purge, &[auth, json], body, 403),
         (purge, &[auth, json, ("x-sque-csrf", "0000")], body, 403),
         (purge, &[auth, form, token], "all=true", 415),

@@ -131,6 +131,10 @@ pub struct DeadJob {
     pub problem: Option<String>,
 }
 
+/// What [`Inspector::stats`] reads for the oldest waiting job's age: the head item of
+/// `waiting`, the two oldest push records (with their scores) and Redis's clock.
+type HeadReading = (Vec<String>, Vec<(String, f64)>, (u64, u64));
+
 /// A page of the dead list ([`Inspector::dead_page`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct DeadPage {
@@ -315,7 +319,7 @@ impl Inspector {
     async fn oldest_waiting_age(
         &self,
         con: &mut crate::backend::Conn,
-        (head, oldest, (secs, micros)): (Vec<String>, Vec<(String, f64)>, (u64, u64)),
+        (head, oldest, (secs, micros)): HeadReading,
     ) -> Result<Option<u64>> {
         let Some(head) = head.first() else {
             return Ok(None);
