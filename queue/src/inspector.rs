@@ -92,6 +92,9 @@ pub struct RunningJob {
     pub progress: Option<Value>,
     /// The worker that held it at that worker's last renewal, if one did.
     pub holder: Option<String>,
+    /// When that worker took it (its lease began), in ms since the epoch on Redis's clock,
+    /// as its renewals say; `None` before the first.
+    pub started: Option<u64>,
 }
 
 /// A worker of the queue (a host's slots, a library client), alive by its heartbeat.
@@ -387,29 +390,46 @@ impl Inspector {
             mget.arg(k.progress(token.id.as_str()));
         }
         let progress: Vec<Option<Raw>> = mget.query_async(&mut con).await?;
-        let workers = self.workers(MAX_WORKERS_READ).await?;
+        let workers = self.read_workers(MAX_WORKERS_READ).await?;
         let holder = |id: &JobId| {
-            workers
-                .iter()
-                .find(|w| w.holds.contains(id))
-                .map(|w| w.id.clone())
+            workers.iter().find_map(|(w, since)| {
+                let i = w.holds.iter().position(|held| held == id)?;
+                Some((w.id.clone(), since[i]))
+            })
         };
         Ok(running
             .into_iter()
             .zip(progress)
-            .map(|((token, lease_until), progress)| RunningJob {
-                holder: holder(&token.id),
-                id: token.id,
-                attempt: token.attempt,
-                lease_until,
-                progress: progress.map(|p| json_or_text(&p).0),
+            .map(|((token, lease_until), progress)| {
+                let (holder, started) = holder(&token.id).unzip();
+                (token, lease_until, progress, holder, started.flatten())
             })
+            .map(
+                |(token, lease_until, progress, holder, started)| RunningJob {
+                    holder,
+                    started,
+                    id: token.id,
+                    attempt: token.attempt,
+                    lease_until,
+                    progress: progress.map(|p| json_or_text(&p).0),
+                },
+            )
             .collect())
     }
 
     /// Up to `limit` live workers, those whose heartbeat runs out soonest first, each with what
     /// it said of itself and the jobs it held at its last renewal: two reads.
     pub async fn workers(&self, limit: usize) -> Result<Vec<WorkerInfo>> {
+        Ok(self
+            .read_workers(limit)
+            .await?
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect())
+    }
+
+    /// As [`Inspector::workers`], each with when it took each job it holds (beside `holds`).
+    async fn read_workers(&self, limit: usize) -> Result<Vec<(WorkerInfo, Vec<Option<u64>>)>> {
         let k = &self.queue.keys;
         if limit == 0 {
             return Ok(Vec::new());
@@ -438,23 +458,31 @@ impl Inspector {
                     .as_deref()
                     .and_then(|i| serde_json::from_slice(i).ok())
                     .unwrap_or(Value::Null);
-                let holds = said[1]
+                // "TOKEN@MS ..." (or "TOKEN ..." from a worker of an earlier version).
+                let (holds, since): (Vec<JobId>, Vec<Option<u64>>) = said[1]
                     .as_deref()
                     .map(|h| {
                         String::from_utf8_lossy(h)
                             .split(' ')
-                            .filter_map(|t| Token::parse(t).ok().map(|t| t.id))
-                            .collect()
+                            .filter_map(|entry| {
+                                let (token, since) = match entry.split_once('@') {
+                                    Some((token, ms)) => (token, ms.parse().ok()),
+                                    None => (entry, None),
+                                };
+                                Token::parse(token).ok().map(|t| (t.id, since))
+                            })
+                            .unzip()
                     })
                     .unwrap_or_default();
-                WorkerInfo {
+                let worker = WorkerInfo {
                     id,
                     heartbeat_until: until as u64,
                     host: info["host"].as_str().map(str::to_string),
                     pid: info["pid"].as_u64(),
                     started: info["started"].as_u64(),
                     holds,
-                }
+                };
+                (worker, since)
             })
             .collect())
     }

@@ -1146,12 +1146,29 @@ async fn the_inspector_works_with_a_read_only_acl_user() {
     assert!(inspector.schedules().await.unwrap().is_empty());
     // A worker holding the job: who it is, and that it holds the job, once it has renewed.
     let client = Client::new("ro", opts(&redis)).await.unwrap();
+    let before = redis_now_ms(&redis);
     let held = within("the job", client.i_am_free(None)).await.unwrap();
+    let taken = redis_now_ms(&redis);
     eventually("the holder named at its renewal", || async {
         let running = inspector.running(10).await.unwrap();
         running.len() == 1 && running[0].holder.as_deref() == Some(client.worker_id())
     })
     .await;
+    // Since when it holds it: when its lease began, kept through later renewals.
+    let started = inspector.running(10).await.unwrap()[0].started;
+    assert!(
+        started.is_some_and(|at| (before..=taken).contains(&at)),
+        "{started:?} not within {before}..={taken}"
+    );
+    let renewals = || {
+        query::<i64>(
+            &redis,
+            &["PTTL", &format!("sque:{{ro}}:held:{}", client.worker_id())],
+        )
+    };
+    let first = renewals();
+    eventually("a later renewal", || async { renewals() > first }).await;
+    assert_eq!(inspector.running(10).await.unwrap()[0].started, started);
     let workers = inspector.workers(10).await.unwrap();
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].holds, vec![held.id.clone()]);

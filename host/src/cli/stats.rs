@@ -227,6 +227,7 @@ fn print_tables(rows: &[Row]) {
                 "job",
                 "attempt",
                 "held by",
+                "since",
                 "lease until",
                 "progress",
             ],
@@ -237,6 +238,7 @@ fn print_tables(rows: &[Row]) {
                         job.id.to_string(),
                         job.attempt.to_string(),
                         holder_text(job.holder.as_deref(), &r.workers),
+                        job.started.map_or("-".to_string(), time_text),
                         time_text(job.lease_until),
                         progress_text(job.progress.as_ref()),
                     ]

@@ -2,7 +2,8 @@
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
 -- then the n tokens, then the worker's pending request entries "W:S".
--- The tokens still held are kept in "P:{Q}:held:W", space-separated, for one lease.
+-- The tokens still held are kept in "P:{Q}:held:W", space-separated, each with when its
+-- lease began ("TOKEN@MS", Redis's clock), for one lease.
 -- Returns {reannounced, lease ms, {stale token, ...}, {cancelled token, ...}}: a stale token
 -- that was cancelled (`cancel`) is in both lists. When the heartbeat had run out, a manager
 -- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
@@ -12,10 +13,20 @@ local s = open_call(KEYS[1], ARGV[1], 'lease')
 local now = now_ms()
 local reannounced, stale, held = 0, {}, {}
 local ntokens = tonumber(ARGV[3])
+-- When each lease began ("TOKEN@MS" in held:W), kept from renewal to renewal; at a token's
+-- first renewal, its lease's end before this renewal less the queue's lease.
+local held_by = key_base(KEYS[1]) .. 'held:' .. ARGV[2]
+local began = {}
+local before = redis.call('GET', held_by)
+if before then
+  for token, ms in string.gmatch(before, '([^ @]+)@(%d+)') do began[token] = ms end
+end
 for i = 4, 3 + ntokens do
-  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+  local until_before = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if until_before then
     redis.call('ZADD', KEYS[2], 'XX', now + s.lease, ARGV[i])
-    held[#held + 1] = ARGV[i]
+    held[#held + 1] = ARGV[i] .. '@' ..
+      (began[ARGV[i]] or string.format('%d', tonumber(until_before) - s.lease))
   else
     stale[#stale + 1] = ARGV[i]
   end
@@ -31,7 +42,6 @@ end
 -- A worker's heartbeat lasts one lease, and so does the list of what it holds (for
 -- inspectors: which worker holds which job).
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
-local held_by = key_base(KEYS[1]) .. 'held:' .. ARGV[2]
 if #held > 0 then
   redis.call('SET', held_by, table.concat(held, ' '), 'PX', s.lease)
 else

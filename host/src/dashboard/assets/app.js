@@ -174,6 +174,7 @@ function queuePage(snap, name) {
       h('td', {}, h('a', { href: `#/queue/${q(name)}/job/${q(j.id)}` }, j.id)),
       h('td', { class: 'n' }, j.attempt),
       h('td', {}, j.holder ? `${j.holder}${w && w.host ? ` (${w.host}${w.pid ? `, pid ${w.pid}` : ''})` : ''}` : '—'),
+      h('td', {}, j.started ? age(Math.max(0, snap.at - j.started)) : '—'),
       h('td', {}, when(j.lease_until, snap.at)),
       h('td', {}, progressText(j.progress)));
   });
@@ -192,7 +193,7 @@ function queuePage(snap, name) {
     chart(s.history),
     h('h2', {}, `In flight${s.in_flight > s.running.length ? ` (the ${s.running.length} renewed longest ago of ${num(s.in_flight)})` : ''}`),
     running.length ? h('table', { 'data-test': 'running' },
-      h('thead', {}, h('tr', {}, ['Job', 'Attempt', 'Held by', 'Lease ends', 'Progress'].map((t, i) => h('th', { class: i === 1 ? 'n' : null }, t)))),
+      h('thead', {}, h('tr', {}, ['Job', 'Attempt', 'Held by', 'Running for', 'Lease ends', 'Progress'].map((t, i) => h('th', { class: i === 1 ? 'n' : null }, t)))),
       h('tbody', {}, running)) : h('p', { class: 'muted' }, 'No job runs now.'),
     h('p', {}, h('a', { href: `#/queue/${q(name)}/dead` }, 'Dead list'), ' · ', h('a', { href: '#/workers' }, 'Workers')),
   ];
