@@ -86,8 +86,8 @@ impl Queues {
     pub async fn read_running(&self, rows: &mut [Row]) -> anyhow::Result<()> {
         for row in rows.iter_mut() {
             if let Some(inspector) = self.inspector(&row.stats.queue) {
-                row.running = inspector.running(RUNNING_SHOWN).await?;
-                row.workers = inspector.workers(WORKERS_SHOWN).await?;
+                (row.running, row.workers) =
+                    inspector.in_flight(RUNNING_SHOWN, WORKERS_SHOWN).await?;
             }
         }
         Ok(())

@@ -363,26 +363,43 @@ impl Inspector {
     }
 
     /// Up to `limit` jobs in flight, those whose lease runs out soonest first (the longest
-    /// since their holder renewed), each with its latest progress report: two reads.
+    /// since their holder renewed), each with its latest progress report: three reads.
     pub async fn running(&self, limit: usize) -> Result<Vec<RunningJob>> {
+        Ok(self.in_flight(limit, 0).await?.0)
+    }
+
+    /// [`Inspector::running`] and [`Inspector::workers`] together, the workers read once for
+    /// both (the holders of jobs in flight are found among them).
+    pub async fn in_flight(
+        &self,
+        running: usize,
+        workers: usize,
+    ) -> Result<(Vec<RunningJob>, Vec<WorkerInfo>)> {
         let k = &self.queue.keys;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut con = self.queue.con.clone();
-        let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(&k.leases)
-            .arg(0)
-            .arg(limit - 1)
-            .arg("WITHSCORES")
-            .query_async(&mut con)
-            .await?;
+        let leases: Vec<(String, f64)> = match running {
+            0 => Vec::new(),
+            n => {
+                redis::cmd("ZRANGE")
+                    .arg(&k.leases)
+                    .arg(0)
+                    .arg(n - 1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut con)
+                    .await?
+            }
+        };
         let running: Vec<(Token, u64)> = leases
             .into_iter()
             .filter_map(|(token, until)| Token::parse(&token).ok().map(|t| (t, until as u64)))
             .collect();
+        let read = match running.is_empty() {
+            true => workers,
+            false => workers.max(MAX_WORKERS_READ),
+        };
+        let mut read = self.read_workers(read).await?;
         if running.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), read.into_iter().map(|(w, _)| w).collect()));
         }
         // One slot holds every key of the queue, so one MGET reads them all on a Cluster too.
         let mut mget = redis::cmd("MGET");
@@ -390,31 +407,29 @@ impl Inspector {
             mget.arg(k.progress(token.id.as_str()));
         }
         let progress: Vec<Option<Raw>> = mget.query_async(&mut con).await?;
-        let workers = self.read_workers(MAX_WORKERS_READ).await?;
         let holder = |id: &JobId| {
-            workers.iter().find_map(|(w, since)| {
+            read.iter().find_map(|(w, since)| {
                 let i = w.holds.iter().position(|held| held == id)?;
                 Some((w.id.clone(), since[i]))
             })
         };
-        Ok(running
+        let jobs = running
             .into_iter()
             .zip(progress)
             .map(|((token, lease_until), progress)| {
                 let (holder, started) = holder(&token.id).unzip();
-                (token, lease_until, progress, holder, started.flatten())
-            })
-            .map(
-                |(token, lease_until, progress, holder, started)| RunningJob {
+                RunningJob {
                     holder,
-                    started,
+                    started: started.flatten(),
                     id: token.id,
                     attempt: token.attempt,
                     lease_until,
                     progress: progress.map(|p| json_or_text(&p).0),
-                },
-            )
-            .collect())
+                }
+            })
+            .collect();
+        read.truncate(workers);
+        Ok((jobs, read.into_iter().map(|(w, _)| w).collect()))
     }
 
     /// Up to `limit` live workers, those whose heartbeat runs out soonest first, each with what
