@@ -21,13 +21,14 @@ const HISTORY: usize = 120;
 
 /// What the pages are sent.
 #[derive(Serialize)]
-pub struct Snapshot {
+pub struct Snapshot<'a> {
     /// Which read this is (1 for the first): pages that got the same number got the same
     /// read.
     pub seq: u64,
     /// When it was read, in ms since the epoch (this machine's clock).
     pub at: u64,
-    pub queues: Vec<QueueView>,
+    /// The queues as last read (kept between reads: a failed read shows the one before).
+    pub queues: &'a [QueueView],
     /// Why the last read failed, if it did (the queues are then the read before).
     pub error: Option<String>,
 }
@@ -168,11 +169,10 @@ async fn read_while_watched(
             at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            queues: std::mem::take(&mut shown),
+            queues: &shown,
             error,
         };
         let json = serde_json::to_string(&snapshot).expect("a snapshot always serializes");
-        shown = snapshot.queues;
         snapshots.latest.send_replace(Arc::new(json));
     }
 }
