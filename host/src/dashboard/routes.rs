@@ -25,6 +25,10 @@ use sque::{Admin, DeadJobs, Inspector, JobId};
 
 use super::auth::{Access, Verdict};
 use super::snapshot::Snapshots;
+use crate::sandbox::cut;
+
+/// The most bytes of a bad id or action an error repeats.
+const SHOWN: usize = 64;
 
 /// The most dead jobs one page of the list shows.
 const MAX_PAGE: usize = 200;
@@ -295,7 +299,7 @@ async fn job(
             StatusCode::BAD_REQUEST,
             format!(
                 "{:?} is not a job id: ids are numbers, as push prints them",
-                cut(&id)
+                cut(&id, SHOWN)
             ),
         ));
     }
@@ -362,7 +366,7 @@ async fn dead_action(
                 StatusCode::NOT_FOUND,
                 format!(
                     "{:?} is no action on the dead list: use retry or purge",
-                    cut(&action)
+                    cut(&action, SHOWN)
                 ),
             ))
         }
@@ -374,13 +378,6 @@ async fn dead_action(
         report.refused.len()
     );
     Ok(Json(report).into_response())
-}
-
-fn cut(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// A request that failed: a status and one line, as JSON `{"error": ...}`.
