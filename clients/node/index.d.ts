@@ -126,6 +126,11 @@ export class Job {
   readonly requestId: string | undefined;
   /** The fencing token of this delivery: ID|ATTEMPT|MAX. */
   readonly token: string;
+  /**
+   * How long the job waited in the queue, from its push to this delivery (ms, Redis's clock);
+   * undefined for a retry, or when the queue no longer kept its push time.
+   */
+  readonly waited?: number;
   /** Whether complete, fail or release was called. */
   readonly ended: boolean;
   /** Marks the job done, keeping `result` readable through manager.wait(id). Rejects with code "stale_lease" when the lease ran out. */

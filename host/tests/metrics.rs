@@ -135,6 +135,11 @@ async fn a_scrape_counts_what_the_host_did_and_reads_the_queue_once_an_interval(
     assert_eq!(s("sque_jobs_released_total"), 0.0);
     assert_eq!(s("sque_acks_refused_stale_total"), 0.0);
     assert_eq!(s("sque_jobs_cancelled_total"), 0.0);
+    assert_eq!(
+        s("sque_job_wait_seconds"),
+        9.0,
+        "observations: the first attempts (a retry's wait is not a push's)"
+    );
     assert_eq!(s("sque_job_run_seconds"), 11.0, "observations");
     assert_eq!(s("sque_ack_seconds"), 11.0, "observations");
     assert_eq!(s("sque_instance_creation_seconds"), 11.0, "observations");

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,6 +71,15 @@ impl Job {
     pub fn is_cancelled(&self) -> bool {
         self.lease.cancelled.is_cancelled()
     }
+
+    /// How long the job has waited since it was pushed, as of now: its wait in the queue, from
+    /// its push to its delivery (measured on Redis's clock), and the time since this client
+    /// received it. `None` for a retry, and for a first attempt whose push time the queue no
+    /// longer kept (docs/METRICS.md, `sque_job_wait_seconds`).
+    pub fn waited(&self) -> Option<Duration> {
+        let queued = self.lease.queued?;
+        Some(queued + self.lease.received.elapsed())
+    }
 }
 
 /// The lease under which a job was delivered. Shared by every clone of a [`Job`], so the
@@ -79,13 +89,20 @@ pub(crate) struct Lease {
     pub token: String,
     /// Cancelled when the client hears that the job was cancelled.
     pub cancelled: CancellationToken,
+    /// How long the job waited in the queue before this delivery, when the delivery said.
+    pub queued: Option<Duration>,
+    /// When this client received the delivery.
+    pub received: Instant,
 }
 
 impl Lease {
-    pub fn new(token: String) -> Lease {
+    /// The lease of a delivery received now, after `queued` in the queue.
+    pub fn delivered(token: String, queued: Option<Duration>) -> Lease {
         Lease {
             token,
             cancelled: CancellationToken::new(),
+            queued,
+            received: Instant::now(),
         }
     }
 }

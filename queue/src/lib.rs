@@ -95,4 +95,4 @@ pub use wire::LastError;
 /// The protocol this library speaks, stored in each queue's `meta` hash and given to every
 /// script, which refuses a caller of another major version. A queue created with another
 /// major version is refused: its keys may not mean what we think they mean.
-pub const PROTOCOL_VERSION: &str = "1.1";
+pub const PROTOCOL_VERSION: &str = "1.2";

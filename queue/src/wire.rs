@@ -5,7 +5,9 @@
 //! - an *item* in `waiting`: `ID|ATTEMPTS` or `ID|ATTEMPTS|MAX`;
 //! - a *token* in `leases`, `delayed` and `dead`: `ID|ATTEMPT|MAX`;
 //! - a *delivery* (an inbox entry, or one of `exchange`'s replies):
-//!   `{"r":"SEQ","t":"TOKEN","d":DATA}`, the data inlined last as it was pushed.
+//!   `{"r":"SEQ","t":"TOKEN","d":DATA}`, the data inlined last as it was pushed; since protocol
+//!   1.2, `{"r":"SEQ","t":"TOKEN","w":MS,"d":DATA}` for a first attempt whose push is recorded
+//!   (how long it waited in the queue), to a worker that recorded 1.2 or later.
 //!
 //! Job ids are decimal (the push script assigns them from a counter); attempts and limits are
 //! decimal numbers of at most nine digits, so that they fit a `u32` after one more attempt.
@@ -79,6 +81,9 @@ pub struct Delivery {
     pub token: String,
     pub id: JobId,
     pub attempt: u32,
+    /// How long the job waited between its push and this delivery, in ms on Redis's clock:
+    /// for a first attempt whose push the queue still had a record of.
+    pub waited_ms: Option<u64>,
     pub data: Result<Value, String>,
 }
 
@@ -87,7 +92,7 @@ pub struct Delivery {
 /// whose `data` says why, so that the worker can record the job as poison.
 pub fn parse_delivery(entry: &[u8]) -> Result<Delivery, String> {
     let envelope;
-    let (request, token, data) = match split_envelope(entry) {
+    let (request, token, waited_ms, data) = match split_envelope(entry) {
         Some(parts) => parts,
         None => {
             envelope = serde_json::from_slice::<Envelope>(entry).map_err(|_| {
@@ -99,6 +104,7 @@ pub fn parse_delivery(entry: &[u8]) -> Result<Delivery, String> {
             (
                 envelope.r.as_str(),
                 envelope.t.as_str(),
+                envelope.w,
                 envelope.d.get().as_bytes(),
             )
         }
@@ -112,6 +118,7 @@ pub fn parse_delivery(entry: &[u8]) -> Result<Delivery, String> {
         id: parsed.id,
         attempt: parsed.attempt,
         token: token.to_string(),
+        waited_ms,
         data: parse_data(data),
     })
 }
@@ -139,25 +146,38 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 struct Envelope {
     r: String,
     t: String,
+    #[serde(default)]
+    w: Option<u64>,
     d: Box<serde_json::value::RawValue>,
 }
 
-/// The request number, token and raw data of an envelope: the fixed prefix the scripts
-/// write (`{"r":"SEQ","t":"TOKEN","d":`, then the data, then `}`), read without parsing the
-/// data, so that data which is not JSON does not hide the token. Envelopes in another key
-/// order (written by another implementation) are read as JSON.
-fn split_envelope(entry: &[u8]) -> Option<(&str, &str, &[u8])> {
+/// The request number, token, wait and raw data of an envelope: the fixed prefix the scripts
+/// write (`{"r":"SEQ","t":"TOKEN",`, then `"w":MS,` or nothing, then `"d":`, then the data,
+/// then `}`), read without parsing the data, so that data which is not JSON does not hide the
+/// token. Envelopes in another key order (written by another implementation) are read as JSON.
+fn split_envelope(entry: &[u8]) -> Option<(&str, &str, Option<u64>, &[u8])> {
     let rest = entry.strip_prefix(br#"{"r":""#)?;
     let end = rest.iter().position(|b| *b == b'"')?;
     let (request, rest) = rest.split_at(end);
     let rest = rest.strip_prefix(br#"","t":""#)?;
     let end = rest.iter().position(|b| *b == b'"')?;
     let (token, rest) = rest.split_at(end);
-    let rest = rest.strip_prefix(br#"","d":"#)?;
+    let rest = rest.strip_prefix(br#"","#)?;
+    let (waited_ms, rest) = match rest.strip_prefix(br#""w":"#) {
+        Some(rest) => {
+            let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+            let (digits, rest) = rest.split_at(end);
+            let ms = std::str::from_utf8(digits).ok()?.parse().ok()?;
+            (Some(ms), rest.strip_prefix(b",")?)
+        }
+        None => (None, rest),
+    };
+    let rest = rest.strip_prefix(br#""d":"#)?;
     let data = rest.strip_suffix(b"}")?;
     Some((
         std::str::from_utf8(request).ok()?,
         std::str::from_utf8(token).ok()?,
+        waited_ms,
         data,
     ))
 }
@@ -268,8 +288,32 @@ mod tests {
         assert!(d.data.is_err(), "invalid UTF-8 is not JSON");
 
         let d = parse_delivery(br#"{"d":[1], "t":"3|2|5", "r":"9"}"#).unwrap();
-        assert_eq!((d.request, d.attempt), (9, 2));
+        assert_eq!((d.request, d.attempt, d.waited_ms), (9, 2, None));
         assert_eq!(d.data.unwrap(), serde_json::json!([1]));
+    }
+
+    #[test]
+    fn a_delivery_may_carry_its_wait_before_the_data() {
+        let d = parse_delivery(br#"{"r":"7","t":"12|1|5","w":1500,"d":{"a":1}}"#).unwrap();
+        assert_eq!(
+            (d.request, d.token.as_str(), d.waited_ms),
+            (7, "12|1|5", Some(1500))
+        );
+        assert_eq!(d.data.unwrap()["a"], 1);
+        let d = parse_delivery(br#"{"r":"7","t":"12|1|5","w":0,"d":{not json}}"#).unwrap();
+        assert_eq!((d.token.as_str(), d.waited_ms), ("12|1|5", Some(0)));
+        assert!(d.data.is_err(), "poison keeps its token after a wait");
+        let d = parse_delivery(br#"{"r":"7","t":"12|1|5","d":{"w":3}}"#).unwrap();
+        assert_eq!(d.waited_ms, None, "a \"w\" in the data is the data's");
+        let d = parse_delivery(br#"{"w":4, "d":[1], "t":"3|1|5", "r":"9"}"#).unwrap();
+        assert_eq!((d.request, d.waited_ms), (9, Some(4)));
+        for bad in [
+            &br#"{"r":"1","t":"1|1|5","w":,"d":1}"#[..],
+            br#"{"r":"1","t":"1|1|5","w":-1,"d":1}"#,
+            br#"{"r":"1","t":"1|1|5","w":99999999999999999999999,"d":1}"#,
+        ] {
+            assert!(parse_delivery(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

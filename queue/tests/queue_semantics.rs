@@ -126,6 +126,84 @@ async fn every_role_uses_the_queues_own_lease() {
     );
 }
 
+/// A first attempt comes with how long it waited since its push (the histogram
+/// `sque_job_wait_seconds` of a host): in an exchange's reply, and through the inbox to a
+/// worker that recorded protocol 1.2 at its renew; a worker that recorded none (a 1.1 worker)
+/// is served the delivery it reads, without the wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_attempt_carries_its_wait_to_workers_that_read_it() {
+    let redis = RedisServer::start();
+    // A manager: it brings the retry back when its backoff ends.
+    let producer = Manager::new("waits", opts(&redis)).await.unwrap();
+    let client = Client::new("waits", opts(&redis)).await.unwrap();
+    let redis_ms = || {
+        let t: Vec<u64> = query(&redis, &["TIME"]);
+        t[0] * 1000 + t[1] / 1000
+    };
+    producer.push(json!("waited")).await.unwrap();
+    let pushed = redis_ms();
+    eventually("50 ms on Redis's clock", || async {
+        redis_ms() >= pushed + 50
+    })
+    .await;
+    let job = within("the job", client.i_am_free(None)).await.unwrap();
+    let waited = job.waited().expect("a first attempt's wait");
+    assert!(
+        waited >= Duration::from_millis(50) && waited < Duration::from_secs(60),
+        "{waited:?}"
+    );
+    client.fail(&job, "again").await.unwrap();
+    let retry = within("the retry", async {
+        loop {
+            let job = client.i_am_free(None).await.unwrap();
+            if job.attempt == 2 {
+                break job;
+            }
+        }
+    })
+    .await;
+    assert_eq!(retry.waited(), None, "a retry's wait is not a push's");
+    client.complete(&retry, None).await.unwrap();
+
+    // Two workers' stored requests, served by a push through their inboxes: 101 speaks 1.1
+    // (no entry in `protocols`), 102 recorded 1.2.
+    let far = (redis_ms() + 600_000).to_string();
+    let _: () = query(
+        &redis,
+        &["ZADD", "sque:{waits}:workers", &far, "101", &far, "102"],
+    );
+    let _: () = query(&redis, &["HSET", "sque:{waits}:protocols", "102", "1.2"]);
+    let _: () = query(
+        &redis,
+        &["RPUSH", "sque:{waits}:requests", "101:7", "102:7"],
+    );
+    let ids = producer.push_many([json!("a"), json!("b")]).await.unwrap();
+    let old: Vec<String> = query(&redis, &["LRANGE", "sque:{waits}:inbox:101", "0", "-1"]);
+    let new: Vec<String> = query(&redis, &["LRANGE", "sque:{waits}:inbox:102", "0", "-1"]);
+    let max: String = query(&redis, &["HGET", "sque:{waits}:meta", "max_attempts"]);
+    assert_eq!(
+        old,
+        [format!(r#"{{"r":"7","t":"{}|1|{max}","d":"a"}}"#, ids[0])]
+    );
+    assert_eq!(new.len(), 1);
+    let prefix = format!(r#"{{"r":"7","t":"{}|1|{max}","w":"#, ids[1]);
+    assert!(
+        new[0].starts_with(&prefix) && new[0].ends_with(r#","d":"b"}"#),
+        "{new:?}"
+    );
+    // The client recorded its own version at its renew, and takes it away when it leaves.
+    let speaks: std::collections::HashMap<String, String> =
+        query(&redis, &["HGETALL", "sque:{waits}:protocols"]);
+    assert_eq!(speaks.len(), 2, "{speaks:?}");
+    assert!(
+        speaks.values().all(|v| v == sque::PROTOCOL_VERSION),
+        "{speaks:?}"
+    );
+    client.shutdown().await.unwrap();
+    let left: Vec<String> = query(&redis, &["HKEYS", "sque:{waits}:protocols"]);
+    assert_eq!(left, ["102"]);
+}
+
 /// A request made while jobs wait is served by the call that makes it, and the job comes back
 /// in that call's reply: nothing goes through the worker's inbox (no manager runs here).
 #[tokio::test(flavor = "multi_thread")]

@@ -31,6 +31,11 @@ class Job {
     this.requestId = undefined;
     /** The fencing token of this delivery. */
     this.token = delivery.token;
+    /**
+     * How long the job waited in the queue, from its push to this delivery (ms, Redis's
+     * clock); undefined for a retry, or when the queue no longer kept its push time.
+     */
+    this.waited = delivery.waited;
     /** Whether complete, fail or release was called. */
     this.ended = false;
     this._client = client;
@@ -453,8 +458,8 @@ function stale(job) {
 }
 
 /**
- * A delivery: `{"r":"SEQ","t":"ID|ATTEMPT|MAX","d":DATA}` (docs/PROTOCOL.md, "Wire forms"),
- * read from its fixed prefix without parsing the data first, so that data which is not JSON
+ * A delivery: `{"r":"SEQ","t":"ID|ATTEMPT|MAX","d":DATA}`, or with `"w":MS` (its wait) before
+ * the data (docs/PROTOCOL.md, "Wire forms"), read from its fixed prefix without parsing the data first, so that data which is not JSON
  * does not hide the token; an envelope in another key order is read as JSON. Returns null
  * for an envelope that cannot be read (nothing can be done for it but let its lease run
  * out), and a delivery with `problem` set when its data cannot be given to a worker.
@@ -463,18 +468,21 @@ function parseDelivery(entry) {
   const buf = Buffer.isBuffer(entry) ? entry : Buffer.from(String(entry));
   let request;
   let token;
+  let waited;
   let raw;
-  const head = buf.subarray(0, 96).toString('latin1');
-  const m = /^\{"r":"([^"]*)","t":"([^"]*)","d":/.exec(head);
+  const head = buf.subarray(0, 128).toString('latin1');
+  const m = /^\{"r":"([^"]*)","t":"([^"]*)",(?:"w":(\d{1,15}),)?"d":/.exec(head);
   if (m && buf[buf.length - 1] === 0x7d) {
-    [, request, token] = m;
+    [, request, token, waited] = m;
     raw = buf.subarray(m[0].length, buf.length - 1);
   } else {
     try {
       const e = JSON.parse(buf.toString('utf8'));
       if (typeof e.r !== 'string' || typeof e.t !== 'string' || !('d' in e)) return null;
+      if ('w' in e && !(Number.isSafeInteger(e.w) && e.w >= 0)) return null;
       request = e.r;
       token = e.t;
+      waited = e.w;
       raw = Buffer.from(JSON.stringify(e.d));
     } catch {
       return null;
@@ -483,6 +491,7 @@ function parseDelivery(entry) {
   const t = /^(\d{1,20})\|(\d{1,9})\|(\d{1,9})$/.exec(token);
   if (!/^\d{1,20}$/.test(request) || !t) return null;
   const d = { request: Number(request), token, id: t[1], attempt: Number(t[2]) };
+  if (waited !== undefined) d.waited = Number(waited);
   try {
     d.data = JSON.parse(decoder.decode(raw));
     if (depth(d.data) >= 128) d.problem = 'data is nested 128 levels deep or more; the most allowed is 127';

@@ -110,7 +110,8 @@ if redis.call('LLEN', KEYS[2]) == 0 then
   local requests = {}
   for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
   local srv = server()
-  local served = srv.serve(srv.serving(base, s, now, delivered), KEYS[3], requests)
+  -- The caller runs these scripts: it reads protocol 1.2's deliveries, wait included.
+  local served = srv.serve(srv.serving(base, s, now, delivered), KEYS[3], requests, true)
   if served > 0 then redis.call('HINCRBY', KEYS[7], 'dispatched', served) end
   first = first + served
 end

@@ -2,7 +2,7 @@
 -- inbox (handed to it, not yet taken) and the jobs it names (taken, never started) go back to
 -- the head of the queue with their attempt uncounted, and its heartbeat is dropped, so that
 -- no dispatcher serves it again and nothing waits for its leases to run out; what it said of
--- itself ("P:{Q}:worker:W", "P:{Q}:held:W") goes with it.
+-- itself ("P:{Q}:worker:W", "P:{Q}:held:W", its entry in "P:{Q}:protocols") goes with it.
 -- KEYS[1] meta  KEYS[2] requests  KEYS[3] workers  KEYS[4] leases  KEYS[5] waiting
 -- KEYS[6] the worker's inbox ("P:{Q}:inbox:W")
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id W  ARGV[3] number of request
@@ -37,6 +37,7 @@ for i = #tokens, 1, -1 do
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('DEL', key_base(KEYS[1]) .. 'worker:' .. ARGV[2], key_base(KEYS[1]) .. 'held:' .. ARGV[2])
+redis.call('HDEL', key_base(KEYS[1]) .. 'protocols', ARGV[2])
 if released > 0 and redis.call('LLEN', KEYS[2]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'released')
 end

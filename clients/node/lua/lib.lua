@@ -315,7 +315,9 @@ local function server()
   -- oldest request, while jobs wait. Each waiting item becomes a delivery: the attempt goes
   -- up by one, the lease (token "id|attempt|max") is scored by its deadline, and
   -- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
-  -- it (the caller returns it in its reply). An item that cannot be delivered (it does not
+  -- it (the caller returns it in its reply). With `timed` (the worker reads protocol 1.2's
+  -- deliveries), a first attempt whose push is recorded carries how long it waited, in ms on
+  -- Redis's clock, between the token and the data: {"r":seq,"t":token,"w":ms,"d":data}. An item that cannot be delivered (it does not
   -- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
   -- list at once and the request is served by the next job; so does a job cancelled while it
   -- waited (its data is the empty string), which is dropped. Batched: one LPOP, one HMGET and
@@ -323,7 +325,7 @@ local function server()
   -- served; the rest are left to the caller.
   -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms (text), max_attempts =
   -- the queue's (text), now = ms, s = settings, out = table or nil}
-  function srv.serve(q, waiting, requests)
+  function srv.serve(q, waiting, requests, timed)
     -- A paused queue hands nothing out; the requests are stored and served on resume.
     if q.s.paused then return 0 end
     local served = 0
@@ -338,6 +340,7 @@ local function server()
         ids[i] = id or ''
       end
       local data = redis.call('HMGET', q.jobs, unpack(ids))
+      local pushed_at = timed and srv.push_times(q.base .. 'pushed', parsed)
       local leases = {}
       for i, p in ipairs(parsed) do
         local id = p[1]
@@ -363,7 +366,14 @@ local function server()
           local worker, seq = requests[served][1], requests[served][2]
           leases[#leases + 1] = q.deadline
           leases[#leases + 1] = token
-          local delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
+          local at = pushed_at and pushed_at[id]
+          local delivery
+          if at then
+            delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","w":' ..
+              string.format('%d', math.max(0, q.now - at)) .. ',"d":' .. data[i] .. '}'
+          else
+            delivery = '{"r":"' .. seq .. '","t":"' .. token .. '","d":' .. data[i] .. '}'
+          end
           if q.out then
             q.out[#q.out + 1] = delivery
           else
@@ -379,6 +389,43 @@ local function server()
     return served
   end
 
+  -- When the first attempts among `parsed` ({id, attempts, max} of `serve`) were pushed, in
+  -- ms on Redis's clock, by id, from the push records in `pushed` (score a push call's first
+  -- id, member "FIRST|MS"): a job's is the record with the greatest first id at most its own.
+  -- One ZRANGE serves a batch that left in push order, the usual case: the records at or below
+  -- its greatest id, as many as it has jobs. A job older than those is looked up alone. A job
+  -- whose record is gone (reap drops those before the head's: it came back to the queue after
+  -- the head had passed it) has none; nor has a batch without a first attempt (nil).
+  function srv.push_times(pushed, parsed)
+    local firsts, sorted = {}, true
+    for _, p in ipairs(parsed) do
+      if p[1] and p[2] == '0' then
+        local n = tonumber(p[1])
+        if #firsts > 0 and n < firsts[#firsts][2] then sorted = false end
+        firsts[#firsts + 1] = {p[1], n}
+      end
+    end
+    if #firsts == 0 then return nil end
+    if not sorted then table.sort(firsts, function(a, b) return a[2] < b[2] end) end
+    local records = redis.call('ZRANGE', pushed, firsts[#firsts][1], '-inf', 'BYSCORE', 'REV',
+                               'LIMIT', 0, #firsts, 'WITHSCORES')
+    local at, r = {}, 1
+    for i = #firsts, 1, -1 do
+      local id, n = firsts[i][1], firsts[i][2]
+      while r < #records and tonumber(records[r + 1]) > n do r = r + 2 end
+      local member
+      if r < #records then
+        member = records[r]
+      elseif #records == 2 * #firsts then
+        -- Records were left out: the job's may be among them.
+        member = redis.call('ZRANGE', pushed, id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+      end
+      local ms = member and string.match(member, '|(%d+)$')
+      if ms then at[id] = tonumber(ms) end
+    end
+    return at
+  end
+
   -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
   -- The numbers every job repeats are made text here, once: a number in a concatenation or a
   -- redis.call argument is formatted anew each time (a sprintf), which cost a seventh of what
@@ -389,13 +436,21 @@ local function server()
             max_attempts = string.format('%d', s.max_attempts), s = s, out = out}
   end
 
+  -- Whether a worker of protocol `version` (as its renew recorded it in `protocols`; false
+  -- when it recorded none: before 1.2) reads a delivery's wait ("w").
+  function srv.reads_wait(version)
+    local major, minor = string.match(version or '', '^(%d+)%.(%d+)')
+    return major ~= nil and (tonumber(major) > 1 or tonumber(minor) >= 2)
+  end
+
   -- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
   -- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
-  -- dropped. Returns how many were served (and counts them as dispatched).
+  -- dropped. The deliveries carry their wait to a worker that reads it (`reads_wait`).
+  -- Returns how many were served (and counts them as dispatched).
   -- `keys`: {waiting, requests, workers, stats}
   function srv.dispatch_stored(q, keys, max_pairs, now)
     if q.s.paused then return 0 end
-    local alive = {}
+    local alive, timed = {}, {}
     local n = 0
     while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
       local req = redis.call('LPOP', keys.requests)
@@ -406,9 +461,12 @@ local function server()
         if alive[worker] == nil then
           local until_ms = redis.call('ZSCORE', keys.workers, worker)
           alive[worker] = until_ms and tonumber(until_ms) > now or false
+          if alive[worker] then
+            timed[worker] = srv.reads_wait(redis.call('HGET', q.base .. 'protocols', worker))
+          end
         end
         if alive[worker] then
-          if srv.serve(q, keys.waiting, {{worker, seq}}) == 1 then
+          if srv.serve(q, keys.waiting, {{worker, seq}}, timed[worker]) == 1 then
             n = n + 1
           else
             -- No job left after all (purged data): the request keeps its place.

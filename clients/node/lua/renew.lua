@@ -2,6 +2,7 @@
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
 -- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
 -- then the n tokens, then the worker's pending request entries "W:S".
+-- The worker's protocol version (ARGV[1]) is kept in "P:{Q}:protocols", for the dispatchers.
 -- The tokens still held are kept in "P:{Q}:held:W", space-separated, each with when its
 -- lease began ("TOKEN@MS", Redis's clock), for one lease.
 -- Returns {reannounced, lease ms, {stale token, ...}, {cancelled token, ...}}: a stale token
@@ -42,6 +43,8 @@ end
 -- A worker's heartbeat lasts one lease, and so does the list of what it holds (for
 -- inspectors: which worker holds which job).
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
+-- The worker's protocol version, for the dispatchers: which form of delivery it reads.
+redis.call('HSET', key_base(KEYS[1]) .. 'protocols', ARGV[2], ARGV[1])
 if #held > 0 then
   redis.call('SET', held_by, table.concat(held, ' '), 'PX', s.lease)
 else

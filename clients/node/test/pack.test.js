@@ -59,5 +59,5 @@ await manager.close();
 `,
   );
   const out = run(process.execPath, ['main.mjs'], { cwd: app, env: { ...process.env, SQUE_REDIS_URL: redis.url } });
-  assert.deepEqual(JSON.parse(out), { same: true, result: { seen: 'world' }, protocol: '1.1' });
+  assert.deepEqual(JSON.parse(out), { same: true, result: { seen: 'world' }, protocol: '1.2' });
 });

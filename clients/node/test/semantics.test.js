@@ -83,6 +83,29 @@ describe('the original API', () => {
     assert.equal(await manager.wait(again.id), 'done');
   });
 
+  test('a first attempt says how long it waited, in a reply or through the inbox; a retry does not', async () => {
+    const [q, o] = fresh({ backoff: 100, backoffMax: 100 });
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    await manager.push('early');
+    const pushed = Date.now();
+    await waitFor('50 ms', () => Date.now() >= pushed + 50);
+    const early = await client.iAmFree();
+    assert.ok(early.waited >= 50 && early.waited < 60000, String(early.waited));
+    const asked = client.iAmFree();
+    await waitFor('the request stored', async () => (await manager.stats()).requests === 1);
+    await manager.push('late');
+    const late = await asked;
+    assert.equal(late.data, 'late');
+    assert.ok(late.waited >= 0 && late.waited < 60000, String(late.waited));
+    await late.fail(new Error('again'));
+    const retry = await client.iAmFree();
+    assert.equal(retry.attempt, 2);
+    assert.equal(retry.waited, undefined);
+    await early.complete();
+    await retry.complete();
+  });
+
   test('a callback that returns a Promise completes the job with its value', async () => {
     const [q, o] = fresh();
     const manager = track(new sque.manager(q, o));

@@ -33,6 +33,15 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// Bucket bounds a job's wait in the queue adds to [`DURATION_BUCKETS`], in seconds: a backlog
+/// can hold a job for minutes or hours.
+const LONG_WAIT_BUCKETS: [f64; 4] = [600.0, 1800.0, 3600.0, 14400.0];
+
+/// A histogram of waits, in [`DURATION_BUCKETS`] and then [`LONG_WAIT_BUCKETS`].
+fn wait_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS.into_iter().chain(LONG_WAIT_BUCKETS))
+}
+
 /// Counters, histograms and gauges of one host's slots.
 pub struct JobMetrics {
     pub started: Counter,
@@ -47,6 +56,8 @@ pub struct JobMetrics {
     pub stale_acks: Counter,
     /// Jobs cancelled while they ran here, and stopped.
     pub cancelled: Counter,
+    /// From a job's push to a slot taking it (first attempts whose push time the queue kept).
+    pub wait_time: Histogram,
     /// From a slot taking the job to its outcome.
     pub run_time: Histogram,
     /// The round trip that records an outcome in Redis.
@@ -109,6 +120,11 @@ impl JobMetrics {
             registry.register_with_unit(name, help, Unit::Seconds, histogram.clone());
             histogram
         };
+        let wait_time = histogram(
+            "sque_job_wait",
+            "Time from a job's push to a slot taking it: first attempts whose push time the queue kept",
+            wait_histogram(),
+        );
         let run_time = histogram(
             "sque_job_run",
             "Time from a slot taking a job to its outcome",
@@ -138,6 +154,7 @@ impl JobMetrics {
             released,
             stale_acks,
             cancelled,
+            wait_time,
             run_time,
             ack_time,
             instantiation,

@@ -70,6 +70,9 @@ async fn run_one(
     if let Some(m) = shared.metrics() {
         m.started.inc();
         m.busy_slots.inc();
+        if let Some(waited) = job.waited() {
+            m.wait_time.observe(waited.as_secs_f64());
+        }
     }
     // A panic in the host's own code for this job fails the job, not the slot.
     let run = AssertUnwindSafe(shared.sandbox.run_in(&handler, input, warm)).catch_unwind();

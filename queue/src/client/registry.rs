@@ -275,7 +275,7 @@ mod tests {
             data: serde_json::json!(id),
             attempt,
             request_id: None,
-            lease: Arc::new(Lease::new(format!("{id}|{attempt}|5"))),
+            lease: Arc::new(Lease::delivered(format!("{id}|{attempt}|5"), None)),
         }
     }
 

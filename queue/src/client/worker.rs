@@ -4,6 +4,7 @@
 //! reader and the renewer all work through this.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::backend::Conn;
 use crate::client::exchanger::{self, Exchanger};
@@ -119,7 +120,10 @@ impl Worker {
                 data,
                 attempt: delivery.attempt,
                 request_id: None,
-                lease: Arc::new(Lease::new(delivery.token)),
+                lease: Arc::new(Lease::delivered(
+                    delivery.token,
+                    delivery.waited_ms.map(Duration::from_millis),
+                )),
             };
             let orphan = self.registry().deliver(delivery.request, job);
             if let Some(token) = orphan {

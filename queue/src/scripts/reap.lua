@@ -6,8 +6,8 @@
 --  3. results older than the queue's result_ttl, or beyond its result_max, are dropped, and so
 --     are the records of jobs cancelled longer ago than result_ttl;
 --  4. workers whose heartbeat ran out are forgotten (with what they said of themselves,
---     "P:{Q}:worker:W" and "P:{Q}:held:W"), and unique keys whose window after completion
---     has passed are freed;
+--     "P:{Q}:worker:W", "P:{Q}:held:W" and their entry in "P:{Q}:protocols"), and unique
+--     keys whose window after completion has passed are freed;
 --  5. the dead list is kept within dead_max and dead_ttl, and entries of the dead list of
 --     older versions (the list `dead`) are moved into it;
 --  6. push records (`pushed`) older than the one of the job at the head of `waiting` are
@@ -67,6 +67,7 @@ if #gone > 0 then
   redis.call('ZREM', KEYS[10], unpack(gone))
   local base = key_base(KEYS[1])
   for _, w in ipairs(gone) do redis.call('DEL', base .. 'worker:' .. w, base .. 'held:' .. w) end
+  redis.call('HDEL', base .. 'protocols', unpack(gone))
 end
 -- Cancelled jobs are remembered as long as results are kept.
 redis.call('ZREMRANGEBYSCORE', key_base(KEYS[1]) .. 'cancelled', '-inf', now - s.result_ttl)
