@@ -24,6 +24,8 @@ export interface QueueSettings {
   deadTtl?: number;
   maxResultBytes?: number;
   maxErrorBytes?: number;
+  /** The most jobs leased at once, across every worker (0: no cap). */
+  maxInFlight?: number;
 }
 
 export interface Options extends QueueSettings {

@@ -1632,3 +1632,63 @@ async fn the_split_batch_example_pushes_each_item_once() {
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// A cap on the jobs in flight (`queue config --max-in-flight`) holds across hosts: three
+/// hosts of 8 slots on a queue capped at 5 never hold more than 5 leases between them (read
+/// from Redis while they run), reach the cap, and complete every job; none fails for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cap_on_jobs_in_flight_holds_across_three_hosts() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("capped", producer_opts(&redis)).await.unwrap();
+    let out = cli(
+        &[
+            "queue",
+            "config",
+            "--redis",
+            &redis.url(),
+            "--queue",
+            "capped",
+            "--max-in-flight",
+            "5",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let hosts: Vec<Host> = (0..3)
+        .map(|_| fixtures_host(&redis, "capped", &["--slots", "8"]))
+        .collect();
+    let jobs = 60;
+    manager
+        .push_many((0..jobs).map(|_| json!({"do": "sleep", "arg": 30})))
+        .await
+        .unwrap();
+    // Sampled as fast as Redis answers, on one connection, until the last job completes.
+    let mut con = redis.con();
+    let most = support::within("every job completed", async {
+        let mut most = 0u64;
+        loop {
+            let leased: u64 = redis::cmd("ZCARD")
+                .arg("sque:{capped}:leases")
+                .query(&mut *con)
+                .unwrap();
+            let completed: Option<u64> = redis::cmd("HGET")
+                .arg("sque:{capped}:stats")
+                .arg("completed")
+                .query(&mut *con)
+                .unwrap();
+            most = most.max(leased);
+            if completed == Some(jobs) {
+                break most;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(most, 5, "the most leases held at once");
+    let stats = manager.stats().await.unwrap();
+    assert_eq!((stats.completed, stats.dead, stats.retried), (jobs, 0, 0));
+    for host in hosts {
+        let (code, log) = host.stop().await;
+        assert_eq!(code, Some(0), "{log}");
+    }
+}

@@ -53,6 +53,8 @@ pub struct QueueSettings {
     pub max_result_bytes: u64,
     /// The longest error text kept with a failed job; longer ones are cut, and marked.
     pub max_error_bytes: u64,
+    /// The most jobs of the queue leased at once, across every worker and host; 0 for no cap.
+    pub max_in_flight: u64,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -81,6 +83,7 @@ pub struct SettingsChange {
     pub dead_ttl: Option<Duration>,
     pub max_result_bytes: Option<u64>,
     pub max_error_bytes: Option<u64>,
+    pub max_in_flight: Option<u64>,
 }
 
 /// The meta field of each setting, with its value as stored (milliseconds, bytes, counts).
@@ -162,6 +165,7 @@ fields! {
     dead_ttl: Millis,
     max_result_bytes: Count,
     max_error_bytes: Count,
+    max_in_flight: Count,
 }
 
 /// How each kind of setting is stored in meta: durations in milliseconds, sizes and counts
@@ -236,6 +240,7 @@ impl QueueSettings {
                 .unwrap_or(Duration::from_secs(180 * 24 * 3600)),
             max_result_bytes: change.max_result_bytes.unwrap_or(1 << 20),
             max_error_bytes: change.max_error_bytes.unwrap_or(4 << 10),
+            max_in_flight: change.max_in_flight.unwrap_or(0),
         }
     }
 
@@ -289,7 +294,7 @@ impl fmt::Display for QueueSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}, max_result_bytes {}, max_error_bytes {}",
+            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}, max_result_bytes {}, max_error_bytes {}, max_in_flight {}",
             self.lease,
             self.inbox_ttl,
             self.max_attempts,
@@ -301,7 +306,11 @@ impl fmt::Display for QueueSettings {
             self.dead_ttl,
             self.dead_max,
             self.max_result_bytes,
-            self.max_error_bytes
+            self.max_error_bytes,
+            match self.max_in_flight {
+                0 => "none".to_string(),
+                n => n.to_string(),
+            }
         )
     }
 }

@@ -1303,3 +1303,58 @@ async fn rediss_with_a_private_ca_works_and_plain_text_to_it_fails() {
         .unwrap();
     assert!(missing.is_bad_input(), "{missing}");
 }
+
+/// A cap on the jobs in flight (`max_in_flight`): five requests stored, five jobs pushed, and
+/// the push hands out two, the cap; each completion then lets one more out (a manager serves
+/// the requests stored meanwhile), in FIFO order, and the queue requires the feature `cap`
+/// (a 1.1 host refuses it instead of ignoring the cap).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capped_queue_hands_out_no_more_than_its_cap() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("capped", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let admin = sque::Admin::new("capped", opts(&redis)).await.unwrap();
+    let settings = admin
+        .configure(&sque::SettingsChange {
+            max_in_flight: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(settings.max_in_flight, 2);
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{capped}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("cap"));
+
+    let client = Arc::new(Client::new("capped", opts(&redis)).await.unwrap());
+    let mut asked = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let client = client.clone();
+        asked.spawn(async move { client.i_am_free(None).await.unwrap() });
+    }
+    eventually("five requests stored", || async {
+        producer.stats().await.unwrap().requests == 5
+    })
+    .await;
+    let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
+    let s = producer.stats().await.unwrap();
+    assert_eq!(
+        (s.in_flight, s.requests, s.waiting),
+        (2, 3, 3),
+        "the push served two"
+    );
+
+    let _manager = Manager::new("capped", opts(&redis)).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(job) = within("the next job", asked.join_next()).await {
+        let job = job.unwrap();
+        let leased: u64 = query(&redis, &["ZCARD", "sque:{capped}:leases"]);
+        assert!(leased <= 2, "{leased} leased");
+        seen.push(job.id.clone());
+        client.complete(&job, None).await.unwrap();
+    }
+    seen.sort_by_key(|id| id.as_str().parse::<u64>().unwrap());
+    assert_eq!(seen, ids);
+    let s = producer.stats().await.unwrap();
+    assert_eq!((s.completed, s.in_flight, s.requests), (5, 0, 0));
+}

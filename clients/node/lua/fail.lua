@@ -15,6 +15,11 @@ if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then
     redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(ARGV[2]) or '')
   return cancelled and -2 or -1
 end
+-- On a capped queue (feature `cap`) the lease that ended makes room: a manager serves the
+-- requests stored meanwhile.
+if s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true) then
+  redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'free')
+end
 local message = ARGV[4]
 if #message > s.max_error_bytes then message = graveyard().cut(message, s.max_error_bytes) end
 local now, usec = now_ms()

@@ -22,7 +22,8 @@ enum Action {
     /// a setting changes only when it is named here.
     ///
     /// Example: sque-host queue config --queue emails --lease 10s --max-attempts 8
-    Config(Config),
+    /// Example: sque-host queue config --queue emails --max-in-flight 20
+    Config(Box<Config>),
     /// Stop handing out the queue's jobs, on every host: jobs running finish, pushes are kept
     /// and wait; `stats` shows the queue as paused. Hosts of protocol 1.0 do not know pausing
     /// (docs/PROTOCOL.md): upgrade every host first.
@@ -88,6 +89,11 @@ struct Config {
     /// The longest error text kept with a failed job (longer ones are cut, and say so).
     #[arg(long, value_parser = parse_size)]
     max_error_bytes: Option<usize>,
+    /// The most jobs of the queue in flight at once, across every host and worker (0: no
+    /// cap). Workers over the cap wait, in order; no job fails for it. Hosts older than
+    /// protocol 1.2 refuse a queue once it has had a cap.
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<u64>,
 
     /// Create the queue with these settings if it does not exist (otherwise that is an
     /// error: a typo should not make a queue).
@@ -101,7 +107,7 @@ struct Config {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
-        Action::Config(c) => config(c).await,
+        Action::Config(c) => config(*c).await,
         Action::Pause(t) => pause_or_resume(t, true).await,
         Action::Resume(t) => pause_or_resume(t, false).await,
     }
@@ -151,6 +157,7 @@ async fn config(c: Config) -> anyhow::Result<()> {
         dead_ttl: c.dead_ttl,
         max_result_bytes: c.max_result_bytes.map(|n| n as u64),
         max_error_bytes: c.max_error_bytes.map(|n| n as u64),
+        max_in_flight: c.max_in_flight,
     };
     let opts = c.redis.options();
     let context = format!(

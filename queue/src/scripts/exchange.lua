@@ -42,6 +42,8 @@ else
 end
 local now = now_ms()
 local held = {}
+-- Leases this call ended: on a capped queue, room for the requests stored meanwhile.
+local freed = 0
 if completions > 0 then
   -- One ZMSCORE tells which leases still hold; one call each then ends them all.
   local tokens = {}
@@ -58,6 +60,7 @@ if completions > 0 then
       d.bury(d.keys(key_base(KEYS[1])), s, token, id, 'result_too_large',
              'the result is ' .. #result .. ' bytes, over the queue\'s max_result_bytes of ' .. s.max_result_bytes, now)
       held[i] = 2
+      freed = freed + 1
     elseif scores[i] and not seen[token] then
       seen[token] = true
       local id = string.match(token, '^([^|]+)|')
@@ -76,6 +79,7 @@ if completions > 0 then
     end
   end
   if #ended > 0 then
+    freed = freed + #ended
     redis.call('ZREM', KEYS[6], unpack(ended))
     redis.call('HDEL', KEYS[5], unpack(ids))
     redis.call('HDEL', KEYS[8], unpack(ids))
@@ -104,19 +108,29 @@ if completions > 0 then
 end
 
 local delivered = {}
-if first > #ARGV then return {held, delivered} end
-local base = key_base(KEYS[1])
-if redis.call('LLEN', KEYS[2]) == 0 then
-  local requests = {}
-  for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
-  local srv = server()
-  -- The caller runs these scripts: it reads protocol 1.2's deliveries, wait included.
-  local served = srv.serve(srv.serving(base, s, now, delivered), KEYS[3], requests, true)
-  if served > 0 then redis.call('HINCRBY', KEYS[7], 'dispatched', served) end
-  first = first + served
+local capped = s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true)
+-- Whether a manager should serve stored requests: those this call stores, unless the cap
+-- leaves no room (the next lease to end wakes one), or those stored before it made room.
+local wake, stored = capped and freed > 0, false
+if first <= #ARGV then
+  local full = false
+  if redis.call('LLEN', KEYS[2]) == 0 then
+    local requests = {}
+    for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
+    local srv = server()
+    local q = srv.serving(key_base(KEYS[1]), s, now, delivered)
+    -- The caller runs these scripts: it reads protocol 1.2's deliveries, wait included.
+    local served = srv.serve(q, KEYS[3], requests, true)
+    if served > 0 then redis.call('HINCRBY', KEYS[7], 'dispatched', served) end
+    first = first + served
+    full = q.room ~= nil and q.room <= 0
+  end
+  for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  stored = first <= #ARGV
+  wake = wake or (stored and not full)
 end
-for i = first, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-if first <= #ARGV and not s.paused and redis.call('LLEN', KEYS[3]) > 0 then
-  redis.call('SPUBLISH', base .. 'wake', 'free')
+if wake and not s.paused and (stored or redis.call('LLEN', KEYS[2]) > 0) and
+    redis.call('LLEN', KEYS[3]) > 0 then
+  redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'free')
 end
 return {held, delivered}

@@ -41,10 +41,11 @@ local function open_call(meta, caller, ...)
     end
     requires = values[2]
     if requires then
-      -- The features of protocol 1.1 a queue's meta may list in `requires` (comma-separated):
+      -- The features of protocol 1.1 and 1.2 (`cap`) a queue's meta may list in `requires`
+      -- (comma-separated):
       -- one these scripts do not know is refused, since they would silently ignore it.
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,cancel,children,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,children,cap,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
       end
@@ -86,6 +87,7 @@ end
 --  - require_feature(meta, requires, feature): records in the queue's meta that it uses
 --    `feature`, unless `requires` (as open_call read it) lists it already; from then on a
 --    host that does not know the feature refuses the queue instead of ignoring what it holds.
+--    require_cap_if_set(meta, requires) does so for `cap` when meta's max_in_flight is set.
 --  - check_job(n, data, max, when, limit, now): checks job `n` of `schedule` or
 --    `push_unique` (`push` checks its own, on the hot path): its data within `limit` bytes,
 --    its attempt limit ("" or 1 to 999999999) and its due time ("" for now, "+MS" a delay
@@ -103,6 +105,12 @@ local function since_1_1()
   function f.require_feature(meta, requires, feature)
     if requires and string.find(',' .. requires .. ',', ',' .. feature .. ',', 1, true) then return end
     redis.call('HSET', meta, 'requires', requires and (requires .. ',' .. feature) or feature)
+  end
+
+  -- A cap on the jobs in flight (`max_in_flight` above 0) that a host of 1.1 would ignore.
+  function f.require_cap_if_set(meta, requires)
+    local cap = tonumber(redis.call('HGET', meta, 'max_in_flight'))
+    if cap and cap > 0 then f.require_feature(meta, requires, 'cap') end
   end
 
   function f.check_job(n, data, max, when, limit, now)
@@ -331,6 +339,11 @@ local function server()
     local served = 0
     while served < #requests do
       local wanted = #requests - served
+      -- A capped queue hands out no more than its room (`serving`).
+      if q.room then
+        if q.room <= 0 then break end
+        wanted = math.min(wanted, q.room)
+      end
       local items = redis.call('LPOP', waiting, wanted)
       if not items then break end
       local parsed, ids = {}, {}
@@ -383,7 +396,10 @@ local function server()
           end
         end
       end
-      if #leases > 0 then redis.call('ZADD', q.leases, unpack(leases)) end
+      if #leases > 0 then
+        redis.call('ZADD', q.leases, unpack(leases))
+        if q.room then q.room = q.room - #leases / 2 end
+      end
       if #items < wanted then break end
     end
     return served
@@ -430,10 +446,18 @@ local function server()
   -- The numbers every job repeats are made text here, once: a number in a concatenation or a
   -- redis.call argument is formatted anew each time (a sprintf), which cost a seventh of what
   -- handing out a job costs Redis (counted with callgrind).
+  -- On a queue that requires `cap`, `room` is how many more jobs may be leased: its
+  -- max_in_flight less the leases held (an expired lease counts until reap ends it); `serve`
+  -- takes from it. Without a cap, no room is kept and nothing is read for it.
   function srv.serving(base, s, now, out)
-    return {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
-            deadline = string.format('%d', now + s.lease),
-            max_attempts = string.format('%d', s.max_attempts), s = s, out = out}
+    local q = {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
+               deadline = string.format('%d', now + s.lease),
+               max_attempts = string.format('%d', s.max_attempts), s = s, out = out}
+    if s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true) then
+      local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
+      if cap and cap > 0 then q.room = cap - redis.call('ZCARD', q.leases) end
+    end
+    return q
   end
 
   -- Whether a worker of protocol `version` (as its renew recorded it in `protocols`; false
