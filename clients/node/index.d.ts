@@ -26,6 +26,11 @@ export interface QueueSettings {
   maxErrorBytes?: number;
   /** The most jobs leased at once, across every worker (0: no cap). */
   maxInFlight?: number;
+  /** A rate limit: at most rateCount jobs handed out per ratePeriod ms (0: no limit). */
+  rateCount?: number;
+  ratePeriod?: number;
+  /** How many jobs may go at once after a quiet spell (0: rateCount). */
+  rateBurst?: number;
 }
 
 export interface Options extends QueueSettings {

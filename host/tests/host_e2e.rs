@@ -1692,3 +1692,74 @@ async fn a_cap_on_jobs_in_flight_holds_across_three_hosts() {
         assert_eq!(code, Some(0), "{log}");
     }
 }
+
+/// A rate limit (`queue config --rate 200/s --rate-burst 5`) holds across hosts: three hosts of
+/// 8 slots, each with its manager, hand out 200 jobs a second between them over 10 s (within
+/// 5%, read from Redis's counters on Redis's clock), and none fails for it. The burst of 5
+/// needs the managers to serve each job as the limit lets it go (the script says when), not
+/// on their 250 ms sweep (which would give 20 a second).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_holds_across_three_hosts() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("limited", producer_opts(&redis))
+        .await
+        .unwrap();
+    let config = |rate: &str| {
+        let url = redis.url();
+        let args = [
+            "queue", "config", "--redis", &url, "--queue", "limited", "--rate", rate,
+        ];
+        let out = cli(&[&args[..], &["--rate-burst", "5"]].concat(), b"");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    config("200/s");
+    let jobs = 3000;
+    manager
+        .push_many((0..jobs).map(|_| json!({"do": "ok"})))
+        .await
+        .unwrap();
+    let hosts: Vec<Host> = (0..3)
+        .map(|_| fixtures_host(&redis, "limited", &["--slots", "8"]))
+        .collect();
+    let mut con = redis.con();
+    let mut read = || -> (u64, u64) {
+        let time: Vec<u64> = redis::cmd("TIME").query(&mut *con).unwrap();
+        let dispatched: Option<u64> = redis::cmd("HGET")
+            .arg("sque:{limited}:stats")
+            .arg("dispatched")
+            .query(&mut *con)
+            .unwrap();
+        (time[0] * 1000 + time[1] / 1000, dispatched.unwrap_or(0))
+    };
+    // Past the hosts' start (each compiles the handler), then 10 s on Redis's clock.
+    let (t0, d0) = support::within("200 jobs handed out", async {
+        loop {
+            let (t, d) = read();
+            if d >= 200 {
+                break (t, d);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let (t1, d1) = support::within("10 s", async {
+        loop {
+            let (t, d) = read();
+            if t >= t0 + 10_000 {
+                break (t, d);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let rate = (d1 - d0) as f64 / ((t1 - t0) as f64 / 1000.0);
+    assert!((190.0..=210.0).contains(&rate), "{rate:.1} jobs/s");
+    // Lifted, the rest go at once.
+    config("none");
+    wait_counts(&manager, jobs, 0).await;
+    assert_eq!(manager.stats().await.unwrap().retried, 0);
+    for host in hosts {
+        let (code, log) = host.stop().await;
+        assert_eq!(code, Some(0), "{log}");
+    }
+}

@@ -55,6 +55,13 @@ pub struct QueueSettings {
     pub max_error_bytes: u64,
     /// The most jobs of the queue leased at once, across every worker and host; 0 for no cap.
     pub max_in_flight: u64,
+    /// The rate limit: at most `rate_count` jobs handed out per `rate_period`, across every
+    /// host; 0 for no limit.
+    pub rate_count: u64,
+    #[serde(serialize_with = "millis")]
+    pub rate_period: Duration,
+    /// How many jobs may go at once after a quiet spell; 0 for `rate_count`.
+    pub rate_burst: u64,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -84,6 +91,9 @@ pub struct SettingsChange {
     pub max_result_bytes: Option<u64>,
     pub max_error_bytes: Option<u64>,
     pub max_in_flight: Option<u64>,
+    pub rate_count: Option<u64>,
+    pub rate_period: Option<Duration>,
+    pub rate_burst: Option<u64>,
 }
 
 /// The meta field of each setting, with its value as stored (milliseconds, bytes, counts).
@@ -166,6 +176,9 @@ fields! {
     max_result_bytes: Count,
     max_error_bytes: Count,
     max_in_flight: Count,
+    rate_count: Count,
+    rate_period: Millis,
+    rate_burst: Count,
 }
 
 /// How each kind of setting is stored in meta: durations in milliseconds, sizes and counts
@@ -241,6 +254,9 @@ impl QueueSettings {
             max_result_bytes: change.max_result_bytes.unwrap_or(1 << 20),
             max_error_bytes: change.max_error_bytes.unwrap_or(4 << 10),
             max_in_flight: change.max_in_flight.unwrap_or(0),
+            rate_count: change.rate_count.unwrap_or(0),
+            rate_period: change.rate_period.unwrap_or(Duration::from_secs(1)),
+            rate_burst: change.rate_burst.unwrap_or(0),
         }
     }
 
@@ -280,6 +296,12 @@ impl QueueSettings {
                 self.max_error_bytes
             ));
         }
+        if self.rate_count > 0 && self.rate_period.as_millis() < 1 {
+            return bad(format!(
+                "the rate limit's period must be at least 1 ms, not {:?}",
+                self.rate_period
+            ));
+        }
         if self.backoff.is_zero() || self.backoff_max < self.backoff {
             return bad(format!(
                 "backoff ({:?}) must be positive and no larger than backoff_max ({:?})",
@@ -294,7 +316,7 @@ impl fmt::Display for QueueSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}, max_result_bytes {}, max_error_bytes {}, max_in_flight {}",
+            "lease {:?}, inbox_ttl {:?}, max_attempts {}, max_job_bytes {}, backoff {:?} to {:?}, results kept {:?} / {}, dead jobs kept {:?} / {}, max_result_bytes {}, max_error_bytes {}, max_in_flight {}, rate {}",
             self.lease,
             self.inbox_ttl,
             self.max_attempts,
@@ -310,6 +332,11 @@ impl fmt::Display for QueueSettings {
             match self.max_in_flight {
                 0 => "none".to_string(),
                 n => n.to_string(),
+            },
+            match (self.rate_count, self.rate_burst) {
+                (0, _) => "none".to_string(),
+                (n, 0) => format!("{n} per {:?}", self.rate_period),
+                (n, burst) => format!("{n} per {:?}, burst {burst}", self.rate_period),
             }
         )
     }

@@ -1358,3 +1358,66 @@ async fn a_capped_queue_hands_out_no_more_than_its_cap() {
     let s = producer.stats().await.unwrap();
     assert_eq!((s.completed, s.in_flight, s.requests), (5, 0, 0));
 }
+
+/// A rate limit (`rate_count` per `rate_period`, bursts of `rate_burst`): five requests stored,
+/// five jobs pushed, and the push hands out three, the burst of a limit of 3 an hour; the
+/// others wait, in order, none failed, until the limit is lifted. The queue requires the
+/// feature `rate` (a 1.1 host refuses it instead of ignoring the limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("limited", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let admin = sque::Admin::new("limited", opts(&redis)).await.unwrap();
+    let limit = |count: u64| sque::SettingsChange {
+        rate_count: Some(count),
+        rate_period: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let settings = admin.configure(&limit(3)).await.unwrap();
+    assert_eq!((settings.rate_count, settings.rate_burst), (3, 0));
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{limited}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("rate"));
+
+    let client = Arc::new(Client::new("limited", opts(&redis)).await.unwrap());
+    let mut asked = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let client = client.clone();
+        asked.spawn(async move { client.i_am_free(None).await.unwrap() });
+    }
+    eventually("five requests stored", || async {
+        producer.stats().await.unwrap().requests == 5
+    })
+    .await;
+    let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
+    let s = producer.stats().await.unwrap();
+    assert_eq!(
+        (s.in_flight, s.requests, s.waiting),
+        (3, 2, 2),
+        "the push served three"
+    );
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        let job = within("a job", asked.join_next()).await.unwrap().unwrap();
+        first.push(job.id.clone());
+        client.complete(&job, None).await.unwrap();
+    }
+    first.sort_by_key(|id| id.as_str().parse::<u64>().unwrap());
+    assert_eq!(first, ids[..3], "the oldest three went first");
+    let s = producer.stats().await.unwrap();
+    assert_eq!((s.in_flight, s.requests, s.waiting), (0, 2, 2), "held back");
+    // Lifted: a manager serves the two.
+    admin.configure(&limit(0)).await.unwrap();
+    let _manager = Manager::new("limited", opts(&redis)).await.unwrap();
+    let mut rest = Vec::new();
+    while let Some(job) = within("the jobs held back", asked.join_next()).await {
+        let job = job.unwrap();
+        rest.push(job.id.clone());
+        client.complete(&job, None).await.unwrap();
+    }
+    rest.sort_by_key(|id| id.as_str().parse::<u64>().unwrap());
+    assert_eq!(rest, ids[3..]);
+    let s = producer.stats().await.unwrap();
+    assert_eq!((s.completed, s.dead, s.retried), (5, 0, 0));
+}

@@ -283,11 +283,13 @@ class Manager {
         return;
       }
       running = true;
+      let rateWait = -1;
       try {
         do {
           again = false;
           for (;;) {
-            const n = Number(await this.queue.con.script('dispatch', [k.meta, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [DISPATCH_BATCH]));
+            const [n, wait] = (await this.queue.con.script('dispatch', [k.meta, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [DISPATCH_BATCH])).map(Number);
+            rateWait = wait;
             if (n < DISPATCH_BATCH || this.closed) break;
           }
         } while (again && !this.closed);
@@ -296,7 +298,12 @@ class Manager {
       } finally {
         running = false;
       }
+      // The queue's rate limit held jobs back: dispatch again when it lets the next one go.
+      clearTimeout(rateTimer);
+      if (rateWait >= 0 && !this.closed) rateTimer = setTimeout(dispatch, rateWait);
     };
+    let rateTimer = null;
+    this.stopRateTimer = () => clearTimeout(rateTimer);
     // Promotion: sleeps until the next scheduled job is due (as the script reports it, on
     // Redis's clock), at most PROMOTE_IDLE_MS; a `scheduled` message wakes it sooner.
     let promoting = false;
@@ -360,6 +367,7 @@ class Manager {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     if (this.stopPromoting) this.stopPromoting();
+    if (this.stopRateTimer) this.stopRateTimer();
     await this.ready.catch(() => {});
     if (this.unsubscribe) await this.unsubscribe();
     await this.queue.close();

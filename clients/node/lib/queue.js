@@ -53,7 +53,7 @@ const SETTING_NAMES = {
   lease: 'lease', inboxTtl: 'inbox_ttl', maxAttempts: 'max_attempts', maxJobBytes: 'max_job_bytes',
   backoff: 'backoff', backoffMax: 'backoff_max', resultTtl: 'result_ttl', resultMax: 'result_max',
   deadMax: 'dead_max', deadTtl: 'dead_ttl', maxResultBytes: 'max_result_bytes', maxErrorBytes: 'max_error_bytes',
-  maxInFlight: 'max_in_flight',
+  maxInFlight: 'max_in_flight', rateCount: 'rate_count', ratePeriod: 'rate_period', rateBurst: 'rate_burst',
 };
 
 function settingsFrom(options) {

@@ -3,7 +3,7 @@
 -- ARGV[1] the caller's protocol version, then pairs (setting, value) of every setting
 -- (`docs/PROTOCOL.md`, "Settings"): the first opener's values are kept, later openers' are
 -- not written (an older queue that lacks a setting gets it from the first opener to name it).
--- A queue created with a cap on the jobs in flight requires the feature `cap`.
+-- A queue created with limits requires their features (`cap`, `rate`).
 -- Returns the meta hash, flat (field, value, ...), protocol and settings included.
 -- Errors: SQUE_PROTOCOL when the queue speaks another major version (nothing is written).
 local created = redis.call('HSETNX', KEYS[1], 'protocol', ARGV[1]) == 1
@@ -14,6 +14,6 @@ else
 end
 for i = 2, #ARGV, 2 do
   redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-  if created and ARGV[i] == 'max_in_flight' then since_1_1().require_cap_if_set(KEYS[1], false) end
 end
+if created then since_1_1().require_limits_if_set(KEYS[1]) end
 return redis.call('HGETALL', KEYS[1])

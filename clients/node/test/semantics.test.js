@@ -106,6 +106,23 @@ describe('the original API', () => {
     await retry.complete();
   });
 
+  test('a rate limit set at creation holds the Node manager to it: jobs go one per interval, none lost', async () => {
+    const [q, o] = fresh({ rateCount: 20, ratePeriod: 1000, rateBurst: 1 });
+    const manager = track(new sque.manager(q, o));
+    await manager.ready;
+    assert.equal(manager.queue.requires.includes('rate'), true);
+    const client = track(new sque.client(q, o));
+    const asked = Array.from({ length: 5 }, () => client.iAmFree());
+    await waitFor('five requests stored', async () => (await manager.stats()).requests === 5);
+    const start = Date.now();
+    await manager.pushMany([1, 2, 3, 4, 5]);
+    const jobs = await Promise.all(asked);
+    // One job at once, then one each 50 ms: the last no sooner than 200 ms after the push.
+    assert.ok(Date.now() - start >= 195, `${Date.now() - start} ms`);
+    assert.deepEqual(jobs.map((j) => j.data).sort(), [1, 2, 3, 4, 5]);
+    for (const job of jobs) await job.complete();
+  });
+
   test('a callback that returns a Promise completes the job with its value', async () => {
     const [q, o] = fresh();
     const manager = track(new sque.manager(q, o));

@@ -94,6 +94,14 @@ struct Config {
     /// protocol 1.2 refuse a queue once it has had a cap.
     #[arg(long, value_name = "N")]
     max_in_flight: Option<u64>,
+    /// A rate limit across every host: at most N jobs handed out per period, as N/PERIOD
+    /// (100/s, 6000/m, 5/500ms, 1/2s; `none` lifts it). Jobs over it wait in order; none
+    /// fails for it. Hosts older than protocol 1.2 refuse a queue once it has had a limit.
+    #[arg(long, value_name = "N/PERIOD", value_parser = parse_rate)]
+    rate: Option<(u64, Duration)>,
+    /// How many jobs may go at once after a quiet spell (default: N of --rate).
+    #[arg(long, value_name = "N")]
+    rate_burst: Option<u64>,
 
     /// Create the queue with these settings if it does not exist (otherwise that is an
     /// error: a typo should not make a queue).
@@ -142,6 +150,28 @@ async fn pause_or_resume(t: Target, pause: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses a rate limit: `N/PERIOD` (`100/s`, `5/500ms`, `1/2s`), or `none` (no limit).
+fn parse_rate(s: &str) -> Result<(u64, Duration), String> {
+    if s == "none" || s == "0" {
+        return Ok((0, Duration::from_secs(1)));
+    }
+    let usage =
+        || format!("{s:?} is not a rate (use N/PERIOD, e.g. 100/s, 6000/m, 5/500ms, or none)");
+    let (count, period) = s.split_once('/').ok_or_else(usage)?;
+    let count: u64 = count.trim().parse().map_err(|_| usage())?;
+    let period = period.trim();
+    let period = match period.starts_with(|c: char| c.is_ascii_digit()) {
+        true => parse_duration(period)?,
+        false => parse_duration(&format!("1{period}")).map_err(|_| usage())?,
+    };
+    if count == 0 || period.as_millis() < 1 {
+        return Err(format!(
+            "{s:?}: the rate needs at least 1 job per at least 1ms (or none)"
+        ));
+    }
+    Ok((count, period))
+}
+
 async fn config(c: Config) -> anyhow::Result<()> {
     sque::validate_queue_name(&c.queue.queue)?;
     let change = SettingsChange {
@@ -158,6 +188,9 @@ async fn config(c: Config) -> anyhow::Result<()> {
         max_result_bytes: c.max_result_bytes.map(|n| n as u64),
         max_error_bytes: c.max_error_bytes.map(|n| n as u64),
         max_in_flight: c.max_in_flight,
+        rate_count: c.rate.map(|(count, _)| count),
+        rate_period: c.rate.map(|(_, period)| period),
+        rate_burst: c.rate_burst,
     };
     let opts = c.redis.options();
     let context = format!(
@@ -183,4 +216,22 @@ async fn config(c: Config) -> anyhow::Result<()> {
         println!("queue {:?}: {settings}", c.queue.queue);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_jobs_per_period() {
+        assert_eq!(parse_rate("100/s"), Ok((100, Duration::from_secs(1))));
+        assert_eq!(parse_rate("6000/m"), Ok((6000, Duration::from_secs(60))));
+        assert_eq!(parse_rate("5/500ms"), Ok((5, Duration::from_millis(500))));
+        assert_eq!(parse_rate("1/2s"), Ok((1, Duration::from_secs(2))));
+        assert_eq!(parse_rate("none"), Ok((0, Duration::from_secs(1))));
+        for bad in ["100", "x/s", "0/s", "10/fortnight", "10/0s", "-1/s", "/s"] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
 }

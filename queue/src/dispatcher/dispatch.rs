@@ -1,5 +1,7 @@
 //! The dispatch duty: sleeps on the queue's wake channel (pub/sub) and on a short timer, and
-//! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests. It holds the
+//! on either runs `dispatch.lua`, which pairs waiting jobs with stored requests; on a queue
+//! whose rate limit held jobs back, also until the limit lets the next one go (the script
+//! says when). It holds the
 //! dispatcher's one subscription, so it also passes a `scheduled` message on to the promoter
 //! and the scheduler, and a `children` message to the mover.
 //!
@@ -53,9 +55,12 @@ async fn run(queue: Queue, woken: Woken, stop: CancellationToken) {
         };
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the queue's rate limit held jobs back: when it lets the next one go.
+        let mut rate_open: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(rate_open.unwrap_or_else(tokio::time::Instant::now)), if rate_open.is_some() => {}
                 message = wake.next() => {
                     let Some(mut message) = message else {
                         tracing::warn!(queue = %queue.keys.queue, "dispatcher lost its subscription; reconnecting");
@@ -76,24 +81,29 @@ async fn run(queue: Queue, woken: Woken, stop: CancellationToken) {
                 }
                 _ = sweep.tick() => {}
             }
-            if dispatch_all(&queue).await {
-                backoff.reset();
-            } else {
-                sleep_unless(&stop, backoff.next_wait()).await;
+            match dispatch_all(&queue).await {
+                Ok(rate_wait) => {
+                    rate_open = rate_wait.map(|wait| tokio::time::Instant::now() + wait);
+                    backoff.reset();
+                }
+                Err(()) => {
+                    sleep_unless(&stop, backoff.next_wait()).await;
+                }
             }
         }
     }
 }
 
-/// Dispatches until no pair is left. Returns false when Redis failed.
-async fn dispatch_all(queue: &Queue) -> bool {
+/// Dispatches until no pair is left. Returns, when the queue's rate limit held jobs back, how
+/// long until it lets the next one go; an error when Redis failed.
+async fn dispatch_all(queue: &Queue) -> Result<Option<Duration>, ()> {
     loop {
         match scripts::dispatch::call(queue, BATCH).await {
-            Ok(n) if n < BATCH => return true,
+            Ok(d) if d.served < BATCH => return Ok(d.rate_wait),
             Ok(_) => continue,
             Err(e) => {
                 tracing::warn!(queue = %queue.keys.queue, "dispatch failed: {e}");
-                return false;
+                return Err(());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `dispatch.lua`: stored requests served with waiting jobs, through the workers' inboxes.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::Script;
 
@@ -10,10 +11,18 @@ use crate::queue::Queue;
 
 pub(crate) static SCRIPT: LazyLock<Script> = script!("dispatch.lua");
 
-/// Serves up to `max_pairs` stored requests; returns how many it served.
-pub(crate) async fn call(q: &Queue, max_pairs: usize) -> Result<usize> {
+/// What one call did.
+pub(crate) struct Dispatched {
+    /// Stored requests served.
+    pub served: usize,
+    /// When the queue's rate limit holds jobs back: how long until it lets the next one go.
+    pub rate_wait: Option<Duration>,
+}
+
+/// Serves up to `max_pairs` stored requests.
+pub(crate) async fn call(q: &Queue, max_pairs: usize) -> Result<Dispatched> {
     let k = &q.keys;
-    Ok(invocation(
+    let (served, rate_wait): (usize, i64) = invocation(
         &SCRIPT,
         &[
             &k.meta,
@@ -27,5 +36,9 @@ pub(crate) async fn call(q: &Queue, max_pairs: usize) -> Result<usize> {
     )
     .arg(max_pairs)
     .invoke_async(&mut q.con.clone())
-    .await?)
+    .await?;
+    Ok(Dispatched {
+        served,
+        rate_wait: u64::try_from(rate_wait).ok().map(Duration::from_millis),
+    })
 }

@@ -41,11 +41,11 @@ local function open_call(meta, caller, ...)
     end
     requires = values[2]
     if requires then
-      -- The features of protocol 1.1 and 1.2 (`cap`) a queue's meta may list in `requires`
+      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`) a queue's meta may list in `requires`
       -- (comma-separated):
       -- one these scripts do not know is refused, since they would silently ignore it.
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,cancel,children,cap,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
       end
@@ -87,7 +87,7 @@ end
 --  - require_feature(meta, requires, feature): records in the queue's meta that it uses
 --    `feature`, unless `requires` (as open_call read it) lists it already; from then on a
 --    host that does not know the feature refuses the queue instead of ignoring what it holds.
---    require_cap_if_set(meta, requires) does so for `cap` when meta's max_in_flight is set.
+--    require_limits_if_set(meta) does so for `cap` and `rate` when meta's limits are set.
 --  - check_job(n, data, max, when, limit, now): checks job `n` of `schedule` or
 --    `push_unique` (`push` checks its own, on the hot path): its data within `limit` bytes,
 --    its attempt limit ("" or 1 to 999999999) and its due time ("" for now, "+MS" a delay
@@ -107,10 +107,17 @@ local function since_1_1()
     redis.call('HSET', meta, 'requires', requires and (requires .. ',' .. feature) or feature)
   end
 
-  -- A cap on the jobs in flight (`max_in_flight` above 0) that a host of 1.1 would ignore.
-  function f.require_cap_if_set(meta, requires)
-    local cap = tonumber(redis.call('HGET', meta, 'max_in_flight'))
-    if cap and cap > 0 then f.require_feature(meta, requires, 'cap') end
+  -- The limits a host of 1.1 would ignore, as meta holds them now: a cap on the jobs in
+  -- flight (`max_in_flight` above 0: feature `cap`), a rate limit (`rate_count` above 0:
+  -- feature `rate`).
+  function f.require_limits_if_set(meta)
+    local set = redis.call('HMGET', meta, 'max_in_flight', 'rate_count')
+    if (tonumber(set[1]) or 0) > 0 then
+      f.require_feature(meta, redis.call('HGET', meta, 'requires'), 'cap')
+    end
+    if (tonumber(set[2]) or 0) > 0 then
+      f.require_feature(meta, redis.call('HGET', meta, 'requires'), 'rate')
+    end
   end
 
   function f.check_job(n, data, max, when, limit, now)
@@ -339,10 +346,15 @@ local function server()
     local served = 0
     while served < #requests do
       local wanted = #requests - served
-      -- A capped queue hands out no more than its room (`serving`).
+      -- A capped queue hands out no more than its room, a rate-limited one no more than its
+      -- rate allows now (`serving`).
       if q.room then
         if q.room <= 0 then break end
         wanted = math.min(wanted, q.room)
+      end
+      if q.rate then
+        if q.rate.left <= 0 then break end
+        wanted = math.min(wanted, q.rate.left)
       end
       local items = redis.call('LPOP', waiting, wanted)
       if not items then break end
@@ -399,6 +411,7 @@ local function server()
       if #leases > 0 then
         redis.call('ZADD', q.leases, unpack(leases))
         if q.room then q.room = q.room - #leases / 2 end
+        if q.rate then srv.spend_rate(q.rate, #leases / 2, q.now) end
       end
       if #items < wanted then break end
     end
@@ -448,16 +461,55 @@ local function server()
   -- handing out a job costs Redis (counted with callgrind).
   -- On a queue that requires `cap`, `room` is how many more jobs may be leased: its
   -- max_in_flight less the leases held (an expired lease counts until reap ends it); `serve`
-  -- takes from it. Without a cap, no room is kept and nothing is read for it.
+  -- takes from it. On a queue that requires `rate`, `rate` is its limit's state (`rate_state`).
+  -- Without them, nothing is read for either.
   function srv.serving(base, s, now, out)
     local q = {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
                deadline = string.format('%d', now + s.lease),
                max_attempts = string.format('%d', s.max_attempts), s = s, out = out}
-    if s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true) then
-      local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
-      if cap and cap > 0 then q.room = cap - redis.call('ZCARD', q.leases) end
+    if s.requires then
+      local requires = ',' .. s.requires .. ','
+      if string.find(requires, ',cap,', 1, true) then
+        local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
+        if cap and cap > 0 then q.room = cap - redis.call('ZCARD', q.leases) end
+      end
+      if string.find(requires, ',rate,', 1, true) then q.rate = srv.rate_state(base, now) end
     end
     return q
+  end
+
+  -- A rate limit of `rate_count` jobs per `rate_period` ms, with bursts of `rate_burst` (0:
+  -- `rate_count`), kept as GCRA keeps it: one number, the theoretical arrival time `tat`
+  -- ("P:{Q}:rate", ms on Redis's clock, expiring once it is past), which each job handed out
+  -- moves on by the emission interval t = period / count. A job may go while tat is at most
+  -- (burst - 1) × t ahead of now. Returns {key, t, burst, tat, left (jobs that may go now)},
+  -- or nil when the queue has no limit (set to 0 since).
+  function srv.rate_state(base, now)
+    local r = redis.call('HMGET', base .. 'meta', 'rate_count', 'rate_period', 'rate_burst')
+    local count, period, burst = tonumber(r[1]), tonumber(r[2]), tonumber(r[3])
+    if not count or count <= 0 or not period or period <= 0 then return nil end
+    if not burst or burst < 1 then burst = count end
+    local key = base .. 'rate'
+    local t = period / count
+    local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
+    -- A millionth of a job's interval absorbs the rounding of the stored tat.
+    local left = math.floor((now - tat) / t + 1e-6) + burst
+    return {key = key, t = t, burst = burst, tat = tat, left = left}
+  end
+
+  -- Records `n` jobs handed out under the rate limit `rate` (`rate_state`) at `now`.
+  function srv.spend_rate(rate, n, now)
+    rate.tat = rate.tat + n * rate.t
+    rate.left = rate.left - n
+    redis.call('SET', rate.key, string.format('%.3f', rate.tat), 'PX',
+               math.max(1, math.ceil(rate.tat - now)))
+  end
+
+  -- How long until the next job may go under the rate limit `rate` (ms, at least 1), or -1
+  -- when one may go now or the queue has no limit.
+  function srv.rate_wait(rate, now)
+    if not rate or rate.left > 0 then return -1 end
+    return math.max(1, math.ceil(rate.tat - (rate.burst - 1) * rate.t - now))
   end
 
   -- Whether a worker of protocol `version` (as its renew recorded it in `protocols`; false
