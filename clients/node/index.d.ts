@@ -134,8 +134,8 @@ export class Job {
   /** The fencing token of this delivery: ID|ATTEMPT|MAX. */
   readonly token: string;
   /**
-   * How long the job waited in the queue, from its push to this delivery (ms, Redis's clock);
-   * undefined for a retry, or when the queue no longer kept its push time.
+   * How long the job waited in the queue, from its push to this delivery (ms, Redis's clock),
+   * with `measureWaits`; undefined for a retry, or when the queue no longer kept its push time.
    */
   readonly waited?: number;
   /** Whether complete, fail or release was called. */
@@ -151,8 +151,13 @@ export class Job {
 export type Done = (error: SqueError | null, jobData: Json, job: Job) => unknown;
 
 /** The original design's worker: asks for jobs when it is free. */
+export interface ClientOptions extends Options {
+  /** Jobs say how long they waited since their push (`job.waited`); costs Redis about a microsecond a job. */
+  measureWaits?: boolean;
+}
+
 export class Client {
-  constructor(queName: string, options?: Options);
+  constructor(queName: string, options?: ClientOptions);
   readonly ready: Promise<Client>;
   /** The jobs this client holds (delivered, not yet ended). */
   readonly heldCount: number;

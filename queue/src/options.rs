@@ -19,6 +19,7 @@ pub struct Options {
     pub(crate) redis: String,
     pub(crate) prefix: String,
     pub(crate) dispatch: bool,
+    pub(crate) measure_waits: bool,
     pub(crate) tls_ca: Option<std::path::PathBuf>,
     /// The queue settings this program was given (each `None`: not given).
     pub(crate) settings: SettingsChange,
@@ -30,6 +31,7 @@ impl Default for Options {
             redis: "redis://127.0.0.1:6379".into(),
             prefix: "sque".into(),
             dispatch: true,
+            measure_waits: false,
             tls_ca: None,
             settings: SettingsChange::default(),
         }
@@ -77,6 +79,16 @@ impl Options {
     /// reaper. Its pushes still serve workers that wait, in the push script itself.
     pub fn dispatch(mut self, on: bool) -> Self {
         self.dispatch = on;
+        self
+    }
+
+    /// `true` makes a [`Client`](crate::Client)'s jobs say how long they waited since their
+    /// push ([`Job::waited`](crate::Job::waited)). While a client that asks for it runs, the
+    /// queue works out each first attempt's wait as it hands it out, which costs Redis about
+    /// a microsecond a job (docs/METRICS.md). Off by default; `sque-host run` turns it on with
+    /// `--metrics-addr`.
+    pub fn measure_waits(mut self, on: bool) -> Self {
+        self.measure_waits = on;
         self
     }
 

@@ -129,13 +129,25 @@ async fn every_role_uses_the_queues_own_lease() {
 /// A first attempt comes with how long it waited since its push (the histogram
 /// `sque_job_wait_seconds` of a host): in an exchange's reply, and through the inbox to a
 /// worker that recorded protocol 1.2 at its renew; a worker that recorded none (a 1.1 worker)
-/// is served the delivery it reads, without the wait.
+/// is served the delivery it reads, without the wait. Waits are worked out only while a
+/// client that measures them runs (`Options::measure_waits`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_attempt_carries_its_wait_to_workers_that_read_it() {
     let redis = RedisServer::start();
     // A manager: it brings the retry back when its backoff ends.
     let producer = Manager::new("waits", opts(&redis)).await.unwrap();
-    let client = Client::new("waits", opts(&redis)).await.unwrap();
+    // While no client measures waits, none is worked out (it costs Redis).
+    let plain = Client::new("waits", opts(&redis)).await.unwrap();
+    producer.push(json!("unmeasured")).await.unwrap();
+    let job = within("the unmeasured job", plain.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(job.waited(), None);
+    plain.complete(&job, None).await.unwrap();
+    plain.shutdown().await.unwrap();
+    let client = Client::new("waits", opts(&redis).measure_waits(true))
+        .await
+        .unwrap();
     let redis_ms = || {
         let t: Vec<u64> = query(&redis, &["TIME"]);
         t[0] * 1000 + t[1] / 1000

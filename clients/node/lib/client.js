@@ -33,7 +33,8 @@ class Job {
     this.token = delivery.token;
     /**
      * How long the job waited in the queue, from its push to this delivery (ms, Redis's
-     * clock); undefined for a retry, or when the queue no longer kept its push time.
+     * clock), for a client opened with {measureWaits: true}; undefined for a retry, or when
+     * the queue no longer kept its push time.
      */
     this.waited = delivery.waited;
     /** Whether complete, fail or release was called. */
@@ -63,10 +64,14 @@ class Job {
 class Client {
   /**
    * @param {string} queName
-   * @param {object} [options] {redis: {url, ...}, prefix, redisModule}
+   * @param {object} [options] {redis: {url, ...}, prefix, redisModule, measureWaits (jobs say
+   *   how long they waited since their push: `job.waited`; costs Redis about a microsecond a
+   *   job while a client that asks for it runs)}
    */
   constructor(queName, options = {}) {
     this.queue = new Queue(queName, options);
+    /** "1" when this client's jobs say how long they waited (renew.lua's ARGV[3]). */
+    this.measureWaits = options.measureWaits === true ? 1 : 0;
     this.closed = false;
     this.seq = 0;
     /** @type {Map<number, {requestId?: string, waiters: Array<{promise: Promise, resolve: Function, reject: Function}>}>} */
@@ -86,7 +91,7 @@ class Client {
       // The heartbeat is written here, before the first exchange: only a renewal writes it
       // (lua/exchange.lua says why). No requests are named:
       // those asked for already are not stored yet, and their exchange stores them.
-      await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, 0]);
+      await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, this.measureWaits, 0]);
       this.inbox = this.readInbox();
       this.scheduleRenewal();
       this.opened = true;
@@ -404,7 +409,7 @@ class Client {
     const k = this.queue.keys;
     const tokens = [...this.held.keys()];
     const requests = [...this.pending.keys()].map((s) => `${this.workerId}:${s}`);
-    const [, lease, stale] = await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, tokens.length, ...tokens, ...requests]);
+    const [, lease, stale] = await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, this.measureWaits, tokens.length, ...tokens, ...requests]);
     this.lease = Number(lease) || this.lease;
     for (const token of stale || []) this._forget(String(token));
   }

@@ -65,8 +65,8 @@ if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 if KEYS[7] then
   local srv = server()
   local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
-  -- (A second read has no `requires`: the first's tells whether the queue is capped.)
-  serving.requires = opened.requires
+  -- (A second read has no `requires` nor `waits_until`: the first's are the queue's.)
+  serving.requires, serving.waits_until = opened.requires, opened.waits_until
   srv.dispatch_stored(srv.serving(base, serving, now),
                   {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                   count, now)

@@ -25,7 +25,7 @@ async function byHand(settings) {
 /** Joins as a worker on the wire (docs/PROTOCOL.md, step 1): its id, then its first heartbeat. */
 async function joinByHand(con, k) {
   const w = String(await con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
-  await con.script('renew', [k.meta, k.leases, k.workers, k.requests], [w, 0]);
+  await con.script('renew', [k.meta, k.leases, k.workers, k.requests], [w, 0, 0]);
   return w;
 }
 
@@ -86,7 +86,8 @@ describe('the original API', () => {
   test('a first attempt says how long it waited, in a reply or through the inbox; a retry does not', async () => {
     const [q, o] = fresh({ backoff: 100, backoffMax: 100 });
     const manager = track(new sque.manager(q, o));
-    const client = track(new sque.client(q, o));
+    const client = track(new sque.client(q, { ...o, measureWaits: true }));
+    await client.ready;
     await manager.push('early');
     const pushed = Date.now();
     await waitFor('50 ms', () => Date.now() >= pushed + 50);

@@ -318,9 +318,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let client = match &worker {
         Some(_) => Some(Arc::new(
-            sque::Client::new(&queue, opts.clone())
-                .await
-                .map_err(connect("starting the worker"))?,
+            // With metrics on, jobs say how long they waited (sque_job_wait_seconds).
+            sque::Client::new(
+                &queue,
+                opts.clone().measure_waits(args.metrics_addr.is_some()),
+            )
+            .await
+            .map_err(connect("starting the worker"))?,
         )),
         None => None,
     };

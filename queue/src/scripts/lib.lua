@@ -21,7 +21,8 @@ end
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
 -- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
--- (text, or false) as `s.requires` and whether it is paused as `s.paused`. With `caller` nil,
+-- (text, or false) as `s.requires`, whether it is paused as `s.paused`, and until when jobs'
+-- waits are wanted (`waits_until`, ms, or nil; `renew`) as `s.waits_until`. With `caller` nil,
 -- only reads the settings (for a second read in the same call; `s.paused` is then false). A
 -- call reads only the settings it needs: each field read costs it time, and a hot call needs
 -- three or four of the queue's dozen.
@@ -29,7 +30,7 @@ local function open_call(meta, caller, ...)
   local values, offset = nil, 0
   local requires = false
   if caller then
-    values, offset = redis.call('HMGET', meta, 'protocol', 'requires', 'paused', ...), 3
+    values, offset = redis.call('HMGET', meta, 'protocol', 'requires', 'paused', 'waits_until', ...), 4
     local found = values[1]
     -- The same version, the usual case, needs no parsing.
     if found ~= caller then
@@ -53,7 +54,8 @@ local function open_call(meta, caller, ...)
   elseif select('#', ...) > 0 then
     values = redis.call('HMGET', meta, ...)
   end
-  local s = {requires = requires, paused = values and offset == 3 and values[3] == '1'}
+  local s = {requires = requires, paused = values and offset == 4 and values[3] == '1',
+             waits_until = offset == 4 and tonumber(values[4]) or nil}
   for i = 1, select('#', ...) do
     local name = select(i, ...)
     local value = tonumber(values[i + offset])
@@ -331,15 +333,18 @@ local function server()
   -- up by one, the lease (token "id|attempt|max") is scored by its deadline, and
   -- {"r":seq,"t":token,"d":data} goes to the worker's inbox, or, with `q.out`, is appended to
   -- it (the caller returns it in its reply). With `timed` (the worker reads protocol 1.2's
-  -- deliveries), a first attempt whose push is recorded carries how long it waited, in ms on
-  -- Redis's clock, between the token and the data: {"r":seq,"t":token,"w":ms,"d":data}. An item that cannot be delivered (it does not
-  -- parse, its data is missing or over the queue's size limit) is poison: it goes to the dead
-  -- list at once and the request is served by the next job; so does a job cancelled while it
-  -- waited (its data is the empty string), which is dropped. Batched: one LPOP, one HMGET and
-  -- one ZADD serve all the requests that jobs are left for. Returns how many requests were
-  -- served; the rest are left to the caller.
+  -- deliveries), and while a worker that reads waits renews (`q.waits`, from meta's
+  -- `waits_until`), a first attempt whose push is recorded carries how long it waited, in ms
+  -- on Redis's clock, between the token and the data: {"r":seq,"t":token,"w":ms,"d":data}.
+  -- An item that cannot be delivered (it does not parse, its data is missing or over the
+  -- queue's size limit) is poison: it goes to the dead list at once and the request is
+  -- served by the next job; so does a job cancelled while it waited (its data is the empty
+  -- string), which is dropped. Batched: one LPOP, one HMGET and one ZADD serve all the
+  -- requests that jobs are left for. Returns how many requests were served; the rest are
+  -- left to the caller.
   -- `q`: {jobs = key, leases = key, base = "P:{Q}:", deadline = ms (text), max_attempts =
-  -- the queue's (text), now = ms, s = settings, out = table or nil}
+  -- the queue's (text), now = ms, s = settings, out = table or nil, waits = boolean, room and
+  -- rate (`serving`)}
   function srv.serve(q, waiting, requests, timed)
     -- A paused queue hands nothing out; the requests are stored and served on resume.
     if q.s.paused then return 0 end
@@ -365,7 +370,7 @@ local function server()
         ids[i] = id or ''
       end
       local data = redis.call('HMGET', q.jobs, unpack(ids))
-      local pushed_at = timed and srv.push_times(q.base .. 'pushed', parsed)
+      local pushed_at = timed and q.waits and srv.push_times(q.base .. 'pushed', parsed)
       local leases = {}
       for i, p in ipairs(parsed) do
         local id = p[1]
@@ -466,7 +471,8 @@ local function server()
   function srv.serving(base, s, now, out)
     local q = {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
                deadline = string.format('%d', now + s.lease),
-               max_attempts = string.format('%d', s.max_attempts), s = s, out = out}
+               max_attempts = string.format('%d', s.max_attempts), s = s, out = out,
+               waits = s.waits_until ~= nil and s.waits_until > now}
     if s.requires then
       local requires = ',' .. s.requires .. ','
       if string.find(requires, ',cap,', 1, true) then

@@ -28,8 +28,8 @@ if moved > 0 then
   if not opened.paused and redis.call('LLEN', KEYS[4]) > 0 then
     local srv = server()
     local s = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
-    -- (A second read has no `requires`: the first's tells whether the queue is capped.)
-    s.requires = opened.requires
+    -- (A second read has no `requires` nor `waits_until`: the first's are the queue's.)
+    s.requires, s.waits_until = opened.requires, opened.waits_until
     srv.dispatch_stored(srv.serving(key_base(KEYS[1]), s, now),
                         {waiting = KEYS[3], requests = KEYS[4], workers = KEYS[7], stats = KEYS[8]},
                         moved, now)

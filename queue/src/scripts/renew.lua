@@ -1,7 +1,10 @@
 -- renew: extend the leases a worker holds and its heartbeat, in one call, by the queue's lease.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
--- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] number of tokens n,
--- then the n tokens, then the worker's pending request entries "W:S".
+-- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] "1" when the worker
+-- reads jobs' waits, else "0"  ARGV[4] number of tokens n, then the n tokens, then the
+-- worker's pending request entries "W:S".
+-- While a worker that reads jobs' waits renews, meta's `waits_until` stays 3 leases ahead:
+-- until then, the scripts that hand jobs out work out each first attempt's wait (`serve`).
 -- The worker's protocol version (ARGV[1]) is kept in "P:{Q}:protocols", for the dispatchers.
 -- The tokens still held are kept in "P:{Q}:held:W", space-separated, each with when its
 -- lease began ("TOKEN@MS", Redis's clock), for one lease.
@@ -13,7 +16,7 @@
 local s = open_call(KEYS[1], ARGV[1], 'lease')
 local now = now_ms()
 local reannounced, stale, held = 0, {}, {}
-local ntokens = tonumber(ARGV[3])
+local ntokens = tonumber(ARGV[4])
 -- When each lease began ("TOKEN@MS" in held:W), kept from renewal to renewal; at a token's
 -- first renewal, its lease's end before this renewal less the queue's lease.
 local held_by = key_base(KEYS[1]) .. 'held:' .. ARGV[2]
@@ -22,7 +25,7 @@ local before = redis.call('GET', held_by)
 if before then
   for token, ms in string.gmatch(before, '([^ @]+)@(%d+)') do began[token] = ms end
 end
-for i = 4, 3 + ntokens do
+for i = 5, 4 + ntokens do
   local until_before = redis.call('ZSCORE', KEYS[2], ARGV[i])
   if until_before then
     redis.call('ZADD', KEYS[2], 'XX', now + s.lease, ARGV[i])
@@ -34,7 +37,7 @@ for i = 4, 3 + ntokens do
 end
 local until_ms = redis.call('ZSCORE', KEYS[3], ARGV[2])
 if not until_ms or tonumber(until_ms) <= now then
-  for i = 4 + ntokens, #ARGV do
+  for i = 5 + ntokens, #ARGV do
     redis.call('LREM', KEYS[4], 0, ARGV[i])
     redis.call('RPUSH', KEYS[4], ARGV[i])
   end
@@ -45,6 +48,9 @@ end
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
 -- The worker's protocol version, for the dispatchers: which form of delivery it reads.
 redis.call('HSET', key_base(KEYS[1]) .. 'protocols', ARGV[2], ARGV[1])
+if ARGV[3] == '1' and (s.waits_until or 0) < now + 2 * s.lease then
+  redis.call('HSET', KEYS[1], 'waits_until', string.format('%d', now + 3 * s.lease))
+end
 if #held > 0 then
   redis.call('SET', held_by, table.concat(held, ' '), 'PX', s.lease)
 else

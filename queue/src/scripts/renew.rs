@@ -32,7 +32,9 @@ pub(crate) async fn call(
 ) -> Result<Renewed> {
     let k = &q.keys;
     let mut inv = invocation(&SCRIPT, &[&k.meta, &k.leases, &k.workers, &k.requests]);
-    inv.arg(worker).arg(tokens.len());
+    inv.arg(worker)
+        .arg(if q.opts.measure_waits { "1" } else { "0" })
+        .arg(tokens.len());
     for t in tokens.iter().chain(requests) {
         inv.arg(t);
     }
