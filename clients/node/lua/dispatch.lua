@@ -13,4 +13,4 @@ local srv = server()
 local q = srv.serving(key_base(KEYS[1]), s, now)
 local served = srv.dispatch_stored(q, {waiting = KEYS[2], requests = KEYS[3], workers = KEYS[6], stats = KEYS[7]},
                                    tonumber(ARGV[2]), now)
-return {served, srv.rate_wait(q.rate, now)}
+return {served, q.rate and since_1_2().rate_wait(q.rate, now) or -1}

@@ -323,6 +323,95 @@ local function graveyard()
   return d
 end
 
+-- What only the calls that measure waits or keep a rate limit (protocol 1.2) need, made on
+-- first use, as `since_1_1` is.
+--  - push_times(pushed, parsed): when the first attempts a `serve` hands out were pushed.
+--  - rate_state(base, now), spend_rate(rate, n, now), rate_wait(rate, now): a queue's rate
+--    limit (feature `rate`).
+local measures
+local function since_1_2()
+  if measures then return measures end
+  local v = {}
+
+  -- When the first attempts among `parsed` ({id, attempts, max} of `serve`) were pushed, in
+  -- ms on Redis's clock, by id, from the push records in `pushed` (score a push call's first
+  -- id, member "FIRST|MS"): a job's is the record with the greatest first id at most its own.
+  -- One ZRANGE serves a batch that left in push order, the usual case: the records at or below
+  -- its greatest id, as many as it has jobs. A job older than those is looked up alone. A job
+  -- whose record is gone (reap drops those before the head's: it came back to the queue after
+  -- the head had passed it) has none; nor has a batch without a first attempt (nil).
+  function v.push_times(pushed, parsed)
+    local firsts, sorted = {}, true
+    for _, p in ipairs(parsed) do
+      if p[1] and p[2] == '0' then
+        local n = tonumber(p[1])
+        if #firsts > 0 and n < firsts[#firsts][2] then sorted = false end
+        firsts[#firsts + 1] = {p[1], n}
+      end
+    end
+    if #firsts == 0 then return nil end
+    if not sorted then table.sort(firsts, function(a, b) return a[2] < b[2] end) end
+    local records = redis.call('ZRANGE', pushed, firsts[#firsts][1], '-inf', 'BYSCORE', 'REV',
+                               'LIMIT', 0, #firsts, 'WITHSCORES')
+    -- Jobs of one push call share its record: it is read once (`read`, `ms`).
+    local at, r, read, ms = {}, 1, 0, nil
+    for i = #firsts, 1, -1 do
+      local id, n = firsts[i][1], firsts[i][2]
+      while r < #records and tonumber(records[r + 1]) > n do r = r + 2 end
+      if r < #records then
+        if read ~= r then read, ms = r, tonumber(string.match(records[r], '|(%d+)$')) end
+        at[id] = ms
+      elseif #records == 2 * #firsts then
+        -- Records were left out: the job's may be among them.
+        local member = redis.call('ZRANGE', pushed, id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+        at[id] = member and tonumber(string.match(member, '|(%d+)$'))
+      end
+    end
+    return at
+  end
+
+  -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
+  -- The numbers every job repeats are made text here, once: a number in a concatenation or a
+  -- redis.call argument is formatted anew each time (a sprintf), which cost a seventh of what
+  -- handing out a job costs Redis (counted with callgrind).
+  -- A rate limit of `rate_count` jobs per `rate_period` ms, with bursts of `rate_burst` (0:
+  -- `rate_count`), kept as GCRA keeps it: one number, the theoretical arrival time `tat`
+  -- ("P:{Q}:rate", ms on Redis's clock, expiring once it is past), which each job handed out
+  -- moves on by the emission interval t = period / count. A job may go while tat is at most
+  -- (burst - 1) × t ahead of now. Returns {key, t, burst, tat, left (jobs that may go now)},
+  -- or nil when the queue has no limit (set to 0 since).
+  function v.rate_state(base, now)
+    local r = redis.call('HMGET', base .. 'meta', 'rate_count', 'rate_period', 'rate_burst')
+    local count, period, burst = tonumber(r[1]), tonumber(r[2]), tonumber(r[3])
+    if not count or count <= 0 or not period or period <= 0 then return nil end
+    if not burst or burst < 1 then burst = count end
+    local key = base .. 'rate'
+    local t = period / count
+    local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
+    -- A millionth of a job's interval absorbs the rounding of the stored tat.
+    local left = math.floor((now - tat) / t + 1e-6) + burst
+    return {key = key, t = t, burst = burst, tat = tat, left = left}
+  end
+
+  -- Records `n` jobs handed out under the rate limit `rate` (`rate_state`) at `now`.
+  function v.spend_rate(rate, n, now)
+    rate.tat = rate.tat + n * rate.t
+    rate.left = rate.left - n
+    redis.call('SET', rate.key, string.format('%.3f', rate.tat), 'PX',
+               math.max(1, math.ceil(rate.tat - now)))
+  end
+
+  -- How long until the next job may go under the rate limit `rate` (ms, at least 1), or -1
+  -- when one may go now or the queue has no limit.
+  function v.rate_wait(rate, now)
+    if not rate or rate.left > 0 then return -1 end
+    return math.max(1, math.ceil(rate.tat - (rate.burst - 1) * rate.t - now))
+  end
+
+  measures = v
+  return v
+end
+
 -- Handing jobs out, made when needed (once per call that serves), like the dead list's
 -- helpers: a push that meets no waiting worker never needs it.
 local function server()
@@ -370,7 +459,7 @@ local function server()
         ids[i] = id or ''
       end
       local data = redis.call('HMGET', q.jobs, unpack(ids))
-      local pushed_at = timed and q.waits and srv.push_times(q.base .. 'pushed', parsed)
+      local pushed_at = timed and q.waits and since_1_2().push_times(q.base .. 'pushed', parsed)
       local leases = {}
       for i, p in ipairs(parsed) do
         local id = p[1]
@@ -416,54 +505,13 @@ local function server()
       if #leases > 0 then
         redis.call('ZADD', q.leases, unpack(leases))
         if q.room then q.room = q.room - #leases / 2 end
-        if q.rate then srv.spend_rate(q.rate, #leases / 2, q.now) end
+        if q.rate then since_1_2().spend_rate(q.rate, #leases / 2, q.now) end
       end
       if #items < wanted then break end
     end
     return served
   end
 
-  -- When the first attempts among `parsed` ({id, attempts, max} of `serve`) were pushed, in
-  -- ms on Redis's clock, by id, from the push records in `pushed` (score a push call's first
-  -- id, member "FIRST|MS"): a job's is the record with the greatest first id at most its own.
-  -- One ZRANGE serves a batch that left in push order, the usual case: the records at or below
-  -- its greatest id, as many as it has jobs. A job older than those is looked up alone. A job
-  -- whose record is gone (reap drops those before the head's: it came back to the queue after
-  -- the head had passed it) has none; nor has a batch without a first attempt (nil).
-  function srv.push_times(pushed, parsed)
-    local firsts, sorted = {}, true
-    for _, p in ipairs(parsed) do
-      if p[1] and p[2] == '0' then
-        local n = tonumber(p[1])
-        if #firsts > 0 and n < firsts[#firsts][2] then sorted = false end
-        firsts[#firsts + 1] = {p[1], n}
-      end
-    end
-    if #firsts == 0 then return nil end
-    if not sorted then table.sort(firsts, function(a, b) return a[2] < b[2] end) end
-    local records = redis.call('ZRANGE', pushed, firsts[#firsts][1], '-inf', 'BYSCORE', 'REV',
-                               'LIMIT', 0, #firsts, 'WITHSCORES')
-    local at, r = {}, 1
-    for i = #firsts, 1, -1 do
-      local id, n = firsts[i][1], firsts[i][2]
-      while r < #records and tonumber(records[r + 1]) > n do r = r + 2 end
-      local member
-      if r < #records then
-        member = records[r]
-      elseif #records == 2 * #firsts then
-        -- Records were left out: the job's may be among them.
-        member = redis.call('ZRANGE', pushed, id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
-      end
-      local ms = member and string.match(member, '|(%d+)$')
-      if ms then at[id] = tonumber(ms) end
-    end
-    return at
-  end
-
-  -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
-  -- The numbers every job repeats are made text here, once: a number in a concatenation or a
-  -- redis.call argument is formatted anew each time (a sprintf), which cost a seventh of what
-  -- handing out a job costs Redis (counted with callgrind).
   -- On a queue that requires `cap`, `room` is how many more jobs may be leased: its
   -- max_in_flight less the leases held (an expired lease counts until reap ends it); `serve`
   -- takes from it. On a queue that requires `rate`, `rate` is its limit's state (`rate_state`).
@@ -479,55 +527,14 @@ local function server()
         local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
         if cap and cap > 0 then q.room = cap - redis.call('ZCARD', q.leases) end
       end
-      if string.find(requires, ',rate,', 1, true) then q.rate = srv.rate_state(base, now) end
+      if string.find(requires, ',rate,', 1, true) then q.rate = since_1_2().rate_state(base, now) end
     end
     return q
   end
 
-  -- A rate limit of `rate_count` jobs per `rate_period` ms, with bursts of `rate_burst` (0:
-  -- `rate_count`), kept as GCRA keeps it: one number, the theoretical arrival time `tat`
-  -- ("P:{Q}:rate", ms on Redis's clock, expiring once it is past), which each job handed out
-  -- moves on by the emission interval t = period / count. A job may go while tat is at most
-  -- (burst - 1) × t ahead of now. Returns {key, t, burst, tat, left (jobs that may go now)},
-  -- or nil when the queue has no limit (set to 0 since).
-  function srv.rate_state(base, now)
-    local r = redis.call('HMGET', base .. 'meta', 'rate_count', 'rate_period', 'rate_burst')
-    local count, period, burst = tonumber(r[1]), tonumber(r[2]), tonumber(r[3])
-    if not count or count <= 0 or not period or period <= 0 then return nil end
-    if not burst or burst < 1 then burst = count end
-    local key = base .. 'rate'
-    local t = period / count
-    local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
-    -- A millionth of a job's interval absorbs the rounding of the stored tat.
-    local left = math.floor((now - tat) / t + 1e-6) + burst
-    return {key = key, t = t, burst = burst, tat = tat, left = left}
-  end
-
-  -- Records `n` jobs handed out under the rate limit `rate` (`rate_state`) at `now`.
-  function srv.spend_rate(rate, n, now)
-    rate.tat = rate.tat + n * rate.t
-    rate.left = rate.left - n
-    redis.call('SET', rate.key, string.format('%.3f', rate.tat), 'PX',
-               math.max(1, math.ceil(rate.tat - now)))
-  end
-
-  -- How long until the next job may go under the rate limit `rate` (ms, at least 1), or -1
-  -- when one may go now or the queue has no limit.
-  function srv.rate_wait(rate, now)
-    if not rate or rate.left > 0 then return -1 end
-    return math.max(1, math.ceil(rate.tat - (rate.burst - 1) * rate.t - now))
-  end
-
-  -- Whether a worker of protocol `version` (as its renew recorded it in `protocols`; false
-  -- when it recorded none: before 1.2) reads a delivery's wait ("w").
-  function srv.reads_wait(version)
-    local major, minor = string.match(version or '', '^(%d+)%.(%d+)')
-    return major ~= nil and (tonumber(major) > 1 or tonumber(minor) >= 2)
-  end
-
   -- Serves stored requests ("worker:seq" in `keys.requests`, oldest first) with waiting jobs,
   -- oldest with oldest, up to `max_pairs`. A request of a worker whose heartbeat ran out is
-  -- dropped. The deliveries carry their wait to a worker that reads it (`reads_wait`).
+  -- dropped. The deliveries carry their wait to a worker that reads it.
   -- Returns how many were served (and counts them as dispatched).
   -- `keys`: {waiting, requests, workers, stats}
   function srv.dispatch_stored(q, keys, max_pairs, now)
@@ -543,8 +550,12 @@ local function server()
         if alive[worker] == nil then
           local until_ms = redis.call('ZSCORE', keys.workers, worker)
           alive[worker] = until_ms and tonumber(until_ms) > now or false
-          if alive[worker] then
-            timed[worker] = srv.reads_wait(redis.call('HGET', q.base .. 'protocols', worker))
+          -- While waits are measured, a worker whose renew recorded protocol 1.2 or later
+          -- (in `protocols`) reads a delivery's wait; one of 1.1 recorded none.
+          if alive[worker] and q.waits then
+            local major, minor = string.match(
+              redis.call('HGET', q.base .. 'protocols', worker) or '', '^(%d+)%.(%d+)')
+            timed[worker] = major ~= nil and (tonumber(major) > 1 or tonumber(minor) >= 2)
           end
         end
         if alive[worker] then
