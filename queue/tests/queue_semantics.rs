@@ -1338,17 +1338,7 @@ async fn a_capped_queue_hands_out_no_more_than_its_cap() {
     let requires: Option<String> = query(&redis, &["HGET", "sque:{capped}:meta", "requires"]);
     assert_eq!(requires.as_deref(), Some("cap"));
 
-    let client = Arc::new(Client::new("capped", opts(&redis)).await.unwrap());
-    let mut asked = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let client = client.clone();
-        asked.spawn(async move { client.i_am_free(None).await.unwrap() });
-    }
-    eventually("five requests stored", || async {
-        producer.stats().await.unwrap().requests == 5
-    })
-    .await;
-    let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
+    let (client, mut asked, ids) = five_asked_then_pushed(&redis, &producer, "capped").await;
     let s = producer.stats().await.unwrap();
     assert_eq!(
         (s.in_flight, s.requests, s.waiting),
@@ -1392,17 +1382,7 @@ async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
     let requires: Option<String> = query(&redis, &["HGET", "sque:{limited}:meta", "requires"]);
     assert_eq!(requires.as_deref(), Some("rate"));
 
-    let client = Arc::new(Client::new("limited", opts(&redis)).await.unwrap());
-    let mut asked = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let client = client.clone();
-        asked.spawn(async move { client.i_am_free(None).await.unwrap() });
-    }
-    eventually("five requests stored", || async {
-        producer.stats().await.unwrap().requests == 5
-    })
-    .await;
-    let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
+    let (client, mut asked, ids) = five_asked_then_pushed(&redis, &producer, "limited").await;
     let s = producer.stats().await.unwrap();
     assert_eq!(
         (s.in_flight, s.requests, s.waiting),
@@ -1432,4 +1412,26 @@ async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
     assert_eq!(rest, ids[3..]);
     let s = producer.stats().await.unwrap();
     assert_eq!((s.completed, s.dead, s.retried), (5, 0, 0));
+}
+
+/// A client of `queue` asks for five jobs at once; once the five requests are stored,
+/// `producer` pushes five jobs (0 to 4) in one call. Returns the client, its five requests
+/// (each resolves to a job), and the jobs' ids.
+async fn five_asked_then_pushed(
+    redis: &RedisServer,
+    producer: &Manager,
+    queue: &str,
+) -> (Arc<Client>, tokio::task::JoinSet<sque::Job>, Vec<JobId>) {
+    let client = Arc::new(Client::new(queue, opts(redis)).await.unwrap());
+    let mut asked = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let client = client.clone();
+        asked.spawn(async move { client.i_am_free(None).await.unwrap() });
+    }
+    eventually("five requests stored", || async {
+        producer.stats().await.unwrap().requests == 5
+    })
+    .await;
+    let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
+    (client, asked, ids)
 }
