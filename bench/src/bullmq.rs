@@ -32,6 +32,7 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::MetricsScrape
         | Kind::DashboardPages
         | Kind::DelayedProcess
+        | Kind::LimitedProcess
         | Kind::BulkPushUnique
         | Kind::SinglePushUnique => {
             bail!("{}: a sque-only case", case.name)

@@ -34,6 +34,9 @@ pub enum Kind {
     SinglePush,
     /// Processing waiting jobs with a no-op handler.
     Process,
+    /// As `Process`, on a queue with a rate limit and a cap on the jobs in flight, both far
+    /// above what the run reaches: what checking them costs (sque only).
+    LimitedProcess,
     /// Push to handler start at light load (one job every 2 ms).
     Latency,
     /// Redis bytes per waiting job.
@@ -176,6 +179,13 @@ pub fn all(quick: bool) -> Vec<Case> {
             scale(100_000, 20_000),
             50,
             true,
+        ),
+        case(
+            "process c=50, rate limit and cap not reached",
+            Kind::LimitedProcess,
+            scale(100_000, 20_000),
+            50,
+            false,
         ),
         case(
             "delayed: all due at once, process c=50",

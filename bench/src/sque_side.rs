@@ -104,6 +104,20 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_many(jobs).await?;
             process(case, redis, &queue, &manager).await?
         }
+        Kind::LimitedProcess => {
+            // Limits no run here reaches: a billion jobs a second, a million in flight.
+            let admin = sque::Admin::new(&queue, Options::default().redis(redis.url())).await?;
+            admin
+                .configure(&sque::SettingsChange {
+                    rate_count: Some(1_000_000_000),
+                    rate_period: Some(Duration::from_secs(1)),
+                    max_in_flight: Some(1_000_000),
+                    ..Default::default()
+                })
+                .await?;
+            manager.push_many(jobs).await?;
+            process(case, redis, &queue, &manager).await?
+        }
         Kind::DelayedProcess => delayed_process(case, redis, &queue, &manager, jobs).await?,
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::MetricsScrape => {

@@ -157,11 +157,12 @@ pub struct Args {
     manager_only: bool,
 
     /// Serve Prometheus metrics at http://ADDR/metrics: this host's jobs (started,
-    /// completed, failed by reason, retried, dead-lettered; run, instance-creation and
-    /// acknowledgement times; busy slots) and the queue's figures from Redis (waiting, in
-    /// flight, retrying, dead, workers), read at most once per --metrics-interval however
-    /// often it is scraped. Off unless given; docs/METRICS.md lists every series. Example:
-    /// 127.0.0.1:9464.
+    /// completed, failed by reason, retried, dead-lettered; time waited from push to start,
+    /// run, instance-creation and acknowledgement times; busy slots) and the queue's figures
+    /// from Redis (waiting, in flight, retrying, dead, workers, the oldest job's age), read at
+    /// most once per --metrics-interval however often it is scraped. While a host with it
+    /// runs, the queue works out each job's wait as it hands it out (about 1 µs of Redis CPU a
+    /// job). Off unless given; docs/METRICS.md lists every series. Example: 127.0.0.1:9464.
     #[arg(long, env = "SQUE_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
 
