@@ -328,11 +328,16 @@ impl Inspector {
             return Ok(None);
         };
         let now = secs * 1000 + micros / 1000;
-        let pushed_at = |record: &str| -> Option<u64> { record.split_once('|')?.1.parse().ok() };
-        let age = |record: &str| pushed_at(record).map(|at| now.saturating_sub(at));
-        let Some(id) = head.split('|').next().and_then(|id| id.parse::<u64>().ok()) else {
+        // A first push's item is "ID|0[|MAX]"; one that came back has other attempts ("00":
+        // retried from the dead list), and no record says when it did.
+        let mut item = head.split('|');
+        let (Some(id), Some("0")) = (
+            item.next().and_then(|id| id.parse::<u64>().ok()),
+            item.next(),
+        ) else {
             return Ok(None);
         };
+        let age = |record: &str| pushed_at(record, id).map(|at| now.saturating_sub(at));
         let record = match &oldest[..] {
             [] => return Ok(None),
             // Before every record kept: it came back to the head (or was promoted) after its
@@ -815,4 +820,34 @@ pub async fn queue_names(opts: &Options) -> Result<Vec<String>> {
         .await?;
     names.sort();
     Ok(names)
+}
+
+/// When job `id` was pushed, by the push record `record`: "FIRST|MS|LAST", or "FIRST|MS" as
+/// protocol 1.1 wrote it (covering every id up to the next record). `None` when the record
+/// does not cover the id (a job of a producer that records no push) or does not parse.
+fn pushed_at(record: &str, id: u64) -> Option<u64> {
+    let mut fields = record.split('|').skip(1);
+    let at = fields.next()?.parse().ok()?;
+    match fields.next() {
+        None => Some(at),
+        Some(last) if last.parse::<u64>().ok()? >= id => Some(at),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pushed_at;
+
+    #[test]
+    fn a_push_record_dates_the_ids_it_covers_only() {
+        assert_eq!(pushed_at("10|5000|12", 10), Some(5000));
+        assert_eq!(pushed_at("10|5000|12", 12), Some(5000));
+        // Pushed by a producer that writes no record: not this call's.
+        assert_eq!(pushed_at("10|5000|12", 13), None);
+        // Protocol 1.1's records have no last id.
+        assert_eq!(pushed_at("10|5000", 99), Some(5000));
+        assert_eq!(pushed_at("10|soon", 10), None);
+        assert_eq!(pushed_at("10|5000|x", 10), None);
+    }
 }

@@ -216,6 +216,62 @@ async fn a_first_attempt_carries_its_wait_to_workers_that_read_it() {
     assert_eq!(left, ["102"]);
 }
 
+/// A wait counts from when its job could first go: a delayed job's from its due time (a
+/// unique push here). A job retried from the dead list, or pushed by a producer that records
+/// no push (written here as protocol 1.0 wrote it), carries none rather than a false one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_counts_from_when_the_job_could_first_go_or_is_not_given() {
+    let redis = RedisServer::start();
+    // A manager: it promotes the delayed job when it falls due.
+    let producer = Manager::new("since", opts(&redis)).await.unwrap();
+    let client = Client::new("since", opts(&redis).measure_waits(true))
+        .await
+        .unwrap();
+    let delay = Duration::from_secs(2);
+    let later = sque::JobOptions {
+        delay: Some(delay),
+        unique_key: Some("later".into()),
+        ..Default::default()
+    };
+    producer.push_with(json!("later"), later).await.unwrap();
+    let job = within("the delayed job", client.i_am_free(None))
+        .await
+        .unwrap();
+    let waited = job.waited().expect("a first attempt's wait");
+    assert!(waited < delay, "counted from its push: {waited:?}");
+    client.complete(&job, None).await.unwrap();
+
+    let once = sque::JobOptions {
+        max_attempts: Some(1),
+        ..Default::default()
+    };
+    let id = producer.push_with(json!("dies"), once).await.unwrap();
+    let job = within("the job", client.i_am_free(None)).await.unwrap();
+    assert!(job.waited().is_some());
+    client.fail(&job, "no").await.unwrap();
+    assert_eq!(producer.retry_dead(Some(&id)).await.unwrap(), 1);
+    let job = within("the retried job", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!((&job.id, job.attempt), (&id, 1));
+    assert_eq!(job.waited(), None, "retried from the dead list");
+    client.complete(&job, None).await.unwrap();
+
+    let seq: u64 = query(&redis, &["HINCRBY", "sque:{since}:meta", "seq", "1"]);
+    let old = seq.to_string();
+    let _: () = query(&redis, &["HSET", "sque:{since}:jobs", &old, "\"old\""]);
+    let _: () = query(
+        &redis,
+        &["RPUSH", "sque:{since}:waiting", &format!("{old}|0")],
+    );
+    let job = within("the 1.0 producer's job", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!((job.id.as_str(), &job.data), (old.as_str(), &json!("old")));
+    assert_eq!(job.waited(), None, "the push before it is not its push");
+    client.complete(&job, None).await.unwrap();
+}
+
 /// A request made while jobs wait is served by the call that makes it, and the job comes back
 /// in that call's reply: nothing goes through the worker's inbox (no manager runs here).
 #[tokio::test(flavor = "multi_thread")]
@@ -1317,9 +1373,10 @@ async fn rediss_with_a_private_ca_works_and_plain_text_to_it_fails() {
 }
 
 /// A cap on the jobs in flight (`max_in_flight`): five requests stored, five jobs pushed, and
-/// the push hands out two, the cap; each completion then lets one more out (a manager serves
-/// the requests stored meanwhile), in FIFO order, and the queue requires the feature `cap`
-/// (a 1.1 host refuses it instead of ignoring the cap).
+/// the push hands out two, the cap; a sixth request at the cap wakes no manager; each
+/// completion then lets one more out (a manager serves the requests stored meanwhile), in
+/// FIFO order, and the queue requires the feature `cap` (a 1.1 host refuses it instead of
+/// ignoring the cap).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_capped_queue_hands_out_no_more_than_its_cap() {
     let redis = RedisServer::start();
@@ -1338,13 +1395,29 @@ async fn a_capped_queue_hands_out_no_more_than_its_cap() {
     let requires: Option<String> = query(&redis, &["HGET", "sque:{capped}:meta", "requires"]);
     assert_eq!(requires.as_deref(), Some("cap"));
 
-    let (client, mut asked, ids) = five_asked_then_pushed(&redis, &producer, "capped").await;
+    let (client, mut asked, mut ids) = five_asked_then_pushed(&redis, &producer, "capped").await;
     let s = producer.stats().await.unwrap();
     assert_eq!(
         (s.in_flight, s.requests, s.waiting),
         (2, 3, 3),
         "the push served two"
     );
+    // At the cap, a further request joins those stored without waking a manager: it could
+    // hand out nothing.
+    let node = redis.node_of("sque:{capped}:meta");
+    let wakes = redis.command_calls(node, "spublish");
+    let sixth = client.clone();
+    asked.spawn(async move { sixth.i_am_free(None).await.unwrap() });
+    eventually("a sixth request stored", || async {
+        producer.stats().await.unwrap().requests == 4
+    })
+    .await;
+    assert_eq!(
+        redis.command_calls(node, "spublish"),
+        wakes,
+        "a wake at the cap"
+    );
+    ids.push(producer.push(json!(5)).await.unwrap());
 
     let _manager = Manager::new("capped", opts(&redis)).await.unwrap();
     let mut seen = Vec::new();
@@ -1358,12 +1431,12 @@ async fn a_capped_queue_hands_out_no_more_than_its_cap() {
     seen.sort_by_key(|id| id.as_str().parse::<u64>().unwrap());
     assert_eq!(seen, ids);
     let s = producer.stats().await.unwrap();
-    assert_eq!((s.completed, s.in_flight, s.requests), (5, 0, 0));
+    assert_eq!((s.completed, s.in_flight, s.requests), (6, 0, 0));
 }
 
 /// A rate limit (`rate_count` per `rate_period`, bursts of `rate_burst`): five requests stored,
 /// five jobs pushed, and the push hands out three, the burst of a limit of 3 an hour; the
-/// others wait, in order, none failed, until the limit is lifted. The queue requires the
+/// others wait, in order, none failed, until the limit is made faster. The queue requires the
 /// feature `rate` (a 1.1 host refuses it instead of ignoring the limit).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
@@ -1399,8 +1472,16 @@ async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
     assert_eq!(first, ids[..3], "the oldest three went first");
     let s = producer.stats().await.unwrap();
     assert_eq!((s.in_flight, s.requests, s.waiting), (0, 2, 2), "held back");
-    // Lifted: a manager serves the two.
-    admin.configure(&limit(0)).await.unwrap();
+    // Made faster, 100 a second: the slower limit's schedule (the next job an hour on) gives
+    // way, and a manager serves the two.
+    admin
+        .configure(&sque::SettingsChange {
+            rate_count: Some(100),
+            rate_period: Some(Duration::from_secs(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let _manager = Manager::new("limited", opts(&redis)).await.unwrap();
     let mut rest = Vec::new();
     while let Some(job) = within("the jobs held back", asked.join_next()).await {
@@ -1412,6 +1493,50 @@ async fn a_rate_limited_queue_hands_out_no_more_than_its_rate_allows() {
     assert_eq!(rest, ids[3..]);
     let s = producer.stats().await.unwrap();
     assert_eq!((s.completed, s.dead, s.retried), (5, 0, 0));
+}
+
+/// A 1.2 program that opens a queue made before limits existed (its meta has neither
+/// `max_in_flight` nor `rate_count`) with limits in its options sets them, and the queue
+/// requires their features, as `queue config` would make it: no host that ignores them serves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_opened_with_limits_requires_their_features() {
+    let redis = RedisServer::start();
+    let old = Manager::new("older", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    old.shutdown().await.unwrap();
+    let _: () = query(
+        &redis,
+        &[
+            "HDEL",
+            "sque:{older}:meta",
+            "max_in_flight",
+            "rate_count",
+            "requires",
+        ],
+    );
+    let limits = sque::SettingsChange {
+        max_in_flight: Some(4),
+        rate_count: Some(50),
+        ..Default::default()
+    };
+    let _opened = Manager::new("older", opts(&redis).dispatch(false).settings(limits))
+        .await
+        .unwrap();
+    let meta: Vec<Option<String>> = query(
+        &redis,
+        &[
+            "HMGET",
+            "sque:{older}:meta",
+            "max_in_flight",
+            "rate_count",
+            "requires",
+        ],
+    );
+    assert_eq!(
+        meta,
+        [Some("4".into()), Some("50".into()), Some("cap,rate".into())]
+    );
 }
 
 /// A client of `queue` asks for five jobs at once; once the five requests are stored,

@@ -7,9 +7,9 @@
 -- ARGV[3] "oldest", ARGV[4] skip, ARGV[5] count: the entries from rank `skip` (oldest
 -- first), `count` of them. A caller going through the whole list passes back the skip the
 -- last call returned (the entries a retry left in place).
--- A retried job joins the tail of the queue with its attempts started again; its last error
--- stays readable until it completes. Poison (code "poison", or an entry that is not a
--- token) is never retried: purge it. A job with a unique key takes its key again, and is
+-- A retried job joins the tail of the queue with its attempts started again (as ID|00|MAX);
+-- its last error stays readable until it completes. Poison (code "poison", or an entry that
+-- is not a token) is never retried: purge it. A job with a unique key takes its key again, and is
 -- refused while another job holds it; a purged one lets go of its key.
 -- Returns {how many were retried or purged, {id, why it was refused, ...}, the next skip}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_INVALID.
@@ -33,7 +33,9 @@ local function act(entry, e)
     local held = since_1_1().unique.retake(unique, id)
     if held then return held end
     redis.call('ZREM', KEYS[2], entry)
-    redis.call('RPUSH', KEYS[3], id .. '|0|' .. max)
+    -- Attempts "00": a first attempt again (token ID|1|MAX), but not a first push, so that
+    -- no wait is measured from the push record of its id (`push_times`).
+    redis.call('RPUSH', KEYS[3], id .. '|00|' .. max)
     -- Its next attempt has the token of its first again: follow-ups an attempt that died
     -- staged (`stage`) must not be committed by that one.
     redis.call('DEL', key_base(KEYS[1]) .. 'staged:' .. id .. '|1|' .. max)

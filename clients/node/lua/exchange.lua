@@ -71,7 +71,7 @@ if completions > 0 then
         redis.call('ZADD', KEYS[10], now, id)
       end
       held[i] = 1
-    elseif s.requires and string.find(s.requires, 'cancel', 1, true) and
+    elseif s.uses and s.uses.cancel and
         redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(token) or '') then
       held[i] = 3
     else
@@ -85,13 +85,13 @@ if completions > 0 then
     redis.call('HDEL', KEYS[8], unpack(ids))
     redis.call('HINCRBY', KEYS[7], 'completed', #ended)
     -- A queue that never used unique keys pays nothing for them.
-    if s.requires and string.find(s.requires, 'unique', 1, true) then
+    if s.uses and s.uses.unique then
       local u = since_1_1().unique
       local k = u.keys(key_base(KEYS[1]))
       for _, id in ipairs(ids) do u.release(k, id, 'completed', now) end
     end
     -- The follow-ups a completed job staged (`stage`) are committed with it, for the movers.
-    if s.requires and string.find(s.requires, 'children', 1, true) then
+    if s.uses and s.uses.children then
       local base, committed = key_base(KEYS[1]), false
       for i, token in ipairs(ended) do
         local staged = base .. 'staged:' .. token
@@ -108,13 +108,17 @@ if completions > 0 then
 end
 
 local delivered = {}
-local capped = s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true)
+local capped = s.uses and s.uses.cap
 -- Whether a manager should serve stored requests: those this call stores, unless the cap
 -- leaves no room (the next lease to end wakes one), or those stored before it made room.
 local wake, stored = capped and freed > 0, false
 if first <= #ARGV then
   local full = false
-  if redis.call('LLEN', KEYS[2]) == 0 then
+  if redis.call('LLEN', KEYS[2]) > 0 then
+    -- Older requests come first: these join them. On a capped queue with no room, a wake
+    -- would find nothing to hand out.
+    if capped then full = (since_1_2().room(key_base(KEYS[1])) or 1) <= 0 end
+  else
     local requests = {}
     for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], string.match(ARGV[i], ':(.+)$')} end
     local srv = server()

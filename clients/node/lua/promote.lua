@@ -27,9 +27,7 @@ if moved > 0 then
   redis.call('RPUSH', KEYS[3], unpack(items))
   if not opened.paused and redis.call('LLEN', KEYS[4]) > 0 then
     local srv = server()
-    local s = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
-    -- (A second read has no `requires` nor `waits_until`: the first's are the queue's.)
-    s.requires, s.waits_until = opened.requires, opened.waits_until
+    local s = open_call(KEYS[1], opened, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
     srv.dispatch_stored(srv.serving(key_base(KEYS[1]), s, now),
                         {waiting = KEYS[3], requests = KEYS[4], workers = KEYS[7], stats = KEYS[8]},
                         moved, now)

@@ -28,7 +28,7 @@ for i = 0, count - 1 do
   end
 end
 if not redis.call('ZSCORE', KEYS[2], token) then
-  local cancelled = s.requires and string.find(s.requires, 'cancel', 1, true) and
+  local cancelled = s.uses and s.uses.cancel and
     redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(token) or '')
   return cancelled and -1 or 0
 end

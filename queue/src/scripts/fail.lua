@@ -11,13 +11,13 @@
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'backoff', 'backoff_max', 'max_error_bytes')
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then
-  local cancelled = s.requires and string.find(s.requires, 'cancel', 1, true) and
+  local cancelled = s.uses and s.uses.cancel and
     redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(ARGV[2]) or '')
   return cancelled and -2 or -1
 end
 -- On a capped queue (feature `cap`) the lease that ended makes room: a manager serves the
 -- requests stored meanwhile.
-if s.requires and string.find(',' .. s.requires .. ',', ',cap,', 1, true) then
+if s.uses and s.uses.cap then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'free')
 end
 local message = ARGV[4]

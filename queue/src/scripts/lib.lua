@@ -21,15 +21,18 @@ end
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
 -- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
--- (text, or false) as `s.requires`, whether it is paused as `s.paused`, and until when jobs'
--- waits are wanted (`waits_until`, ms, or nil; `renew`) as `s.waits_until`. With `caller` nil,
--- only reads the settings (for a second read in the same call; `s.paused` is then false). A
--- call reads only the settings it needs: each field read costs it time, and a hot call needs
--- three or four of the queue's dozen.
+-- (text, or false) as `s.requires`, the features it lists as `s.uses` (a set, or false),
+-- whether it is paused as `s.paused`, and until when jobs' waits are wanted (`waits_until`,
+-- ms, or nil; `renew`) as `s.waits_until`. With `caller` a table this function returned
+-- earlier in the same call, only reads the settings named `...` into it (a second read, once
+-- the call knows it needs them). A call reads only the settings it needs: each field read
+-- costs it time, and a hot call needs three or four of the queue's dozen.
 local function open_call(meta, caller, ...)
-  local values, offset = nil, 0
-  local requires = false
-  if caller then
+  local s, values, offset
+  if type(caller) == 'table' then
+    s, offset = caller, 0
+    if select('#', ...) > 0 then values = redis.call('HMGET', meta, ...) end
+  else
     values, offset = redis.call('HMGET', meta, 'protocol', 'requires', 'paused', 'waits_until', ...), 4
     local found = values[1]
     -- The same version, the usual case, needs no parsing.
@@ -40,22 +43,21 @@ local function open_call(meta, caller, ...)
         error({err = 'SQUE_PROTOCOL ' .. found .. ' ' .. queue})
       end
     end
-    requires = values[2]
+    local requires, uses = values[2], false
     if requires then
-      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`) a queue's meta may list in `requires`
-      -- (comma-separated):
-      -- one these scripts do not know is refused, since they would silently ignore it.
+      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`) a queue's meta may list in
+      -- `requires` (comma-separated): one these scripts do not know is refused, since they
+      -- would silently ignore it.
+      uses = {}
       for feature in string.gmatch(requires, '[^,]+') do
         if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
+        uses[feature] = true
       end
     end
-  elseif select('#', ...) > 0 then
-    values = redis.call('HMGET', meta, ...)
+    s = {requires = requires, uses = uses, paused = values[3] == '1', waits_until = tonumber(values[4])}
   end
-  local s = {requires = requires, paused = values and offset == 4 and values[3] == '1',
-             waits_until = offset == 4 and tonumber(values[4]) or nil}
   for i = 1, select('#', ...) do
     local name = select(i, ...)
     local value = tonumber(values[i + offset])
@@ -229,10 +231,7 @@ local function graveyard()
   -- entries in this call: the oldest go first, with their data and error. Returns how many.
   -- Reads the two settings into `s` unless the caller had them read.
   function d.trim(k, s, now, limit)
-    if not s.dead_max then
-      local more = open_call(k.meta, nil, 'dead_max', 'dead_ttl')
-      s.dead_max, s.dead_ttl = more.dead_max, more.dead_ttl
-    end
+    if not s.dead_max then open_call(k.meta, s, 'dead_max', 'dead_ttl') end
     local gone = redis.call('ZRANGEBYSCORE', k.dead, '-inf', now - s.dead_ttl, 'LIMIT', 0, limit)
     local over = redis.call('ZCARD', k.dead) - #gone - s.dead_max
     if over > 0 and #gone < limit then
@@ -325,7 +324,9 @@ end
 
 -- What only the calls that measure waits or keep a rate limit (protocol 1.2) need, made on
 -- first use, as `since_1_1` is.
---  - push_times(pushed, parsed): when the first attempts a `serve` hands out were pushed.
+--  - push_times(pushed, parsed): when the first attempts a `serve` hands out began to wait;
+--    record_pushes(pushed, first, at): records that, for jobs that fall due at their own times.
+--  - room(base): how many more jobs a capped queue may lease (feature `cap`).
 --  - rate_state(base, now), spend_rate(rate, n, now), rate_wait(rate, now): a queue's rate
 --    limit (feature `rate`).
 local measures
@@ -333,13 +334,26 @@ local function since_1_2()
   if measures then return measures end
   local v = {}
 
-  -- When the first attempts among `parsed` ({id, attempts, max} of `serve`) were pushed, in
-  -- ms on Redis's clock, by id, from the push records in `pushed` (score a push call's first
-  -- id, member "FIRST|MS"): a job's is the record with the greatest first id at most its own.
-  -- One ZRANGE serves a batch that left in push order, the usual case: the records at or below
-  -- its greatest id, as many as it has jobs. A job older than those is looked up alone. A job
-  -- whose record is gone (reap drops those before the head's: it came back to the queue after
-  -- the head had passed it) has none; nor has a batch without a first attempt (nil).
+  -- When job `n` (a number) began to wait, by the push record `member` ("FIRST|MS|LAST", or
+  -- "FIRST|MS" as protocol 1.1 wrote it, which covers every id up to the next record), or nil
+  -- when the record does not cover it (a job of a producer that records no push).
+  local function recorded_at(member, n)
+    local ms, last = string.match(member, '^%d+|(%d+)|?(%d*)$')
+    if not ms or (last ~= '' and n > tonumber(last)) then return nil end
+    return tonumber(ms)
+  end
+
+  -- When the first attempts among `parsed` ({id, attempts, max} of `serve`) began to wait, in
+  -- ms on Redis's clock, by id, from the push records in `pushed` (one per push call, or per
+  -- run of a call's jobs that fall due together: score its first id, member
+  -- "FIRST|MS|LAST"): a job's is the record with the greatest first id at most its own, if
+  -- it reaches the job's id. One ZRANGE serves a batch that left in push order, the usual
+  -- case: the records at or below its greatest id, as many as it has jobs. A job older than
+  -- those is looked up alone. A job whose record is gone (reap drops those before the head's:
+  -- it came back to the queue after the head had passed it, or was promoted after that) has
+  -- none; nor has a batch without a first attempt (nil). A job retried from the dead list
+  -- (attempts "00", `dead`) is not a first attempt here: it began to wait at its retry, which
+  -- no record holds.
   function v.push_times(pushed, parsed)
     local firsts, sorted = {}, true
     for _, p in ipairs(parsed) do
@@ -353,21 +367,39 @@ local function since_1_2()
     if not sorted then table.sort(firsts, function(a, b) return a[2] < b[2] end) end
     local records = redis.call('ZRANGE', pushed, firsts[#firsts][1], '-inf', 'BYSCORE', 'REV',
                                'LIMIT', 0, #firsts, 'WITHSCORES')
-    -- Jobs of one push call share its record: it is read once (`read`, `ms`).
-    local at, r, read, ms = {}, 1, 0, nil
+    local at, r = {}, 1
     for i = #firsts, 1, -1 do
       local id, n = firsts[i][1], firsts[i][2]
       while r < #records and tonumber(records[r + 1]) > n do r = r + 2 end
       if r < #records then
-        if read ~= r then read, ms = r, tonumber(string.match(records[r], '|(%d+)$')) end
-        at[id] = ms
+        at[id] = recorded_at(records[r], n)
       elseif #records == 2 * #firsts then
         -- Records were left out: the job's may be among them.
         local member = redis.call('ZRANGE', pushed, id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
-        at[id] = member and tonumber(string.match(member, '|(%d+)$'))
+        at[id] = member and recorded_at(member, n)
       end
     end
     return at
+  end
+
+  -- Records in `pushed` when the jobs with ids `first`, `first` + 1, ... began to wait: the
+  -- i-th at `at[i]` (ms), one record per run of jobs with the same time. A call that pushed
+  -- jobs for now writes its one record itself (`push`); these are for calls whose jobs fall
+  -- due at their own times.
+  function v.record_pushes(pushed, first, at)
+    local members, run = {}, 1
+    for i = 2, #at + 1 do
+      if at[i] ~= at[run] then
+        local from = string.format('%d', first + run - 1)
+        members[#members + 1] = from
+        members[#members + 1] = string.format('%s|%d|%d', from, at[run], first + i - 2)
+        run = i
+        if #members == 2000 or i > #at then
+          redis.call('ZADD', pushed, unpack(members))
+          members = {}
+        end
+      end
+    end
   end
 
   -- The `q` of `serve` for the queue whose keys start with `base`, with its settings `s`.
@@ -388,6 +420,13 @@ local function since_1_2()
     local key = base .. 'rate'
     local t = period / count
     local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
+    -- No job handed out under this limit leaves tat more than burst × t ahead. One further
+    -- ahead was left by a slower limit: it becomes this one's furthest, stored, so that the
+    -- queue goes on at this limit's pace (not held back until the slower one's time).
+    if tat > now + burst * t then
+      tat = now + burst * t
+      redis.call('SET', key, string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+    end
     -- A millionth of a job's interval absorbs the rounding of the stored tat.
     local left = math.floor((now - tat) / t + 1e-6) + burst
     return {key = key, t = t, burst = burst, tat = tat, left = left}
@@ -399,6 +438,15 @@ local function since_1_2()
     rate.left = rate.left - n
     redis.call('SET', rate.key, string.format('%.3f', rate.tat), 'PX',
                math.max(1, math.ceil(rate.tat - now)))
+  end
+
+  -- How many more jobs the queue whose keys start with `base` may lease (feature `cap`): its
+  -- max_in_flight less the leases held (an expired lease counts until reap ends it); nil when
+  -- it has no cap (set to 0 since).
+  function v.room(base)
+    local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
+    if not cap or cap <= 0 then return nil end
+    return cap - redis.call('ZCARD', base .. 'leases')
   end
 
   -- How long until the next job may go under the rate limit `rate` (ms, at least 1), or -1
@@ -512,22 +560,17 @@ local function server()
     return served
   end
 
-  -- On a queue that requires `cap`, `room` is how many more jobs may be leased: its
-  -- max_in_flight less the leases held (an expired lease counts until reap ends it); `serve`
-  -- takes from it. On a queue that requires `rate`, `rate` is its limit's state (`rate_state`).
+  -- On a queue that requires `cap`, `room` is how many more jobs may be leased (`room`);
+  -- `serve` takes from it. On a queue that requires `rate`, `rate` is its limit's state (`rate_state`).
   -- Without them, nothing is read for either.
   function srv.serving(base, s, now, out)
     local q = {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
                deadline = string.format('%d', now + s.lease),
                max_attempts = string.format('%d', s.max_attempts), s = s, out = out,
                waits = s.waits_until ~= nil and s.waits_until > now}
-    if s.requires then
-      local requires = ',' .. s.requires .. ','
-      if string.find(requires, ',cap,', 1, true) then
-        local cap = tonumber(redis.call('HGET', base .. 'meta', 'max_in_flight'))
-        if cap and cap > 0 then q.room = cap - redis.call('ZCARD', q.leases) end
-      end
-      if string.find(requires, ',rate,', 1, true) then q.rate = since_1_2().rate_state(base, now) end
+    if s.uses then
+      if s.uses.cap then q.room = since_1_2().room(base) end
+      if s.uses.rate then q.rate = since_1_2().rate_state(base, now) end
     end
     return q
   end

@@ -10,7 +10,8 @@
 -- ARGV[1] the caller's protocol version, then pairs (data JSON, max_attempts or "") for each
 -- job.
 -- How many jobs were ever pushed is meta's seq, the last id given: no counter of its own. When
--- they were pushed is one entry of `pushed` for the call (score: its first id; "FIRST|MS").
+-- they were pushed is one entry of `pushed` for the call (score: its first id;
+-- "FIRST|MS|LAST").
 -- Returns the first new id; the others follow it in order.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_TOOLARGE "job N is B bytes, over the queue's
 -- limit of L bytes"; SQUE_INVALID "job N: max_attempts ..." (N counts from 1 in this call).
@@ -58,15 +59,13 @@ end
 -- When this call's jobs were pushed, once for all of them ("pushed"; read for the age of the
 -- oldest waiting job).
 local now = now_ms()
-redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now))
+redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d|%d', first, now, last))
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap; a paused queue serves no one.
 if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
 if KEYS[7] then
   local srv = server()
-  local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
-  -- (A second read has no `requires` nor `waits_until`: the first's are the queue's.)
-  serving.requires, serving.waits_until = opened.requires, opened.waits_until
+  local serving = open_call(KEYS[1], opened, 'lease', 'inbox_ttl', 'max_attempts')
   srv.dispatch_stored(srv.serving(base, serving, now),
                   {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                   count, now)

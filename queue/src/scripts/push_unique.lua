@@ -34,7 +34,8 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 0)
 local last = seq
 -- taken[key]: the id of the job of this call that takes the key; out: the reply.
 local taken, out = {}, {0}
-local data, items, held, of, members = {}, {}, {}, {}, {}
+-- at: when each new job begins to wait (its due time, or now), for `pushed`.
+local data, items, held, of, members, at = {}, {}, {}, {}, {}, {}
 local soonest
 local check = since_1_1().check_job
 for i = 1, count do
@@ -67,6 +68,7 @@ for i = 1, count do
     held[#held + 1] = id
     of[#of + 1] = id
     of[#of + 1] = window .. '|' .. key
+    at[#at + 1] = due and math.max(due, now) or now
     if due then
       local padded = string.rep('0', 20 - #id) .. id
       members[#members + 1] = string.format('%d', due)
@@ -85,8 +87,8 @@ redis.call('HINCRBY', KEYS[1], 'seq', last - seq)
 redis.call('HSET', KEYS[3], unpack(data))
 redis.call('HSET', k.held, unpack(held))
 redis.call('HSET', k.of, unpack(of))
--- When the new jobs were pushed (`pushed`, as push records it).
-redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d', first, now))
+-- When the new jobs begin to wait (`pushed`): now, or when a delayed one falls due.
+since_1_2().record_pushes(base .. 'pushed', first, at)
 if #items > 0 then redis.call('RPUSH', KEYS[2], unpack(items)) end
 if #members > 0 then
   local earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2]
@@ -98,9 +100,7 @@ if #members > 0 then
 end
 if #items > 0 and not s.paused and redis.call('LLEN', KEYS[5]) > 0 then
   local srv = server()
-  local serving = open_call(KEYS[1], nil, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
-  -- (A second read has no `requires` nor `waits_until`: the first's are the queue's.)
-  serving.requires, serving.waits_until = s.requires, s.waits_until
+  local serving = open_call(KEYS[1], s, 'lease', 'inbox_ttl', 'max_attempts')
   srv.dispatch_stored(srv.serving(base, serving, now),
                       {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                       #items, now)

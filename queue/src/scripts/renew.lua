@@ -57,7 +57,7 @@ else
   redis.call('DEL', held_by)
 end
 local cancelled = {}
-if #stale > 0 and s.requires and string.find(s.requires, 'cancel', 1, true) then
+if #stale > 0 and s.uses and s.uses.cancel then
   local base = key_base(KEYS[1])
   for _, token in ipairs(stale) do
     if redis.call('ZSCORE', base .. 'cancelled', parse_token(token) or '') then

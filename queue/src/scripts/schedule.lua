@@ -52,9 +52,10 @@ if #data > 0 then
   redis.call('HSET', KEYS[2], unpack(data))
   redis.call('ZADD', KEYS[3], unpack(members))
 end
--- When they are due, as `pushed` records a push (the earliest of the call): a scheduled job
--- waits from then on.
-redis.call('ZADD', key_base(KEYS[1]) .. 'pushed', first, string.format('%d|%d', first, math.max(soonest, now)))
+-- When they are due, as `pushed` records a push: a scheduled job waits from then on.
+local at = {}
+for i = 1, count do at[i] = math.max(due[i], now) end
+since_1_2().record_pushes(key_base(KEYS[1]) .. 'pushed', first, at)
 -- Promoters sleep until the soonest job they know of: one sooner than that wakes them.
 if not earliest or soonest < tonumber(earliest) then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'scheduled')

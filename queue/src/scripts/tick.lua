@@ -21,7 +21,7 @@ if #ARGV[6] > s.max_job_bytes then return -1 end
 local id = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
 redis.call('HSET', KEYS[5], id, ARGV[6])
 redis.call('RPUSH', KEYS[4], ARGV[7] == '' and (id .. '|0') or (id .. '|0|' .. ARGV[7]))
-redis.call('ZADD', key_base(KEYS[1]) .. 'pushed', id, id .. '|' .. now_ms())
+redis.call('ZADD', key_base(KEYS[1]) .. 'pushed', id, id .. '|' .. now_ms() .. '|' .. id)
 if redis.call('LLEN', KEYS[6]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'pushed')
 end
