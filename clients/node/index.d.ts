@@ -83,6 +83,16 @@ export interface Stats {
 export interface PushOptions {
   /** This job's attempt limit (1 to 999999999); default: the queue's max_attempts. */
   maxAttempts?: number;
+  /** Ready this many ms after the push, on Redis's clock. Not with `at`. */
+  delay?: number;
+  /** Ready at this time (a Date, or ms since the epoch), on Redis's clock. Not with `delay`. */
+  at?: Date | number;
+  /** A key unique within the queue (1 to 1024 bytes): `push` only, not `pushMany`. */
+  uniqueKey?: string;
+  /** How long (ms) the unique key stays held after its job completed; none by default. */
+  uniqueFor?: number;
+  /** 'high' (9), 'normal' (5, the default), 'low' (0), or 0 to 9: higher goes first. */
+  priority?: 'high' | 'normal' | 'low' | number;
 }
 
 export type ErrorCode =

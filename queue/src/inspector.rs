@@ -69,12 +69,12 @@ pub struct QueueStats {
     pub dead_dropped: u64,
     /// Jobs cancelled (`Admin::cancel`).
     pub cancelled: u64,
-    /// How long ago the job at the head of the queue (the next to go) was pushed, in ms on
-    /// Redis's clock (a scheduled job: since the earliest due time of its push); `None` when
-    /// none waits, and when it is not known: the head came back to the queue (its lease
-    /// expired, its backoff ended, it was released or retried from the dead list) or was
-    /// promoted after the record of its push was dropped, or was pushed by a 1.0 producer
-    /// before any record was made.
+    /// How long ago the job at the head of the queue (the next to go; with priorities, the
+    /// oldest of the heads of every priority) was pushed, in ms on Redis's clock (a scheduled
+    /// job: since it was due); `None` when none waits, and when it is not known: the head
+    /// came back to the queue (its lease expired, its backoff ended, it was released or
+    /// retried from the dead list) or was promoted after the record of its push was dropped,
+    /// or was pushed by a producer before protocol 1.2.
     pub oldest_waiting_age_ms: Option<u64>,
 }
 
@@ -137,6 +137,14 @@ pub struct DeadJob {
 /// What [`Inspector::stats`] reads for the oldest waiting job's age: the head item of
 /// `waiting`, the two oldest push records (with their scores) and Redis's clock.
 type HeadReading = (Vec<String>, Vec<(String, f64)>, (u64, u64));
+
+/// The head of one priority's list (none, or its item), that priority's two oldest push
+/// records, and the key of its records.
+struct LevelHead {
+    head: Vec<String>,
+    oldest: Vec<(String, f64)>,
+    records: String,
+}
 
 /// A page of the dead list ([`Inspector::dead_page`]).
 #[derive(Clone, Debug, Serialize)]
@@ -226,9 +234,9 @@ impl Inspector {
         &self.queue.settings
     }
 
-    /// Counts of the queue, read in one round trip (and a second one when the push of the
-    /// job at the head of the queue is not among the two oldest kept). A counter that is not
-    /// a number counts 0.
+    /// Counts of the queue, read in one round trip (and one more on a queue with priorities,
+    /// for its other levels, and one more when the push of the job at the head of the queue
+    /// is not among the two oldest kept). A counter that is not a number counts 0.
     pub async fn stats(&self) -> Result<QueueStats> {
         let k = &self.queue.keys;
         let mut con = self.queue.con.clone();
@@ -251,6 +259,7 @@ impl Inspector {
             .arg(&k.meta)
             .arg("seq")
             .arg("paused")
+            .arg("requires")
             // The oldest waiting job, the two oldest pushes kept and Redis's clock: its age.
             .lrange(&k.waiting, 0, 0)
             .zrange_withscores(&k.pushed, 0, 1)
@@ -273,7 +282,7 @@ impl Inspector {
             *count = read(next())?;
         }
         let counters: HashMap<String, Raw> = read(next())?;
-        let seq: (Option<Raw>, Option<Raw>) = read(next())?;
+        let seq: (Option<Raw>, Option<Raw>, Option<String>) = read(next())?;
         let head: Vec<String> = read(next())?;
         let oldest: Vec<(String, f64)> = read(next())?;
         // Redis's clock; this machine's when TIME is refused.
@@ -283,9 +292,23 @@ impl Inspector {
                 .unwrap_or_default();
             (now.as_secs(), u64::from(now.subsec_micros()))
         });
-        let head = (head, oldest, time);
-        let oldest_waiting_age_ms = self.oldest_waiting_age(&mut con, head).await?;
-        let (seq, paused) = seq;
+        let (seq, paused, requires) = seq;
+        let mut first = LevelHead {
+            head,
+            oldest,
+            records: k.pushed.clone(),
+        };
+        // A queue with priorities: its other levels' lists, read in a second round trip; the
+        // oldest of every level's head is the one whose age is given.
+        if requires.is_some_and(|r| r.split(',').any(|f| f == "priority")) {
+            let (more, others) = self.other_levels(&mut con).await?;
+            counts[0] += more;
+            first = oldest_of(std::iter::once(first).chain(others));
+        }
+        let reading = (first.head, first.oldest, time);
+        let oldest_waiting_age_ms = self
+            .oldest_waiting_age(&mut con, reading, &first.records)
+            .await?;
         let [waiting, in_flight, delayed, scheduled, dead, legacy_dead, workers, requests, results] =
             counts;
         let number = |v: Option<&Raw>| {
@@ -317,12 +340,43 @@ impl Inspector {
         })
     }
 
+    /// The jobs waiting at the priorities other than the normal one (`waiting:L`), and each
+    /// of those levels' head and oldest push records (`pushed:L`).
+    async fn other_levels(&self, con: &mut crate::backend::Conn) -> Result<(u64, Vec<LevelHead>)> {
+        let k = &self.queue.keys;
+        let levels: Vec<u8> = (0..=crate::producer::HIGHEST_PRIORITY)
+            .filter(|level| *level != crate::producer::NORMAL_PRIORITY)
+            .collect();
+        let mut pipe = redis::pipe();
+        for level in &levels {
+            let list = k.waiting_at(*level);
+            pipe.llen(&list)
+                .lrange(&list, 0, 0)
+                .zrange_withscores(k.pushed_at(*level), 0, 1);
+        }
+        // Each level's length, head and two oldest push records.
+        type Level = (u64, Vec<String>, Vec<(String, f64)>);
+        let replies: Vec<Level> = pipe.query_async(con).await?;
+        let waiting = replies.iter().map(|(n, _, _)| n).sum();
+        let heads = levels
+            .iter()
+            .zip(replies)
+            .map(|(level, (_, head, oldest))| LevelHead {
+                head,
+                oldest,
+                records: k.pushed_at(*level),
+            })
+            .collect();
+        Ok((waiting, heads))
+    }
+
     /// The age of the job at the head of the queue, from what [`Inspector::stats`] read: its
     /// item, the two oldest push records (first id, "FIRST|MS") and Redis's clock.
     async fn oldest_waiting_age(
         &self,
         con: &mut crate::backend::Conn,
         (head, oldest, (secs, micros)): HeadReading,
+        records: &str,
     ) -> Result<Option<u64>> {
         let Some(head) = head.first() else {
             return Ok(None);
@@ -348,7 +402,7 @@ impl Inspector {
             // The head moved on since the reaper last dropped records: look its push up.
             _ => {
                 let found: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(&self.queue.keys.pushed)
+                    .arg(records)
                     .arg(id)
                     .arg("-inf")
                     .arg("BYSCORE")
@@ -820,6 +874,22 @@ pub async fn queue_names(opts: &Options) -> Result<Vec<String>> {
         .await?;
     names.sort();
     Ok(names)
+}
+
+/// The level whose head is the oldest job (the lowest id) of `levels`; a head that does not
+/// parse comes first (its age is not known), a level with none last.
+fn oldest_of(levels: impl IntoIterator<Item = LevelHead>) -> LevelHead {
+    let rank = |level: &LevelHead| match level.head.first() {
+        None => (2, 0),
+        Some(item) => match item.split('|').next().and_then(|id| id.parse::<u64>().ok()) {
+            Some(id) => (1, id),
+            None => (0, 0),
+        },
+    };
+    levels
+        .into_iter()
+        .min_by_key(rank)
+        .expect("the normal level is always given")
 }
 
 /// When job `id` was pushed, by the push record `record`: "FIRST|MS|LAST", or "FIRST|MS" as

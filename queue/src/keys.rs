@@ -113,6 +113,26 @@ impl Keys {
         })
     }
 
+    /// The list jobs at priority `level` wait in: `waiting` for the normal level, else
+    /// `waiting:L` (feature `priority`).
+    pub fn waiting_at(&self, level: u8) -> String {
+        if level == crate::producer::NORMAL_PRIORITY {
+            self.waiting.clone()
+        } else {
+            format!("{}waiting:{level}", self.base)
+        }
+    }
+
+    /// The push records of the jobs of priority `level`: `pushed` for the normal level, else
+    /// `pushed:L`.
+    pub fn pushed_at(&self, level: u8) -> String {
+        if level == crate::producer::NORMAL_PRIORITY {
+            self.pushed.clone()
+        } else {
+            format!("{}pushed:{level}", self.base)
+        }
+    }
+
     /// What became of job `id`'s follow-ups (`children.lua`): "QUEUE ID" or "QUEUE WHY" each.
     pub fn children_of(&self, id: &str) -> String {
         format!("{}children_of:{id}", self.base)

@@ -87,7 +87,7 @@ pub use job::{Job, JobId};
 pub use keys::validate_queue_name;
 pub use manager::Manager;
 pub use options::{redact_url, Options};
-pub use producer::{EncodedJob, JobOptions, Producer};
+pub use producer::{EncodedJob, JobOptions, Producer, HIGHEST_PRIORITY, NORMAL_PRIORITY};
 pub use schedules::{validate_name as validate_schedule_name, Schedule, ScheduleInfo};
 pub use settings::{QueueSettings, SettingsChange};
 pub use wire::LastError;

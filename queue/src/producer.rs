@@ -36,7 +36,16 @@ pub struct JobOptions {
     pub unique_key: Option<String>,
     /// How long the key stays held after its job completed; none by default.
     pub unique_for: Option<Duration>,
+    /// Its priority, 0 to [`HIGHEST_PRIORITY`]: a job of a higher priority is handed out
+    /// before any of a lower one; jobs of one priority go in the order they were pushed.
+    /// `None` is [`NORMAL_PRIORITY`], as every job of a queue where nobody sets one.
+    pub priority: Option<u8>,
 }
+
+/// The priority of a job pushed without one (`low` is 0, `high` is 9).
+pub const NORMAL_PRIORITY: u8 = 5;
+/// The highest priority, served first.
+pub const HIGHEST_PRIORITY: u8 = 9;
 
 /// When a scheduled job is due, as the `schedule` script takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +64,17 @@ const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub const MAX_UNIQUE_KEY_BYTES: usize = 1024;
 
 impl JobOptions {
+    /// The priority, checked.
+    fn priority(&self) -> Result<u8> {
+        match self.priority {
+            None => Ok(NORMAL_PRIORITY),
+            Some(level) if level <= HIGHEST_PRIORITY => Ok(level),
+            Some(level) => Err(Error::InvalidInput(format!(
+                "a priority is 0 (low) to {HIGHEST_PRIORITY} (high), {NORMAL_PRIORITY} being normal; not {level}"
+            ))),
+        }
+    }
+
     /// The unique key and its window in ms, checked.
     fn unique(&self) -> Result<Option<(String, u64)>> {
         let Some(key) = &self.unique_key else {
@@ -125,6 +145,8 @@ pub struct EncodedJob {
     pub(crate) due: Option<Due>,
     /// The unique key and its window after completion, in ms (`push_unique.lua`).
     pub(crate) unique: Option<(String, u64)>,
+    /// Its priority: the list it joins (`Keys::waiting_at`).
+    pub(crate) priority: u8,
 }
 
 impl EncodedJob {
@@ -137,6 +159,7 @@ impl EncodedJob {
             max_attempts: options.max_attempts,
             due: options.due()?,
             unique: options.unique()?,
+            priority: options.priority()?,
         })
     }
 
@@ -195,9 +218,9 @@ impl Producer {
         let mut ids = Vec::with_capacity(jobs.len());
         let mut con = self.queue.con.clone();
         for group in jobs.chunks(PUSH_CHUNK * CHUNKS_PER_PIPELINE) {
-            // Runs of jobs of one kind, each in calls of at most PUSH_CHUNK.
+            // Runs of jobs of one kind and priority, each in calls of at most PUSH_CHUNK.
             let chunks: Vec<&[EncodedJob]> = group
-                .chunk_by(|a, b| a.kind() == b.kind())
+                .chunk_by(|a, b| a.kind() == b.kind() && a.priority == b.priority)
                 .flat_map(|run| run.chunks(PUSH_CHUNK))
                 .collect();
             let replies: Vec<redis::RedisResult<redis::Value>> = if let [chunk] = chunks[..] {
@@ -289,6 +312,7 @@ impl Producer {
             max_attempts: options.max_attempts,
             due: options.due()?,
             unique: options.unique()?,
+            priority: options.priority()?,
         })
     }
 

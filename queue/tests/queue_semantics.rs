@@ -1560,3 +1560,201 @@ async fn five_asked_then_pushed(
     let ids = producer.push_many((0..5).map(|i| json!(i))).await.unwrap();
     (client, asked, ids)
 }
+
+/// The data of the next job a client is handed, which it completes.
+async fn next_data(client: &Client) -> Value {
+    let job = within("the next job", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.complete(&job, None).await.unwrap();
+    job.data
+}
+
+/// Priorities (`JobOptions::priority`, 0 to 9): jobs of a higher priority are handed out
+/// first, and within one priority in the order they were pushed, whatever the order of the
+/// pushes; `stats` counts every level. The queue requires the feature `priority` (a host
+/// that would hand the jobs out in another order refuses it).
+#[tokio::test(flavor = "multi_thread")]
+async fn higher_priorities_go_first_and_each_priority_keeps_its_order() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("ranked", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let at = |level: u8| JobOptions {
+        priority: Some(level),
+        ..Default::default()
+    };
+    // Interleaved: (level, number within the level), one by one and in bulk.
+    let levels = [0u8, 5, 9, 7, 5, 0, 9, 9, 7, 0, 5, 3];
+    let mut pushed = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        producer
+            .push_with(json!([level, i]), at(*level))
+            .await
+            .unwrap();
+        pushed.push((*level, i));
+    }
+    let bulk: Vec<_> = (0..6u8)
+        .map(|i| {
+            let level = [9u8, 0, 5][i as usize % 3];
+            let i = levels.len() + i as usize;
+            pushed.push((level, i));
+            producer.encode(&json!([level, i]), &at(level)).unwrap()
+        })
+        .collect();
+    producer.push_encoded(&bulk).await.unwrap();
+    assert!(producer
+        .encode(&json!(0), &at(10))
+        .unwrap_err()
+        .to_string()
+        .contains("0 (low) to 9 (high)"));
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{ranked}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("priority"));
+    assert_eq!(producer.stats().await.unwrap().waiting, pushed.len() as u64);
+
+    let client = Client::new("ranked", opts(&redis)).await.unwrap();
+    let mut served = Vec::new();
+    for _ in 0..pushed.len() {
+        let data = next_data(&client).await;
+        served.push((
+            data[0].as_u64().unwrap() as u8,
+            data[1].as_u64().unwrap() as usize,
+        ));
+    }
+    pushed.sort_by_key(|(level, i)| (std::cmp::Reverse(*level), *i));
+    assert_eq!(served, pushed);
+    let s = producer.stats().await.unwrap();
+    assert_eq!((s.waiting, s.completed), (0, pushed.len() as u64));
+    let levels: u64 = query(&redis, &["HLEN", "sque:{ranked}:priority"]);
+    assert_eq!(levels, 0, "a completed job's level is forgotten");
+}
+
+/// A job that comes back to the queue comes back at its own priority: given back unstarted
+/// (to the head of its level), retried after its backoff and promoted when due (to the tail
+/// of its level), retried from the dead list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_comes_back_keeps_its_priority() {
+    let redis = RedisServer::start();
+    // A manager: it promotes and brings retries back.
+    let producer = Manager::new("back", opts(&redis).backoff(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    let client = Client::new("back", opts(&redis)).await.unwrap();
+    let at = |level: u8| JobOptions {
+        priority: Some(level),
+        ..Default::default()
+    };
+    let push = |data: &'static str, options: JobOptions| {
+        let producer = &producer;
+        async move { producer.push_with(json!(data), options).await.unwrap() }
+    };
+
+    // Given back: to the head of the high list, not of the normal one.
+    push("h1", at(9)).await;
+    push("h2", at(9)).await;
+    push("n1", at(5)).await;
+    let job = within("h1", client.i_am_free(None)).await.unwrap();
+    assert_eq!(job.data, json!("h1"));
+    client.release(&job).await.unwrap();
+    for want in ["h1", "h2", "n1"] {
+        assert_eq!(next_data(&client).await, json!(want));
+    }
+
+    // Retried after its backoff: to the tail of the low list (after l2), not of the normal
+    // one (after n2, before l2).
+    push("l1", at(0)).await;
+    let job = within("l1", client.i_am_free(None)).await.unwrap();
+    push("n2", at(5)).await;
+    push("l2", at(0)).await;
+    client.fail(&job, "again").await.unwrap();
+    eventually("the retry back in the queue", || async {
+        let s = producer.stats().await.unwrap();
+        s.delayed == 0 && s.waiting == 3
+    })
+    .await;
+    for want in ["n2", "l2", "l1"] {
+        assert_eq!(next_data(&client).await, json!(want));
+    }
+
+    // Promoted when due: to the high list, ahead of a normal job pushed before it.
+    push("n3", at(5)).await;
+    push(
+        "h3",
+        JobOptions {
+            delay: Some(Duration::from_millis(1)),
+            ..at(9)
+        },
+    )
+    .await;
+    eventually("the delayed job promoted", || async {
+        producer.stats().await.unwrap().scheduled == 0
+    })
+    .await;
+    for want in ["h3", "n3"] {
+        assert_eq!(next_data(&client).await, json!(want));
+    }
+
+    // Retried from the dead list: to the high list, ahead of a normal job.
+    let id = push(
+        "h4",
+        JobOptions {
+            max_attempts: Some(1),
+            ..at(9)
+        },
+    )
+    .await;
+    let job = within("h4", client.i_am_free(None)).await.unwrap();
+    client.fail(&job, "dies").await.unwrap();
+    push("n4", at(5)).await;
+    assert_eq!(producer.retry_dead(Some(&id)).await.unwrap(), 1);
+    for want in ["h4", "n4"] {
+        assert_eq!(next_data(&client).await, json!(want));
+    }
+}
+
+/// Each priority keeps its own push records: a low job that waits while high ones come and go
+/// keeps only its own record, not those of every push since (the reaper drops each level's
+/// records before its own head's); the oldest waiting job's age is still known, and every
+/// job's wait is read from its own level's records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_low_job_does_not_keep_the_records_of_every_push_since() {
+    let redis = RedisServer::start();
+    // A manager: its reaper drops the records no waiting job needs.
+    let producer = Manager::new("starved", opts(&redis)).await.unwrap();
+    let at = |level: u8| JobOptions {
+        priority: Some(level),
+        ..Default::default()
+    };
+    producer.push_with(json!("low"), at(0)).await.unwrap();
+    let client = Client::new("starved", opts(&redis).measure_waits(true))
+        .await
+        .unwrap();
+    // Each job's wait is read from its own level's records.
+    let next = || async {
+        let job = within("the next job", client.i_am_free(None))
+            .await
+            .unwrap();
+        assert!(job.waited().is_some(), "{job:?}");
+        client.complete(&job, None).await.unwrap();
+        job.data
+    };
+    for i in 0..5 {
+        producer.push_with(json!(i), at(9)).await.unwrap();
+        assert_eq!(next().await, json!(i));
+    }
+    let records = || {
+        ["pushed", "pushed:0", "pushed:9"]
+            .iter()
+            .map(|key| query::<u64>(&redis, &["ZCARD", &format!("sque:{{starved}}:{key}")]))
+            .sum::<u64>()
+    };
+    // The low job's, and the newest of the high level's (kept while its list is empty).
+    eventually("the records no waiting job needs dropped", || async {
+        records() == 2
+    })
+    .await;
+    let s = producer.stats().await.unwrap();
+    assert_eq!(s.waiting, 1);
+    assert!(s.oldest_waiting_age_ms.is_some(), "{s:?}");
+    assert_eq!(next().await, json!("low"));
+}

@@ -6,7 +6,7 @@
 // due, like the Rust Manager, so that a deployment of Node alone works, and one beside
 // sque-host hosts and Rust managers too.
 
-const { Queue } = require('./queue');
+const { Queue, NORMAL_PRIORITY } = require('./queue');
 const { SqueError } = require('./errors');
 
 const PUSH_CHUNK = 1000;
@@ -61,9 +61,11 @@ class Manager {
    * With `uniqueKey` (1 to 1024 bytes, unique within the queue) the push is idempotent:
    * while a job with that key is scheduled, waits or runs (and for `uniqueFor` ms after it
    * completes), it writes nothing and resolves to that job's id.
+   * With `priority` ('high', 'normal', 'low' or 0 to 9, normal being 5) a job of a higher
+   * priority is handed out before any of a lower one; within one priority, in push order.
    * @param {unknown} params
    * @param {{maxAttempts?: number, delay?: number, at?: Date | number, uniqueKey?: string,
-   *   uniqueFor?: number}} [options]
+   *   uniqueFor?: number, priority?: 'high' | 'normal' | 'low' | number}} [options]
    */
   async push(params, options = {}) {
     if (options.uniqueKey !== undefined || options.uniqueFor !== undefined) return this.pushUnique(params, options);
@@ -81,6 +83,7 @@ class Manager {
       throw new SqueError('invalid_input', `uniqueFor must be a whole number of ms from 0 to 100 years, not ${JSON.stringify(window)}`);
     }
     const json = encode(params, 0);
+    const level = encodePriority(options.priority);
     const args = [json, encodeAttempts(options.maxAttempts), encodeDue(options) || '', key, String(window)];
     await this.queue.ready;
     const limit = this.queue.settings.max_job_bytes;
@@ -88,7 +91,7 @@ class Manager {
       throw new SqueError('too_large', `the job is ${Buffer.byteLength(json)} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
     }
     const k = this.queue.keys;
-    const keys = [k.meta, k.waiting, k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
+    const keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
     // The new id, or 0 then this job's number (1) and the id of the job that holds its key.
     const reply = await this.queue.con.script('push_unique', keys, args);
     const id = reply.length > 1 ? reply[2] : reply[0];
@@ -102,18 +105,22 @@ class Manager {
   pushMany(list, options = {}) {
     let jobs;
     let due;
+    let level;
     try {
       if (options.uniqueKey !== undefined) {
         throw new SqueError('invalid_input', 'pushMany takes no uniqueKey (one key would hold for every job): push each job with its own key');
       }
       const max = encodeAttempts(options.maxAttempts);
       due = encodeDue(options);
+      level = encodePriority(options.priority);
       jobs = Array.from(list, (params, i) => [encode(params, i), max]);
     } catch (err) {
       return Promise.reject(err);
     }
     if (jobs.length === 0) return Promise.resolve([]);
-    if (due) return this.schedule(jobs, due);
+    if (due) return this.schedule(jobs, due, level);
+    // Jobs of another priority than normal go in calls of their own, to their level's list.
+    if (level !== NORMAL_PRIORITY) return this.pushAt(jobs, level);
     // Placed in the connection's lane now, so that it reaches Redis before any call this
     // process makes later, from this manager or any client.
     return this.queue.con.lane.add(this, jobs);
@@ -169,19 +176,39 @@ class Manager {
     );
   }
 
-  /** Pushes [json, max] pairs due at `due` ("+MS" or "@MS") through the schedule script. */
-  async schedule(jobs, due) {
+  /** Pushes [json, max] pairs of priority `level` (not normal) through the push script. */
+  async pushAt(jobs, level) {
     await this.queue.ready;
     const k = this.queue.keys;
-    const limit = this.queue.settings.max_job_bytes;
-    const i = jobs.findIndex(([json]) => Buffer.byteLength(json) > limit);
-    if (i >= 0) {
-      throw new SqueError('too_large', `job ${i + 1} is ${Buffer.byteLength(jobs[i][0])} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
+    tooLarge(jobs, this.queue.settings.max_job_bytes);
+    const keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers];
+    const calls = [];
+    for (let at = 0; at < jobs.length; at += PUSH_CHUNK) {
+      calls.push(this.queue.con.script('push', keys, jobs.slice(at, at + PUSH_CHUNK).flat()).then(Number));
     }
+    let firsts;
+    try {
+      firsts = await Promise.all(calls);
+    } catch (err) {
+      throw partly(calls, err);
+    }
+    return jobs.map((_, n) => String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK)));
+  }
+
+  /**
+   * Pushes [json, max] pairs due at `due` ("+MS" or "@MS") through the schedule script, to
+   * join the list of priority `level` when due.
+   */
+  async schedule(jobs, due, level = NORMAL_PRIORITY) {
+    await this.queue.ready;
+    const k = this.queue.keys;
+    tooLarge(jobs, this.queue.settings.max_job_bytes);
+    const keys = [k.meta, k.jobs, k.scheduled];
+    if (level !== NORMAL_PRIORITY) keys.push(k.waitingAt(level));
     const calls = [];
     for (let at = 0; at < jobs.length; at += PUSH_CHUNK) {
       const args = jobs.slice(at, at + PUSH_CHUNK).flatMap(([json, max]) => [json, max, due]);
-      calls.push(this.queue.con.script('schedule', [k.meta, k.jobs, k.scheduled], args).then(Number));
+      calls.push(this.queue.con.script('schedule', keys, args).then(Number));
     }
     let firsts;
     try {
@@ -245,8 +272,10 @@ class Manager {
     await this.queue.ready;
     const k = this.queue.keys;
     const c = this.queue.con;
+    // Every priority's list (`waiting` is priority 5's).
+    const levels = Array.from({ length: 10 }, (_, level) => k.waitingAt(level));
     const [waiting, inFlight, delayed, scheduled, dead, workers, requests, counters, seq, paused] = await Promise.all([
-      c.command(k.waiting, ['LLEN', k.waiting]),
+      Promise.all(levels.map((list) => c.command(list, ['LLEN', list]))).then((ns) => ns.reduce((a, x) => a + Number(x), 0)),
       c.command(k.leases, ['ZCARD', k.leases]),
       c.command(k.delayed, ['ZCARD', k.delayed]),
       c.command(k.scheduled, ['ZCARD', k.scheduled]),
@@ -408,6 +437,25 @@ function depth(value) {
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
   }
   return deepest;
+}
+
+/** Refuses [json, max] pairs of which one is over `limit` bytes, before anything is pushed. */
+function tooLarge(jobs, limit) {
+  const i = jobs.findIndex(([json]) => Buffer.byteLength(json) > limit);
+  if (i >= 0) {
+    throw new SqueError('too_large', `job ${i + 1} is ${Buffer.byteLength(jobs[i][0])} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
+  }
+}
+
+/** The priority of `priority` ('high', 'normal', 'low', 0 to 9; normal when absent). */
+function encodePriority(priority) {
+  if (priority === undefined || priority === null || priority === 'normal') return NORMAL_PRIORITY;
+  if (priority === 'high') return 9;
+  if (priority === 'low') return 0;
+  if (!Number.isInteger(priority) || priority < 0 || priority > 9) {
+    throw new SqueError('invalid_input', `priority must be 'high', 'normal', 'low' or a whole number from 0 (low) to 9 (high), not ${JSON.stringify(priority)}`);
+  }
+  return priority;
 }
 
 function encodeAttempts(n) {

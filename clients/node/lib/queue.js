@@ -21,6 +21,9 @@ function validateName(what, name) {
   }
 }
 
+/** The priority of a job pushed without one; levels go from 0 (low) to 9 (high). */
+const NORMAL_PRIORITY = 5;
+
 function keysOf(prefix, queue) {
   const base = `${prefix}:{${queue}}:`;
   const k = (n) => base + n;
@@ -44,6 +47,8 @@ function keysOf(prefix, queue) {
     cancelled: k('cancelled'),
     wake: k('wake'),
     inbox: (w) => `${base}inbox:${w}`,
+    /** The list jobs of priority `level` wait in: `waiting` for 5 (normal), else `waiting:L`. */
+    waitingAt: (level) => (level === NORMAL_PRIORITY ? base + 'waiting' : `${base}waiting:${level}`),
     registry: `${prefix}:queues`,
   };
 }
@@ -117,4 +122,4 @@ class Queue {
   }
 }
 
-module.exports = { Queue, validateName };
+module.exports = { Queue, validateName, NORMAL_PRIORITY };

@@ -43,6 +43,7 @@ until lease or cursor == '0'
 if lease then
   redis.call('ZREM', KEYS[3], lease)
   redis.call('HDEL', KEYS[2], id)
+  if s.uses and s.uses.priority then redis.call('HDEL', base .. 'priority', id) end
 else
   redis.call('HSET', KEYS[2], id, '')
 end

@@ -13,7 +13,7 @@
 -- refused while another job holds it; a purged one lets go of its key.
 -- Returns {how many were retried or purged, {id, why it was refused, ...}, the next skip}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_INVALID.
-open_call(KEYS[1], ARGV[1])
+local s = open_call(KEYS[1], ARGV[1])
 -- Purging deletes: only the word itself does it, never a misspelt "retry".
 if ARGV[2] ~= 'retry' and ARGV[2] ~= 'purge' then
   return redis.error_reply('SQUE_INVALID dead takes "retry" or "purge", not ' .. string.format('%q', string.sub(ARGV[2] or '', 1, 20)))
@@ -35,7 +35,8 @@ local function act(entry, e)
     redis.call('ZREM', KEYS[2], entry)
     -- Attempts "00": a first attempt again (token ID|1|MAX), but not a first push, so that
     -- no wait is measured from the push record of its id (`push_times`).
-    redis.call('RPUSH', KEYS[3], id .. '|00|' .. max)
+    local list = s.uses and s.uses.priority and since_1_2().list_of(key_base(KEYS[1]), id) or KEYS[3]
+    redis.call('RPUSH', list, id .. '|00|' .. max)
     -- Its next attempt has the token of its first again: follow-ups an attempt that died
     -- staged (`stage`) must not be committed by that one.
     redis.call('DEL', key_base(KEYS[1]) .. 'staged:' .. id .. '|1|' .. max)
@@ -43,6 +44,7 @@ local function act(entry, e)
     redis.call('ZREM', KEYS[2], entry)
     redis.call('HDEL', KEYS[4], id or entry)
     redis.call('HDEL', KEYS[5], id or entry)
+    if s.uses and s.uses.priority then redis.call('HDEL', key_base(KEYS[1]) .. 'priority', id or entry) end
     since_1_1().unique.release(unique, id or entry, 'gone', 0)
   end
   done = done + 1

@@ -45,12 +45,12 @@ local function open_call(meta, caller, ...)
     end
     local requires, uses = values[2], false
     if requires then
-      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`) a queue's meta may list in
+      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`, `priority`) a queue's meta may list in
       -- `requires` (comma-separated): one these scripts do not know is refused, since they
       -- would silently ignore it.
       uses = {}
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,priority,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
         uses[feature] = true
@@ -246,6 +246,7 @@ local function graveyard()
       local id = parse_token(member) or member
       redis.call('HDEL', k.jobs, id)
       redis.call('HDEL', k.errors, id)
+      if s.uses and s.uses.priority then redis.call('HDEL', key_base(k.meta) .. 'priority', id) end
       u.release(uk, id, 'gone', now)
     end
     redis.call('HINCRBY', k.stats, 'dead_dropped', #gone)
@@ -329,6 +330,8 @@ end
 --  - room(base): how many more jobs a capped queue may lease (feature `cap`).
 --  - rate_state(base, now), spend_rate(rate, n, now), rate_wait(rate, now): a queue's rate
 --    limit (feature `rate`).
+--  - lists, level_named, set_level, enter_level, list_of, append, count_waiting, take,
+--    records, push_times_by_level: priorities (feature `priority`).
 local measures
 local function since_1_2()
   if measures then return measures end
@@ -456,6 +459,132 @@ local function since_1_2()
     return math.max(1, math.ceil(rate.tat - (rate.burst - 1) * rate.t - now))
   end
 
+  -- Priorities (feature `priority`): levels 0 to 9, 9 served first. A job at level 5, the
+  -- normal one, waits in `waiting`, so that a queue where nobody sets a priority is as it
+  -- was; a job at another level L waits in `waiting:L`, and `priority` (id -> L) remembers
+  -- its level while the queue keeps the job, so that a job that comes back (released, its
+  -- lease expired, its backoff over, promoted, retried from the dead list) joins the list of
+  -- its own level. Within a level, FIFO holds as in `waiting`.
+  local NORMAL = 5
+
+  -- The lists of the queue whose keys start with `base`, the first served first.
+  function v.lists(base)
+    local lists = {}
+    for level = 9, 0, -1 do
+      lists[#lists + 1] = level == NORMAL and base .. 'waiting' or base .. 'waiting:' .. level
+    end
+    return lists
+  end
+
+  -- The level a push names by the list it gives (`waiting` for 5, `waiting:L` for another),
+  -- as a number; raises SQUE_INVALID for a key that is neither.
+  function v.level_named(base, list)
+    if list == base .. 'waiting' then return NORMAL end
+    local level = string.match(list, ':waiting:([0-9])$')
+    if not level or list ~= base .. 'waiting:' .. level or tonumber(level) == NORMAL then
+      error({err = 'SQUE_INVALID ' .. string.format('%q', string.sub(list, 1, 80)) ..
+        ' is not a list of this queue\'s levels: ' .. base .. 'waiting (level 5) or ' .. base ..
+        'waiting:L for L from 0 to 9 but 5'})
+    end
+    return tonumber(level)
+  end
+
+  -- Records that the jobs `ids` are at `level` (not NORMAL), in chunks within Lua's stack.
+  function v.set_level(base, ids, level)
+    local fields = {}
+    for _, id in ipairs(ids) do
+      fields[#fields + 1] = id
+      fields[#fields + 1] = level
+      if #fields == 2000 then
+        redis.call('HSET', base .. 'priority', unpack(fields))
+        fields = {}
+      end
+    end
+    if #fields > 0 then redis.call('HSET', base .. 'priority', unpack(fields)) end
+  end
+
+  -- Jobs `first` to `last` were pushed at `level` (not NORMAL): the queue requires
+  -- `priority` from now on (`s`, open_call's, says so too), and their level is recorded.
+  function v.enter_level(meta, s, first, last, level)
+    -- (Read again: the call may have required another feature since it opened.)
+    since_1_1().require_feature(meta, redis.call('HGET', meta, 'requires'), 'priority')
+    s.uses = s.uses or {}
+    s.uses.priority = true
+    local ids = {}
+    for id = first, last do ids[#ids + 1] = string.format('%d', id) end
+    v.set_level(key_base(meta), ids, level)
+  end
+
+  -- The list job `id` waits in when it comes back to the queue: its level's.
+  function v.list_of(base, id)
+    local level = redis.call('HGET', base .. 'priority', id)
+    return level and base .. 'waiting:' .. level or base .. 'waiting'
+  end
+
+  -- Appends `items` to the tails of their jobs' lists (an item that does not parse: to
+  -- `waiting`), in order within each list.
+  function v.append(base, items)
+    local ids = {}
+    for i, item in ipairs(items) do ids[i] = parse_item(item) or '' end
+    local levels = redis.call('HMGET', base .. 'priority', unpack(ids))
+    local by_list, order = {}, {}
+    for i, item in ipairs(items) do
+      local list = levels[i] and base .. 'waiting:' .. levels[i] or base .. 'waiting'
+      if not by_list[list] then by_list[list] = {}; order[#order + 1] = list end
+      local l = by_list[list]
+      l[#l + 1] = item
+    end
+    for _, list in ipairs(order) do redis.call('RPUSH', list, unpack(by_list[list])) end
+  end
+
+  -- How many jobs wait, at every level.
+  function v.count_waiting(base)
+    local n = 0
+    for _, list in ipairs(v.lists(base)) do n = n + redis.call('LLEN', list) end
+    return n
+  end
+
+  -- The first `n` items of `lists` in order of service (at most `n`), taken (LPOP), or nil;
+  -- and each one's level.
+  function v.take(lists, n)
+    local items, levels = {}, {}
+    for i, list in ipairs(lists) do
+      local got = redis.call('LPOP', list, n - #items)
+      if got then
+        for _, item in ipairs(got) do
+          items[#items + 1] = item
+          levels[#items] = 10 - i
+        end
+        if #items == n then break end
+      end
+    end
+    if #items == 0 then return nil end
+    return items, levels
+  end
+
+  -- The push records of the jobs of `level` (each level keeps its own, so that `reap` keeps
+  -- what each level's waiting jobs need): `pushed` for 5, `pushed:L` for another.
+  function v.records(base, level)
+    if not level or level == NORMAL then return base .. 'pushed' end
+    return base .. 'pushed:' .. level
+  end
+
+  -- `push_times` for a batch taken from the lists of every level (`levels`, of `take`): each
+  -- level's jobs by its own records.
+  function v.push_times_by_level(base, parsed, levels)
+    local by_level = {}
+    for i, p in ipairs(parsed) do
+      local l = by_level[levels[i]]
+      if not l then l = {}; by_level[levels[i]] = l end
+      l[#l + 1] = p
+    end
+    local at = {}
+    for level, some in pairs(by_level) do
+      for id, ms in pairs(v.push_times(v.records(base, level), some) or {}) do at[id] = ms end
+    end
+    return at
+  end
+
   measures = v
   return v
 end
@@ -498,7 +627,9 @@ local function server()
         if q.rate.left <= 0 then break end
         wanted = math.min(wanted, q.rate.left)
       end
-      local items = redis.call('LPOP', waiting, wanted)
+      -- A queue with priorities (`serving`) takes from its levels' lists, highest first.
+      local items, levels
+      if q.lists then items, levels = since_1_2().take(q.lists, wanted) else items = redis.call('LPOP', waiting, wanted) end
       if not items then break end
       local parsed, ids = {}, {}
       for i, item in ipairs(items) do
@@ -507,7 +638,12 @@ local function server()
         ids[i] = id or ''
       end
       local data = redis.call('HMGET', q.jobs, unpack(ids))
-      local pushed_at = timed and q.waits and since_1_2().push_times(q.base .. 'pushed', parsed)
+      local pushed_at
+      if timed and q.waits then
+        local m = since_1_2()
+        if levels then pushed_at = m.push_times_by_level(q.base, parsed, levels)
+        else pushed_at = m.push_times(q.base .. 'pushed', parsed) end
+      end
       local leases = {}
       for i, p in ipairs(parsed) do
         local id = p[1]
@@ -528,6 +664,7 @@ local function server()
         elseif data[i] == '' then
           -- Cancelled while it waited (`cancel`): dropped, and the request goes to the next.
           redis.call('HDEL', q.jobs, id)
+          if q.lists then redis.call('HDEL', q.base .. 'priority', id) end
         else
           served = served + 1
           local worker, seq = requests[served][1], requests[served][2]
@@ -561,8 +698,9 @@ local function server()
   end
 
   -- On a queue that requires `cap`, `room` is how many more jobs may be leased (`room`);
-  -- `serve` takes from it. On a queue that requires `rate`, `rate` is its limit's state (`rate_state`).
-  -- Without them, nothing is read for either.
+  -- `serve` takes from it. On a queue that requires `rate`, `rate` is its limit's state
+  -- (`rate_state`). On a queue that requires `priority`, `lists` are its levels' lists
+  -- (`lists`), which `serve` takes from, highest first. Without them, nothing is read for any.
   function srv.serving(base, s, now, out)
     local q = {jobs = base .. 'jobs', leases = base .. 'leases', base = base, now = now,
                deadline = string.format('%d', now + s.lease),
@@ -571,6 +709,7 @@ local function server()
     if s.uses then
       if s.uses.cap then q.room = since_1_2().room(base) end
       if s.uses.rate then q.rate = since_1_2().rate_state(base, now) end
+      if s.uses.priority then q.lists = since_1_2().lists(base) end
     end
     return q
   end
@@ -584,7 +723,9 @@ local function server()
     if q.s.paused then return 0 end
     local alive, timed = {}, {}
     local n = 0
-    while n < max_pairs and redis.call('LLEN', keys.waiting) > 0 do
+    -- With priorities, whether a job waits is counted once, and then `serve` tells.
+    local some_wait = q.lists and since_1_2().count_waiting(q.base) > 0
+    while n < max_pairs and (q.lists and some_wait or not q.lists and redis.call('LLEN', keys.waiting) > 0) do
       local req = redis.call('LPOP', keys.requests)
       if not req then break end
       -- A request that is not "W:S" (both decimal) is dropped: no worker could route its job.

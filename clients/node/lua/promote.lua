@@ -24,14 +24,20 @@ if moved > 0 then
     items[i] = string.match(member, '^0*(%d.*)$') or member
   end
   redis.call('ZREM', KEYS[2], unpack(members))
-  redis.call('RPUSH', KEYS[3], unpack(items))
+  -- With priorities, each joins its own level's list.
+  if opened.uses and opened.uses.priority then
+    since_1_2().append(key_base(KEYS[1]), items)
+  else
+    redis.call('RPUSH', KEYS[3], unpack(items))
+  end
   if not opened.paused and redis.call('LLEN', KEYS[4]) > 0 then
     local srv = server()
     local s = open_call(KEYS[1], opened, 'lease', 'inbox_ttl', 'max_attempts', 'max_job_bytes')
     srv.dispatch_stored(srv.serving(key_base(KEYS[1]), s, now),
                         {waiting = KEYS[3], requests = KEYS[4], workers = KEYS[7], stats = KEYS[8]},
                         moved, now)
-    if redis.call('LLEN', KEYS[4]) > 0 and redis.call('LLEN', KEYS[3]) > 0 then
+    if redis.call('LLEN', KEYS[4]) > 0 and
+        (s.uses and s.uses.priority and since_1_2().count_waiting(key_base(KEYS[1])) or redis.call('LLEN', KEYS[3])) > 0 then
       redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'promoted')
     end
   end

@@ -4,7 +4,8 @@
 -- `waiting`, or to `scheduled` when it has a due time, as `schedule` does) and holds K. Keys
 -- are per queue. Every job is checked first, as push checks: one bad job refuses the call.
 -- Stored requests are served from the new ready jobs in the same call, as push serves them.
--- KEYS[1] meta  KEYS[2] waiting  KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests  KEYS[6] leases
+-- KEYS[1] meta  KEYS[2] waiting, or waiting:L for jobs at priority L (as `push` takes it)
+-- KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests  KEYS[6] leases
 -- KEYS[7] workers  KEYS[8] scheduled
 -- ARGV[1] the caller's protocol version, then for each job: its data (JSON), its attempt
 -- limit (""), its due time ("", "+MS" or "@MS", as schedule takes it), its unique key (1 to
@@ -19,9 +20,11 @@ if count < 1 or count ~= math.floor(count) then
   return redis.error_reply('SQUE_INVALID push_unique takes (data, max_attempts, due, key, window) for each job after the protocol version')
 end
 local limit = s.max_job_bytes
+local base = key_base(KEYS[1])
+-- A list other than `waiting` names the jobs' priority (`waiting:L`, feature `priority`).
+local level = KEYS[2] ~= base .. 'waiting' and since_1_2().level_named(base, KEYS[2])
 local keys = {}
 for i = 1, count do keys[i] = ARGV[5 * i] end
-local base = key_base(KEYS[1])
 local u = since_1_1().unique
 local k = u.keys(base)
 -- One read of every key's holder, then each write once for the whole call (a call costs
@@ -88,8 +91,9 @@ redis.call('HSET', KEYS[3], unpack(data))
 redis.call('HSET', k.held, unpack(held))
 redis.call('HSET', k.of, unpack(of))
 -- When the new jobs begin to wait (`pushed`): now, or when a delayed one falls due.
-since_1_2().record_pushes(base .. 'pushed', first, at)
+since_1_2().record_pushes(since_1_2().records(base, level), first, at)
 if #items > 0 then redis.call('RPUSH', KEYS[2], unpack(items)) end
+if level then since_1_2().enter_level(KEYS[1], s, first, last, level) end
 if #members > 0 then
   local earliest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')[2]
   since_1_1().require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'delay')
@@ -104,7 +108,8 @@ if #items > 0 and not s.paused and redis.call('LLEN', KEYS[5]) > 0 then
   srv.dispatch_stored(srv.serving(base, serving, now),
                       {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                       #items, now)
-  if redis.call('LLEN', KEYS[5]) > 0 and redis.call('LLEN', KEYS[2]) > 0 then
+  if redis.call('LLEN', KEYS[5]) > 0 and
+      (s.uses and s.uses.priority and since_1_2().count_waiting(base) or redis.call('LLEN', KEYS[2])) > 0 then
     redis.call('SPUBLISH', base .. 'wake', 'pushed')
   end
 end

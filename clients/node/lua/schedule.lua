@@ -6,7 +6,8 @@
 -- refuses the call, and nothing is written. The first call on a queue records the feature
 -- (`requires` gains `delay`), so that a host that would never promote the jobs refuses the
 -- queue instead.
--- KEYS[1] meta  KEYS[2] jobs  KEYS[3] scheduled
+-- KEYS[1] meta  KEYS[2] jobs  KEYS[3] scheduled  KEYS[4] (optional) waiting:L, for jobs at
+-- priority L (as `push` takes it; they join that list when due)
 -- ARGV[1] the caller's protocol version, then triples (data JSON, max_attempts or "", due)
 -- for each job; due is "+MS" (that many ms after now, on Redis's clock) or "@MS" (that time,
 -- in ms since the epoch; a time already past is due at once).
@@ -19,6 +20,8 @@ if count < 1 or count ~= math.floor(count) then
   return redis.error_reply('SQUE_INVALID schedule takes triples (data, max_attempts, due) after the protocol version')
 end
 local now = now_ms()
+local level = KEYS[4] and since_1_2().level_named(key_base(KEYS[1]), KEYS[4])
+if level == 5 then level = nil end
 local due = {}
 local check = since_1_1().check_job
 for i = 0, count - 1 do
@@ -55,7 +58,8 @@ end
 -- When they are due, as `pushed` records a push: a scheduled job waits from then on.
 local at = {}
 for i = 1, count do at[i] = math.max(due[i], now) end
-since_1_2().record_pushes(key_base(KEYS[1]) .. 'pushed', first, at)
+since_1_2().record_pushes(since_1_2().records(key_base(KEYS[1]), level), first, at)
+if level then since_1_2().enter_level(KEYS[1], s, first, last, level) end
 -- Promoters sleep until the soonest job they know of: one sooner than that wakes them.
 if not earliest or soonest < tonumber(earliest) then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'scheduled')

@@ -441,6 +441,28 @@ describe('delayed jobs', () => {
     assert.equal((await manager.stats()).scheduled, 0);
   });
 
+  test('a higher priority goes first, each priority in push order, delayed and unique jobs too', async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    const low = await manager.pushMany([{ n: 'low1' }, { n: 'low2' }], { priority: 'low' });
+    const normal = await manager.push({ n: 'normal' });
+    const high = await manager.push({ n: 'high' }, { priority: 9 });
+    const seven = await manager.push({ n: 'seven' }, { priority: 7, uniqueKey: 'k' });
+    const later = await manager.push({ n: 'later' }, { priority: 'high', delay: 1 });
+    await waitFor('the delayed job promoted', async () => (await manager.stats()).scheduled === 0);
+    assert.equal((await manager.stats()).waiting, 6);
+    assert.equal(env.redis.cli('HGET', `sque:{${q}}:meta`, 'requires'), 'priority,unique,delay');
+    await assert.rejects(manager.push({}, { priority: 10 }), { code: 'invalid_input' });
+    const client = track(new sque.client(q, o));
+    const order = [];
+    for (let i = 0; i < 6; i++) {
+      const job = await client.iAmFree();
+      order.push(job.id);
+      await job.complete();
+    }
+    assert.deepEqual(order, [high, later, seven, normal, ...low]);
+  });
+
   test('a delay and a time together, or a bad one, are refused and push nothing', async () => {
     const [q, o] = fresh();
     const manager = track(new sque.manager(q, o));

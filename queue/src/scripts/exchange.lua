@@ -84,6 +84,7 @@ if completions > 0 then
     redis.call('HDEL', KEYS[5], unpack(ids))
     redis.call('HDEL', KEYS[8], unpack(ids))
     redis.call('HINCRBY', KEYS[7], 'completed', #ended)
+    if s.uses and s.uses.priority then redis.call('HDEL', key_base(KEYS[1]) .. 'priority', unpack(ids)) end
     -- A queue that never used unique keys pays nothing for them.
     if s.uses and s.uses.unique then
       local u = since_1_1().unique
@@ -134,7 +135,8 @@ if first <= #ARGV then
   wake = wake or (stored and not full)
 end
 if wake and not s.paused and (stored or redis.call('LLEN', KEYS[2]) > 0) and
-    redis.call('LLEN', KEYS[3]) > 0 then
+    (s.uses and s.uses.priority and since_1_2().count_waiting(key_base(KEYS[1])) or
+     redis.call('LLEN', KEYS[3])) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'free')
 end
 return {held, delivered}

@@ -9,7 +9,7 @@
 -- entries n, then the n entries "W:S", then the tokens of jobs to give back.
 -- Returns {requests withdrawn, jobs given back}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
-open_call(KEYS[1], ARGV[1])
+local s = open_call(KEYS[1], ARGV[1])
 local n = tonumber(ARGV[3])
 local withdrawn = 0
 for i = 4, 3 + n do
@@ -31,7 +31,9 @@ local released = 0
 for i = #tokens, 1, -1 do
   local id, attempt, max = parse_token(tokens[i])
   if id and redis.call('ZREM', KEYS[4], tokens[i]) == 1 then
-    redis.call('LPUSH', KEYS[5], id .. '|' .. (attempt - 1) .. '|' .. max)
+    -- With priorities, to the head of its own level's list.
+    local list = s.uses and s.uses.priority and since_1_2().list_of(key_base(KEYS[1]), id) or KEYS[5]
+    redis.call('LPUSH', list, id .. '|' .. (attempt - 1) .. '|' .. max)
     released = released + 1
   end
 end

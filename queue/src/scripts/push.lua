@@ -5,7 +5,8 @@
 -- producer's to check (the libraries do) and the worker's (it parses the data anyway, and
 -- buries what it cannot read as poison): decoding every job here too cost the script about
 -- a third more per job (docs/PROTOCOL.md, "Poison").
--- KEYS[1] meta  KEYS[2] waiting  KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests
+-- KEYS[1] meta  KEYS[2] waiting, or waiting:L for jobs at priority L (0 to 9 but 5; feature
+-- `priority`)  KEYS[3] jobs  KEYS[4] stats  KEYS[5] requests
 -- KEYS[6] leases  KEYS[7] workers (both optional: without them, push only wakes a dispatcher)
 -- ARGV[1] the caller's protocol version, then pairs (data JSON, max_attempts or "") for each
 -- job.
@@ -22,6 +23,8 @@ local count = (#ARGV - 1) / 2
 if count < 1 or count ~= math.floor(count) then
   return redis.error_reply('SQUE_INVALID push takes pairs (data, max_attempts) after the protocol version')
 end
+-- A list other than `waiting` names the jobs' priority (`waiting:L`, feature `priority`).
+local level = KEYS[2] ~= base .. 'waiting' and since_1_2().level_named(base, KEYS[2])
 for i = 0, count - 1 do
   local data, max = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   if #data > limit then
@@ -59,7 +62,12 @@ end
 -- When this call's jobs were pushed, once for all of them ("pushed"; read for the age of the
 -- oldest waiting job).
 local now = now_ms()
-redis.call('ZADD', base .. 'pushed', first, string.format('%d|%d|%d', first, now, last))
+-- (Each priority keeps its own records: `pushed` for the normal one.)
+redis.call('ZADD', level and base .. 'pushed:' .. level or base .. 'pushed', first,
+           string.format('%d|%d|%d', first, now, last))
+if level then
+  since_1_2().enter_level(KEYS[1], opened, first, last, level)
+end
 -- Bulk pushes into a queue nobody waits on stay quiet and cheap; a paused queue serves no one.
 if opened.paused or redis.call('LLEN', KEYS[5]) == 0 then return first end
 -- Workers wait: serve them now, saving the wake-up and the dispatch call on the way.
@@ -70,7 +78,8 @@ if KEYS[7] then
                   {waiting = KEYS[2], requests = KEYS[5], workers = KEYS[7], stats = KEYS[4]},
                   count, now)
 end
-if redis.call('LLEN', KEYS[5]) > 0 and redis.call('LLEN', KEYS[2]) > 0 then
+if redis.call('LLEN', KEYS[5]) > 0 and
+    (opened.uses and opened.uses.priority and since_1_2().count_waiting(base) or redis.call('LLEN', KEYS[2])) > 0 then
   redis.call('SPUBLISH', base .. 'wake', 'pushed')
 end
 return first

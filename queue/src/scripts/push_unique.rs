@@ -18,7 +18,10 @@ pub(crate) fn invocation_for(k: &Keys, jobs: &[EncodedJob]) -> ScriptInvocation<
         &SCRIPT,
         &[
             &k.meta,
-            &k.waiting,
+            &k.waiting_at(
+                jobs.first()
+                    .map_or(crate::producer::NORMAL_PRIORITY, |j| j.priority),
+            ),
             &k.jobs,
             &k.stats,
             &k.requests,

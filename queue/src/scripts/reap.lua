@@ -12,7 +12,8 @@
 --     older versions (the list `dead`) are moved into it;
 --  6. push records (`pushed`) older than the one of the job at the head of `waiting` are
 --     dropped (all but the newest when nothing waits): the head is the oldest waiting job,
---     the one whose age is read.
+--     the one whose age is read. With priorities, each level's records by its own head.
+-- With priorities (feature `priority`), a job that comes back joins its own level's list.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] waiting  KEYS[4] delayed  KEYS[5] dead_at
 -- KEYS[6] errors  KEYS[7] stats  KEYS[8] results  KEYS[9] results_at  KEYS[10] workers
 -- KEYS[11] requests  KEYS[12] jobs  KEYS[13] dead (the list of versions before the sorted set)
@@ -24,6 +25,9 @@ local s = open_call(KEYS[1], ARGV[1], 'lease', 'result_ttl', 'result_max', 'dead
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local k = {meta = KEYS[1], dead = KEYS[5], errors = KEYS[6], jobs = KEYS[12], stats = KEYS[7]}
+local base = key_base(KEYS[1])
+-- With priorities, a job comes back to its own level's list.
+local priorities = s.uses and s.uses.priority and since_1_2()
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
 -- Walk backwards so that, pushed one by one to the head, they keep their order.
@@ -39,7 +43,7 @@ for i = #expired, 1, -1 do
       graveyard().bury(k, s, token, id, 'lease_expired', message, now)
     else
       redis.call('HSET', KEYS[6], id, graveyard().record('lease_expired', message, now, token))
-      redis.call('LPUSH', KEYS[3], token)
+      redis.call('LPUSH', priorities and priorities.list_of(base, id) or KEYS[3], token)
     end
   end
 end
@@ -48,7 +52,7 @@ if #expired > 0 then redis.call('HINCRBY', KEYS[7], 'expired', #expired) end
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)
 for _, token in ipairs(due) do
   redis.call('ZREM', KEYS[4], token)
-  redis.call('RPUSH', KEYS[3], token)
+  redis.call('RPUSH', priorities and priorities.list_of(base, parse_token(token) or '') or KEYS[3], token)
 end
 
 local dropped = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', now - s.result_ttl, 'LIMIT', 0, limit)
@@ -65,7 +69,6 @@ end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now, 'LIMIT', 0, limit)
 if #gone > 0 then
   redis.call('ZREM', KEYS[10], unpack(gone))
-  local base = key_base(KEYS[1])
   for _, w in ipairs(gone) do redis.call('DEL', base .. 'worker:' .. w, base .. 'held:' .. w) end
   redis.call('HDEL', base .. 'protocols', unpack(gone))
 end
@@ -91,25 +94,35 @@ local trimmed = graveyard().trim(k, s, now, limit)
 
 -- Push records before the one of the job at the head: no waiting job needs them. (A job
 -- that comes back to the head later, its lease expired or its backoff over, has no record
--- then: its age is unknown.) A head that is not a job item keeps them all.
-local pushed = key_base(KEYS[1]) .. 'pushed'
-local head = redis.call('LRANGE', KEYS[3], 0, 0)[1]
-local keep, old = nil, {}
-if not head then
-  keep = redis.call('ZRANGE', pushed, -1, -1, 'WITHSCORES')[2]
-else
-  local head_id = parse_item(head)
-  if head_id then
-    keep = redis.call('ZRANGE', pushed, head_id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+-- then: its age is unknown.) A head that is not a job item keeps them all. With priorities,
+-- each level's records (`records`) by the head of its own list.
+local function trim_records(list, records)
+  local head = redis.call('LRANGE', list, 0, 0)[1]
+  local keep
+  if not head then
+    keep = redis.call('ZRANGE', records, -1, -1, 'WITHSCORES')[2]
+  else
+    local head_id = parse_item(head)
+    if head_id then
+      keep = redis.call('ZRANGE', records, head_id, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+    end
   end
+  if not keep then return 0 end
+  local old = redis.call('ZRANGE', records, '-inf', '(' .. keep, 'BYSCORE', 'LIMIT', 0, limit)
+  if #old > 0 then redis.call('ZREM', records, unpack(old)) end
+  return #old
 end
-if keep then
-  old = redis.call('ZRANGE', pushed, '-inf', '(' .. keep, 'BYSCORE', 'LIMIT', 0, limit)
-  if #old > 0 then redis.call('ZREM', pushed, unpack(old)) end
+local old = 0
+if priorities then
+  for i, list in ipairs(priorities.lists(base)) do
+    old = math.max(old, trim_records(list, priorities.records(base, 10 - i)))
+  end
+else
+  old = trim_records(KEYS[3], base .. 'pushed')
 end
 
 if #expired + #due > 0 and redis.call('LLEN', KEYS[11]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'requeued')
 end
 -- A full batch of push records dropped counts as a full batch of results: call again.
-return {#expired, #due, math.max(#dropped, #old), math.max(#moved, trimmed), s.lease}
+return {#expired, #due, math.max(#dropped, old), math.max(#moved, trimmed), s.lease}
