@@ -33,6 +33,7 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::DashboardPages
         | Kind::DelayedProcess
         | Kind::LimitedProcess
+        | Kind::PrioritizedProcess
         | Kind::BulkPushUnique
         | Kind::SinglePushUnique => {
             bail!("{}: a sque-only case", case.name)

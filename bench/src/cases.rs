@@ -37,6 +37,9 @@ pub enum Kind {
     /// As `Process`, on a queue with a rate limit and a cap on the jobs in flight, both far
     /// above what the run reaches: what checking them costs (sque only).
     LimitedProcess,
+    /// As `Process`, the jobs pushed at three priorities in turn (high, normal, low): what
+    /// taking them level by level costs (sque only).
+    PrioritizedProcess,
     /// Push to handler start at light load (one job every 2 ms).
     Latency,
     /// Redis bytes per waiting job.
@@ -183,6 +186,13 @@ pub fn all(quick: bool) -> Vec<Case> {
         case(
             "process c=50, rate limit and cap not reached",
             Kind::LimitedProcess,
+            scale(100_000, 20_000),
+            50,
+            false,
+        ),
+        case(
+            "process c=50, jobs at three priorities",
+            Kind::PrioritizedProcess,
             scale(100_000, 20_000),
             50,
             false,

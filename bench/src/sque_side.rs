@@ -118,6 +118,24 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_many(jobs).await?;
             process(case, redis, &queue, &manager).await?
         }
+        Kind::PrioritizedProcess => {
+            // High, normal and low in turn, in calls of 1,000 jobs of one priority.
+            let encoded = jobs
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let priority =
+                        [sque::HIGHEST_PRIORITY, sque::NORMAL_PRIORITY, 0][(i / 1000) % 3];
+                    let options = sque::JobOptions {
+                        priority: Some(priority),
+                        ..Default::default()
+                    };
+                    manager.encode(job, &options)
+                })
+                .collect::<Result<Vec<_>, sque::Error>>()?;
+            manager.push_encoded(&encoded).await?;
+            process(case, redis, &queue, &manager).await?
+        }
         Kind::DelayedProcess => delayed_process(case, redis, &queue, &manager, jobs).await?,
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::MetricsScrape => {

@@ -1212,6 +1212,23 @@ async fn jobs_are_shown_and_waited_for_by_id_and_a_paused_queue_holds_them() {
     assert_refused(&run(&["job", "show", "abc"]), "is not a job id");
     assert_refused(&run(&["job", "show", "999"]), "never gave the id 999");
     assert_refused(&run(&["job", "wait", "999"]), "never gave the id 999");
+    // A priority: given by `push --priority`, said by `job show`; one out of range is refused.
+    let ranked = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--queue", "ranked", "--redis", &url]);
+        cli(&all, b"")
+    };
+    let high = id_of(ranked(&["push", "--priority", "high", r#"{"do":"ok"}"#]));
+    let out = ranked(&["job", "show", &high]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("priority   9"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_refused(
+        &ranked(&["push", "--priority", "10", "{}"]),
+        "is not a priority",
+    );
 
     let out = run(&["queue", "pause"]);
     assert!(

@@ -199,6 +199,9 @@ pub struct JobInfo {
     pub last_error: Option<LastError>,
     /// Its unique key, while the queue keeps the job.
     pub unique_key: Option<String>,
+    /// Its priority (0 to 9, 9 served first): the one it was pushed at while the queue keeps
+    /// the job, 5 (normal) for a job pushed without one or no longer kept.
+    pub priority: u8,
     /// Its latest progress report (`Client::progress`, a guest's `progress` import), kept
     /// for the queue's result_ttl: `{"percent", "note", "at"}`.
     pub progress: Option<Value>,
@@ -604,8 +607,9 @@ impl Inspector {
             Option<f64>,
             Vec<String>,
             u64,
+            Option<u8>,
         );
-        let (data, result, error, seq, unique, progress, cancelled_at, children, staged): Read =
+        let (data, result, error, seq, unique, progress, cancelled_at, children, staged, priority): Read =
             redis::pipe()
                 .hget(&k.jobs, id.as_str())
                 .hget(&k.results, id.as_str())
@@ -616,6 +620,7 @@ impl Inspector {
                 .zscore(&k.cancelled, id.as_str())
                 .lrange(k.children_of(id.as_str()), 0, -1)
                 .llen(k.children(id.as_str()))
+                .hget(k.priority(), id.as_str())
                 .query_async(&mut con)
                 .await?;
         let given = id
@@ -687,6 +692,7 @@ impl Inspector {
             last_error,
             // "WINDOW_MS|KEY"
             unique_key: unique.and_then(|u| u.split_once('|').map(|(_, key)| key.to_string())),
+            priority: priority.unwrap_or(crate::producer::NORMAL_PRIORITY),
             progress: progress.map(|p| json_or_text(&p).0),
             children: children.iter().map(|c| Child::parse(c)).collect(),
             // Four values a follow-up (`stage.lua`).

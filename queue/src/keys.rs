@@ -123,6 +123,11 @@ impl Keys {
         }
     }
 
+    /// Job id → its priority, for jobs of a priority other than the normal one.
+    pub fn priority(&self) -> String {
+        format!("{}priority", self.base)
+    }
+
     /// The push records of the jobs of priority `level`: `pushed` for the normal level, else
     /// `pushed:L`.
     pub fn pushed_at(&self, level: u8) -> String {

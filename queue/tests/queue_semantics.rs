@@ -1587,12 +1587,21 @@ async fn higher_priorities_go_first_and_each_priority_keeps_its_order() {
     // Interleaved: (level, number within the level), one by one and in bulk.
     let levels = [0u8, 5, 9, 7, 5, 0, 9, 9, 7, 0, 5, 3];
     let mut pushed = Vec::new();
+    let mut ids = Vec::new();
     for (i, level) in levels.iter().enumerate() {
-        producer
-            .push_with(json!([level, i]), at(*level))
-            .await
-            .unwrap();
+        ids.push(
+            producer
+                .push_with(json!([level, i]), at(*level))
+                .await
+                .unwrap(),
+        );
         pushed.push((*level, i));
+    }
+    // `job show` says each job's priority.
+    let inspector = Inspector::new("ranked", opts(&redis)).await.unwrap();
+    for (id, level) in ids.iter().zip(levels) {
+        let job = inspector.job(id).await.unwrap().unwrap();
+        assert_eq!(job.priority, level, "{job:?}");
     }
     let bulk: Vec<_> = (0..6u8)
         .map(|i| {

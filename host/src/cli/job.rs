@@ -185,6 +185,9 @@ fn describe(job: &JobInfo) -> String {
     if let Some(n) = job.attempts {
         out += &format!("  attempts   {n}\n");
     }
+    if job.priority != sque::NORMAL_PRIORITY {
+        out += &format!("  priority   {}\n", job.priority);
+    }
     if let Some(data) = &job.data {
         out += &format!("  data       {data}\n");
     }

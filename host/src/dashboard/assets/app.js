@@ -300,6 +300,7 @@ async function showJob(r) {
       row('Attempts', job.attempts ?? '—'),
       job.at ? row(job.state === 'dead' ? 'Died' : job.state === 'in_flight' ? 'Lease ends' : 'At', `${stamp(job.at)} (${when(job.at)})`) : null,
       job.unique_key ? row('Unique key', job.unique_key) : null,
+      job.priority !== undefined && job.priority !== 5 ? row('Priority', job.priority) : null,
       job.progress ? row('Progress', progressText(job.progress)) : null,
       err ? row('Last error', h('span', { class: 'err' }, `${err.code ? `[${err.code}] ` : ''}${err.message || ''}`)) : null,
       job.problem ? row('Problem', h('span', { class: 'error' }, job.problem)) : null,
