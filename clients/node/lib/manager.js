@@ -119,8 +119,8 @@ class Manager {
     }
     if (jobs.length === 0) return Promise.resolve([]);
     if (due) return this.schedule(jobs, due, level);
-    // Jobs of another priority than normal go in calls of their own, to their level's list.
-    if (level !== NORMAL_PRIORITY) return this.pushAt(jobs, level);
+    // The list they join: a call's jobs share one priority (`fits`).
+    jobs.level = level;
     // Placed in the connection's lane now, so that it reaches Redis before any call this
     // process makes later, from this manager or any client.
     return this.queue.con.lane.add(this, jobs);
@@ -131,9 +131,12 @@ class Manager {
     return false;
   }
 
-  /** Pushes made together share a script call while it holds no more than a chunk. */
+  /**
+   * Pushes made together share a script call while they share a priority and it holds no
+   * more than a chunk.
+   */
   fits(items, jobs) {
-    return items.reduce((n, j) => n + j.length, jobs.length) <= PUSH_CHUNK;
+    return jobs.level === items[0].level && items.reduce((n, j) => n + j.length, jobs.length) <= PUSH_CHUNK;
   }
 
   /** Issues the push calls for the lane's entries (each a list of [json, max] pairs). */
@@ -150,7 +153,7 @@ class Manager {
     }
     if (good.length === 0) return;
     const k = this.queue.keys;
-    const keys = [k.meta, k.waiting, k.jobs, k.stats, k.requests, k.leases, k.workers];
+    const keys = [k.meta, k.waitingAt(good[0].item.level), k.jobs, k.stats, k.requests, k.leases, k.workers];
     const jobs = good.flatMap((e) => e.item);
     const calls = [];
     for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
@@ -174,25 +177,6 @@ class Manager {
         for (const e of good) e.reject(settled);
       },
     );
-  }
-
-  /** Pushes [json, max] pairs of priority `level` (not normal) through the push script. */
-  async pushAt(jobs, level) {
-    await this.queue.ready;
-    const k = this.queue.keys;
-    tooLarge(jobs, this.queue.settings.max_job_bytes);
-    const keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers];
-    const calls = [];
-    for (let at = 0; at < jobs.length; at += PUSH_CHUNK) {
-      calls.push(this.queue.con.script('push', keys, jobs.slice(at, at + PUSH_CHUNK).flat()).then(Number));
-    }
-    let firsts;
-    try {
-      firsts = await Promise.all(calls);
-    } catch (err) {
-      throw partly(calls, err);
-    }
-    return jobs.map((_, n) => String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK)));
   }
 
   /**

@@ -461,6 +461,11 @@ describe('delayed jobs', () => {
       await job.complete();
     }
     assert.deepEqual(order, [high, later, seven, normal, ...low]);
+    // Pushes of any priority reach Redis in the order they were made (the connection's lane).
+    const producer = track(new sque.manager(q, { ...o, dispatch: false }));
+    await producer.stats();
+    const [first, second] = await Promise.all([producer.push({ n: 'a' }, { priority: 0 }), producer.push({ n: 'b' })]);
+    assert.ok(Number(first) < Number(second), `${first} then ${second}`);
   });
 
   test('a delay and a time together, or a bad one, are refused and push nothing', async () => {
