@@ -330,7 +330,7 @@ end
 --  - room(base): how many more jobs a capped queue may lease (feature `cap`).
 --  - rate_state(base, now), spend_rate(rate, n, now), rate_wait(rate, now): a queue's rate
 --    limit (feature `rate`).
---  - lists, level_named, set_level, enter_level, list_of, append, count_waiting, take,
+--  - lists, level_named, enter_level, list_of, append, count_waiting, take,
 --    records, push_times_by_level: priorities (feature `priority`).
 local measures
 local function since_1_2()
@@ -489,20 +489,6 @@ local function since_1_2()
     return tonumber(level)
   end
 
-  -- Records that the jobs `ids` are at `level` (not NORMAL), in chunks within Lua's stack.
-  function v.set_level(base, ids, level)
-    local fields = {}
-    for _, id in ipairs(ids) do
-      fields[#fields + 1] = id
-      fields[#fields + 1] = level
-      if #fields == 2000 then
-        redis.call('HSET', base .. 'priority', unpack(fields))
-        fields = {}
-      end
-    end
-    if #fields > 0 then redis.call('HSET', base .. 'priority', unpack(fields)) end
-  end
-
   -- Jobs `first` to `last` were pushed at `level` (not NORMAL): the queue requires
   -- `priority` from now on (`s`, open_call's, says so too), and their level is recorded.
   function v.enter_level(meta, s, first, last, level)
@@ -510,9 +496,16 @@ local function since_1_2()
     since_1_1().require_feature(meta, redis.call('HGET', meta, 'requires'), 'priority')
     s.uses = s.uses or {}
     s.uses.priority = true
-    local ids = {}
-    for id = first, last do ids[#ids + 1] = string.format('%d', id) end
-    v.set_level(key_base(meta), ids, level)
+    -- HSET takes many fields at once: one call per 1,000 jobs, within Lua's stack.
+    local fields = {}
+    for id = first, last do
+      fields[#fields + 1] = string.format('%d', id)
+      fields[#fields + 1] = level
+      if #fields == 2000 or id == last then
+        redis.call('HSET', key_base(meta) .. 'priority', unpack(fields))
+        fields = {}
+      end
+    end
   end
 
   -- The list job `id` waits in when it comes back to the queue: its level's.

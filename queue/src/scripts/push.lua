@@ -63,7 +63,7 @@ end
 -- oldest waiting job).
 local now = now_ms()
 -- (Each priority keeps its own records: `pushed` for the normal one.)
-redis.call('ZADD', level and base .. 'pushed:' .. level or base .. 'pushed', first,
+redis.call('ZADD', level and since_1_2().records(base, level) or base .. 'pushed', first,
            string.format('%d|%d|%d', first, now, last))
 if level then
   since_1_2().enter_level(KEYS[1], opened, first, last, level)
