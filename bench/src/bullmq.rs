@@ -34,6 +34,7 @@ pub fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement> {
         | Kind::DelayedProcess
         | Kind::LimitedProcess
         | Kind::PrioritizedProcess
+        | Kind::ManyQueuesProcess
         | Kind::BulkPushUnique
         | Kind::SinglePushUnique => {
             bail!("{}: a sque-only case", case.name)

@@ -40,6 +40,8 @@ pub enum Kind {
     /// As `Process`, the jobs pushed at three priorities in turn (high, normal, low): what
     /// taking them level by level costs (sque only).
     PrioritizedProcess,
+    /// As `Process`, the jobs spread over 10 queues that one host serves (sque only).
+    ManyQueuesProcess,
     /// Push to handler start at light load (one job every 2 ms).
     Latency,
     /// Redis bytes per waiting job.
@@ -193,6 +195,13 @@ pub fn all(quick: bool) -> Vec<Case> {
         case(
             "process c=50, jobs at three priorities",
             Kind::PrioritizedProcess,
+            scale(100_000, 20_000),
+            50,
+            false,
+        ),
+        case(
+            "process c=50, 10 queues in one host",
+            Kind::ManyQueuesProcess,
             scale(100_000, 20_000),
             50,
             false,

@@ -136,6 +136,7 @@ pub async fn run(case: &Case, redis: &RedisServer) -> anyhow::Result<Measurement
             manager.push_encoded(&encoded).await?;
             process(case, redis, &queue, &manager).await?
         }
+        Kind::ManyQueuesProcess => many_queues(case, redis, &queue, jobs).await?,
         Kind::DelayedProcess => delayed_process(case, redis, &queue, &manager, jobs).await?,
         Kind::Latency => latency(case, redis, &queue, &manager).await?,
         Kind::MetricsScrape => {
@@ -216,6 +217,54 @@ async fn process(
     throughput(case.jobs as u64, 0, host, redis, manager).await
 }
 
+/// The queues of `many_queues`.
+const MANY_QUEUES: usize = 10;
+
+/// As `process`, the jobs spread over [`MANY_QUEUES`] queues (job i in queue i mod 10) that
+/// one host serves, each with the noop handler, sharing its slots by weight (all 1).
+async fn many_queues(
+    case: &Case,
+    redis: &RedisServer,
+    queue: &str,
+    jobs: Vec<serde_json::Value>,
+) -> anyhow::Result<Measurement> {
+    let opts = Options::default().redis(redis.url()).dispatch(false);
+    let names: Vec<String> = (0..MANY_QUEUES).map(|i| format!("{queue}-{i}")).collect();
+    let mut managers = Vec::with_capacity(MANY_QUEUES);
+    for name in &names {
+        managers.push(Manager::new(name, opts.clone()).await?);
+    }
+    let mut spread = vec![Vec::new(); MANY_QUEUES];
+    for (i, job) in jobs.into_iter().enumerate() {
+        spread[i % MANY_QUEUES].push(job);
+    }
+    for (manager, jobs) in managers.iter().zip(spread) {
+        manager.push_many(jobs).await?;
+    }
+    let noop = guest("noop");
+    let queues: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", noop.display()))
+        .collect();
+    let mut args = vec!["run", "--log", "warn", "--redis"];
+    let url = redis.url();
+    args.push(&url);
+    for q in &queues {
+        args.extend(["--queue", q.as_str()]);
+    }
+    let slots = case.concurrency.to_string();
+    let cache = crate::target_dir().join("bench-module-cache");
+    let host = Command::new(host_binary())
+        .args(&args)
+        .args(["--slots", &slots])
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting sque-host run")?;
+    throughput_over(case.jobs as u64, 0, host, redis, &managers).await
+}
+
 /// How far ahead of the push the jobs of `delayed_process` are due: enough for the push of
 /// every job to end before the first falls due.
 const DELAYED_AHEAD: Duration = Duration::from_secs(4);
@@ -286,7 +335,14 @@ async fn scrape_cost(
         &["--metrics-addr", &addr_arg, "--metrics-interval", "0s"],
     )?;
     let pid = host.id();
-    let processing = throughput_of(case.jobs as u64, 0, pid, redis, manager).await;
+    let processing = throughput_of(
+        case.jobs as u64,
+        0,
+        pid,
+        redis,
+        std::slice::from_ref(manager),
+    )
+    .await;
     let processing = match processing {
         Ok(m) => m,
         Err(e) => {
@@ -480,11 +536,22 @@ async fn first_job_done(
 async fn throughput(
     total: u64,
     from: u64,
-    mut host: std::process::Child,
+    host: std::process::Child,
     redis: &RedisServer,
     manager: &Manager,
 ) -> anyhow::Result<Measurement> {
-    let measured = throughput_of(total, from, host.id(), redis, manager).await;
+    throughput_over(total, from, host, redis, std::slice::from_ref(manager)).await
+}
+
+/// [`throughput`] of a host serving the queues of `managers`, their jobs counted together.
+async fn throughput_over(
+    total: u64,
+    from: u64,
+    mut host: std::process::Child,
+    redis: &RedisServer,
+    managers: &[Manager],
+) -> anyhow::Result<Measurement> {
+    let measured = throughput_of(total, from, host.id(), redis, managers).await;
     if measured.is_err() {
         let _ = host.kill();
     }
@@ -498,14 +565,17 @@ async fn throughput_of(
     from: u64,
     pid: u32,
     redis: &RedisServer,
-    manager: &Manager,
+    managers: &[Manager],
 ) -> anyhow::Result<Measurement> {
     let warm_at = from + ((total - from) / 100).max(1);
     let mut warm: Option<(Instant, u64, f64, f64)> = None;
     let mut rss_peak = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done = manager.stats().await?.completed;
+        let mut done = 0;
+        for manager in managers {
+            done += manager.stats().await?.completed;
+        }
         if warm.is_none() && done >= warm_at {
             let (redis_cpu, host_cpu) = (redis.cpu_seconds()?, cpu_seconds(pid).unwrap_or(0.0));
             warm = Some((Instant::now(), done, redis_cpu, host_cpu));

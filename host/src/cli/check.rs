@@ -2,17 +2,25 @@
 //! what is it made of (core instances, memory at start) and which capabilities does it
 //! import? Exit 0 when it is, 2 (with the reason) when it is not. It compiles through the
 //! module cache `run` uses, so a check warms the cache for the host that follows.
+//!
+//! `sque-host check sque.toml`: is this a file `run --config` can serve: every key known and
+//! well formed, every grant valid, every handler loadable within its queue's limits? Every
+//! problem is said, one line each, with exit 2.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::common::parse_size;
+use crate::cli::common::{one_line, parse_size, usage};
 use crate::cli::native_code::{load, NativeCodeArgs};
-use crate::sandbox::{Grants, Limits, Sandbox, SandboxConfig, Shape};
+use crate::config::{self, QueueSpec};
+use crate::pool::Order;
+use crate::sandbox::{EngineConfig, Grants, GuestEngine, Limits, Sandbox, SandboxConfig, Shape};
+use crate::serving;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The component to check (.wasm, or a .cwasm with --trust-precompiled).
+    /// The component to check (.wasm, or a .cwasm with --trust-precompiled), or a config
+    /// file of queues (.toml, as `run --config` takes).
     file: PathBuf,
 
     /// Print a JSON object instead of text.
@@ -28,6 +36,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.file.extension().is_some_and(|e| e == "toml") {
+        return check_config(&args).await;
+    }
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         slots: 1,
         limits: Limits {
@@ -93,6 +104,67 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("imports:");
     for i in handler.imports() {
         println!("  {i}");
+    }
+    Ok(())
+}
+
+/// Checks a config file: the file, then every queue's handler in a sandbox of its limits.
+async fn check_config(args: &Args) -> anyhow::Result<()> {
+    let defaults = QueueSpec {
+        name: String::new(),
+        handler: None,
+        limits: Limits {
+            max_memory: args.max_memory,
+            ..Limits::default()
+        },
+        grants: Grants {
+            max_pushes_per_job: crate::sandbox::DEFAULT_MAX_PUSHES,
+            ..Grants::default()
+        },
+        settings: Default::default(),
+        share: config::default_share(),
+    };
+    let shown = args.file.display();
+    let plan = config::load(&args.file, &defaults).map_err(|p| usage(p.join("\nerror: ")))?;
+    let engine = Arc::new(GuestEngine::new(EngineConfig {
+        slots: 1,
+        max_memory: plan
+            .queues
+            .iter()
+            .map(|q| q.limits.max_memory)
+            .max()
+            .unwrap_or(args.max_memory),
+        cache_dir: args.native.cache_dir(),
+        trust_precompiled: args.native.trust_precompiled,
+    })?);
+    let mut problems = Vec::new();
+    for spec in &plan.queues {
+        let name = &spec.name;
+        if let Err(e) = serving::prepare(Some(&engine), spec.clone()).await {
+            problems.push(format!("{shown}: queue {name:?}: {}", one_line(&e)));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(problems.join("\nerror: ")));
+    }
+    println!(
+        "{shown}: {} queue(s), {} order, {} slots",
+        plan.queues.len(),
+        format!("{:?}", plan.order.unwrap_or(Order::Weighted)).to_lowercase(),
+        plan.slots
+            .map_or("--slots (16 unless set)".to_string(), |n| n.to_string()),
+    );
+    for q in &plan.queues {
+        let handler = q
+            .handler
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let most = q
+            .share
+            .max_held
+            .map_or(String::new(), |n| format!(", at most {n} held"));
+        println!("  {}: {handler}, weight {}{most}", q.name, q.share.weight);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod compile;
 mod dashboard;
 mod dead;
 mod job;
-mod native_code;
+pub mod native_code;
 mod new;
 mod push;
 mod queue;
@@ -81,7 +81,7 @@ enum Command {
     /// Show a queue's counts (or every queue's), for a person or with --json for scripts.
     Stats(stats::Args),
     /// Check that a file is a valid handler component: its world, what it is made of, the
-    /// capabilities it imports.
+    /// capabilities it imports; or that a config file of queues (.toml) can be served.
     Check(check::Args),
     /// Compile a handler to native code ahead of time (.cwasm), for hosts that start at once.
     Compile(compile::Args),

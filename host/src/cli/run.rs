@@ -1,6 +1,7 @@
-//! `sque-host run`: the manager and a pool of worker slots, until SIGINT or SIGTERM.
-//! SIGHUP (or, with --watch, a change of the handler file) loads the handler anew for new
-//! jobs; running jobs finish on the old one.
+//! `sque-host run`: for each queue it serves, a manager and a lane of one shared pool of
+//! worker slots, until SIGINT or SIGTERM. SIGHUP (or, with --watch, a change of a handler file
+//! or of the config file) loads the handlers anew for new jobs, running jobs finishing on the
+//! old ones; with --config it reads the file again, adding, changing and removing queues.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,29 +11,65 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::common::{parse_duration, parse_size, usage, PartlyDone, QueueArg, RedisArgs};
-use crate::cli::native_code::{load, NativeCodeArgs};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::common::{parse_duration, parse_size, usage, RedisArgs};
+use crate::cli::native_code::NativeCodeArgs;
+use crate::config::{self, QueueSpec};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
-use crate::pool::{self, CurrentHandler, PoolConfig};
-use crate::sandbox::{Grants, Handler, Limits, Sandbox, SandboxConfig};
+use crate::pool::{self, Change, Lane, LaneShare, Order, PoolConfig};
+use crate::sandbox::{EngineConfig, Grants, GuestEngine, Limits};
+use crate::serving::{self, Host, Served};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[command(flatten)]
-    queue: QueueArg,
+    /// A queue to serve, as NAME (its handler is --handler) or NAME=HANDLER; repeat it to
+    /// serve several queues from one host, sharing its slots (SQUE_QUEUE takes a
+    /// comma-separated list). Example: --queue emails=send_email.wasm --queue sms=sms.wasm.
+    #[arg(
+        long = "queue",
+        short = 'q',
+        env = "SQUE_QUEUE",
+        value_delimiter = ',',
+        value_name = "NAME[=HANDLER]",
+        required_unless_present = "config"
+    )]
+    queues: Vec<String>,
 
     /// The handler component (.wasm, built for wasm32-wasip2 with a sque guest SDK), or a
-    /// .cwasm from `sque-host compile` (with --trust-precompiled).
-    #[arg(long, env = "SQUE_HANDLER", required_unless_present = "manager_only")]
+    /// .cwasm from `sque-host compile` (with --trust-precompiled), of each --queue given
+    /// without one.
+    #[arg(long, env = "SQUE_HANDLER", conflicts_with = "config")]
     handler: Option<PathBuf>,
+
+    /// A file naming the queues to serve, each with its handler, limits, grants and share of
+    /// the slots (README.md, "Many queues in one host", shows one; `sque-host check FILE`
+    /// checks it). SIGHUP reads it again. The flags below are the defaults of a queue that
+    /// leaves a key out.
+    #[arg(
+        long,
+        env = "SQUE_CONFIG",
+        value_name = "FILE",
+        conflicts_with = "queues"
+    )]
+    config: Option<PathBuf>,
+
+    /// How the queues share the slots: weighted (in proportion to each queue's weight, 1
+    /// unless the config file sets it) or strict (the first queue, in the order given, while
+    /// it has work; then the next). A queue with no work holds no slots either way.
+    /// [default: weighted, or the config file's order]
+    #[arg(long, env = "SQUE_ORDER", value_enum)]
+    order: Option<Order>,
 
     #[command(flatten)]
     redis: RedisArgs,
 
-    /// Jobs run at once.
-    #[arg(long, env = "SQUE_SLOTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    slots: u32,
+    /// Jobs run at once, by all the queues together. [default: 16, or the config file's
+    /// slots]
+    #[arg(long, env = "SQUE_SLOTS", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    slots: Option<u32>,
 
     /// Jobs asked for ahead of free slots, so that no slot waits for a round trip (they are
     /// leased meanwhile, and given back unstarted on shutdown). Default: adaptive, about 5 ms
@@ -81,7 +118,7 @@ pub struct Args {
 
     /// An environment variable the handler may read, as K=V (repeatable; SQUE_ENV takes a
     /// comma-separated list). None by default.
-    #[arg(long = "env", env = "SQUE_ENV", hide_env_values = true, value_delimiter = ',', value_name = "K=V", value_parser = parse_env)]
+    #[arg(long = "env", env = "SQUE_ENV", hide_env_values = true, value_delimiter = ',', value_name = "K=V", value_parser = config::parse_env)]
     env: Vec<(String, String)>,
 
     /// A file of environment variables the handler may read, one K=V a line (blank lines and
@@ -189,40 +226,11 @@ pub struct Args {
 /// The variables granted: `--env-file`'s, then `--env`'s, a later one of a name winning.
 fn granted_env(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = match &args.env_file {
-        Some(path) => read_env_file(path)?,
+        Some(path) => config::read_env_file(path).map_err(|e| usage(format!("--env-file {e}")))?,
         None => Vec::new(),
     };
     env.extend(args.env.iter().cloned());
-    let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<(String, String)> = env
-        .into_iter()
-        .rev()
-        .filter(|(k, _)| seen.insert(k.clone()))
-        .collect();
-    kept.reverse();
-    Ok(kept)
-}
-
-/// Reads `--env-file`: K=V lines. A file others may read is refused (it holds secrets).
-fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    use std::os::unix::fs::PermissionsExt;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| usage(format!("--env-file {shown}: {e}")))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(usage(format!(
-            "--env-file {shown} may be read by other users; it holds secrets: `chmod 600 {shown}`"
-        )));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| usage(format!("--env-file {shown}: {e}")))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-        .map(|(i, line)| {
-            parse_env(line.trim_end_matches('\r'))
-                .map_err(|e| usage(format!("--env-file {shown}, line {}: {e}", i + 1)))
-        })
-        .collect()
+    Ok(config::last_of_each(env))
 }
 
 fn parse_push_grant(s: &str) -> Result<String, String> {
@@ -235,274 +243,342 @@ fn parse_grant(s: &str) -> Result<String, String> {
     crate::sandbox::check_http_grant(s).map(|()| s.to_string())
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        // The value may be a secret: name the key only.
-        Some(_) => Err("a variable's name is empty (expected K=V)".to_string()),
-        None => Err(format!(
-            "{:?} is not K=V",
-            s.chars().take(40).collect::<String>()
-        )),
-    }
-}
-
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opts = args.redis.options().settings(sque::SettingsChange {
+/// What the command line gives a queue that does not say otherwise.
+fn defaults(args: &Args) -> anyhow::Result<QueueSpec> {
+    let settings = sque::SettingsChange {
         lease: args.lease,
         max_attempts: args.max_attempts,
         max_job_bytes: args.max_job_bytes.map(|n| n as u64),
         max_result_bytes: args.max_result_bytes.map(|n| n as u64),
         max_error_bytes: args.max_error_bytes.map(|n| n as u64),
         ..Default::default()
-    });
-    let settings = opts.queue_settings();
-    let queue = args.queue.queue.clone();
-    sque::validate_queue_name(&queue)?;
-    let prefetch = args.prefetch.map(|n| n as usize);
-    let url = opts.redis_url_redacted();
+    };
+    let known = sque::Options::default()
+        .settings(settings.clone())
+        .queue_settings();
+    Ok(QueueSpec {
+        name: String::new(),
+        handler: args.handler.clone(),
+        limits: Limits {
+            timeout: args.timeout,
+            max_memory: args.max_memory,
+            max_log_bytes: args.max_log_bytes,
+            max_log_lines: args.max_log_lines,
+            max_resources: args.max_resources as usize,
+            max_result_bytes: known.max_result_bytes as usize,
+            max_error_bytes: known.max_error_bytes as usize,
+            reuse: args.reuse,
+        },
+        grants: Grants {
+            env: granted_env(args)?,
+            http_hosts: args.allow_http.clone(),
+            log_payloads: args.log_payloads,
+            push_queues: args.allow_push.clone(),
+            max_pushes_per_job: args.max_pushes_per_job,
+        },
+        settings,
+        share: config::default_share(),
+    })
+}
 
-    // The handler first: a bad file is the commonest mistake, and it needs no Redis.
-    let worker = if args.manager_only {
-        None
-    } else {
-        let path = args
-            .handler
-            .clone()
-            .ok_or_else(|| usage("--handler is required"))?;
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+/// The queues to serve, and the file's order and slots: from --config, or from --queue.
+fn plan(args: &Args, defaults: &QueueSpec) -> anyhow::Result<config::Plan> {
+    if let Some(path) = &args.config {
+        return config::load(path, defaults).map_err(|problems| usage(problems.join("\nerror: ")));
+    }
+    let mut queues: Vec<QueueSpec> = Vec::new();
+    for given in &args.queues {
+        let (name, handler) = match given.split_once('=') {
+            Some((name, handler)) => (name, Some(PathBuf::from(handler))),
+            None => (given.as_str(), args.handler.clone()),
+        };
+        sque::validate_queue_name(name).map_err(|e| usage(format!("--queue {given}: {e}")))?;
+        if queues.iter().any(|q| q.name == name) {
+            return Err(usage(format!("--queue {name} is given twice")));
+        }
+        if handler.is_none() && !args.manager_only {
+            return Err(usage(format!(
+                "--queue {name} has no handler: give --handler FILE, or --queue {name}=FILE"
+            )));
+        }
+        queues.push(QueueSpec {
+            name: name.to_string(),
+            handler,
+            ..defaults.clone()
+        });
+    }
+    Ok(config::Plan {
+        order: None,
+        slots: None,
+        queues,
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let opts = args.redis.options();
+    let url = opts.redis_url_redacted();
+    let defaults = defaults(&args)?;
+    let plan = plan(&args, &defaults)?;
+    let slots = args.slots.or(plan.slots).unwrap_or(DEFAULT_SLOTS);
+    let order = args.order.or(plan.order).unwrap_or(Order::Weighted);
+    let prefetch = args.prefetch.map(|n| n as usize);
+
+    // The handlers first: a bad file is the commonest mistake, and it needs no Redis.
+    let engine = match args.manager_only {
+        true => None,
+        false => Some(Arc::new(GuestEngine::new(EngineConfig {
             // Only the slots run guests; the room a reload needs is in the sizing itself.
-            slots: args.slots,
-            limits: Limits {
-                timeout: args.timeout,
-                max_memory: args.max_memory,
-                max_log_bytes: args.max_log_bytes,
-                max_log_lines: args.max_log_lines,
-                max_resources: args.max_resources as usize,
-                max_result_bytes: settings.max_result_bytes as usize,
-                max_error_bytes: settings.max_error_bytes as usize,
-                reuse: args.reuse,
-            },
-            grants: Grants {
-                env: granted_env(&args)?,
-                http_hosts: args.allow_http.clone(),
-                log_payloads: args.log_payloads,
-                push_queues: args.allow_push.clone(),
-                max_pushes_per_job: args.max_pushes_per_job,
-            },
+            slots,
+            // The pool's instances are made as large as the largest queue's limit.
+            max_memory: plan
+                .queues
+                .iter()
+                .map(|q| q.limits.max_memory)
+                .max()
+                .unwrap_or(args.max_memory),
             cache_dir: args.native.cache_dir(),
             trust_precompiled: args.native.trust_precompiled,
-        })?);
-        let handler = load(&sandbox, &path).await?;
-        Some((sandbox, Arc::new(CurrentHandler::new(handler)), path))
+        })?)),
     };
+    let mut prepared = Vec::with_capacity(plan.queues.len());
+    for spec in plan.queues {
+        prepared.push(serving::prepare(engine.as_ref(), spec).await?);
+    }
 
-    // Before Redis: a taken address is refused before the host has joined the queue.
+    // Before Redis: a taken address is refused before the host has joined the queues.
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(crate::metrics::server::bind(addr).await?),
         None => None,
     };
     let dashboard_bound = crate::dashboard::bind(&args.dashboard).await?;
-
-    let connect = |what: &'static str| {
-        let url = url.clone();
-        move |e: sque::Error| anyhow::Error::new(e).context(format!("{what} at Redis {url}"))
+    let metrics = metrics_listener
+        .as_ref()
+        .map(|_| (Arc::new(Metrics::default()), args.metrics_interval));
+    let host = Host {
+        opts: opts.clone(),
+        engine,
+        manager: !args.no_manager,
+        metrics,
+        slots,
+        url: url.clone(),
     };
-    let manager = if args.no_manager {
-        None
-    } else {
-        Some(
-            sque::Manager::new(&queue, opts.clone())
-                .await
-                .map_err(connect("starting the manager"))?,
-        )
-    };
-    let client = match &worker {
-        Some(_) => Some(Arc::new(
-            // With metrics on, jobs say how long they waited (sque_job_wait_seconds).
-            sque::Client::new(
-                &queue,
-                opts.clone().measure_waits(args.metrics_addr.is_some()),
-            )
-            .await
-            .map_err(connect("starting the worker"))?,
-        )),
-        None => None,
-    };
-    if let (Some((sandbox, handler, _)), Some(client)) = (&worker, &client) {
-        // The queue's result and error limits are the ones that hold.
-        let queue_settings = client.settings();
-        sandbox.use_queue_limits(
-            queue_settings.max_result_bytes as usize,
-            queue_settings.max_error_bytes as usize,
-        );
-        describe(&handler.get(), sandbox, &args);
-        warn_of_grants_to_redis(sandbox, &args.redis.url);
+    let mut served = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        served.push(serving::start(&host, p).await?);
     }
+    let names: Vec<&str> = served.iter().map(|s| s.spec.name.as_str()).collect();
     tracing::info!(
-        queue = %queue, redis = %url,
-        "sque-host {} started: manager {}, {} slot(s){}",
+        redis = %url,
+        "sque-host {} started: {} {}, manager {}, {} slot(s){}{}",
         env!("CARGO_PKG_VERSION"),
-        if manager.is_some() { "on" } else { "off" },
-        if worker.is_some() { args.slots } else { 0 },
+        if names.len() == 1 { "queue" } else { "queues" },
+        names.join(", "),
+        if host.manager { "on" } else { "off" },
+        if host.engine.is_some() { slots } else { 0 },
         match prefetch {
             Some(n) => format!(", prefetch {n}"),
             None => ", prefetch adaptive".to_string(),
         },
+        if names.len() > 1 { format!(", {order:?} order").to_lowercase() } else { String::new() },
     );
 
     let stop = CancellationToken::new();
-    // Metrics are recorded only when they are served.
-    let (metrics, metrics_server) = match metrics_listener {
-        Some(listener) => {
-            let inspector = sque::Inspector::new(&queue, opts.clone())
-                .await
-                .map_err(connect("reading the queue for /metrics"))?;
-            let metrics = Arc::new(Metrics::new(&queue, inspector, args.metrics_interval));
-            if let Some((sandbox, _, _)) = &worker {
-                sandbox.time_instantiation(metrics.jobs().instantiation.clone());
-            }
+    let metrics_server = match (metrics_listener, &host.metrics) {
+        (Some(listener), Some((metrics, _))) => {
             let bound = listener.local_addr()?;
-            let server = MetricsServer::serve(listener, metrics.clone());
-            tracing::info!(queue = %queue, "metrics at http://{bound}/metrics");
-            (Some(metrics.jobs()), Some(server))
+            tracing::info!("metrics at http://{bound}/metrics");
+            Some(MetricsServer::serve(listener, metrics.clone()))
         }
-        None => (None, None),
+        _ => None,
     };
     let dashboard = match dashboard_bound {
         Some(bound) => Some(crate::dashboard::Dashboard::serve(bound, opts.clone())?),
         None => None,
     };
-    let signals = tokio::spawn(watch_signals(
-        stop.clone(),
-        worker
-            .as_ref()
-            .map(|(s, h, p)| (s.clone(), h.clone(), p.clone())),
-        args.watch,
-    ));
 
-    if let (Some((sandbox, handler, _)), Some(client)) = (&worker, &client) {
+    let lanes: Vec<(Arc<Lane>, LaneShare)> = served
+        .iter()
+        .filter_map(|s| s.lane.clone().map(|lane| (lane, s.spec.share)))
+        .collect();
+    let (changes, changed) = mpsc::unbounded_channel();
+    let reloader = Reloader {
+        args: Arc::new(args),
+        defaults,
+        host: Arc::new(host),
+        served: Arc::new(tokio::sync::Mutex::new(served)),
+        changes,
+        leaving: TaskTracker::new(),
+    };
+    let signals = tokio::spawn(watch_signals(stop.clone(), reloader.clone_handle()));
+
+    if reloader.host.engine.is_some() {
         let wasm = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("sque-wasm")
-            .worker_threads(guest_threads(&args))
+            .worker_threads(guest_threads(&reloader.args, slots))
             .build()
             .context("starting the wasm runtime")?;
-        let report = pool::run(
-            client.clone(),
-            sandbox.clone(),
-            handler.clone(),
+        pool::run(
+            lanes,
+            changed,
             wasm.handle().clone(),
             PoolConfig {
-                slots: args.slots as usize,
+                slots: slots as usize,
                 prefetch,
-                grace: args.grace,
+                grace: reloader.args.grace,
+                order,
             },
-            metrics,
             stop.clone(),
         )
         .await;
         wasm.shutdown_background();
-        tracing::info!(
-            queue = %queue,
-            "worker slots stopped: {} completed, {} failed, {} cancelled while running, {} given back unstarted",
-            report.completed, report.failed, report.cancelled, report.released
-        );
     } else {
         stop.cancelled().await;
     }
     // The signal watcher cancelled `stop` and ended; nothing else does.
     let _ = signals.await;
-    // Before leaving the queue, which may fail and end this function early.
+    // Before leaving the queues, which may fail and end this function early.
     if let Some(dashboard) = dashboard {
         dashboard.shutdown().await;
     }
-    if let Some(client) = client {
-        client.shutdown().await.map_err(|e| {
-            anyhow::Error::new(e).context(PartlyDone(
-                "the host ran and stopped its slots, but could not withdraw its open requests \
-                 and leave the queue (they are dropped once its heartbeat runs out, within a lease)"
-                    .into(),
-            ))
-        })?;
-    }
-    if let Some(manager) = manager {
-        manager.shutdown().await?;
-    }
+    // Queues a reload removed finish leaving first.
+    reloader.leaving.close();
+    reloader.leaving.wait().await;
+    // All at once (each waits for its inbox reader's pop to end), and each even when
+    // another could not leave.
+    let served = std::mem::take(&mut *reloader.served.lock().await);
+    let stopped = futures_util::future::join_all(served.into_iter().map(|s| s.stop(None))).await;
+    let failed = stopped.into_iter().find_map(Result::err);
     // Last, so that a scrape during shutdown sees what the slots did while stopping.
     if let Some(server) = metrics_server {
         server.shutdown().await;
     }
-
-    tracing::info!(queue = %queue, "stopped");
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// The default of --slots.
+const DEFAULT_SLOTS: u32 = 16;
+
+/// What a reload needs: the command line, the queues served, and the pool to tell.
+struct Reloader {
+    args: Arc<Args>,
+    defaults: QueueSpec,
+    host: Arc<Host>,
+    served: Arc<tokio::sync::Mutex<Vec<Served>>>,
+    changes: mpsc::UnboundedSender<Change>,
+    /// Queues a reload removed, leaving once their jobs are done.
+    leaving: TaskTracker,
+}
+
+impl Reloader {
+    fn clone_handle(&self) -> Reloader {
+        Reloader {
+            args: self.args.clone(),
+            defaults: self.defaults.clone(),
+            host: self.host.clone(),
+            served: self.served.clone(),
+            changes: self.changes.clone(),
+            leaving: self.leaving.clone(),
+        }
+    }
+
+    /// The files to watch for changes (--watch): the config file and every handler.
+    async fn watched(&self) -> Vec<PathBuf> {
+        let served = self.served.lock().await;
+        self.args
+            .config
+            .iter()
+            .cloned()
+            .chain(served.iter().filter_map(|s| s.spec.handler.clone()))
+            .collect()
+    }
+
+    /// Reads the plan again (the config file, when there is one) and loads every handler
+    /// anew; then, only if all of that worked, adds, changes and removes queues to match.
+    /// Running jobs finish on what they started with.
+    async fn reload(&self) -> anyhow::Result<()> {
+        let plan = plan(&self.args, &self.defaults)?;
+        if plan.slots.is_some_and(|n| n != self.host.slots) && self.args.slots.is_none() {
+            tracing::warn!(
+                "slots changed in the config file: the host keeps {} until it is restarted",
+                self.host.slots
+            );
+        }
+        let mut prepared = Vec::with_capacity(plan.queues.len());
+        for spec in plan.queues {
+            let name = spec.name.clone();
+            prepared.push(
+                serving::prepare(self.host.engine.as_ref(), spec)
+                    .await
+                    .map_err(|e| e.context(format!("queue {name}")))?,
+            );
+        }
+        let mut served = self.served.lock().await;
+        let wanted: Vec<String> = prepared.iter().map(|p| p.spec.name.clone()).collect();
+        // Removed: the pool stops asking for their jobs; they leave once those are done.
+        let (kept, removed): (Vec<Served>, Vec<Served>) = std::mem::take(&mut *served)
+            .into_iter()
+            .partition(|s| wanted.contains(&s.spec.name));
+        *served = kept;
+        for gone in removed {
+            tracing::info!(queue = %gone.spec.name, "no longer in the config: its jobs finish, then the host leaves the queue");
+            let _ = self.changes.send(Change::Remove(gone.spec.name.clone()));
+            let metrics = self.host.metrics.as_ref().map(|(m, _)| m.clone());
+            self.leaving.spawn(async move {
+                let queue = gone.spec.name.clone();
+                if let Err(e) = gone.stop(metrics.as_deref()).await {
+                    tracing::warn!(queue = %queue, "{}", crate::cli::common::one_line(&e));
+                }
+            });
+        }
+        for p in prepared {
+            match served.iter_mut().find(|s| s.spec.name == p.spec.name) {
+                Some(s) => {
+                    let share = p.spec.share;
+                    if share != s.spec.share {
+                        let _ = self
+                            .changes
+                            .send(Change::Reshare(p.spec.name.clone(), share));
+                    }
+                    s.reload(p);
+                }
+                None => {
+                    let name = p.spec.name.clone();
+                    let new = serving::start(&self.host, p)
+                        .await
+                        .map_err(|e| e.context(format!("adding queue {name}")))?;
+                    if let Some(lane) = &new.lane {
+                        let _ = self.changes.send(Change::Add(lane.clone(), new.spec.share));
+                    }
+                    tracing::info!(queue = %name, "added: the host serves it from now on");
+                    served.push(new);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// More threads than slots would only add wake-ups between them; with as many as cores, the
 /// guests' threads and the Redis thread (and Redis itself, when it runs here) take turns on
 /// every job (measured on 2 cores: 55,000 noop jobs/s at 50 slots with one guest thread,
 /// 48,000 with two).
-fn guest_threads(args: &Args) -> usize {
+fn guest_threads(args: &Args, slots: u32) -> usize {
     let default = cores().saturating_sub(1).max(1);
     let wanted = args.guest_threads.map_or(default, |n| n as usize);
-    wanted.min(args.slots as usize)
+    wanted.min(slots as usize)
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn describe(handler: &Handler, sandbox: &Sandbox, args: &Args) {
-    let caps = handler.capabilities();
-    tracing::info!(
-        handler = %handler.path().display(),
-        "handler loaded; it imports: {}",
-        if caps.is_empty() { "no capabilities".to_string() } else { caps.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ") }
-    );
-    let listed = |what: &[String], none: &str| match what.is_empty() {
-        true => none.to_string(),
-        false => what.join(", "),
-    };
-    tracing::info!(
-        "granted: {} environment variable(s), HTTP to {}, follow-up jobs to {}; no files, no sockets",
-        sandbox.grants.env.len(),
-        listed(&args.allow_http, "no host"),
-        listed(&args.allow_push, "no queue"),
-    );
-}
-
-/// An HTTP grant to the host Redis runs on lets handlers talk to what listens there: say so.
-fn warn_of_grants_to_redis(sandbox: &Sandbox, url: &str) {
-    let hosts = redis_hosts(url);
-    for host in hosts {
-        for grant in sandbox.grants.http_grants_for(&host) {
-            tracing::warn!("--allow-http {grant} grants handlers HTTP to {host}, where this queue's Redis runs; make sure only the port you meant is granted");
-        }
-    }
-}
-
-/// The host names a Redis URL connects to.
-fn redis_hosts(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
-    let hosts = rest.split('/').next().unwrap_or("");
-    hosts
-        .split(',')
-        .map(|h| match h.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
-            _ => h.to_string(),
-        })
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
-        .filter(|h| !h.is_empty())
-        .collect()
-}
-
 /// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.
-async fn watch_signals(
-    stop: CancellationToken,
-    worker: Option<(Arc<Sandbox>, Arc<CurrentHandler>, PathBuf)>,
-    watch_file: bool,
-) {
+async fn watch_signals(stop: CancellationToken, reloader: Reloader) {
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -511,33 +587,32 @@ async fn watch_signals(
         tracing::error!("cannot install signal handlers");
         return;
     };
-    let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen = worker.as_ref().and_then(|(_, _, p)| stamp(p));
+    let watch_files = reloader.args.watch;
+    let stamps = |paths: Vec<PathBuf>| -> Vec<Option<std::time::SystemTime>> {
+        paths
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut seen = stamps(reloader.watched().await);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let reload = tokio::select! {
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
-            _ = hup.recv() => true,
-            _ = poll.tick(), if watch_file => {
-                let now = worker.as_ref().and_then(|(_, _, p)| stamp(p));
-                if now != seen { seen = now; true } else { continue }
+        tokio::select! {
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break }
+            _ = hup.recv() => {}
+            _ = poll.tick(), if watch_files => {
+                let now = stamps(reloader.watched().await);
+                if now == seen { continue }
             }
         };
-        if !reload {
-            stop.cancel();
-            return;
+        if let Err(e) = reloader.reload().await {
+            tracing::error!(
+                "reload failed, keeping the running handlers and queues as they were: {}",
+                crate::cli::common::one_line(&e)
+            );
         }
-        if let Some((sandbox, current, path)) = &worker {
-            match load(sandbox, path).await {
-                Ok(handler) => {
-                    current.replace(handler);
-                    tracing::info!(handler = %path.display(), "handler reloaded: new jobs run on it, running jobs finish on the old one");
-                }
-                Err(e) => {
-                    tracing::error!(handler = %path.display(), "reload failed, keeping the running handler: {}", crate::cli::common::one_line(&e))
-                }
-            }
-        }
+        seen = stamps(reloader.watched().await);
     }
+    stop.cancel();
 }

@@ -16,7 +16,7 @@ use sque::{Client, FailOutcome, Failure, Job};
 use tokio::sync::mpsc;
 
 use crate::metrics::JobMetrics;
-use crate::pool::{Finished, Shared};
+use crate::pool::{Finished, Lane, Shared};
 use crate::sandbox::{escaped, Ending, Outcome};
 
 pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiver<Vec<Finished>>) {
@@ -26,29 +26,34 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let (outcomes, credits): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|done| ((done.job, done.outcome, done.took), done.credit))
+            .map(|done| ((done.lane, done.job, done.outcome, done.took), done.credit))
             .unzip();
-        let ack = shared.clone();
+        // Acknowledgements on their way (spawned first): the jobs are no longer this host's
+        // to hold.
+        let mut acking = Vec::with_capacity(outcomes.len());
+        for (lane, ..) in &outcomes {
+            if let Some(m) = lane.metrics() {
+                m.held.dec();
+            }
+            acking.push(lane.acking());
+        }
         shared.acks.spawn(async move {
+            let _acking = acking;
             join_all(
                 outcomes
                     .iter()
-                    .map(|(job, outcome, took)| acknowledge(&ack, job, outcome, *took)),
+                    .map(|(lane, job, outcome, took)| acknowledge(lane, job, outcome, *took)),
             )
             .await
         });
-        // Acknowledgements on their way: the jobs are no longer this host's to hold.
-        if let Some(m) = shared.metrics() {
-            m.held.dec_by(credits.len() as i64);
-        }
         drop(credits);
     }
 }
 
-async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Duration) {
-    let client = &shared.client;
+async fn acknowledge(lane: &Lane, job: &Job, outcome: &Outcome, took: Duration) {
+    let client = &lane.client;
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
-    let metrics = shared.metrics();
+    let metrics = lane.metrics();
     // Timed only for metrics: a clock read costs the busiest thread.
     let asked = metrics.map(|m| {
         m.run_time.observe(took.as_secs_f64());
@@ -96,7 +101,7 @@ async fn acknowledge(shared: &Shared, job: &Job, outcome: &Outcome, took: Durati
     if let (Some(m), Some(asked)) = (metrics, asked) {
         m.ack_time.observe(asked.elapsed().as_secs_f64());
     }
-    let mut report = shared.report();
+    let mut report = lane.report();
     match acked {
         Ok(true) => {
             report.completed += 1;

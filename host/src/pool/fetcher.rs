@@ -1,85 +1,264 @@
-//! The fetcher: keeps a request open for every free credit, until shutdown, and passes jobs
-//! on in the order the requests were made (which is the order the queue serves them), so
-//! slots start jobs in queue order. Resizes an adaptive prefetch as the rate of finished
-//! jobs changes. When asking fails (Redis is away), it waits with the library's backoff
-//! (jittered, so that many hosts do not come back at once) and holds the credit meanwhile.
+//! The fetcher: gives the pool's free credits to the lanes (one lane per queue) as
+//! `share.rs` decides, keeps a request open for every credit a lane was given, and passes
+//! jobs on to the slots in the order each lane's requests were made (the order its queue
+//! serves them), so slots start jobs in queue order. A lane that goes idle with several
+//! requests open keeps one and withdraws the rest, so that its credits go where there is
+//! work. Resizes an adaptive prefetch as the rate of finished jobs changes. When asking fails
+//! (Redis is away), the lane waits with the library's backoff (jittered, so that many hosts
+//! do not come back at once) and holds the credit meanwhile. Lanes come and go on reload.
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
+use futures_util::future::{AbortHandle, Abortable, Aborted};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use sque::backoff::Backoff;
-use tokio::sync::{mpsc, Semaphore};
+use sque::Job;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::pool::lane::{Credit, Lane, LaneShare};
 use crate::pool::prefetch::{self, Prefetch};
+use crate::pool::share::{Shares, Turn, Want, IDLE_AFTER};
 use crate::pool::{release, Ready, Shared};
 use crate::sandbox::{JobInput, JobProgress};
 
+/// A change to the lanes, made on reload.
+pub enum Change {
+    /// Serve this lane from now on.
+    Add(Arc<Lane>, LaneShare),
+    /// Stop asking for this queue's jobs; the ones held finish.
+    Remove(String),
+    /// Share the slots anew with this queue.
+    Reshare(String, LaneShare),
+}
+
+type Asked = (Result<Job, sque::Error>, Credit);
+type Ask = Abortable<Pin<Box<dyn Future<Output = Asked> + Send>>>;
+
+/// What the fetcher keeps of one lane.
+struct LaneFetch {
+    lane: Arc<Lane>,
+    share: LaneShare,
+    turn: Turn,
+    /// Requests open, oldest first; dropping one withdraws it.
+    asks: FuturesOrdered<Ask>,
+    /// Their abort handles, in the same order (withdrawn ones stay until they come out).
+    aborts: VecDeque<AbortHandle>,
+    open: usize,
+    /// When it last had news: an answer, or a first request after it had none open.
+    last_news: Instant,
+    /// When it was last answered.
+    last_answer: Option<Instant>,
+    backoff: Backoff,
+    /// After a failed request: until when the lane asks no more, and the credit it holds.
+    paused: Option<(Instant, Credit)>,
+}
+
+impl LaneFetch {
+    fn new(lane: Arc<Lane>, share: LaneShare) -> LaneFetch {
+        LaneFetch {
+            lane,
+            turn: Turn::new(share.weight),
+            share,
+            asks: FuturesOrdered::new(),
+            aborts: VecDeque::new(),
+            open: 0,
+            last_news: Instant::now(),
+            last_answer: None,
+            backoff: Backoff::new(),
+            paused: None,
+        }
+    }
+
+    /// Whether this lane takes the next credit, if it is its turn (`share.rs`). A lane alone
+    /// in the pool takes every credit, as a one-queue host always has.
+    fn wants(&self, now: Instant, alone: bool) -> Want {
+        if self.paused.is_some()
+            || self
+                .share
+                .max_held
+                .is_some_and(|max| self.lane.held() >= max)
+        {
+            Want::No
+        } else if alone || self.open == 0 || self.is_answered_within(now) {
+            Want::Yes
+        } else if !self.is_idle(now) {
+            Want::Wait
+        } else {
+            Want::No
+        }
+    }
+
+    /// Its requests have waited [`IDLE_AFTER`] with no news.
+    fn is_idle(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_news) >= IDLE_AFTER
+    }
+
+    fn is_answered_within(&self, now: Instant) -> bool {
+        self.last_answer
+            .is_some_and(|at| now.saturating_duration_since(at) < IDLE_AFTER)
+    }
+
+    fn ask(&mut self, credit: Credit) {
+        let lane = self.lane.clone();
+        let (handle, registration) = AbortHandle::new_pair();
+        let ask: Pin<Box<dyn Future<Output = Asked> + Send>> =
+            Box::pin(async move { (lane.client.i_am_free(None).await, credit) });
+        self.asks.push_back(Abortable::new(ask, registration));
+        self.aborts.push_back(handle);
+        if self.open == 0 {
+            self.last_news = Instant::now();
+        }
+        self.open += 1;
+    }
+
+    /// An idle lane keeps its oldest request and withdraws the others.
+    fn withdraw_all_but_one(&mut self) {
+        for handle in self.aborts.iter().rev() {
+            if self.open <= 1 {
+                break;
+            }
+            if !handle.is_aborted() {
+                handle.abort();
+                self.open -= 1;
+            }
+        }
+    }
+}
+
 pub(super) async fn run(
     shared: Arc<Shared>,
+    lanes: Vec<(Arc<Lane>, LaneShare)>,
     credits: Arc<Semaphore>,
     mut prefetch: Prefetch,
     ready: mpsc::UnboundedSender<Ready>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
     stop: CancellationToken,
 ) {
-    let client = shared.client.clone();
-    let mut asks = FuturesOrdered::new();
-    let mut backoff = Backoff::new();
-    let mut pause = None;
-    let mut retune = tokio::time::interval(prefetch::RETUNE_EVERY);
-    retune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lanes: Vec<LaneFetch> = lanes
+        .into_iter()
+        .map(|(lane, share)| LaneFetch::new(lane, share))
+        .collect();
+    let mut shares = Shares::new(shared.order);
+    // Told when a credit comes back, for a credit held while no lane wants one.
+    let returned = Arc::new(Notify::new());
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut tick = tokio::time::interval(prefetch::RETUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Dropping `asks` on return withdraws the open requests; a job that reached one
+        // Dropping `lanes` on return withdraws the open requests; a job that reached one
         // meanwhile goes back to the head of the queue.
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            _ = retune.tick(), if prefetch.is_adaptive() => {
-                prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
-                if let Some(m) = shared.metrics() {
-                    m.prefetch.set(prefetch.current() as i64);
+            Some(change) = changes.recv() => match change {
+                Change::Add(lane, share) => {
+                    lanes.retain(|l| l.lane.queue != lane.queue);
+                    lanes.push(LaneFetch::new(lane, share));
                 }
-            }
-            credit = credits.clone().acquire_owned() => {
-                let credit = credit.expect("never closed");
-                let client = &client;
-                asks.push_back(async move { (client.i_am_free(None).await, credit) });
-            }
-            Some((asked, credit)) = asks.next(), if !asks.is_empty() => match asked {
-                Ok(job) => {
-                    backoff.reset();
-                    if let Some(m) = shared.metrics() {
-                        m.held.inc();
+                Change::Remove(queue) => lanes.retain(|l| l.lane.queue != queue),
+                Change::Reshare(queue, share) => {
+                    if let Some(l) = lanes.iter_mut().find(|l| l.lane.queue == queue) {
+                        l.turn.weight = share.weight.max(1);
+                        l.share = share;
                     }
-                    let input = JobInput {
-                        id: job.id.to_string(),
-                        queue: job.queue.clone(),
-                        attempt: job.attempt,
-                        data: job.data.to_string(),
-                        progress: Some(JobProgress {
-                            sink: shared.progress.clone(),
-                            token: job.lease_token().to_string(),
-                        }),
-                    };
-                    if let Err(mpsc::error::SendError(r)) = ready.send(Ready { input, job, credit }) {
-                        release(&shared, &r.job).await;
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!("asking for a job failed: {e}; asking again in {wait:?}");
-                    // The credit is held through the pause, so that no new request goes out.
-                    pause = Some((wait, credit));
                 }
             },
+            _ = tick.tick() => {
+                if prefetch.is_adaptive() {
+                    prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
+                    for m in lanes.iter().filter_map(|l| l.lane.metrics()) {
+                        m.prefetch.set(prefetch.current() as i64);
+                    }
+                }
+                let now = Instant::now();
+                for l in &mut lanes {
+                    if l.paused.as_ref().is_some_and(|(until, _)| *until <= now) {
+                        l.paused = None;
+                    }
+                }
+                if lanes.len() > 1 {
+                    for l in lanes.iter_mut().filter(|l| l.open > 1 && l.is_idle(now)) {
+                        l.withdraw_all_but_one();
+                    }
+                }
+            }
+            permit = credits.clone().acquire_owned(), if held.is_none() => {
+                held = Some(permit.expect("never closed"));
+            }
+            _ = returned.notified(), if held.is_some() => {}
+            (i, asked) = next_answer(&mut lanes) => {
+                let l = &mut lanes[i];
+                l.aborts.pop_front();
+                // A withdrawn request: counted off when it was withdrawn.
+                let Ok((asked, credit)) = asked else { continue };
+                l.open -= 1;
+                match asked {
+                    Ok(job) => {
+                        l.backoff.reset();
+                        let now = Instant::now();
+                        (l.last_answer, l.last_news) = (Some(now), now);
+                        if let Some(m) = l.lane.metrics() {
+                            m.held.inc();
+                        }
+                        let input = JobInput {
+                            id: job.id.to_string(),
+                            queue: job.queue.clone(),
+                            attempt: job.attempt,
+                            data: job.data.to_string(),
+                            progress: Some(JobProgress {
+                                sink: l.lane.progress.clone(),
+                                token: job.lease_token().to_string(),
+                            }),
+                        };
+                        let lane = l.lane.clone();
+                        if let Err(mpsc::error::SendError(r)) = ready.send(Ready { lane, input, job, credit }) {
+                            release(&r.lane, &r.job).await;
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let wait = l.backoff.next_wait();
+                        tracing::warn!(queue = %l.lane.queue, "asking for a job failed: {e}; asking again in {wait:?}");
+                        // The credit is held through the pause, so that no new request goes out.
+                        l.paused = Some((Instant::now() + wait, credit));
+                    }
+                }
+            }
         }
-        if let Some((wait, credit)) = pause.take() {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => drop(credit),
+        if let Some(permit) = held.take() {
+            let (now, alone) = (Instant::now(), lanes.len() == 1);
+            let queues = lanes.iter_mut().enumerate().map(|(i, l)| {
+                let want = l.wants(now, alone);
+                (i, &mut l.turn, want)
+            });
+            match shares.choose(queues) {
+                Some(i) => {
+                    let credit = Credit::new(permit, lanes[i].lane.clone(), returned.clone());
+                    lanes[i].ask(credit);
+                }
+                None => held = Some(permit),
             }
         }
     }
+}
+
+/// The next answer of any lane, and whose.
+fn next_answer(
+    lanes: &mut [LaneFetch],
+) -> impl Future<Output = (usize, Result<Asked, Aborted>)> + '_ {
+    poll_fn(move |cx| {
+        for (i, l) in lanes.iter_mut().enumerate() {
+            if let Poll::Ready(Some(asked)) = l.asks.poll_next_unpin(cx) {
+                return Poll::Ready((i, asked));
+            }
+        }
+        Poll::Pending
+    })
 }

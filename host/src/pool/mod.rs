@@ -1,13 +1,18 @@
-//! Worker slots: asks the queue for jobs on behalf of `slots` slots (plus `prefetch` jobs
+//! Worker slots: asks the queues for jobs on behalf of `slots` slots (plus `prefetch` jobs
 //! asked for ahead, so that no slot idles for a round trip), runs each job in a fresh
-//! sandboxed instance on the wasm runtime, and acknowledges it.
+//! sandboxed instance on the wasm runtime, and acknowledges it. One pool serves every queue
+//! of a host: a lane per queue, sharing the slots.
 //!
-//! - `fetcher.rs`: keeps a request open for every free credit, and passes jobs on in order;
+//! - `lane.rs`: one queue's part: its client, handler, report and metrics;
+//! - `share.rs`: which queue gets the next credit (strict or weighted order);
+//! - `fetcher.rs`: gives credits to the lanes, keeps a request open for each, and passes
+//!   jobs on in order;
 //! - `prefetch.rs`: how many jobs to ask for ahead (adaptive by default);
 //! - `slot.rs`: runs jobs one at a time in the sandbox, on the wasm runtime;
 //! - `outbox.rs`: the slots' outcomes, sent on to the main runtime in bursts;
 //! - `acknowledger.rs`: records each outcome in Redis;
-//! - `current_handler.rs`: the handler jobs start on, swapped whole on reload.
+//! - `current_handler.rs`: the handler (and sandbox) a queue's jobs start on, swapped whole
+//!   on reload.
 //!
 //! The slots run on the wasm runtime, a tokio runtime of its own: guests burning CPU there
 //! cannot delay the lease renewals, dispatch and requests that run on the main runtime. Jobs
@@ -22,31 +27,36 @@
 //! request travel to Redis in the same call as the completion.
 //!
 //! Shutdown (the `stop` token): the fetcher stops asking (its open requests are withdrawn),
-//! running jobs get the grace period to finish, unstarted jobs go back to the head of the
+//! running jobs get the grace period to finish, unstarted jobs go back to the head of their
 //! queue, and jobs still running when the grace period ends are failed (retried later
 //! elsewhere).
 
 mod acknowledger;
 mod current_handler;
 mod fetcher;
+mod lane;
 mod outbox;
 mod prefetch;
+mod share;
 mod slot;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sque::{Client, Job};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use sque::Job;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::JobMetrics;
-use crate::sandbox::{JobInput, Outcome, ProgressSink, Sandbox};
-pub use current_handler::CurrentHandler;
+use crate::sandbox::{JobInput, Outcome};
+pub use current_handler::{CurrentHandler, Loaded};
+pub use fetcher::Change;
+use lane::Credit;
+pub use lane::{Lane, LaneShare};
 use outbox::Outbox;
 use prefetch::Prefetch;
+pub use share::Order;
 
 /// How the pool runs.
 #[derive(Clone, Debug)]
@@ -57,9 +67,11 @@ pub struct PoolConfig {
     pub prefetch: Option<usize>,
     /// How long running jobs may take to finish after shutdown is asked for.
     pub grace: Duration,
+    /// How the queues share the slots.
+    pub order: Order,
 }
 
-/// What the pool did, for the log line at exit.
+/// What a lane's slots did, for the log line at exit.
 #[derive(Clone, Debug, Default)]
 pub struct PoolReport {
     pub completed: u64,
@@ -69,76 +81,56 @@ pub struct PoolReport {
     pub cancelled: u64,
 }
 
-/// Everything the pool's parts share.
+/// Everything the pool's parts share, whatever the queue.
 struct Shared {
-    client: Arc<Client>,
-    sandbox: Arc<Sandbox>,
-    handler: Arc<CurrentHandler>,
     wasm: tokio::runtime::Handle,
-    report: std::sync::Mutex<PoolReport>,
-    /// What `/metrics` shows of the slots, when it is served.
-    metrics: Option<Arc<JobMetrics>>,
+    /// How the lanes share the slots.
+    order: Order,
     /// Acknowledgements on their way to Redis: waited for before the pool ends.
     acks: TaskTracker,
     /// Jobs the slots have finished, for the adaptive prefetch.
     finished: AtomicU64,
-    /// Where the guests' progress reports go: Redis, under each job's lease.
-    progress: ProgressSink,
-}
-
-impl Shared {
-    fn report(&self) -> std::sync::MutexGuard<'_, PoolReport> {
-        self.report.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn metrics(&self) -> Option<&JobMetrics> {
-        self.metrics.as_deref()
-    }
 }
 
 /// A job on its way to a slot, with what its guest is given. The fetcher prepares that (the
 /// data as JSON text) on the main runtime, which has time to spare, rather than the slot on
 /// the busier guests' thread.
 struct Ready {
+    lane: Arc<Lane>,
     job: Job,
     input: JobInput,
-    credit: OwnedSemaphorePermit,
+    credit: Credit,
 }
 
 /// A job a slot has run, on its way to be acknowledged.
 struct Finished {
+    lane: Arc<Lane>,
     job: Job,
     outcome: Outcome,
     took: Duration,
-    credit: OwnedSemaphorePermit,
+    credit: Credit,
 }
 
-/// Runs the pool until `stop` is cancelled, then winds it down as described above.
+/// Runs the pool for `lanes` (and the ones `changes` adds) until `stop` is cancelled, then
+/// winds it down as described above.
 pub async fn run(
-    client: Arc<Client>,
-    sandbox: Arc<Sandbox>,
-    handler: Arc<CurrentHandler>,
+    lanes: Vec<(Arc<Lane>, LaneShare)>,
+    changes: mpsc::UnboundedReceiver<Change>,
     wasm: tokio::runtime::Handle,
     config: PoolConfig,
-    metrics: Option<Arc<JobMetrics>>,
     stop: CancellationToken,
-) -> PoolReport {
-    let progress = progress_to_redis(client.clone());
+) {
     let shared = Arc::new(Shared {
-        progress,
-        client,
-        sandbox,
-        handler,
         wasm,
-        report: Default::default(),
-        metrics,
+        order: config.order,
         acks: TaskTracker::new(),
         finished: AtomicU64::new(0),
     });
     let prefetch = Prefetch::new(config.prefetch, config.slots);
-    if let Some(m) = shared.metrics() {
-        m.slots.set(config.slots as i64);
-        m.prefetch.set(prefetch.current() as i64);
+    for (lane, _) in &lanes {
+        if let Some(m) = lane.metrics() {
+            m.prefetch.set(prefetch.current() as i64);
+        }
     }
     let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
@@ -155,16 +147,17 @@ pub async fn run(
 
     let fetcher = tokio::spawn(fetcher::run(
         shared.clone(),
+        lanes,
         credits,
         prefetch,
         ready_tx,
+        changes,
         stop.clone(),
     ));
     let acknowledger = tokio::spawn(acknowledger::run(shared.clone(), finished));
     let slots: Vec<_> = (0..config.slots)
         .map(|_| {
             shared.wasm.spawn(slot::run(
-                shared.clone(),
                 ready_rx.clone(),
                 outbox.clone(),
                 stop.clone(),
@@ -187,38 +180,21 @@ pub async fn run(
     // Whatever is left in the channel was never started: back to the head of the queue.
     let mut ready_rx = ready_rx.lock().await;
     while let Ok(ready) = ready_rx.try_recv() {
-        release(&shared, &ready.job).await;
+        release(&ready.lane, &ready.job).await;
     }
     shared.acks.close();
     shared.acks.wait().await;
-    let report = shared.report().clone();
-    report
-}
-
-/// Keeps each report the sandbox records (at most one a second a job, and the last) in Redis,
-/// by a task of this runtime (the main one: the sink is called on a guest's thread).
-fn progress_to_redis(client: Arc<Client>) -> ProgressSink {
-    let runtime = tokio::runtime::Handle::current();
-    ProgressSink(Arc::new(move |token, report| {
-        let (client, token) = (client.clone(), token.to_string());
-        let (percent, note) = (report.percent, report.note.clone());
-        runtime.spawn(async move {
-            if let Err(e) = client.progress_of(&token, percent, note.as_deref()).await {
-                tracing::debug!(token = %token, "keeping a progress report failed: {e}");
-            }
-        });
-    }))
 }
 
 /// Gives a job that never started back to the head of the queue.
-async fn release(shared: &Shared, job: &Job) {
-    if let Some(m) = shared.metrics() {
+async fn release(lane: &Lane, job: &Job) {
+    if let Some(m) = lane.metrics() {
         m.held.dec();
     }
-    match shared.client.release(job).await {
+    match lane.client.release(job).await {
         Ok(()) => {
-            shared.report().released += 1;
-            if let Some(m) = shared.metrics() {
+            lane.report().released += 1;
+            if let Some(m) = lane.metrics() {
                 m.released.inc();
             }
             tracing::info!(queue = %job.queue, job = %job.id, "not started: given back to the head of the queue");

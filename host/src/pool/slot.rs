@@ -12,11 +12,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pool::outbox::Outbox;
-use crate::pool::{Finished, Ready, Shared};
+use crate::pool::{Finished, Lane, Ready};
 use crate::sandbox::{Ending, JobInput, Outcome, Warm};
 
 pub(super) async fn run(
-    shared: Arc<Shared>,
     ready: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Ready>>>,
     outbox: Arc<Outbox<Finished>>,
     stop: CancellationToken,
@@ -33,10 +32,16 @@ pub(super) async fn run(
                 next = ready.recv() => next,
             }
         };
-        let Some(Ready { job, input, credit }) = next else {
+        let Some(Ready {
+            lane,
+            job,
+            input,
+            credit,
+        }) = next
+        else {
             return;
         };
-        let (outcome, took) = run_one(&shared, &job, input, &mut warm, &stop, grace).await;
+        let (outcome, took) = run_one(&lane, &job, input, &mut warm, &stop, grace).await;
         if matches!(outcome, Outcome::Failed(..)) {
             give_back_memory();
         }
@@ -44,6 +49,7 @@ pub(super) async fn run(
         // slots' outcomes and the requests their credits make, batched). The credit goes
         // with the outcome, through the outbox.
         outbox.put(Finished {
+            lane,
             job,
             outcome,
             took,
@@ -53,21 +59,21 @@ pub(super) async fn run(
 }
 
 async fn run_one(
-    shared: &Shared,
+    lane: &Lane,
     job: &Job,
     input: JobInput,
     warm: &mut Option<Warm>,
     stop: &CancellationToken,
     grace: Duration,
 ) -> (Outcome, Duration) {
-    let handler = shared.handler.get();
-    if shared.sandbox.grants.log_payloads {
+    let loaded = lane.handler.get();
+    if loaded.sandbox.grants.log_payloads {
         tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started, with data {}", input.data);
     } else {
         tracing::debug!(queue = %job.queue, job = %job.id, attempt = job.attempt, "started");
     }
     let started = Instant::now();
-    if let Some(m) = shared.metrics() {
+    if let Some(m) = lane.metrics() {
         m.started.inc();
         m.busy_slots.inc();
         if let Some(waited) = job.waited() {
@@ -75,7 +81,7 @@ async fn run_one(
         }
     }
     // A panic in the host's own code for this job fails the job, not the slot.
-    let run = AssertUnwindSafe(shared.sandbox.run_in(&handler, input, warm)).catch_unwind();
+    let run = AssertUnwindSafe(loaded.sandbox.run_in(&loaded.handler, input, warm)).catch_unwind();
     // Past the grace period the run is dropped, and the guest's store with it.
     let outcome = tokio::select! {
         done = run => done.unwrap_or_else(|_| {
@@ -93,7 +99,7 @@ async fn run_one(
         // Stopped as a timeout stops it: the run is dropped, and the guest's store with it.
         _ = job.cancelled() => Outcome::Cancelled,
     };
-    if let Some(m) = shared.metrics() {
+    if let Some(m) = lane.metrics() {
         m.busy_slots.dec();
     }
     (outcome, started.elapsed())

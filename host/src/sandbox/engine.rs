@@ -1,5 +1,6 @@
-//! The one wasmtime engine of a process, and what every job shares: the linker (WASI with an
-//! empty context, `wasi:http` behind an allow-list, the `log` import), the limits and grants.
+//! The one wasmtime engine of a process ([`GuestEngine`]: the engine, the linker with WASI
+//! with an empty context, `wasi:http` behind an allow-list and the `log` import), and a
+//! [`Sandbox`] on it for each queue a host serves: that queue's limits and grants.
 //!
 //! - Pooling allocator sized to the slots: instances, memories and fiber stacks are reused
 //!   instead of mapped and unmapped per job. Where the address-space reservation fails (a
@@ -39,7 +40,7 @@ pub(crate) const MAX_MEMORIES: u32 = 4;
 /// The most tables one handler's modules may define.
 pub(crate) const MAX_TABLES: u32 = 16;
 
-/// How to build a [`Sandbox`].
+/// How to build a [`Sandbox`] with an engine of its own.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
     /// Jobs that may run at once (sizes the instance pool).
@@ -52,27 +53,32 @@ pub struct SandboxConfig {
     pub trust_precompiled: bool,
 }
 
-/// The engine, the linker, and what every job of this process shares.
-pub struct Sandbox {
-    pub(crate) engine: Engine,
-    pub(crate) linker: Linker<State>,
-    pub(crate) limits: Limits,
-    /// The queue's result and error limits (its `max_result_bytes`, `max_error_bytes`),
-    /// known once the host has joined the queue: `Limits` has this host's own until then.
-    result_limit: AtomicUsize,
-    error_limit: AtomicUsize,
-    pub(crate) grants: Arc<Grants>,
+/// How to build the [`GuestEngine`] that several sandboxes share.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Jobs that may run at once, over all the sandboxes on the engine (sizes the pool).
+    pub slots: u32,
+    /// The most linear memory any sandbox on the engine may give an instance: the pool's
+    /// slots are this large, so a sandbox asking for more is refused.
+    pub max_memory: usize,
+    pub cache_dir: Option<PathBuf>,
+    pub trust_precompiled: bool,
+}
+
+/// The engine and the linker: one a process, whatever the queues it serves.
+pub struct GuestEngine {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
     pooling: bool,
+    max_memory: usize,
     cache_dir: Option<PathBuf>,
-    pub(crate) trust_precompiled: bool,
-    /// Where the time fresh instances take to make is recorded, once metrics are on.
-    pub(crate) instantiation: OnceLock<Histogram>,
-    /// Stops the epoch ticker when the sandbox is dropped.
+    trust_precompiled: bool,
+    /// Stops the epoch ticker when the engine is dropped.
     _ticker: DropGuard,
 }
 
-impl Sandbox {
-    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+impl GuestEngine {
+    pub fn new(config: EngineConfig) -> anyhow::Result<GuestEngine> {
         let cache = match &config.cache_dir {
             Some(dir) => Some(open_cache(dir)?),
             None => None,
@@ -96,24 +102,80 @@ impl Sandbox {
         crate::sandbox::guards::install(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking the host's guards: {e}"))?;
         let ticker = start_ticker(engine.clone());
-        Ok(Sandbox {
+        Ok(GuestEngine {
             engine,
-            linker,
-            result_limit: AtomicUsize::new(config.limits.max_result_bytes),
-            error_limit: AtomicUsize::new(config.limits.max_error_bytes),
-            limits: config.limits,
-            grants: Arc::new(config.grants),
+            linker: Arc::new(linker),
             pooling,
+            max_memory: config.max_memory,
             cache_dir: config.cache_dir,
             trust_precompiled: config.trust_precompiled,
-            instantiation: OnceLock::new(),
             _ticker: ticker,
+        })
+    }
+
+    /// The most memory a sandbox on this engine may give an instance.
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+}
+
+/// What the jobs of one queue run in: the shared engine, and that queue's limits and grants.
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<State>>,
+    pub(crate) limits: Limits,
+    /// The queue's result and error limits (its `max_result_bytes`, `max_error_bytes`),
+    /// known once the host has joined the queue: `Limits` has this host's own until then.
+    result_limit: AtomicUsize,
+    error_limit: AtomicUsize,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) trust_precompiled: bool,
+    /// Where the time fresh instances take to make is recorded, once metrics are on.
+    pub(crate) instantiation: OnceLock<Histogram>,
+    shared: Arc<GuestEngine>,
+}
+
+impl Sandbox {
+    /// A sandbox with an engine of its own (one queue, or a command that only loads).
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let engine = Arc::new(GuestEngine::new(EngineConfig {
+            slots: config.slots,
+            max_memory: config.limits.max_memory,
+            cache_dir: config.cache_dir,
+            trust_precompiled: config.trust_precompiled,
+        })?);
+        Sandbox::on(&engine, config.limits, config.grants)
+    }
+
+    /// A sandbox on a shared engine. Refused if its memory limit is over the engine's.
+    pub fn on(
+        engine: &Arc<GuestEngine>,
+        limits: Limits,
+        grants: Grants,
+    ) -> anyhow::Result<Sandbox> {
+        if limits.max_memory > engine.max_memory {
+            anyhow::bail!(
+                "a memory limit of {} is over the {} this host's instance pool was made for; restart the host to raise it",
+                crate::sandbox::size_text(limits.max_memory as u64),
+                crate::sandbox::size_text(engine.max_memory as u64)
+            );
+        }
+        Ok(Sandbox {
+            engine: engine.engine.clone(),
+            linker: engine.linker.clone(),
+            result_limit: AtomicUsize::new(limits.max_result_bytes),
+            error_limit: AtomicUsize::new(limits.max_error_bytes),
+            limits,
+            grants: Arc::new(grants),
+            trust_precompiled: engine.trust_precompiled,
+            instantiation: OnceLock::new(),
+            shared: engine.clone(),
         })
     }
 
     /// Whether instances come from the pooling allocator.
     pub fn pooling(&self) -> bool {
-        self.pooling
+        self.shared.pooling
     }
 
     /// Records from now on how long each fresh instance takes to make, into `histogram`
@@ -124,7 +186,7 @@ impl Sandbox {
 
     /// Where compiled handlers are cached, if they are.
     pub fn cache_dir(&self) -> Option<&Path> {
-        self.cache_dir.as_deref()
+        self.shared.cache_dir.as_deref()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -148,7 +210,7 @@ impl Sandbox {
     }
 }
 
-fn engine_config(config: &SandboxConfig, cache: Option<wasmtime::Cache>, pooling: bool) -> Config {
+fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling: bool) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true)
         .wasm_component_model(true)
@@ -171,7 +233,7 @@ fn engine_config(config: &SandboxConfig, cache: Option<wasmtime::Cache>, pooling
             .max_tables_per_component(MAX_TABLES)
             .total_tables(instances.saturating_mul(MAX_TABLES))
             .total_stacks(instances)
-            .max_memory_size(config.limits.max_memory)
+            .max_memory_size(config.max_memory)
             .max_unused_warm_slots(instances)
             // Teardown is most of a fresh instance's cost. Resetting the pages a guest touched
             // with memset (found with PAGEMAP_SCAN where the kernel has it) keeps them

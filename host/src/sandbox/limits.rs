@@ -13,7 +13,7 @@ pub const MAX_HTTP_FIELD_BYTES: usize = 4 << 20;
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// Per-job limits.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Wall time of one job, instantiation included.
     pub timeout: Duration,
@@ -51,7 +51,7 @@ impl Default for Limits {
 
 /// Capabilities granted to the guest. Nothing by default: no files, no environment, no
 /// sockets, no HTTP.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Environment variables the guest sees (`--env K=V`).
     pub env: Vec<(String, String)>,

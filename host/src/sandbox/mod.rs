@@ -3,7 +3,8 @@
 //! into, one kept for N jobs), within limits of time and memory and with no capability it was
 //! not granted.
 //!
-//! - `engine.rs`: the one wasmtime engine of the process (pooling allocator, epochs, cache).
+//! - `engine.rs`: the one wasmtime engine of the process (pooling allocator, epochs, cache),
+//!   and a sandbox on it per queue (that queue's limits and grants).
 //! - `handler.rs`: a handler loaded from a file and checked against the world, ready to
 //!   instantiate (`InstancePre`).
 //! - `shape.rs`: what a component is made of (core instances, memories, memory at start),
@@ -37,7 +38,7 @@ mod shape;
 mod state;
 mod world;
 
-pub use engine::{Sandbox, SandboxConfig};
+pub use engine::{EngineConfig, GuestEngine, Sandbox, SandboxConfig};
 pub use follow_up::{DEFAULT_MAX_PUSHES, MAX_FOLLOW_UP_BYTES, MAX_ONE_FOLLOW_UP_BYTES};
 pub use handler::{is_native, Capability, Handler, LoadError};
 pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};

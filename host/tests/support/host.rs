@@ -73,17 +73,16 @@ impl Host {
 
     /// As [`Host::start`], with the Redis URL given (credentials in it, say).
     pub fn start_with_url(url: &str, queue: &str, args: &[&str]) -> Host {
+        let mut all = vec!["--queue", queue];
+        all.extend_from_slice(args);
+        Host::serve(url, &all)
+    }
+
+    /// `sque-host run --redis URL ARGS` with a short lease: ARGS name the queues (--queue or
+    /// --config).
+    pub fn serve(url: &str, args: &[&str]) -> Host {
         let mut child = tokio::process::Command::new(binary())
-            .args([
-                "run",
-                "--redis",
-                url,
-                "--queue",
-                queue,
-                "--lease",
-                "1s",
-                "--no-cache",
-            ])
+            .args(["run", "--redis", url, "--lease", "1s", "--no-cache"])
             .args(args)
             .env_remove("SQUE_REDIS_URL")
             .stdin(Stdio::null())

@@ -119,6 +119,11 @@ impl Client {
         })
     }
 
+    /// The queue this client works for.
+    pub fn queue(&self) -> &str {
+        &self.worker.queue.keys.queue
+    }
+
     /// This worker's id within the queue.
     pub fn worker_id(&self) -> &str {
         &self.worker.id

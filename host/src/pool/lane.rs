@@ -1,0 +1,159 @@
+//! A lane: one queue's part of the pool. Its client asks that queue for jobs and records their
+//! outcomes; its current handler (and sandbox: limits, grants) runs them; its report and
+//! metrics count them. The slots, the credits and the wasm runtime are the pool's, shared by
+//! every lane.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sque::Client;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+
+use crate::metrics::JobMetrics;
+use crate::pool::{CurrentHandler, PoolReport};
+use crate::sandbox::ProgressSink;
+
+/// How a lane shares the host's slots (changeable on reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneShare {
+    /// Its share under `--order weighted`.
+    pub weight: u32,
+    /// The most of its jobs this host holds at once (asked for, waiting for a slot, or
+    /// running); `None`: as many as the pool's credits.
+    pub max_held: Option<usize>,
+}
+
+pub struct Lane {
+    pub queue: String,
+    pub client: Arc<Client>,
+    pub handler: Arc<CurrentHandler>,
+    /// What `/metrics` shows of this queue's jobs, when it is served.
+    pub metrics: Option<Arc<JobMetrics>>,
+    /// Where the guests' progress reports go: Redis, under each job's lease.
+    pub(super) progress: ProgressSink,
+    report: Mutex<PoolReport>,
+    /// Credits this lane holds: its open requests and the jobs it holds.
+    held: AtomicUsize,
+    /// Outcomes of its jobs on their way to Redis.
+    acking: AtomicUsize,
+    /// Set once the lane has left the pool: from then on, `settled` is told of every credit
+    /// and outcome that comes back (not before: no job pays for a wake-up nobody waits for).
+    leaving: AtomicBool,
+    settled: Notify,
+}
+
+impl Lane {
+    pub fn new(
+        client: Arc<Client>,
+        handler: Arc<CurrentHandler>,
+        metrics: Option<Arc<JobMetrics>>,
+    ) -> Arc<Lane> {
+        Arc::new(Lane {
+            queue: client.queue().to_string(),
+            progress: progress_to_redis(client.clone()),
+            client,
+            handler,
+            metrics,
+            report: Default::default(),
+            held: AtomicUsize::new(0),
+            acking: AtomicUsize::new(0),
+            leaving: AtomicBool::new(false),
+            settled: Notify::new(),
+        })
+    }
+
+    /// What this lane's slots did so far.
+    pub fn report(&self) -> MutexGuard<'_, PoolReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn metrics(&self) -> Option<&JobMetrics> {
+        self.metrics.as_deref()
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Waits, once the lane has left the pool, until it holds nothing: no request open, no
+    /// job held, every outcome recorded. Its client may then leave the queue.
+    pub async fn drained(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        loop {
+            let settled = self.settled.notified();
+            if self.held() == 0 && self.acking.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Counts an outcome on its way to Redis until the guard is dropped.
+    pub(super) fn acking(self: &Arc<Self>) -> Acking {
+        self.acking.fetch_add(1, Ordering::SeqCst);
+        Acking(self.clone())
+    }
+
+    fn settle(&self) {
+        if self.leaving.load(Ordering::SeqCst) {
+            self.settled.notify_waiters();
+        }
+    }
+}
+
+/// An outcome of a lane's job on its way to Redis.
+pub(super) struct Acking(Arc<Lane>);
+
+impl Drop for Acking {
+    fn drop(&mut self) {
+        self.0.acking.fetch_sub(1, Ordering::SeqCst);
+        self.0.settle();
+    }
+}
+
+/// A pool credit taken for a lane: it travels with the request, then the job and its outcome,
+/// and comes back to the pool when dropped.
+pub(super) struct Credit {
+    _permit: OwnedSemaphorePermit,
+    lane: Arc<Lane>,
+    /// The fetcher's, told too: a lane at its `max_held` may take a credit again.
+    fetcher: Arc<Notify>,
+}
+
+impl Credit {
+    pub(super) fn new(
+        permit: OwnedSemaphorePermit,
+        lane: Arc<Lane>,
+        fetcher: Arc<Notify>,
+    ) -> Credit {
+        lane.held.fetch_add(1, Ordering::SeqCst);
+        Credit {
+            _permit: permit,
+            lane,
+            fetcher,
+        }
+    }
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.lane.held.fetch_sub(1, Ordering::SeqCst);
+        self.lane.settle();
+        self.fetcher.notify_one();
+    }
+}
+
+/// Keeps each report the sandbox records (at most one a second a job, and the last) in Redis,
+/// by a task of this runtime (the main one: the sink is called on a guest's thread).
+fn progress_to_redis(client: Arc<Client>) -> ProgressSink {
+    let runtime = tokio::runtime::Handle::current();
+    ProgressSink(Arc::new(move |token, report| {
+        let (client, token) = (client.clone(), token.to_string());
+        let (percent, note) = (report.percent, report.note.clone());
+        runtime.spawn(async move {
+            if let Err(e) = client.progress_of(&token, percent, note.as_deref()).await {
+                tracing::debug!(token = %token, "keeping a progress report failed: {e}");
+            }
+        });
+    }))
+}

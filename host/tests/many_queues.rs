@@ -1,0 +1,290 @@
+//! One host, many queues (`--queue NAME=HANDLER`, `--config sque.toml`): each queue's jobs run
+//! on its own handler, the slots are shared by weighted or strict order, a reload adds and
+//! removes queues, and `check` names every problem of a config file.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sque::{JobId, Manager};
+use support::guests::guest;
+use support::host::{cli, stderr, Host};
+use support::{eventually, RedisServer};
+
+/// A manager (for pushing and counting) of `queue`, dispatching nothing itself.
+async fn manager(redis: &RedisServer, queue: &str) -> Manager {
+    Manager::new(queue, support::producer(redis)).await.unwrap()
+}
+
+async fn wait_completed(m: &Manager, queue: &str, n: u64) {
+    eventually(&format!("{n} jobs of {queue} completed"), || async {
+        m.stats().await.unwrap().completed == n
+    })
+    .await;
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn queue_table(name: &str, handler: &str, extra: &str) -> String {
+    let path = guest(handler);
+    format!(
+        "[[queue]]\nname = \"{name}\"\nhandler = \"{}\"\n{extra}\n",
+        path.display()
+    )
+}
+
+#[tokio::test]
+async fn two_queues_with_two_handlers_share_one_host_and_a_reload_adds_a_third() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sque.toml");
+    write(
+        &file,
+        &format!(
+            "slots = 4\n{}{}",
+            queue_table("mail", "fixtures", ""),
+            queue_table("sms", "noop", "weight = 2")
+        ),
+    );
+    let (mail, sms) = (manager(&redis, "mail").await, manager(&redis, "sms").await);
+    mail.push_many(vec![json!({"do": "ok"}); 50]).await.unwrap();
+    sms.push_many(vec![json!({"n": 1}); 50]).await.unwrap();
+    let host = Host::serve(&redis.url(), &["--config", file.to_str().unwrap()]);
+    wait_completed(&mail, "mail", 50).await;
+    wait_completed(&sms, "sms", 50).await;
+    // Each queue ran on its own handler: the fixtures answer {"ok": true, ...}.
+    let id = mail.push(json!({"do": "ok"})).await.unwrap();
+    wait_completed(&mail, "mail", 51).await;
+    assert_eq!(mail.result(&id).await.unwrap().unwrap()["ok"], json!(true));
+    assert!(host.log().contains("queues mail, sms"), "{}", host.log());
+    // Idle, each queue keeps one request open to hear of new work, not a credit's worth.
+    for (m, queue) in [(&mail, "mail"), (&sms, "sms")] {
+        eventually(&format!("{queue} to keep one request open"), || async {
+            m.stats().await.unwrap().requests == 1
+        })
+        .await;
+    }
+
+    // The reload adds a queue and removes one; nothing else moves.
+    write(
+        &file,
+        &format!(
+            "slots = 4\n{}{}",
+            queue_table("mail", "fixtures", ""),
+            queue_table("audit", "fixtures", "weight = 3")
+        ),
+    );
+    host.signal("-HUP");
+    host.wait_for_log("added: the host serves it from now on")
+        .await;
+    let audit = manager(&redis, "audit").await;
+    audit
+        .push_many(vec![json!({"do": "ok"}); 20])
+        .await
+        .unwrap();
+    mail.push_many(vec![json!({"do": "ok"}); 20]).await.unwrap();
+    wait_completed(&audit, "audit", 20).await;
+    wait_completed(&mail, "mail", 71).await;
+    // The removed queue is left: no worker of this host on it, and its jobs wait.
+    eventually("the host to leave sms", || async {
+        sms.stats().await.unwrap().workers == 0
+    })
+    .await;
+    sms.push(json!({"n": 2})).await.unwrap();
+    assert_eq!(sms.stats().await.unwrap().waiting, 1);
+
+    // A reload that cannot be done changes nothing.
+    write(
+        &file,
+        "slots = 4\n[[queue]]\nname = \"mail\"\nhandler = \"missing.wasm\"\n",
+    );
+    host.signal("-HUP");
+    host.wait_for_log("reload failed, keeping the running handlers and queues as they were")
+        .await;
+    mail.push(json!({"do": "ok"})).await.unwrap();
+    audit.push(json!({"do": "ok"})).await.unwrap();
+    wait_completed(&mail, "mail", 72).await;
+    wait_completed(&audit, "audit", 21).await;
+
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test]
+async fn queues_named_on_the_command_line_run_each_on_its_handler() {
+    let redis = RedisServer::start();
+    let (a, b) = (manager(&redis, "a").await, manager(&redis, "b").await);
+    let fixtures = format!("a={}", guest("fixtures").display());
+    let noop = format!("b={}", guest("noop").display());
+    let host = Host::serve(&redis.url(), &["--queue", &fixtures, "--queue", &noop]);
+    let ida = a.push(json!({"do": "ok"})).await.unwrap();
+    let idb = b.push(json!({"do": "ok"})).await.unwrap();
+    wait_completed(&a, "a", 1).await;
+    wait_completed(&b, "b", 1).await;
+    assert_eq!(a.result(&ida).await.unwrap().unwrap()["ok"], json!(true));
+    assert_ne!(b.result(&idb).await.unwrap(), a.result(&ida).await.unwrap());
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// Runs `first` and `second` (jobs of the fixtures' "now": each says when it started) to the
+/// end under `order`, and gives each queue's start times.
+async fn start_times(
+    order: &str,
+    first: (&str, usize),
+    second: (&str, usize),
+) -> (Vec<u64>, Vec<u64>) {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sque.toml");
+    write(
+        &file,
+        &format!(
+            "order = \"{order}\"\nslots = 8\n{}{}",
+            queue_table("first", "fixtures", first.0),
+            queue_table("second", "fixtures", second.0)
+        ),
+    );
+    let mut ids = Vec::new();
+    let mut managers = Vec::new();
+    for (queue, n) in [("first", first.1), ("second", second.1)] {
+        let m = manager(&redis, queue).await;
+        ids.push(m.push_many(vec![json!({"do": "now"}); n]).await.unwrap());
+        managers.push(m);
+    }
+    let host = Host::serve(&redis.url(), &["--config", file.to_str().unwrap()]);
+    wait_completed(&managers[0], "first", first.1 as u64).await;
+    wait_completed(&managers[1], "second", second.1 as u64).await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let mut times = Vec::new();
+    for (m, ids) in managers.iter().zip(&ids) {
+        times.push(started(m, ids).await);
+    }
+    let second = times.pop().unwrap();
+    (times.pop().unwrap(), second)
+}
+
+async fn started(m: &Manager, ids: &[JobId]) -> Vec<u64> {
+    let mut times = Vec::with_capacity(ids.len());
+    for id in ids {
+        let result: Value = m.result(id).await.unwrap().expect("a result");
+        times.push(result["started_us"].as_u64().unwrap());
+    }
+    times
+}
+
+#[tokio::test]
+async fn weighted_order_gives_each_queue_its_weight_over_ten_thousand_jobs() {
+    // 6,000 at weight 3 and 4,000 at weight 1: while the first has work, the second should
+    // get a third as many, 2,000.
+    let (first, second) = start_times("weighted", ("weight = 3", 6000), ("weight = 1", 4000)).await;
+    let end = *first.iter().max().unwrap();
+    let meanwhile = second.iter().filter(|t| **t < end).count();
+    let off = (meanwhile as f64 - 2000.0).abs() / 2000.0;
+    eprintln!("weighted 3:1: {meanwhile} of the second queue's jobs ran while the first ran 6,000");
+    assert!(
+        off <= 0.05,
+        "the second queue ran {meanwhile} jobs while the first ran 6,000: {:.1}% off 2,000",
+        off * 100.0
+    );
+}
+
+#[tokio::test]
+async fn strict_order_serves_the_first_queue_while_it_has_work() {
+    let (first, second) = start_times("strict", ("", 5000), ("", 5000)).await;
+    let end = *first.iter().max().unwrap();
+    let meanwhile = second.iter().filter(|t| **t < end).count();
+    eprintln!("strict: {meanwhile} of the second queue's jobs ran while the first had work");
+    // The second queue gets a credit only once the first's requests have gone unanswered for
+    // share::IDLE_AFTER (50 ms); on a loaded machine that can happen for a moment.
+    assert!(
+        meanwhile <= 50,
+        "the second queue ran {meanwhile} jobs while the first still had work"
+    );
+}
+
+#[tokio::test]
+async fn check_names_every_problem_of_a_config_file_and_run_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    write(
+        &good,
+        &format!(
+            "order = \"strict\"\n{}{}",
+            queue_table(
+                "mail",
+                "fixtures",
+                "weight = 2\nslots = 4\nallow-http = [\"api.example.com\"]"
+            ),
+            queue_table("sms", "noop", "timeout = \"5s\"\nenv = { REGION = \"eu\" }")
+        ),
+    );
+    let out = cli(&["check", good.to_str().unwrap(), "--no-cache"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("2 queue(s), strict order"), "{said}");
+    assert!(
+        said.contains("mail:") && said.contains("weight 2, at most 4 held"),
+        "{said}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    write(
+        &bad,
+        &format!(
+            "{}{}{}{}",
+            queue_table("mail", "fixtures", "weight = 0\ntimeout = \"soon\""),
+            queue_table("mail", "noop", ""),
+            queue_table("sms", "noop", "allow-http = [\"http://x\"]"),
+            "[[queue]]\nname = \"thumbs\"\nhandler = \"nowhere.wasm\"\n"
+        ),
+    );
+    let out = cli(&["check", bad.to_str().unwrap(), "--no-cache"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for problem in [
+        "queue \"mail\": weight must be 1 to 1000",
+        "queue \"mail\": timeout:",
+        "queue \"mail\": given twice",
+        "queue \"sms\": allow-http \"http://x\"",
+    ] {
+        assert!(err.contains(problem), "{problem:?} not in {err}");
+    }
+    assert!(err.lines().all(|l| l.starts_with("error: ")), "{err}");
+    // A file that parses but names a handler that is not there: said by check, refused by run.
+    let missing = dir.path().join("missing.toml");
+    write(
+        &missing,
+        "[[queue]]\nname = \"thumbs\"\nhandler = \"nowhere.wasm\"\n",
+    );
+    let out = cli(&["check", missing.to_str().unwrap(), "--no-cache"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("queue \"thumbs\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("nowhere.wasm"), "{}", stderr(&out));
+    let unknown = dir.path().join("unknown.toml");
+    write(&unknown, "[[queue]]\nname = \"a\"\nhandlr = \"x.wasm\"\n");
+    let out = cli(&["check", unknown.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = cli(
+        &[
+            "run",
+            "--config",
+            bad.to_str().unwrap(),
+            "--redis",
+            "redis://127.0.0.1:1",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("given twice"), "{}", stderr(&out));
+}
