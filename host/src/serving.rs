@@ -37,29 +37,34 @@ pub struct Prepared {
 }
 
 /// Loads `spec`'s handler in a sandbox of its limits and grants on `engine` (none when the
-/// host runs no slots).
+/// host runs no slots). Errors do not name the queue: the caller says it as it needs.
 pub async fn prepare(
     engine: Option<&Arc<GuestEngine>>,
     spec: QueueSpec,
 ) -> anyhow::Result<Prepared> {
     let loaded = match engine {
         None => None,
-        Some(engine) => {
-            let path: PathBuf = spec.handler.clone().ok_or_else(|| {
-                crate::cli::common::usage(format!(
-                    "queue {}: no handler; give --handler FILE, or --queue {}=FILE",
-                    spec.name, spec.name
-                ))
-            })?;
-            let sandbox = Arc::new(
-                Sandbox::on(engine, spec.limits.clone(), spec.grants.clone())
-                    .map_err(|e| crate::cli::common::usage(format!("queue {}: {e}", spec.name)))?,
-            );
-            let handler = load(&sandbox, &path).await?;
-            Some((sandbox, handler))
-        }
+        Some(engine) => Some(load_for(engine, &spec).await?),
     };
     Ok(Prepared { spec, loaded })
+}
+
+async fn load_for(
+    engine: &Arc<GuestEngine>,
+    spec: &QueueSpec,
+) -> anyhow::Result<(Arc<Sandbox>, Handler)> {
+    let path: PathBuf = spec.handler.clone().ok_or_else(|| {
+        crate::cli::common::usage(format!(
+            "no handler; give --handler FILE, or --queue {}=FILE",
+            spec.name
+        ))
+    })?;
+    let sandbox = Arc::new(
+        Sandbox::on(engine, spec.limits.clone(), spec.grants.clone())
+            .map_err(|e| crate::cli::common::usage(e.to_string()))?,
+    );
+    let handler = load(&sandbox, &path).await?;
+    Ok((sandbox, handler))
 }
 
 /// A queue being served.
@@ -91,7 +96,18 @@ pub async fn start(host: &Host, prepared: Prepared) -> anyhow::Result<Served> {
         ),
         false => None,
     };
-    let mut shown = None;
+    // The queue's figures are shown whether or not this host runs slots.
+    let shown = match &host.metrics {
+        None => None,
+        Some((all, interval)) => {
+            let inspector = sque::Inspector::new(&queue, opts.clone())
+                .await
+                .map_err(connect("reading the queue for /metrics"))?;
+            let metrics = Arc::new(QueueMetrics::new(&queue, inspector, *interval));
+            all.add(metrics.clone());
+            Some(metrics)
+        }
+    };
     let lane = match loaded {
         None => None,
         Some((sandbox, handler)) => {
@@ -100,20 +116,11 @@ pub async fn start(host: &Host, prepared: Prepared) -> anyhow::Result<Served> {
                 sque::Client::new(&queue, opts.clone().measure_waits(host.metrics.is_some()))
                     .await
                     .map_err(connect("starting the worker"))?;
-            let metrics = match &host.metrics {
-                None => None,
-                Some((all, interval)) => {
-                    let inspector = sque::Inspector::new(&queue, opts.clone())
-                        .await
-                        .map_err(connect("reading the queue for /metrics"))?;
-                    let metrics = Arc::new(QueueMetrics::new(&queue, inspector, *interval));
-                    all.add(metrics.clone());
-                    let jobs = metrics.jobs();
-                    shown = Some(metrics);
-                    jobs.slots.set(host.slots as i64);
-                    Some(jobs)
-                }
-            };
+            let metrics = shown.as_ref().map(|m| {
+                let jobs = m.jobs();
+                jobs.slots.set(host.slots as i64);
+                jobs
+            });
             use_queue_limits(&sandbox, &client, metrics.as_deref());
             describe(&queue, &handler, &sandbox);
             warn_of_grants_to_redis(&sandbox, &host.url);

@@ -288,3 +288,42 @@ async fn check_names_every_problem_of_a_config_file_and_run_refuses_it() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("given twice"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn a_queue_held_back_by_its_rate_limit_leaves_the_slots_to_the_others() {
+    let redis = RedisServer::start();
+    let (slow, fast) = (manager(&redis, "slow").await, manager(&redis, "fast").await);
+    let admin = sque::Admin::new("slow", support::producer(&redis))
+        .await
+        .unwrap();
+    admin
+        .configure(&sque::SettingsChange {
+            // An answer every 20 ms: never idle for the 50 ms that would withdraw its requests.
+            rate_count: Some(50),
+            rate_period: Some(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    slow.push_many(vec![json!({"do": "ok"}); 5000])
+        .await
+        .unwrap();
+    fast.push_many(vec![json!({"do": "ok"}); 6000])
+        .await
+        .unwrap();
+    let fixtures = guest("fixtures");
+    let queues = [
+        format!("slow={}", fixtures.display()),
+        format!("fast={}", fixtures.display()),
+    ];
+    let host = Host::serve(
+        &redis.url(),
+        &["--queue", &queues[0], "--queue", &queues[1], "--slots", "4"],
+    );
+    // The slow queue's requests wait on its limit; were it given every other credit, it would
+    // soon hold them all, and the fast queue would be left half of the 50 a second its limit
+    // frees: four minutes for 6,000 jobs, where a few seconds do.
+    wait_completed(&fast, "fast", 6000).await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -340,10 +340,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             trust_precompiled: args.native.trust_precompiled,
         })?)),
     };
-    let mut prepared = Vec::with_capacity(plan.queues.len());
-    for spec in plan.queues {
-        prepared.push(serving::prepare(engine.as_ref(), spec).await?);
-    }
+    let prepared = prepare_all(engine.as_ref(), plan.queues).await?;
 
     // Before Redis: a taken address is refused before the host has joined the queues.
     let metrics_listener = match args.metrics_addr {
@@ -497,37 +494,49 @@ impl Reloader {
             .collect()
     }
 
-    /// Reads the plan again (the config file, when there is one) and loads every handler
-    /// anew; then, only if all of that worked, adds, changes and removes queues to match.
-    /// Running jobs finish on what they started with.
+    /// Reads the plan again (the config file, when there is one), loads every handler anew
+    /// and joins the queues it adds; only if all of that worked, removes the queues it drops
+    /// and changes the others, none of which can fail. Running jobs finish on what they
+    /// started with.
     async fn reload(&self) -> anyhow::Result<()> {
         let plan = plan(&self.args, &self.defaults)?;
-        if plan.slots.is_some_and(|n| n != self.host.slots) && self.args.slots.is_none() {
-            tracing::warn!(
-                "slots changed in the config file: the host keeps {} until it is restarted",
-                self.host.slots
-            );
-        }
-        let mut prepared = Vec::with_capacity(plan.queues.len());
-        for spec in plan.queues {
-            let name = spec.name.clone();
-            prepared.push(
-                serving::prepare(self.host.engine.as_ref(), spec)
-                    .await
-                    .map_err(|e| e.context(format!("queue {name}")))?,
-            );
-        }
+        let prepared = prepare_all(self.host.engine.as_ref(), plan.queues).await?;
         let mut served = self.served.lock().await;
-        let wanted: Vec<String> = prepared.iter().map(|p| p.spec.name.clone()).collect();
+        let (mut added, mut kept) = (Vec::new(), Vec::new());
+        for p in prepared {
+            match served.iter().any(|s| s.spec.name == p.spec.name) {
+                true => kept.push(p),
+                false => added.push(p),
+            }
+        }
+        let mut joined = Vec::with_capacity(added.len());
+        for p in added {
+            let name = p.spec.name.clone();
+            match serving::start(&self.host, p).await {
+                Ok(new) => joined.push(new),
+                Err(e) => {
+                    // Leave the ones joined so far: the reload changes nothing.
+                    for new in joined {
+                        let _ = new.stop(self.metrics().map(|m| &**m)).await;
+                    }
+                    return Err(e.context(format!("adding queue {name}")));
+                }
+            }
+        }
+        let wanted: Vec<String> = kept
+            .iter()
+            .map(|p| p.spec.name.clone())
+            .chain(joined.iter().map(|s| s.spec.name.clone()))
+            .collect();
         // Removed: the pool stops asking for their jobs; they leave once those are done.
-        let (kept, removed): (Vec<Served>, Vec<Served>) = std::mem::take(&mut *served)
+        let (stay, removed): (Vec<Served>, Vec<Served>) = std::mem::take(&mut *served)
             .into_iter()
             .partition(|s| wanted.contains(&s.spec.name));
-        *served = kept;
+        *served = stay;
         for gone in removed {
             tracing::info!(queue = %gone.spec.name, "no longer in the config: its jobs finish, then the host leaves the queue");
             let _ = self.changes.send(Change::Remove(gone.spec.name.clone()));
-            let metrics = self.host.metrics.as_ref().map(|(m, _)| m.clone());
+            let metrics = self.metrics().cloned();
             self.leaving.spawn(async move {
                 let queue = gone.spec.name.clone();
                 if let Err(e) = gone.stop(metrics.as_deref()).await {
@@ -535,32 +544,61 @@ impl Reloader {
                 }
             });
         }
-        for p in prepared {
-            match served.iter_mut().find(|s| s.spec.name == p.spec.name) {
-                Some(s) => {
-                    let share = p.spec.share;
-                    if share != s.spec.share {
-                        let _ = self
-                            .changes
-                            .send(Change::Reshare(p.spec.name.clone(), share));
-                    }
-                    s.reload(p);
+        for p in kept {
+            if let Some(s) = served.iter_mut().find(|s| s.spec.name == p.spec.name) {
+                if p.spec.share != s.spec.share {
+                    let _ = self
+                        .changes
+                        .send(Change::Reshare(p.spec.name.clone(), p.spec.share));
                 }
-                None => {
-                    let name = p.spec.name.clone();
-                    let new = serving::start(&self.host, p)
-                        .await
-                        .map_err(|e| e.context(format!("adding queue {name}")))?;
-                    if let Some(lane) = &new.lane {
-                        let _ = self.changes.send(Change::Add(lane.clone(), new.spec.share));
-                    }
-                    tracing::info!(queue = %name, "added: the host serves it from now on");
-                    served.push(new);
-                }
+                s.reload(p);
             }
+        }
+        for new in joined {
+            if let Some(lane) = &new.lane {
+                let _ = self.changes.send(Change::Add(lane.clone(), new.spec.share));
+            }
+            tracing::info!(queue = %new.spec.name, "added: the host serves it from now on");
+            served.push(new);
+        }
+        // The file's order of the queues, and its order of sharing (the command line's wins).
+        served.sort_by_key(|s| plan_position(&wanted, &s.spec.name));
+        let order = self.args.order.or(plan.order).unwrap_or(Order::Weighted);
+        let _ = self.changes.send(Change::Arrange(order, wanted));
+        if plan.slots.is_some_and(|n| n != self.host.slots) && self.args.slots.is_none() {
+            tracing::warn!(
+                "the config file's slots changed: the host keeps its {} until it is restarted",
+                self.host.slots
+            );
         }
         Ok(())
     }
+
+    fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.host.metrics.as_ref().map(|(m, _)| m)
+    }
+}
+
+fn plan_position(wanted: &[String], name: &str) -> usize {
+    wanted.iter().position(|w| w == name).unwrap_or(usize::MAX)
+}
+
+/// Loads every queue's handler (none when the host runs no slots), naming the queue of any
+/// that fails.
+async fn prepare_all(
+    engine: Option<&Arc<GuestEngine>>,
+    queues: Vec<QueueSpec>,
+) -> anyhow::Result<Vec<serving::Prepared>> {
+    let mut prepared = Vec::with_capacity(queues.len());
+    for spec in queues {
+        let name = spec.name.clone();
+        prepared.push(
+            serving::prepare(engine, spec)
+                .await
+                .map_err(|e| e.context(format!("queue {name}")))?,
+        );
+    }
+    Ok(prepared)
 }
 
 /// More threads than slots would only add wake-ups between them; with as many as cores, the

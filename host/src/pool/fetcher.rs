@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pool::lane::{Credit, Lane, LaneShare};
 use crate::pool::prefetch::{self, Prefetch};
-use crate::pool::share::{Shares, Turn, Want, IDLE_AFTER};
+use crate::pool::share::{Order, Shares, Turn, Want, IDLE_AFTER};
 use crate::pool::{release, Ready, Shared};
 use crate::sandbox::{JobInput, JobProgress};
 
@@ -36,9 +36,14 @@ pub enum Change {
     Remove(String),
     /// Share the slots anew with this queue.
     Reshare(String, LaneShare),
+    /// Serve the queues in this order, sharing the slots so (the config file read again).
+    Arrange(Order, Vec<String>),
 }
 
 type Asked = (Result<Job, sque::Error>, Credit);
+
+/// Ticks of [`prefetch::RETUNE_EVERY`] over which a lane's answers are counted (100 ms).
+const RECENT_TICKS: usize = 4;
 type Ask = Abortable<Pin<Box<dyn Future<Output = Asked> + Send>>>;
 
 /// What the fetcher keeps of one lane.
@@ -51,6 +56,9 @@ struct LaneFetch {
     /// Their abort handles, in the same order (withdrawn ones stay until they come out).
     aborts: VecDeque<AbortHandle>,
     open: usize,
+    /// Answers in each of the last few ticks, newest first: how many requests its queue can
+    /// answer in about [`RECENT`].
+    answered: [usize; RECENT_TICKS],
     /// When it last had news: an answer, or a first request after it had none open.
     last_news: Instant,
     /// When it was last answered.
@@ -69,6 +77,7 @@ impl LaneFetch {
             asks: FuturesOrdered::new(),
             aborts: VecDeque::new(),
             open: 0,
+            answered: [0; RECENT_TICKS],
             last_news: Instant::now(),
             last_answer: None,
             backoff: Backoff::new(),
@@ -118,10 +127,15 @@ impl LaneFetch {
         self.open += 1;
     }
 
-    /// An idle lane keeps its oldest request and withdraws the others.
-    fn withdraw_all_but_one(&mut self) {
+    fn answered_lately(&self) -> usize {
+        self.answered.iter().sum()
+    }
+
+    /// Keeps its oldest `keep` requests (at least one) and withdraws the others.
+    fn withdraw_all_but(&mut self, keep: usize) {
+        let keep = keep.max(1);
         for handle in self.aborts.iter().rev() {
-            if self.open <= 1 {
+            if self.open <= keep {
                 break;
             }
             if !handle.is_aborted() {
@@ -146,6 +160,9 @@ pub(super) async fn run(
         .map(|(lane, share)| LaneFetch::new(lane, share))
         .collect();
     let mut shares = Shares::new(shared.order);
+    // Credits of lanes removed, taken out of the pool as they come free (`mod.rs`: a lane
+    // beyond the first brings one, for its probe).
+    let mut owed = 0;
     // Told when a credit comes back, for a credit held while no lane wants one.
     let returned = Arc::new(Notify::new());
     let mut held: Option<OwnedSemaphorePermit> = None;
@@ -159,10 +176,29 @@ pub(super) async fn run(
             _ = stop.cancelled() => return,
             Some(change) = changes.recv() => match change {
                 Change::Add(lane, share) => {
+                    let before = lanes.len();
                     lanes.retain(|l| l.lane.queue != lane.queue);
+                    if lanes.len() == before && before > 0 {
+                        credits.add_permits(1);
+                    }
+                    if let Some(m) = lane.metrics() {
+                        m.prefetch.set(prefetch.current() as i64);
+                    }
                     lanes.push(LaneFetch::new(lane, share));
                 }
-                Change::Remove(queue) => lanes.retain(|l| l.lane.queue != queue),
+                Change::Remove(queue) => {
+                    let before = lanes.len();
+                    lanes.retain(|l| l.lane.queue != queue);
+                    if lanes.len() < before && !lanes.is_empty() {
+                        owed += 1;
+                    }
+                }
+                Change::Arrange(order, queues) => {
+                    lanes.sort_by_key(|l| queues.iter().position(|q| *q == l.lane.queue));
+                    if order != shares.order() {
+                        shares = Shares::new(order);
+                    }
+                }
                 Change::Reshare(queue, share) => {
                     if let Some(l) = lanes.iter_mut().find(|l| l.lane.queue == queue) {
                         l.turn.weight = share.weight.max(1);
@@ -177,16 +213,29 @@ pub(super) async fn run(
                         m.prefetch.set(prefetch.current() as i64);
                     }
                 }
+                if owed > 0 {
+                    owed -= credits.forget_permits(owed);
+                }
                 let now = Instant::now();
                 for l in &mut lanes {
                     if l.paused.as_ref().is_some_and(|(until, _)| *until <= now) {
                         l.paused = None;
                     }
                 }
+                // Beside other lanes, an idle lane keeps only its probe, and a slow one no more
+                // requests than its queue answered lately.
                 if lanes.len() > 1 {
-                    for l in lanes.iter_mut().filter(|l| l.open > 1 && l.is_idle(now)) {
-                        l.withdraw_all_but_one();
+                    for l in &mut lanes {
+                        if l.is_idle(now) {
+                            l.withdraw_all_but(1);
+                        } else if l.open > l.answered_lately() + 1 {
+                            l.withdraw_all_but(l.answered_lately());
+                        }
                     }
+                }
+                for l in &mut lanes {
+                    l.answered.rotate_right(1);
+                    l.answered[0] = 0;
                 }
             }
             permit = credits.clone().acquire_owned(), if held.is_none() => {
@@ -195,13 +244,17 @@ pub(super) async fn run(
             _ = returned.notified(), if held.is_some() => {}
             (i, asked) = next_answer(&mut lanes) => {
                 let l = &mut lanes[i];
-                l.aborts.pop_front();
-                // A withdrawn request: counted off when it was withdrawn.
+                // A withdrawn request was counted off when it was withdrawn; one that had
+                // been answered just before still brings its job.
+                let withdrawn = l.aborts.pop_front().is_some_and(|h| h.is_aborted());
                 let Ok((asked, credit)) = asked else { continue };
-                l.open -= 1;
+                if !withdrawn {
+                    l.open -= 1;
+                }
                 match asked {
                     Ok(job) => {
                         l.backoff.reset();
+                        l.answered[0] += 1;
                         let now = Instant::now();
                         (l.last_answer, l.last_news) = (Some(now), now);
                         if let Some(m) = l.lane.metrics() {

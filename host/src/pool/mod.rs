@@ -22,8 +22,8 @@
 //!
 //! Credits: the fetcher takes a credit before it asks, and the credit travels with the job
 //! and its outcome until the acknowledger has sent that outcome on its way, so this host
-//! never holds more than `slots + prefetch` jobs, finished ones waiting in the outbox
-//! included. Returning it then, rather than once the outcome is recorded, lets the next
+//! never holds more than `slots + prefetch` jobs (plus one a queue beyond the first, for the
+//! request an idle queue keeps open), finished ones waiting in the outbox included. Returning it then, rather than once the outcome is recorded, lets the next
 //! request travel to Redis in the same call as the completion.
 //!
 //! Shutdown (the `stop` token): the fetcher stops asking (its open requests are withdrawn),
@@ -132,7 +132,10 @@ pub async fn run(
             m.prefetch.set(prefetch.current() as i64);
         }
     }
-    let credits = Arc::new(Semaphore::new(config.slots + prefetch.current()));
+    // Every lane beyond the first brings a credit of its own, for the request it keeps open
+    // while idle: idle queues' probes never take what the slots and the prefetch are for.
+    let probes = lanes.len().saturating_sub(1);
+    let credits = Arc::new(Semaphore::new(config.slots + prefetch.current() + probes));
     let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
     let ready_rx = Arc::new(tokio::sync::Mutex::new(ready_rx));
 

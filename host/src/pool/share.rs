@@ -80,6 +80,10 @@ impl Shares {
         Shares { order, now: 0 }
     }
 
+    pub fn order(&self) -> Order {
+        self.order
+    }
+
     /// The queue to give the next credit to, of `queues` (their index, turn and want, in the
     /// configured order); `None` if none takes it now.
     pub fn choose<'a>(
