@@ -31,7 +31,8 @@ struct Args {
     /// Runs of each case per system (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Only the cases whose name contains this.
+    /// Only the cases whose name contains this; `=NAME`: only the case of that exact name
+    /// (`--only "=process c=50"` leaves out "process c=50, 10 queues in one host").
     #[arg(long)]
     only: Option<String>,
     /// Skip BullMQ (sque's figures alone).
@@ -78,7 +79,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let cases: Vec<Case> = cases::all(args.quick)
         .into_iter()
-        .filter(|c| args.only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .filter(|c| {
+            args.only
+                .as_deref()
+                .is_none_or(|o| match o.strip_prefix('=') {
+                    Some(exact) => c.name == exact,
+                    None => c.name.contains(o),
+                })
+        })
         .collect();
     let mut results: Vec<(Case, Vec<Measurement>, Vec<Measurement>)> = cases
         .iter()

@@ -16,6 +16,7 @@ use sque::{Client, FailOutcome, Failure, Job};
 use tokio::sync::mpsc;
 
 use crate::metrics::JobMetrics;
+use crate::pool::lane::Acking;
 use crate::pool::{Finished, Lane, Shared};
 use crate::sandbox::{escaped, Ending, Outcome};
 
@@ -30,12 +31,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
             .unzip();
         // Acknowledgements on their way (spawned first): the jobs are no longer this host's
         // to hold.
-        let mut acking = Vec::with_capacity(outcomes.len());
+        // Each lane with jobs in the burst counts it once (a burst is mostly of one lane).
+        let mut acking: Vec<Acking> = Vec::new();
         for (lane, ..) in &outcomes {
             if let Some(m) = lane.metrics() {
                 m.held.dec();
             }
-            acking.push(lane.acking());
+            if !acking.iter().any(|a| a.is_of(lane)) {
+                acking.push(lane.acking());
+            }
         }
         shared.acks.spawn(async move {
             let _acking = acking;

@@ -114,14 +114,14 @@ impl LaneFetch {
             .is_some_and(|at| now.saturating_duration_since(at) < IDLE_AFTER)
     }
 
-    fn ask(&mut self, credit: Credit) {
+    fn ask(&mut self, credit: Credit, track_time: bool) {
         let lane = self.lane.clone();
         let (handle, registration) = AbortHandle::new_pair();
         let ask: Pin<Box<dyn Future<Output = Asked> + Send>> =
             Box::pin(async move { (lane.client.i_am_free(None).await, credit) });
         self.asks.push_back(Abortable::new(ask, registration));
         self.aborts.push_back(handle);
-        if self.open == 0 {
+        if self.open == 0 && track_time {
             self.last_news = Instant::now();
         }
         self.open += 1;
@@ -163,10 +163,16 @@ pub(super) async fn run(
     // Credits of lanes removed, taken out of the pool as they come free (`mod.rs`: a lane
     // beyond the first brings one, for its probe).
     let mut owed = 0;
-    // Told when a credit comes back, for a credit held while no lane wants one.
+    // Told when a credit of a lane at its most comes back, for a credit held while no lane
+    // wants one.
     let returned = Arc::new(Notify::new());
+    for l in &lanes {
+        l.lane
+            .tell_when_returned(&returned, l.share.max_held.is_some());
+    }
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut tick = tokio::time::interval(prefetch::RETUNE_EVERY);
+    let mut last_tick = Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Dropping `lanes` on return withdraws the open requests; a job that reached one
@@ -174,45 +180,52 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            Some(change) = changes.recv() => match change {
-                Change::Add(lane, share) => {
-                    let before = lanes.len();
-                    lanes.retain(|l| l.lane.queue != lane.queue);
-                    if lanes.len() == before && before > 0 {
-                        credits.add_permits(1);
-                    }
-                    if let Some(m) = lane.metrics() {
-                        m.prefetch.set(prefetch.current() as i64);
-                    }
-                    lanes.push(LaneFetch::new(lane, share));
-                }
-                Change::Remove(queue) => {
-                    let before = lanes.len();
-                    lanes.retain(|l| l.lane.queue != queue);
-                    if lanes.len() < before && !lanes.is_empty() {
-                        owed += 1;
-                    }
-                }
-                Change::Arrange(order, queues) => {
-                    lanes.sort_by_key(|l| queues.iter().position(|q| *q == l.lane.queue));
-                    if order != shares.order() {
-                        shares = Shares::new(order);
-                    }
-                }
-                Change::Reshare(queue, share) => {
-                    if let Some(l) = lanes.iter_mut().find(|l| l.lane.queue == queue) {
-                        l.turn.weight = share.weight.max(1);
-                        l.share = share;
-                    }
-                }
-            },
             _ = tick.tick() => {
+                // Reloads are rare: looked for at each tick rather than at every turn of this
+                // loop, where waiting on the channel cost a job hundreds of instructions.
+                while let Ok(change) = changes.try_recv() {
+                    match change {
+                        Change::Add(lane, share) => {
+                            let before = lanes.len();
+                            lanes.retain(|l| l.lane.queue != lane.queue);
+                            if lanes.len() == before && before > 0 {
+                                credits.add_permits(1);
+                            }
+                            if let Some(m) = lane.metrics() {
+                                m.prefetch.set(prefetch.current() as i64);
+                            }
+                            lane.tell_when_returned(&returned, share.max_held.is_some());
+                            lanes.push(LaneFetch::new(lane, share));
+                        }
+                        Change::Remove(queue) => {
+                            let before = lanes.len();
+                            lanes.retain(|l| l.lane.queue != queue);
+                            if lanes.len() < before && !lanes.is_empty() {
+                                owed += 1;
+                            }
+                        }
+                        Change::Reshare(queue, share) => {
+                            if let Some(l) = lanes.iter_mut().find(|l| l.lane.queue == queue) {
+                                l.lane.tell_when_returned(&returned, share.max_held.is_some());
+                                l.turn.weight = share.weight.max(1);
+                                l.share = share;
+                            }
+                        }
+                        Change::Arrange(order, queues) => {
+                            lanes.sort_by_key(|l| queues.iter().position(|q| *q == l.lane.queue));
+                            if order != shares.order() {
+                                shares = Shares::new(order);
+                            }
+                        }
+                    }
+                }
                 if prefetch.is_adaptive() {
                     prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
                     for m in lanes.iter().filter_map(|l| l.lane.metrics()) {
                         m.prefetch.set(prefetch.current() as i64);
                     }
                 }
+                last_tick = Instant::now();
                 if owed > 0 {
                     owed -= credits.forget_permits(owed);
                 }
@@ -243,6 +256,7 @@ pub(super) async fn run(
             }
             _ = returned.notified(), if held.is_some() => {}
             (i, asked) = next_answer(&mut lanes) => {
+                let alone = lanes.len() == 1;
                 let l = &mut lanes[i];
                 // A withdrawn request was counted off when it was withdrawn; one that had
                 // been answered just before still brings its job.
@@ -255,8 +269,11 @@ pub(super) async fn run(
                     Ok(job) => {
                         l.backoff.reset();
                         l.answered[0] += 1;
-                        let now = Instant::now();
-                        (l.last_answer, l.last_news) = (Some(now), now);
+                        // A lane alone needs no clock (`wants`): one read a job saved.
+                        if !alone {
+                            let now = Instant::now();
+                            (l.last_answer, l.last_news) = (Some(now), now);
+                        }
                         if let Some(m) = l.lane.metrics() {
                             m.held.inc();
                         }
@@ -286,15 +303,21 @@ pub(super) async fn run(
             }
         }
         if let Some(permit) = held.take() {
-            let (now, alone) = (Instant::now(), lanes.len() == 1);
+            let alone = lanes.len() == 1;
+            let now = if alone { last_tick } else { Instant::now() };
             let queues = lanes.iter_mut().enumerate().map(|(i, l)| {
                 let want = l.wants(now, alone);
                 (i, &mut l.turn, want)
             });
-            match shares.choose(queues) {
+            let chosen = match alone {
+                // One lane: no turn to take.
+                true => (lanes[0].wants(now, true) == Want::Yes).then_some(0),
+                false => shares.choose(queues),
+            };
+            match chosen {
                 Some(i) => {
-                    let credit = Credit::new(permit, lanes[i].lane.clone(), returned.clone());
-                    lanes[i].ask(credit);
+                    let credit = Credit::new(permit, lanes[i].lane.clone());
+                    lanes[i].ask(credit, !alone);
                 }
                 None => held = Some(permit),
             }

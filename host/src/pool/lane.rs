@@ -4,7 +4,7 @@
 //! every lane.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sque::Client;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
@@ -34,8 +34,12 @@ pub struct Lane {
     report: Mutex<PoolReport>,
     /// Credits this lane holds: its open requests and the jobs it holds.
     held: AtomicUsize,
-    /// Outcomes of its jobs on their way to Redis.
+    /// Bursts of outcomes with some of its jobs, on their way to Redis.
     acking: AtomicUsize,
+    /// The fetcher's, told when a credit comes back while the lane has a most it may hold
+    /// (`capped`): the lane may take a credit again. Not told otherwise: no job pays for it.
+    fetcher: OnceLock<Arc<Notify>>,
+    capped: AtomicBool,
     /// Set once the lane has left the pool: from then on, `settled` is told of every credit
     /// and outcome that comes back (not before: no job pays for a wake-up nobody waits for).
     leaving: AtomicBool,
@@ -57,6 +61,8 @@ impl Lane {
             report: Default::default(),
             held: AtomicUsize::new(0),
             acking: AtomicUsize::new(0),
+            fetcher: OnceLock::new(),
+            capped: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             settled: Notify::new(),
         })
@@ -88,7 +94,13 @@ impl Lane {
         }
     }
 
-    /// Counts an outcome on its way to Redis until the guard is dropped.
+    /// Has `fetcher` told when a credit comes back, while `capped`.
+    pub(super) fn tell_when_returned(&self, fetcher: &Arc<Notify>, capped: bool) {
+        let _ = self.fetcher.set(fetcher.clone());
+        self.capped.store(capped, Ordering::Relaxed);
+    }
+
+    /// Counts a burst of outcomes on their way to Redis until the guard is dropped.
     pub(super) fn acking(self: &Arc<Self>) -> Acking {
         self.acking.fetch_add(1, Ordering::SeqCst);
         Acking(self.clone())
@@ -101,8 +113,14 @@ impl Lane {
     }
 }
 
-/// An outcome of a lane's job on its way to Redis.
+/// A burst of outcomes with some of a lane's jobs, on its way to Redis.
 pub(super) struct Acking(Arc<Lane>);
+
+impl Acking {
+    pub(super) fn is_of(&self, lane: &Arc<Lane>) -> bool {
+        Arc::ptr_eq(&self.0, lane)
+    }
+}
 
 impl Drop for Acking {
     fn drop(&mut self) {
@@ -116,30 +134,28 @@ impl Drop for Acking {
 pub(super) struct Credit {
     _permit: OwnedSemaphorePermit,
     lane: Arc<Lane>,
-    /// The fetcher's, told too: a lane at its `max_held` may take a credit again.
-    fetcher: Arc<Notify>,
 }
 
 impl Credit {
-    pub(super) fn new(
-        permit: OwnedSemaphorePermit,
-        lane: Arc<Lane>,
-        fetcher: Arc<Notify>,
-    ) -> Credit {
+    pub(super) fn new(permit: OwnedSemaphorePermit, lane: Arc<Lane>) -> Credit {
         lane.held.fetch_add(1, Ordering::SeqCst);
         Credit {
             _permit: permit,
             lane,
-            fetcher,
         }
     }
 }
 
 impl Drop for Credit {
     fn drop(&mut self) {
-        self.lane.held.fetch_sub(1, Ordering::SeqCst);
-        self.lane.settle();
-        self.fetcher.notify_one();
+        let lane = &self.lane;
+        lane.held.fetch_sub(1, Ordering::SeqCst);
+        lane.settle();
+        if lane.capped.load(Ordering::Relaxed) {
+            if let Some(fetcher) = lane.fetcher.get() {
+                fetcher.notify_one();
+            }
+        }
     }
 }
 
