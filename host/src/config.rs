@@ -40,6 +40,18 @@ pub struct Plan {
     pub queues: Vec<QueueSpec>,
 }
 
+impl Plan {
+    /// The largest memory limit of its queues, or `otherwise` when it has none: what the
+    /// instance pool is made for.
+    pub fn max_memory(&self, otherwise: usize) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.limits.max_memory)
+            .max()
+            .unwrap_or(otherwise)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct File {

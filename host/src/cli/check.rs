@@ -128,12 +128,7 @@ async fn check_config(args: &Args) -> anyhow::Result<()> {
     let plan = config::load(&args.file, &defaults).map_err(|p| usage(p.join("\nerror: ")))?;
     let engine = Arc::new(GuestEngine::new(EngineConfig {
         slots: 1,
-        max_memory: plan
-            .queues
-            .iter()
-            .map(|q| q.limits.max_memory)
-            .max()
-            .unwrap_or(args.max_memory),
+        max_memory: plan.max_memory(args.max_memory),
         cache_dir: args.native.cache_dir(),
         trust_precompiled: args.native.trust_precompiled,
     })?);

@@ -330,12 +330,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // Only the slots run guests; the room a reload needs is in the sizing itself.
             slots,
             // The pool's instances are made as large as the largest queue's limit.
-            max_memory: plan
-                .queues
-                .iter()
-                .map(|q| q.limits.max_memory)
-                .max()
-                .unwrap_or(args.max_memory),
+            max_memory: plan.max_memory(args.max_memory),
             cache_dir: args.native.cache_dir(),
             trust_precompiled: args.native.trust_precompiled,
         })?)),
