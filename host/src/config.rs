@@ -330,14 +330,6 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The default share: weight 1, no more than the pool allows.
-pub fn default_share() -> LaneShare {
-    LaneShare {
-        weight: 1,
-        max_held: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,7 +341,7 @@ mod tests {
             limits: Limits::default(),
             grants: Grants::default(),
             settings: Default::default(),
-            share: default_share(),
+            share: LaneShare::default(),
         }
     }
 
@@ -394,7 +386,7 @@ mod tests {
         assert_eq!(mail.settings.max_attempts, Some(2));
         assert_eq!(sms.limits.max_memory, 1 << 20);
         assert_eq!(sms.limits.timeout, Limits::default().timeout);
-        assert_eq!(sms.share, default_share());
+        assert_eq!(sms.share, LaneShare::default());
     }
 
     #[test]

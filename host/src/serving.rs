@@ -226,7 +226,7 @@ fn warn_of_grants_to_redis(sandbox: &Sandbox, url: &str) {
 }
 
 /// The host names a Redis URL connects to.
-pub fn redis_hosts(url: &str) -> Vec<String> {
+fn redis_hosts(url: &str) -> Vec<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
     let hosts = rest.split('/').next().unwrap_or("");

@@ -122,7 +122,7 @@ async fn check_config(args: &Args) -> anyhow::Result<()> {
             ..Grants::default()
         },
         settings: Default::default(),
-        share: config::default_share(),
+        share: crate::pool::LaneShare::default(),
     };
     let shown = args.file.display();
     let plan = config::load(&args.file, &defaults).map_err(|p| usage(p.join("\nerror: ")))?;

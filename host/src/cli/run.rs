@@ -277,7 +277,7 @@ fn defaults(args: &Args) -> anyhow::Result<QueueSpec> {
             max_pushes_per_job: args.max_pushes_per_job,
         },
         settings,
-        share: config::default_share(),
+        share: LaneShare::default(),
     })
 }
 
@@ -401,7 +401,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         changes,
         leaving: TaskTracker::new(),
     };
-    let signals = tokio::spawn(watch_signals(stop.clone(), reloader.clone_handle()));
+    let signals = tokio::spawn(watch_signals(stop.clone(), reloader.clone()));
 
     if reloader.host.engine.is_some() {
         let wasm = tokio::runtime::Builder::new_multi_thread()
@@ -456,6 +456,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 const DEFAULT_SLOTS: u32 = 16;
 
 /// What a reload needs: the command line, the queues served, and the pool to tell.
+#[derive(Clone)]
 struct Reloader {
     args: Arc<Args>,
     defaults: QueueSpec,
@@ -467,17 +468,6 @@ struct Reloader {
 }
 
 impl Reloader {
-    fn clone_handle(&self) -> Reloader {
-        Reloader {
-            args: self.args.clone(),
-            defaults: self.defaults.clone(),
-            host: self.host.clone(),
-            served: self.served.clone(),
-            changes: self.changes.clone(),
-            leaving: self.leaving.clone(),
-        }
-    }
-
     /// The files to watch for changes (--watch): the config file and every handler.
     async fn watched(&self) -> Vec<PathBuf> {
         let served = self.served.lock().await;

@@ -23,6 +23,16 @@ pub struct LaneShare {
     pub max_held: Option<usize>,
 }
 
+impl Default for LaneShare {
+    /// Weight 1, as many as the pool's credits.
+    fn default() -> Self {
+        LaneShare {
+            weight: 1,
+            max_held: None,
+        }
+    }
+}
+
 pub struct Lane {
     pub queue: String,
     pub client: Arc<Client>,
