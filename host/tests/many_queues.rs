@@ -130,6 +130,60 @@ async fn queues_named_on_the_command_line_run_each_on_its_handler() {
     assert_eq!(code, Some(0), "{log}");
 }
 
+/// Connections open on the (single) test server.
+fn connections(redis: &RedisServer) -> usize {
+    let list: String = support::query(redis, &["CLIENT", "LIST"]);
+    list.lines().count()
+}
+
+#[tokio::test]
+async fn the_queues_of_a_host_share_one_connection_for_commands_and_carry_on_when_it_is_killed() {
+    let redis = RedisServer::start();
+    let names = ["c1", "c2", "c3"];
+    let mut managers = Vec::new();
+    for name in names {
+        managers.push(manager(&redis, name).await);
+    }
+    let before = (!support::on_cluster()).then(|| connections(&redis));
+    let noop = guest("noop");
+    let queues: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}={}", noop.display()))
+        .collect();
+    let mut args = vec!["--slots", "4"];
+    for q in &queues {
+        args.extend(["--queue", q.as_str()]);
+    }
+    let host = Host::serve(&redis.url(), &args);
+    // Started: each queue keeps its one request open.
+    for (m, name) in managers.iter().zip(names) {
+        eventually(&format!("{name} to keep one request open"), || async {
+            m.stats().await.unwrap().requests == 1
+        })
+        .await;
+    }
+    if let Some(before) = before {
+        // One connection for every queue's commands and scripts, then a blocking pop and a
+        // subscription a queue (apart, each would have two for commands: 12).
+        assert_eq!(connections(&redis) - before, 1 + 3 + 3, "{}", host.log());
+    }
+    // Redis drops every connection: the shared one is made again, for every queue.
+    redis.on_every_node(&["CLIENT", "KILL", "TYPE", "normal"]);
+    redis.on_every_node(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for (m, name) in managers.iter().zip(names) {
+        // A manager's own connection was killed too: its first call may meet that.
+        eventually(&format!("jobs pushed to {name}"), || async {
+            m.push_many(vec![json!({"n": 1}); 20]).await.is_ok()
+        })
+        .await;
+    }
+    for (m, name) in managers.iter().zip(names) {
+        wait_completed(m, name, 20).await;
+    }
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
 /// Runs `first` and `second` (jobs of the fixtures' "now": each says when it started) to the
 /// end under `order`, and gives each queue's start times.
 async fn start_times(

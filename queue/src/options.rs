@@ -1,8 +1,12 @@
 //! How a program reaches Redis, and the queue settings it brings (shared by every role).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
+
+use crate::backend::{Backend, Conn};
 use crate::error::Result;
 use crate::settings::{QueueSettings, SettingsChange};
 
@@ -23,7 +27,13 @@ pub struct Options {
     pub(crate) tls_ca: Option<std::path::PathBuf>,
     /// The queue settings this program was given (each `None`: not given).
     pub(crate) settings: SettingsChange,
+    /// With [`Options::share_connection`]: the one connection for commands and scripts that
+    /// every role opened with these options (or a clone) uses, made by the first to open.
+    pub(crate) shared: Option<SharedConnection>,
 }
+
+/// The connection roles share (`Options::share_connection`), with how it reaches Redis.
+pub(crate) type SharedConnection = Arc<OnceCell<(Backend, Conn)>>;
 
 impl Default for Options {
     fn default() -> Self {
@@ -34,6 +44,7 @@ impl Default for Options {
             measure_waits: false,
             tls_ca: None,
             settings: SettingsChange::default(),
+            shared: None,
         }
     }
 }
@@ -152,6 +163,18 @@ impl Options {
         self
     }
 
+    /// Every role opened with these options, or with a clone of them made after this call,
+    /// sends its commands and scripts on one connection (multiplexed: calls made together
+    /// travel together), made by the first role to open, instead of on one of its own. For a
+    /// program that serves many queues: `sque-host run` with several queues does this, so
+    /// that ten queues cost Redis one connection for commands, not twenty. Blocking pops and
+    /// subscriptions keep connections of their own, one a role. The URL, TLS CA and prefix
+    /// must not change afterwards (the connection is the first opener's).
+    pub fn share_connection(mut self) -> Self {
+        self.shared = Some(Arc::new(OnceCell::new()));
+        self
+    }
+
     /// The Redis URL with any password hidden, for logs and error messages.
     pub fn redis_url_redacted(&self) -> String {
         redact_url(&self.redis)
@@ -176,6 +199,7 @@ impl fmt::Debug for Options {
             .field("dispatch", &self.dispatch)
             .field("tls_ca", &self.tls_ca)
             .field("settings", &self.settings)
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }

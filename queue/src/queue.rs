@@ -34,8 +34,7 @@ impl Queue {
     pub async fn open(name: &str, opts: Options) -> Result<Queue> {
         opts.validate()?;
         let keys = Keys::new(&opts.prefix, name)?;
-        let backend = Backend::new(&opts)?;
-        let mut con = backend.connection().await?;
+        let (backend, mut con) = connect(&opts).await?;
         scripts::load_all(&mut con).await?;
         let meta = scripts::open::call(&keys, &mut con, &opts.queue_settings()).await?;
         let settings = QueueSettings::from_fields(&meta)?;
@@ -60,8 +59,7 @@ impl Queue {
     pub async fn open_existing(name: &str, opts: Options) -> Result<Queue> {
         crate::keys::validate_name("prefix", &opts.prefix)?;
         let keys = Keys::new(&opts.prefix, name)?;
-        let backend = Backend::new(&opts)?;
-        let mut con = backend.connection().await?;
+        let (backend, mut con) = connect(&opts).await?;
         let meta: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(&keys.meta)
             .query_async(&mut con)
@@ -83,6 +81,20 @@ impl Queue {
     /// A connection of its own for blocking pops.
     pub async fn blocking_connection(&self) -> Result<Conn> {
         self.backend.blocking_connection().await
+    }
+}
+
+/// How to reach Redis and the connection for commands: the shared one when `opts` share one
+/// (made now if this is the first role to open), or a new one.
+async fn connect(opts: &Options) -> Result<(Backend, Conn)> {
+    let open = || async {
+        let backend = Backend::new(opts)?;
+        let con = backend.connection().await?;
+        Ok::<_, Error>((backend, con))
+    };
+    match &opts.shared {
+        Some(shared) => Ok(shared.get_or_try_init(open).await?.clone()),
+        None => open().await,
     }
 }
 

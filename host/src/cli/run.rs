@@ -335,6 +335,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             trust_precompiled: args.native.trust_precompiled,
         })?)),
     };
+    let several = plan.queues.len() > 1 || args.config.is_some();
     let prepared = prepare_all(engine.as_ref(), plan.queues).await?;
 
     // Before Redis: a taken address is refused before the host has joined the queues.
@@ -346,8 +347,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = metrics_listener
         .as_ref()
         .map(|_| (Arc::new(Metrics::default()), args.metrics_interval));
+    // Several queues (or a file that a reload may add queues to): every queue's manager and
+    // client send their commands on one connection, so that calls made together travel
+    // together (bench/README.md: ten queues 4-8% faster, the host's CPU a job 5% less). One
+    // queue keeps its roles' connections apart, as it always had.
     let host = Host {
-        opts: opts.clone(),
+        opts: match several {
+            true => opts.clone().share_connection(),
+            false => opts.clone(),
+        },
         engine,
         manager: !args.no_manager,
         metrics,

@@ -2,7 +2,9 @@
 //! `sque-host` binary run as a real process (`host.rs`).
 #![allow(dead_code, unused_imports)]
 
-pub use sque_testing::{eventually, eventually_showing, guests, within, RedisServer, PATIENCE};
+pub use sque_testing::{
+    eventually, eventually_showing, guests, on_cluster, query, within, RedisServer, PATIENCE,
+};
 
 pub mod host;
 
