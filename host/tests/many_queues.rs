@@ -137,7 +137,7 @@ fn connections(redis: &RedisServer) -> usize {
 }
 
 #[tokio::test]
-async fn the_queues_of_a_host_share_one_connection_for_commands_and_carry_on_when_it_is_killed() {
+async fn the_queues_of_a_host_share_its_connections_and_carry_on_when_redis_kills_them() {
     let redis = RedisServer::start();
     let names = ["c1", "c2", "c3"];
     let mut managers = Vec::new();
@@ -163,9 +163,9 @@ async fn the_queues_of_a_host_share_one_connection_for_commands_and_carry_on_whe
         .await;
     }
     if let Some(before) = before {
-        // One connection for every queue's commands and scripts, then a blocking pop and a
-        // subscription a queue (apart, each would have two for commands: 12).
-        assert_eq!(connections(&redis) - before, 1 + 3 + 3, "{}", host.log());
+        // One connection for every queue's commands and scripts, one for their wake-ups, and
+        // a blocking pop a queue (apart: two for commands and one for wake-ups each, 12).
+        assert_eq!(connections(&redis) - before, 1 + 1 + 3, "{}", host.log());
     }
     // Redis drops every connection: the shared one is made again, for every queue.
     redis.on_every_node(&["CLIENT", "KILL", "TYPE", "normal"]);

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::{Backend, Conn};
+use crate::backend::{Backend, Conn, Subscription};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::options::Options;
@@ -78,6 +78,15 @@ impl Queue {
         })
     }
 
+    /// Wake-ups of `channel`: on the connection for wake-ups that roles sharing a connection
+    /// share, on one server; on a connection of its own otherwise.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
+        match (&self.opts.shared, &self.backend) {
+            (Some(shared), Backend::Single(client)) => shared.subscribe(client, channel).await,
+            _ => self.backend.subscribe(channel).await,
+        }
+    }
+
     /// A connection of its own for blocking pops.
     pub async fn blocking_connection(&self) -> Result<Conn> {
         self.backend.blocking_connection().await
@@ -93,7 +102,7 @@ async fn connect(opts: &Options) -> Result<(Backend, Conn)> {
         Ok::<_, Error>((backend, con))
     };
     match &opts.shared {
-        Some(shared) => Ok(shared.get_or_try_init(open).await?.clone()),
+        Some(shared) => Ok(shared.commands.get_or_try_init(open).await?.clone()),
         None => open().await,
     }
 }

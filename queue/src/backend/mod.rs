@@ -14,6 +14,7 @@
 //! they stay on the queue's shard instead of being broadcast to every node.
 
 mod sentinel;
+mod shared;
 mod url;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use sentinel::{master_moved, Sentinel};
+pub(crate) use shared::Shared;
 use url::Target;
 
 /// How long one command may take before the call fails with [`Error::Unavailable`].
@@ -221,14 +223,7 @@ impl Backend {
                 (sentinel.master_client().await?, Some(moved))
             }
         };
-        // The same server, spoken to in RESP3, whose pushes carry the messages.
-        let info = client.get_connection_info().clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))?;
-        let mut con = plain(&client, Some(sender)).await?;
+        let mut con = plain(&resp3(&client)?, Some(sender)).await?;
         // With RESP3 the confirmation is a push that also answers the command.
         redis::cmd("SSUBSCRIBE")
             .arg(channel)
@@ -384,6 +379,16 @@ async fn plain(
     Ok(client
         .get_multiplexed_async_connection_with_config(&config)
         .await?)
+}
+
+/// The same server as `client`, spoken to in RESP3, whose pushes carry pub/sub messages.
+fn resp3(client: &redis::Client) -> Result<redis::Client> {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Ok(redis::Client::open(info.set_redis_settings(settings))?)
 }
 
 fn single_client(url: &str, certificates: Option<TlsCertificates>) -> RedisResult<redis::Client> {

@@ -44,7 +44,7 @@ pub(super) fn start(tasks: &Tasks, queue: Queue, woken: Woken) {
 async fn run(queue: Queue, woken: Woken, stop: CancellationToken) {
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
-        let mut wake = match queue.backend.subscribe(&queue.keys.wake).await {
+        let mut wake = match queue.subscribe(&queue.keys.wake).await {
             Ok(p) => p,
             Err(e) => {
                 let wait = backoff.next_wait();
