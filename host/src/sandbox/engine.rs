@@ -12,13 +12,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::sandbox::limits::{Grants, Limits};
@@ -75,9 +75,22 @@ pub struct GuestEngine {
     trust_precompiled: bool,
     /// Stops the epoch ticker when the engine is dropped.
     _ticker: DropGuard,
+    /// The components compiled since [`GuestEngine::forget_loaded`], by their file's bytes:
+    /// queues that name the same handler get one component (see [`Sandbox::same_component`]).
+    loaded: Mutex<Vec<(Vec<u8>, Component)>>,
 }
 
 impl GuestEngine {
+    /// Forgets the components loaded so far (the queues that use them keep them): called once
+    /// all the handlers of a start or a reload are loaded, so that a replaced handler's
+    /// compiled code is not kept for nothing.
+    pub fn forget_loaded(&self) {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     pub fn new(config: EngineConfig) -> anyhow::Result<GuestEngine> {
         let cache = match &config.cache_dir {
             Some(dir) => Some(open_cache(dir)?),
@@ -110,6 +123,7 @@ impl GuestEngine {
             cache_dir: config.cache_dir,
             trust_precompiled: config.trust_precompiled,
             _ticker: ticker,
+            loaded: Mutex::new(Vec::new()),
         })
     }
 
@@ -173,6 +187,27 @@ impl Sandbox {
         })
     }
 
+    /// The component compiled from `bytes`: the one compiled from the same bytes since the
+    /// engine last forgot its loads, or `compile`'s. One component for every queue that names
+    /// the same handler: its compiled code is kept once, and, more than that, the instance
+    /// pool keeps its slots warm for one module instead of a copy for each queue. Ten queues
+    /// of one handler, each with a copy, made the pool map a module's memory image into a
+    /// slot again for most jobs (a third of the host's CPU: bench/README.md).
+    pub(crate) fn same_component(
+        &self,
+        bytes: &[u8],
+        compile: impl FnOnce() -> Result<Component, wasmtime::Error>,
+    ) -> Result<Component, wasmtime::Error> {
+        let lock = || self.shared.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = lock().iter().find(|(b, _)| b.as_slice() == bytes) {
+            return Ok(c.clone());
+        }
+        // Compiled outside the lock: another queue's handler may compile meanwhile.
+        let component = compile()?;
+        lock().push((bytes.to_vec(), component.clone()));
+        Ok(component)
+    }
+
     /// Whether instances come from the pooling allocator.
     pub fn pooling(&self) -> bool {
         self.shared.pooling
@@ -234,7 +269,11 @@ fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling:
             .total_tables(instances.saturating_mul(MAX_TABLES))
             .total_stacks(instances)
             .max_memory_size(config.max_memory)
-            .max_unused_warm_slots(instances)
+            // Every memory slot may stay warm (keeping what `KEEP_RESIDENT` says), so that
+            // each handler keeps slots with its memory image mapped: with fewer, split over
+            // the pool's shards, ten queues' handlers took each other's slots and remapped
+            // their images for most jobs (bench/README.md, "Many queues in one host").
+            .max_unused_warm_slots(instances.saturating_mul(MAX_MEMORIES))
             // Teardown is most of a fresh instance's cost. Resetting the pages a guest touched
             // with memset (found with PAGEMAP_SCAN where the kernel has it) keeps them
             // resident and avoids madvise, whose TLB shootdowns interrupt every other core;
@@ -289,4 +328,54 @@ fn start_ticker(engine: Engine) -> DropGuard {
         })
         .expect("spawn the epoch thread");
     stop.drop_guard()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// The smallest component: the magic, version 0x0d and layer 1.
+    const EMPTY: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn queues_naming_one_handler_get_one_component_until_the_engine_forgets_its_loads() {
+        let engine = Arc::new(
+            GuestEngine::new(EngineConfig {
+                slots: 1,
+                max_memory: Limits::default().max_memory,
+                cache_dir: None,
+                trust_precompiled: false,
+            })
+            .unwrap(),
+        );
+        let (a, b) = (
+            Sandbox::on(&engine, Limits::default(), Grants::default()).unwrap(),
+            Sandbox::on(&engine, Limits::default(), Grants::default()).unwrap(),
+        );
+        let compiled = Cell::new(0);
+        let load = |sandbox: &Sandbox, bytes: &[u8]| {
+            sandbox
+                .same_component(bytes, || {
+                    compiled.set(compiled.get() + 1);
+                    Component::new(&sandbox.engine, bytes)
+                })
+                .unwrap()
+        };
+        load(&a, EMPTY);
+        load(&b, EMPTY);
+        assert_eq!(compiled.get(), 1, "two queues, one handler: compiled once");
+        // Other bytes are another handler.
+        let mut other = EMPTY.to_vec();
+        // A custom section of one byte: a name of length 0.
+        other.extend_from_slice(&[0x00, 0x01, 0x00]);
+        assert!(Component::new(&a.engine, &other).is_ok());
+        load(&a, &other);
+        assert_eq!(compiled.get(), 2);
+        // A reload's loads are its own.
+        engine.forget_loaded();
+        load(&b, EMPTY);
+        assert_eq!(compiled.get(), 3);
+    }
 }

@@ -110,8 +110,9 @@ impl Handler {
             reason: e.to_string(),
         })?;
         check_shape(sandbox, &shape, &shown)?;
-        let component =
-            Component::new(&sandbox.engine, &bytes).map_err(|e| LoadError::Invalid {
+        let component = sandbox
+            .same_component(&bytes, || Component::new(&sandbox.engine, &bytes))
+            .map_err(|e| LoadError::Invalid {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
