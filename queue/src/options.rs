@@ -167,8 +167,9 @@ impl Options {
     /// one server, the managers' wake-up subscriptions share one connection too. For a
     /// program that serves many queues: `sque-host run` with several queues does this, so
     /// that ten queues cost Redis 12 connections, not 40. A client's blocking pops keep a
-    /// connection of their own (a pop blocks its connection). The URL and TLS CA must not
-    /// change afterwards: the connections are the first opener's.
+    /// connection of their own (a pop blocks its connection). The connections are the first
+    /// opener's: a role opened with another Redis URL is refused (call `share_connection`
+    /// again after changing it).
     pub fn share_connection(mut self) -> Self {
         self.shared = Some(Arc::new(Shared::default()));
         self

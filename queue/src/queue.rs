@@ -101,10 +101,24 @@ async fn connect(opts: &Options) -> Result<(Backend, Conn)> {
         let con = backend.connection().await?;
         Ok::<_, Error>((backend, con))
     };
-    match &opts.shared {
-        Some(shared) => Ok(shared.commands.get_or_try_init(open).await?.clone()),
-        None => open().await,
+    let Some(shared) = &opts.shared else {
+        return open().await;
+    };
+    let (url, backend, con) = shared
+        .commands
+        .get_or_try_init(|| async {
+            let (backend, con) = open().await?;
+            Ok::<_, Error>((opts.redis.clone(), backend, con))
+        })
+        .await?;
+    if *url != opts.redis {
+        return Err(Error::InvalidInput(format!(
+            "these options share a connection to {}, not to {}: call share_connection again after changing the Redis URL",
+            crate::options::redact_url(url),
+            opts.redis_url_redacted()
+        )));
     }
+    Ok((backend.clone(), con.clone()))
 }
 
 pub(crate) fn check_protocol(queue: &str, found: &str) -> Result<()> {

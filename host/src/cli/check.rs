@@ -138,6 +138,8 @@ async fn check_config(args: &Args) -> anyhow::Result<()> {
         if let Err(e) = serving::prepare(Some(&engine), spec.clone()).await {
             problems.push(format!("{shown}: queue {name:?}: {}", one_line(&e)));
         }
+        // One handler's compiled code at a time, as `check` has always held.
+        engine.forget_loaded();
     }
     if !problems.is_empty() {
         return Err(usage(problems.join("\nerror: ")));

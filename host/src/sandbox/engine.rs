@@ -75,7 +75,7 @@ pub struct GuestEngine {
     trust_precompiled: bool,
     /// Stops the epoch ticker when the engine is dropped.
     _ticker: DropGuard,
-    /// The components compiled since [`GuestEngine::forget_loaded`], by their file's bytes:
+    /// The components loaded since [`GuestEngine::forget_loaded`], by what names them:
     /// queues that name the same handler get one component (see [`Sandbox::same_component`]).
     loaded: Mutex<Vec<(Vec<u8>, Component)>>,
 }
@@ -187,24 +187,25 @@ impl Sandbox {
         })
     }
 
-    /// The component compiled from `bytes`: the one compiled from the same bytes since the
-    /// engine last forgot its loads, or `compile`'s. One component for every queue that names
+    /// The component of the handler `key` names (its file's bytes; for a `.cwasm`, its path,
+    /// size and time): the one loaded for the same key since the engine last forgot its
+    /// loads, or `compile`'s. One component for every queue that names
     /// the same handler: its compiled code is kept once, and, more than that, the instance
     /// pool keeps its slots warm for one module instead of a copy for each queue. Ten queues
     /// of one handler, each with a copy, made the pool map a module's memory image into a
     /// slot again for most jobs (a third of the host's CPU: bench/README.md).
     pub(crate) fn same_component(
         &self,
-        bytes: &[u8],
+        key: &[u8],
         compile: impl FnOnce() -> Result<Component, wasmtime::Error>,
     ) -> Result<Component, wasmtime::Error> {
         let lock = || self.shared.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, c)) = lock().iter().find(|(b, _)| b.as_slice() == bytes) {
+        if let Some((_, c)) = lock().iter().find(|(k, _)| k.as_slice() == key) {
             return Ok(c.clone());
         }
         // Compiled outside the lock: another queue's handler may compile meanwhile.
         let component = compile()?;
-        lock().push((bytes.to_vec(), component.clone()));
+        lock().push((key.to_vec(), component.clone()));
         Ok(component)
     }
 

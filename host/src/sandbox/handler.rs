@@ -60,6 +60,17 @@ pub enum Capability {
     Http,
 }
 
+/// What tells one `.cwasm` from another without reading it: its real path, size and time.
+fn precompiled_key(path: &Path) -> Option<Vec<u8>> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    let modified = meta.modified().ok()?;
+    let mut key = b"cwasm\0".to_vec();
+    key.extend_from_slice(real.as_os_str().as_encoded_bytes());
+    key.extend_from_slice(format!("\0{}\0{modified:?}", meta.len()).as_bytes());
+    Some(key)
+}
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -139,22 +150,28 @@ impl Handler {
         // SAFETY: wasmtime checks that this engine's version and settings made the bytes;
         // what it cannot check, that they are what `precompile` wrote, rests on the flag and
         // on the file's owner and mode, checked above.
-        let component =
-            unsafe { Component::deserialize_file(&sandbox.engine, path) }.map_err(|e| {
-                let reason = format!("{e:#}");
-                if reason.contains("does not fit in pooling allocator") {
-                    LoadError::MemoryAtStart {
-                        path: shown.clone(),
-                        needs: format!("more than {}", size_text(sandbox.limits.max_memory as u64)),
-                        limit: size_text(sandbox.limits.max_memory as u64),
-                    }
-                } else {
-                    LoadError::Incompatible {
-                        path: shown.clone(),
-                        reason,
-                    }
+        // SAFETY: as above.
+        let deserialize = || unsafe { Component::deserialize_file(&sandbox.engine, path) };
+        // Mapped, not read: one handler is known by its file, its size and its time.
+        let component = match precompiled_key(path) {
+            Some(key) => sandbox.same_component(&key, deserialize),
+            None => deserialize(),
+        }
+        .map_err(|e| {
+            let reason = format!("{e:#}");
+            if reason.contains("does not fit in pooling allocator") {
+                LoadError::MemoryAtStart {
+                    path: shown.clone(),
+                    needs: format!("more than {}", size_text(sandbox.limits.max_memory as u64)),
+                    limit: size_text(sandbox.limits.max_memory as u64),
                 }
-            })?;
+            } else {
+                LoadError::Incompatible {
+                    path: shown.clone(),
+                    reason,
+                }
+            }
+        })?;
         // The shape was checked when it was compiled; a .cwasm does not keep it.
         Handler::checked(sandbox, path, component, None)
     }

@@ -215,6 +215,7 @@ impl Backend {
                     _con: Conn::Cluster(con),
                     messages,
                     moved: None,
+                    _leave: None,
                 });
             }
             Backend::Single(client) => ((**client).clone(), None),
@@ -233,6 +234,7 @@ impl Backend {
             _con: Conn::Plain(con),
             messages,
             moved,
+            _leave: None,
         })
     }
 }
@@ -244,6 +246,9 @@ pub(crate) struct Subscription {
     messages: UnboundedReceiver<PushInfo>,
     /// Through Sentinel: changes when the sentinels name another master.
     moved: Option<watch::Receiver<u64>>,
+    /// On the connection for wake-ups that roles share: leaves the channel when dropped
+    /// (declared last: dropped after `messages`, so the channel's route is seen closed).
+    _leave: Option<shared::Leave>,
 }
 
 impl Subscription {

@@ -1,16 +1,19 @@
 //! One connection set for many roles (`Options::share_connection`): the connection for
 //! commands and scripts, made by the first role to open, and, on one server, one connection
 //! for the wake-ups of every queue the roles serve. A host serving ten queues then holds two
-//! connections for them where it held twenty (plus a blocking pop a queue, which cannot
+//! connections for them where it held thirty (plus a blocking pop a queue, which cannot
 //! share: a pop blocks its connection).
 //!
 //! Wake-ups: each queue's dispatcher subscribes to its channel on the shared connection, and
-//! a task passes each message on to the subscription of its channel. When Redis drops the
+//! a task passes each message on to every subscription of its channel (a queue removed on
+//! reload may still be draining while it is added back: both hear it). When Redis drops the
 //! connection, every subscription ends, as a subscription of its own would: each dispatcher
 //! subscribes again (and sweeps for what it missed), and the first to do so makes the new
-//! connection. A subscription dropped (its queue left) is forgotten at its channel's next
-//! message. On a Cluster or through Sentinel, each dispatcher keeps a connection of its own
-//! for its wake-ups: there they follow a shard, or a master that may move.
+//! connection. When the last subscription of a channel is dropped (its queue left), the
+//! channel is unsubscribed, under the same lock as subscribing, so that it never undoes a
+//! subscription made meanwhile. On a Cluster or through Sentinel, each dispatcher keeps a
+//! connection of its own for its wake-ups: there they follow a shard, or a master that may
+//! move.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,15 +27,16 @@ use tokio::sync::OnceCell;
 use super::{plain, resp3, Backend, Conn, Subscription};
 use crate::error::{Error, Result};
 
-/// Where each channel's messages go.
-type Routes = Arc<Mutex<HashMap<Vec<u8>, UnboundedSender<PushInfo>>>>;
+/// Where each channel's messages go: its subscriptions.
+type Routes = Arc<Mutex<HashMap<Vec<u8>, Vec<UnboundedSender<PushInfo>>>>>;
 
 #[derive(Default)]
 pub(crate) struct Shared {
-    /// How to reach Redis, and the connection for commands and scripts.
-    pub(crate) commands: OnceCell<(Backend, Conn)>,
+    /// The Redis URL of the first role to open, how to reach it, and the connection for
+    /// commands and scripts.
+    pub(crate) commands: OnceCell<(String, Backend, Conn)>,
     /// The connection for wake-ups, while it lives.
-    wakes: tokio::sync::Mutex<Option<Wakes>>,
+    wakes: Arc<tokio::sync::Mutex<Option<Wakes>>>,
 }
 
 struct Wakes {
@@ -40,6 +44,46 @@ struct Wakes {
     routes: Routes,
     /// Set when Redis dropped the connection: the next subscription makes a new one.
     closed: Arc<AtomicBool>,
+}
+
+/// Held by a subscription on the shared connection: when dropped, unsubscribes its channel
+/// if no other subscription of it is left.
+pub(crate) struct Leave {
+    wakes: Arc<tokio::sync::Mutex<Option<Wakes>>>,
+    channel: Vec<u8>,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (wakes, channel) = (self.wakes.clone(), std::mem::take(&mut self.channel));
+        runtime.spawn(async move {
+            // Under the lock subscribing takes: no subscription of the channel can be made
+            // between the look and the SUNSUBSCRIBE.
+            let mut wakes = wakes.lock().await;
+            let Some(live) = wakes.as_mut() else { return };
+            let none_left = {
+                let mut routes = lock(&live.routes);
+                let left = routes.get_mut(&channel).map(|subs| {
+                    subs.retain(|s| !s.is_closed());
+                    subs.len()
+                });
+                if left == Some(0) {
+                    routes.remove(&channel);
+                }
+                left == Some(0)
+            };
+            if none_left && !live.closed.load(Ordering::SeqCst) {
+                // A failure here only leaves messages nobody reads, dropped as they come.
+                let _ = redis::cmd("SUNSUBSCRIBE")
+                    .arg(&channel)
+                    .exec_async(&mut live.con)
+                    .await;
+            }
+        });
+    }
 }
 
 impl Shared {
@@ -51,28 +95,42 @@ impl Shared {
         channel: &str,
     ) -> Result<Subscription> {
         let mut wakes = self.wakes.lock().await;
-        let live = match wakes.take() {
-            Some(w) if !w.closed.load(Ordering::SeqCst) => w,
-            _ => Wakes::connect(client).await?,
-        };
+        if wakes
+            .as_ref()
+            .is_none_or(|w| w.closed.load(Ordering::SeqCst))
+        {
+            *wakes = Some(Wakes::connect(client).await?);
+        }
+        let live = wakes.as_mut().expect("made above");
         let (sender, messages) = unbounded_channel();
-        lock(&live.routes).insert(channel.as_bytes().to_vec(), sender);
-        let mut con = live.con.clone();
+        lock(&live.routes)
+            .entry(channel.as_bytes().to_vec())
+            .or_default()
+            .push(sender.clone());
         // With RESP3 the confirmation is a push that also answers the command.
         let subscribed = redis::cmd("SSUBSCRIBE")
             .arg(channel)
-            .exec_async(&mut con)
+            .exec_async(&mut live.con)
             .await;
         if let Err(e) = subscribed {
-            // The connection is of no use: the next subscription makes a new one.
-            lock(&live.routes).remove(channel.as_bytes());
+            if let Some(subs) = lock(&live.routes).get_mut(channel.as_bytes()) {
+                subs.retain(|s| !s.same_channel(&sender));
+            }
+            // A connection that broke is made anew by the next subscription; one that
+            // refused (an ACL, a timeout) is kept for the subscriptions it holds.
+            if e.is_io_error() || e.is_connection_dropped() {
+                live.closed.store(true, Ordering::SeqCst);
+            }
             return Err(Error::from(e));
         }
-        *wakes = Some(live);
         Ok(Subscription {
-            _con: Conn::Plain(con),
+            _con: Conn::Plain(live.con.clone()),
             messages,
             moved: None,
+            _leave: Some(Leave {
+                wakes: self.wakes.clone(),
+                channel: channel.as_bytes().to_vec(),
+            }),
         })
     }
 }
@@ -93,10 +151,8 @@ impl Wakes {
                         let Some(Value::BulkString(channel)) = push.data.first() else {
                             continue;
                         };
-                        let mut routes = lock(&to);
-                        let delivered = routes.get(channel).map(|r| r.send(push.clone()));
-                        if let Some(Err(_)) = delivered {
-                            routes.remove(&channel.clone());
+                        if let Some(subs) = lock(&to).get_mut(channel) {
+                            subs.retain(|s| s.send(push.clone()).is_ok());
                         }
                     }
                     _ => {}
@@ -163,5 +219,36 @@ mod tests {
             assert_eq!(next(&mut wa).await, None);
             assert_eq!(next(&mut wb).await, None);
         }
+    }
+
+    /// Subscribers of `channel` on the server, as `PUBSUB SHARDNUMSUB` counts them.
+    fn subscribers(redis: &RedisServer, channel: &str) -> i64 {
+        let reply: (String, i64) = query(redis, &["PUBSUB", "SHARDNUMSUB", channel]);
+        reply.1
+    }
+
+    #[tokio::test]
+    async fn two_subscriptions_of_one_channel_both_hear_it_and_the_last_one_dropped_leaves_it() {
+        let redis = RedisServer::start();
+        if sque_testing::on_cluster() {
+            return;
+        }
+        let opts = Options::default().redis(redis.url()).share_connection();
+        let q = Queue::open("q", opts).await.unwrap();
+        // A queue removed on reload and still draining, and the same queue added back.
+        let mut old = q.subscribe(&q.keys.wake).await.unwrap();
+        let mut new = q.subscribe(&q.keys.wake).await.unwrap();
+        let _: i64 = query(&redis, &["SPUBLISH", &q.keys.wake, "children"]);
+        assert_eq!(next(&mut old).await, Some(Wake::Children));
+        assert_eq!(next(&mut new).await, Some(Wake::Children));
+        drop(old);
+        let _: i64 = query(&redis, &["SPUBLISH", &q.keys.wake, "scheduled"]);
+        assert_eq!(next(&mut new).await, Some(Wake::Scheduled));
+        assert_eq!(subscribers(&redis, &q.keys.wake), 1);
+        drop(new);
+        sque_testing::eventually("the channel left once no one listens", || async {
+            subscribers(&redis, &q.keys.wake) == 0
+        })
+        .await;
     }
 }
