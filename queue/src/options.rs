@@ -25,13 +25,10 @@ pub struct Options {
     pub(crate) tls_ca: Option<std::path::PathBuf>,
     /// The queue settings this program was given (each `None`: not given).
     pub(crate) settings: SettingsChange,
-    /// With [`Options::share_connection`]: the one connection for commands and scripts that
-    /// every role opened with these options (or a clone) uses, made by the first to open.
-    pub(crate) shared: Option<SharedConnection>,
+    /// With [`Options::share_connection`]: the connections every role opened with these
+    /// options (or a clone) uses, made by the first to open (`backend/shared.rs`).
+    pub(crate) shared: Option<Arc<Shared>>,
 }
-
-/// The connections roles share (`Options::share_connection`).
-pub(crate) type SharedConnection = Arc<Shared>;
 
 impl Default for Options {
     fn default() -> Self {

@@ -582,27 +582,22 @@ async fn prepare_all(
     engine: Option<&Arc<GuestEngine>>,
     queues: Vec<QueueSpec>,
 ) -> anyhow::Result<Vec<serving::Prepared>> {
-    let mut prepared = Vec::with_capacity(queues.len());
-    let mut failed = None;
-    for spec in queues {
-        let name = spec.name.clone();
-        match serving::prepare(engine, spec).await {
-            Ok(p) => prepared.push(p),
-            Err(e) => {
-                failed = Some(e.context(format!("queue {name}")));
-                break;
-            }
+    let loading = async {
+        let mut prepared = Vec::with_capacity(queues.len());
+        for spec in queues {
+            let name = spec.name.clone();
+            let p = serving::prepare(engine, spec).await;
+            prepared.push(p.map_err(|e| e.context(format!("queue {name}")))?);
         }
-    }
+        anyhow::Ok(prepared)
+    };
+    let prepared = loading.await;
     // Queues of this start or reload that name one handler share its component; the next
     // reload compiles (or takes from the module cache) anew.
     if let Some(engine) = engine {
         engine.forget_loaded();
     }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(prepared),
-    }
+    prepared
 }
 
 /// More threads than slots would only add wake-ups between them; with as many as cores, the

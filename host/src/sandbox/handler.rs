@@ -60,17 +60,6 @@ pub enum Capability {
     Http,
 }
 
-/// What tells one `.cwasm` from another without reading it: its real path, size and time.
-fn precompiled_key(path: &Path) -> Option<Vec<u8>> {
-    let real = std::fs::canonicalize(path).ok()?;
-    let meta = std::fs::metadata(&real).ok()?;
-    let modified = meta.modified().ok()?;
-    let mut key = b"cwasm\0".to_vec();
-    key.extend_from_slice(real.as_os_str().as_encoded_bytes());
-    key.extend_from_slice(format!("\0{}\0{modified:?}", meta.len()).as_bytes());
-    Some(key)
-}
-
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -89,6 +78,17 @@ pub struct Handler {
     imports: Vec<String>,
     /// `None` for a precompiled handler, which does not keep it.
     shape: Option<Shape>,
+}
+
+/// What tells one `.cwasm` from another without reading it: its real path, size and time.
+fn precompiled_key(path: &Path) -> Option<Vec<u8>> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    let modified = meta.modified().ok()?;
+    let mut key = b"cwasm\0".to_vec();
+    key.extend_from_slice(real.as_os_str().as_encoded_bytes());
+    key.extend_from_slice(format!("\0{}\0{modified:?}", meta.len()).as_bytes());
+    Some(key)
 }
 
 impl Handler {
@@ -150,7 +150,6 @@ impl Handler {
         // SAFETY: wasmtime checks that this engine's version and settings made the bytes;
         // what it cannot check, that they are what `precompile` wrote, rests on the flag and
         // on the file's owner and mode, checked above.
-        // SAFETY: as above.
         let deserialize = || unsafe { Component::deserialize_file(&sandbox.engine, path) };
         // Mapped, not read: one handler is known by its file, its size and its time.
         let component = match precompiled_key(path) {
