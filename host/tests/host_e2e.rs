@@ -1674,6 +1674,10 @@ async fn a_cap_on_jobs_in_flight_holds_across_three_hosts() {
     let hosts: Vec<Host> = (0..3)
         .map(|_| fixtures_host(&redis, "capped", &["--slots", "8"]))
         .collect();
+    // All three in play: a host still compiling would leave the cap to the others.
+    for host in &hosts {
+        host.wait_for_log("started: queue capped").await;
+    }
     let jobs = 60;
     manager
         .push_many((0..jobs).map(|_| json!({"do": "sleep", "arg": 30})))

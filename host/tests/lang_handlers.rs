@@ -4,7 +4,7 @@
 //! `Retry`, an uncaught exception's type, message and traceback in the job's error (with the
 //! SDK) or from its stderr (without), `--env` read, progress recorded, a push refused,
 //! `--reuse` honoured and dropped after an error, and each language's `send-email` example
-//! posting where `--allow-http` lets it.
+//! posting where `--allow-http` lets it; and a host stopped while such a large guest compiles.
 
 mod support;
 
@@ -379,4 +379,31 @@ async fn python_send_email_posts_where_allowed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn js_send_email_posts_where_allowed() {
     the_send_email_example_posts_where_allowed(&JS).await;
+}
+
+/// A SIGTERM while a large handler compiles (a Python guest takes seconds, and the tests'
+/// hosts run without the module cache) stops the host at once: exit 0, a line that says so,
+/// and nothing written to Redis, since it had joined no queue. Until the host installed its
+/// signal handlers before compiling, the signal killed it on the spot (no exit code).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_a_large_handler_compiles_ends_the_host_cleanly() {
+    let redis = RedisServer::start();
+    let handler = (PYTHON.example)();
+    let host = Host::start(
+        &redis,
+        "starting",
+        &["--handler", handler.to_str().unwrap()],
+    );
+    // Said once a load has taken two seconds: a compile, still under way.
+    host.wait_for_log("compiling the handler to native code")
+        .await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SIGTERM while loading the handlers: stopped before joining any queue"),
+        "{log}"
+    );
+    assert!(!log.contains("started"), "{log}");
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut *redis.con()).unwrap();
+    assert_eq!(keys, 0, "the host wrote to Redis");
 }

@@ -1,9 +1,8 @@
 //! `sque-host dashboard`: the web dashboard alone, for every queue under the prefix, until
 //! SIGINT or SIGTERM. (`run --dashboard-addr` serves the same beside a host.)
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use crate::cli::common::{usage, RedisArgs};
+use crate::cli::signals::Signals;
 use crate::dashboard::{self, Dashboard};
 
 #[derive(clap::Args, Debug)]
@@ -21,6 +20,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut signals = Signals::install(false)?;
     let Some(bound) = dashboard::bind(&args.dashboard).await? else {
         return Err(usage(
             "where should the dashboard listen? pass --dashboard-addr, e.g. --dashboard-addr 127.0.0.1:8080 (or SQUE_DASHBOARD_ADDR)",
@@ -35,14 +35,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ))
     })?;
     let dashboard = Dashboard::serve(bound, opts)?;
-    let (mut int, mut term) = (
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::terminate())?,
-    );
-    tokio::select! {
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-    }
+    let name = signals.stop_requested().await;
+    tracing::info!("{name}: stopping");
     dashboard.shutdown().await;
     tracing::info!("stopped");
     Ok(())

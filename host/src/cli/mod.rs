@@ -14,6 +14,7 @@ mod push;
 mod queue;
 mod run;
 mod schedule;
+mod signals;
 mod stats;
 
 use std::process::ExitCode;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
@@ -16,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::common::{parse_duration, parse_size, usage, RedisArgs};
 use crate::cli::native_code::NativeCodeArgs;
+use crate::cli::signals::{Received, Signals};
 use crate::config::{self, QueueSpec};
 use crate::metrics::server::MetricsServer;
 use crate::metrics::Metrics;
@@ -315,6 +315,8 @@ fn plan(args: &Args, defaults: &QueueSpec) -> anyhow::Result<config::Plan> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // First: a signal during the start (a compile takes seconds) is answered, not fatal.
+    let mut signals = Signals::install(true)?;
     let opts = args.redis.options();
     let url = opts.redis_url_redacted();
     let defaults = defaults(&args)?;
@@ -336,7 +338,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })?)),
     };
     let several = plan.queues.len() > 1 || args.config.is_some();
-    let prepared = prepare_all(engine.as_ref(), plan.queues).await?;
+    // Nothing is joined yet, so a stop asked for meanwhile needs no draining.
+    let prepared = tokio::select! {
+        prepared = prepare_all(engine.as_ref(), plan.queues) => prepared?,
+        name = signals.stop_requested() => {
+            tracing::info!("{name} while loading the handlers: stopped before joining any queue");
+            return Ok(());
+        }
+    };
 
     // Before Redis: a taken address is refused before the host has joined the queues.
     let metrics_listener = match args.metrics_addr {
@@ -409,7 +418,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         changes,
         leaving: TaskTracker::new(),
     };
-    let signals = tokio::spawn(watch_signals(stop.clone(), reloader.clone()));
+    let signals = tokio::spawn(watch_signals(signals, stop.clone(), reloader.clone()));
 
     if reloader.host.engine.is_some() {
         let wasm = tokio::runtime::Builder::new_multi_thread()
@@ -615,15 +624,7 @@ fn cores() -> usize {
 }
 
 /// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.
-async fn watch_signals(stop: CancellationToken, reloader: Reloader) {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+async fn watch_signals(mut signals: Signals, stop: CancellationToken, reloader: Reloader) {
     let watch_files = reloader.args.watch;
     let stamps = |paths: Vec<PathBuf>| -> Vec<Option<std::time::SystemTime>> {
         paths
@@ -635,9 +636,10 @@ async fn watch_signals(stop: CancellationToken, reloader: Reloader) {
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break }
-            _ = hup.recv() => {}
+            received = signals.next() => match received {
+                Received::Stop(name) => { tracing::info!("{name}: stopping"); break }
+                Received::Reload => {}
+            },
             _ = poll.tick(), if watch_files => {
                 let now = stamps(reloader.watched().await);
                 if now == seen { continue }
