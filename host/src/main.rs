@@ -10,5 +10,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    sque_host::allocator::disable_transparent_huge_pages();
     sque_host::cli::main()
 }

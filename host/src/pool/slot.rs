@@ -43,7 +43,7 @@ pub(super) async fn run(
         };
         let (outcome, took) = run_one(&lane, &job, input, &mut warm, &stop, grace).await;
         if matches!(outcome, Outcome::Failed(..)) {
-            give_back_memory();
+            crate::allocator::give_back_memory();
         }
         // The slot goes on to its next job while the outcome travels to Redis (with other
         // slots' outcomes and the requests their credits make, batched). The credit goes
@@ -103,15 +103,4 @@ async fn run_one(
         m.busy_slots.dec();
     }
     (outcome, started.elapsed())
-}
-
-/// Hands the memory this thread's allocator keeps cached back to the system. A failed job may
-/// have made the host hold a lot for a moment (a guest's 10 MB error text, ten thousand
-/// resources), and mimalloc, the binary's allocator, keeps what was freed until the thread
-/// allocates again, which an idle host may not do for long. Failures are few; a good job
-/// never pays for this.
-fn give_back_memory() {
-    // SAFETY: mi_collect only walks and purges mimalloc's own heaps; with another global
-    // allocator (tests, benches) it has nothing to do.
-    unsafe { libmimalloc_sys::mi_collect(true) }
 }

@@ -122,7 +122,7 @@ impl Handler {
         })?;
         check_shape(sandbox, &shape, &shown)?;
         let component = sandbox
-            .same_component(&bytes, || Component::new(&sandbox.engine, &bytes))
+            .same_component(&bytes, || sandbox.compile(&bytes))
             .map_err(|e| LoadError::Invalid {
                 path: shown.clone(),
                 reason: e.to_string(),
