@@ -3,8 +3,9 @@
 //! and compiling a large guest (Python, JavaScript) frees hundreds of MiB that mimalloc would
 //! otherwise keep resident (bench/README.md, "Memory while compiling").
 //!
-//! Each call here acts on mimalloc's own state only: in the tests and benches, whose
-//! allocator is the system's, it has nothing to do.
+//! The mimalloc calls act on mimalloc's own state only: in the tests and benches, whose
+//! allocator is the system's, they have nothing to do. Turning transparent huge pages off acts
+//! on the kernel, for every mapping of the process.
 
 use std::sync::Mutex;
 
@@ -17,7 +18,10 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// asks for huge pages on the arenas it reserves (`MADV_HUGEPAGE`), and a 2 MiB page stays
 /// resident while any of it is in use: compiling the Python `send-email` peaked at 526 MiB
 /// with them and 450 without, and the host stayed larger after. The kernel checks the flag
-/// at each fault, so arenas reserved before `main` are covered too.
+/// at each fault, so arenas reserved before `main` are covered too. It covers the guests'
+/// linear memories as well: where the machine's THP setting is `always` (this one's is
+/// `madvise`), they would otherwise fault in 2 MiB at a time, which the instance pool then
+/// resets page by page.
 pub fn disable_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes an integer and touches no memory of ours. It may fail
     // (an old kernel): then the pages stay as they were, which is only larger.
@@ -38,18 +42,21 @@ pub fn give_back_memory() {
 /// While one is held, memory freed anywhere in the process is returned to the system at once
 /// rather than after mimalloc's delay: a compile allocates and frees in waves, and with the
 /// delay each wave's freed memory stayed resident beside the next (the Python `send-email`:
-/// 450 MiB at the peak, 353 with this). Outside a compile the delay stays, since returning
-/// every free at once costs a system call on the jobs' hot path.
+/// 450 MiB at the peak, 351 with this). Outside a compile the delay stays, since returning
+/// every free at once costs system calls on the jobs' hot path; a reload's compile therefore
+/// costs the jobs running meanwhile those calls, for the seconds it takes.
 pub struct PromptPurge(());
 
 /// How many [`PromptPurge`] are held, and the delay to restore when the last goes.
 static PROMPT: Mutex<(usize, std::os::raw::c_long)> = Mutex::new((0, 0));
 
 impl PromptPurge {
+    /// Freed memory is returned at once until the guard (and every other one) is dropped.
     pub fn hold() -> PromptPurge {
         let mut held = PROMPT.lock().unwrap_or_else(|e| e.into_inner());
         if held.0 == 0 {
-            // SAFETY: reading and setting an option of mimalloc's is thread-safe.
+            // SAFETY: an option is a plain word that mimalloc reads without a lock; another
+            // thread reading it meanwhile sees the old delay or the new one, either sound.
             held.1 = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
             unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
         }

@@ -239,8 +239,10 @@ async fn each_attack_ends_with_its_reason_and_good_jobs_go_through() {
 }
 
 /// The host's resident memory, sampled while 1,000 hostile jobs run, stays under the bound
-/// docs/HOST.md gives, and after them comes back to within 32 MiB of where 1,000 good jobs
-/// left it.
+/// docs/HOST.md gives, and after them comes back to where 1,000 good jobs left it, but for
+/// what the instance pool keeps warm by design (docs/HOST.md, "Worst-case memory": up to 4 MiB
+/// of what guests touched in each memory slot used; the good jobs touch little, the hostile
+/// ones all of it) and 16 MiB of the allocator's own.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_hostile_jobs_leave_the_host_where_a_thousand_good_ones_did() {
     let redis = RedisServer::start();
@@ -306,8 +308,11 @@ async fn a_thousand_hostile_jobs_leave_the_host_where_a_thousand_good_ones_did()
         peak >> 20,
         bound >> 20
     );
+    // Each of the pool's instances (2 × slots + 4) may keep 4 MiB of its memory warm. (Before
+    // the compile's freed memory was returned, it hid these: the test allowed 32 MiB in all.)
+    let warm = (2 * slots + 4) * 4 * mib;
     assert!(
-        settled < after_good + (32 << 20),
+        settled < after_good + warm + 16 * mib,
         "after the hostile jobs {} MiB, after the good ones {} MiB",
         settled >> 20,
         after_good >> 20

@@ -382,17 +382,24 @@ async fn js_send_email_posts_where_allowed() {
 }
 
 /// A SIGTERM while a large handler compiles (a Python guest takes seconds, and the tests'
-/// hosts run without the module cache) stops the host at once: exit 0, a line that says so,
+/// hosts run without the module cache) stops the host within a second: exit 0, a line that says so,
 /// and nothing written to Redis, since it had joined no queue. Until the host installed its
 /// signal handlers before compiling, the signal killed it on the spot (no exit code).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_while_a_large_handler_compiles_ends_the_host_cleanly() {
     let redis = RedisServer::start();
     let handler = (PYTHON.example)();
-    let host = Host::start(
-        &redis,
-        "starting",
-        &["--handler", handler.to_str().unwrap()],
+    // One compile thread: the compile takes twice as long (about 10 s here), so that it is
+    // still under way when the signal comes, on a faster machine too.
+    let host = Host::serve_with_env(
+        &redis.url(),
+        &[
+            "--queue",
+            "starting",
+            "--handler",
+            handler.to_str().unwrap(),
+        ],
+        &[("RAYON_NUM_THREADS", "1")],
     );
     // Said once a load has taken two seconds: a compile, still under way.
     host.wait_for_log("compiling the handler to native code")

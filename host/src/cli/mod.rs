@@ -1,4 +1,5 @@
-//! The `sque-host` command line: one file a subcommand, over the `sque` library and the
+//! The `sque-host` command line: one file a subcommand (and `common`, `native_code` and
+//! `signals`, which several share), over the `sque` library and the
 //! `sandbox` and `pool` modules. Errors end as one line on stderr and an exit code: 0 success, 2 bad input
 //! or usage (including an unreachable Redis or refused credentials at start), 1 anything else.
 

@@ -418,7 +418,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         changes,
         leaving: TaskTracker::new(),
     };
-    let signals = tokio::spawn(watch_signals(signals, stop.clone(), reloader.clone()));
+    let watcher = tokio::spawn(watch_signals(signals, stop.clone(), reloader.clone()));
 
     if reloader.host.engine.is_some() {
         let wasm = tokio::runtime::Builder::new_multi_thread()
@@ -445,7 +445,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stop.cancelled().await;
     }
     // The signal watcher cancelled `stop` and ended; nothing else does.
-    let _ = signals.await;
+    let _ = watcher.await;
     // Before leaving the queues, which may fail and end this function early.
     if let Some(dashboard) = dashboard {
         dashboard.shutdown().await;

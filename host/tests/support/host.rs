@@ -81,9 +81,15 @@ impl Host {
     /// `sque-host run --redis URL ARGS` with a short lease: ARGS name the queues (--queue or
     /// --config).
     pub fn serve(url: &str, args: &[&str]) -> Host {
+        Host::serve_with_env(url, args, &[])
+    }
+
+    /// As [`Host::serve`], with `env` added to the host's environment.
+    pub fn serve_with_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Host {
         let mut child = tokio::process::Command::new(binary())
             .args(["run", "--redis", url, "--lease", "1s", "--no-cache"])
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("SQUE_REDIS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
