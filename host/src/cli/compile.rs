@@ -57,10 +57,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let native = tokio::task::spawn_blocking({
         let sandbox = sandbox.clone();
-        move || {
-            let _compiling = crate::allocator::PromptPurge::hold();
-            Handler::load(&sandbox, &file)?.native_code()
-        }
+        move || Handler::load(&sandbox, &file)?.native_code()
     })
     .await??;
     write_private(&output, &native)

@@ -55,10 +55,7 @@ impl NativeCodeArgs {
 pub async fn load(sandbox: &Arc<Sandbox>, path: &Path) -> anyhow::Result<Handler> {
     let task = {
         let (sandbox, path) = (sandbox.clone(), path.to_path_buf());
-        tokio::task::spawn_blocking(move || {
-            let _compiling = crate::allocator::PromptPurge::hold();
-            Handler::load(&sandbox, &path)
-        })
+        tokio::task::spawn_blocking(move || Handler::load(&sandbox, &path))
     };
     let cache = match sandbox.cache_dir() {
         Some(dir) => format!(
