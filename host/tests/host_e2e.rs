@@ -1309,6 +1309,17 @@ async fn schedules_and_unique_keys_from_the_command_line() {
         &add(&["--cron", "0 3 * * *", "--data", "{nope"]),
         "--data is not valid JSON",
     );
+    assert_refused(
+        &add(&[
+            "--cron",
+            "0 3 * * *",
+            "--data",
+            "{}",
+            "--priority",
+            "urgent",
+        ]),
+        "is not a priority",
+    );
     let out = add(&[
         "--cron",
         "0 3 * * *",
@@ -1316,6 +1327,8 @@ async fn schedules_and_unique_keys_from_the_command_line() {
         "Europe/Berlin",
         "--data",
         r#"{"do":"ok"}"#,
+        "--priority",
+        "high",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("first job at"));
@@ -1323,6 +1336,13 @@ async fn schedules_and_unique_keys_from_the_command_line() {
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["schedules"][0]["name"], json!("nightly"));
     assert_eq!(listed["schedules"][0]["tz"], json!("Europe/Berlin"));
+    assert_eq!(listed["schedules"][0]["priority"], json!(9));
+    let out = run(&["schedule", "list"], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("priority 9"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let host = fixtures_host(&redis, "cron", &[]);
     let m = Manager::new("cron", producer_opts(&redis)).await.unwrap();

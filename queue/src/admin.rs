@@ -95,7 +95,7 @@ impl Admin {
         let definition = serde_json::to_string(schedule).expect("a schedule serializes");
         let now = redis_now_ms(&self.queue).await?;
         let first = schedule.next_after(now)?;
-        scripts::schedules::set(&self.queue, name, &definition, first).await?;
+        scripts::schedules::set(&self.queue, name, &definition, first, schedule.level()).await?;
         Ok(first)
     }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::producer::{HIGHEST_PRIORITY, NORMAL_PRIORITY};
 
 /// The longest schedule name, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -38,6 +39,12 @@ pub struct Schedule {
     /// The attempts of each job; the queue's when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// The priority of each job, 0 (low) to 9 (high), as a pushed job's
+    /// ([`JobOptions::priority`](crate::JobOptions::priority)); the normal one when `None`.
+    /// A queue given a schedule with another priority requires the feature `cron_priority`:
+    /// a host that would push its jobs at the normal priority refuses the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 /// A schedule as the queue keeps it, with its name and next tick.
@@ -62,7 +69,13 @@ impl Schedule {
             tz: None,
             data,
             max_attempts: None,
+            priority: None,
         }
+    }
+
+    /// The priority of its jobs: [`NORMAL_PRIORITY`] when none is set.
+    pub fn level(&self) -> u8 {
+        self.priority.unwrap_or(NORMAL_PRIORITY)
     }
 
     /// Checks the pattern, the zone and the attempts; the error says what is wrong.
@@ -72,6 +85,12 @@ impl Schedule {
             return Err(Error::InvalidInput(
                 "max_attempts must be at least 1".into(),
             ));
+        }
+        if self.level() > HIGHEST_PRIORITY {
+            return Err(Error::InvalidInput(format!(
+                "a priority is 0 (low) to {HIGHEST_PRIORITY} (high), {NORMAL_PRIORITY} being normal; not {}",
+                self.level()
+            )));
         }
         Ok(())
     }
@@ -192,6 +211,16 @@ mod tests {
         assert!(bad("0 3 * *", None).contains("has 4 fields"));
         assert!(bad("0 25 * * *", None).contains("does not parse"));
         assert!(bad("0 3 * * *", Some("Mars/Olympus")).contains("not a time zone"));
+        let urgent = |priority| Schedule {
+            priority: Some(priority),
+            ..Schedule::new("0 3 * * *", json!(1))
+        };
+        assert!(urgent(9).validate().is_ok());
+        assert!(urgent(10)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("a priority is 0 (low) to 9 (high)"));
         assert!(validate_name("nightly-report").is_ok());
         assert!(validate_name("").is_err());
         assert!(validate_name("a b").is_err());

@@ -325,6 +325,76 @@ async fn three_managers_push_each_tick_once_and_missed_ticks_once() {
     }
 }
 
+/// A schedule of high priority pushes each tick's job ahead of the normal jobs already
+/// waiting (`waiting:9`), and the queue requires `cron_priority` from the moment it is set,
+/// so that a host that would push its jobs at the normal priority refuses the queue. A
+/// priority outside 0 to 9 is refused with nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_of_high_priority_pushes_its_jobs_ahead_of_normal_ones() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("urgent", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let normal = producer
+        .push_many(vec![json!("a"), json!("b")])
+        .await
+        .unwrap();
+    let admin = Admin::new("urgent", opts(&redis)).await.unwrap();
+    let bad = Schedule {
+        priority: Some(10),
+        ..Schedule::new("* * * * *", json!("tick"))
+    };
+    let e = admin.set_schedule("urgent", &bad).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{urgent}:meta", "requires"]);
+    assert_eq!(requires, None, "a refused schedule writes nothing");
+
+    let schedule = Schedule {
+        priority: Some(9),
+        ..Schedule::new("* * * * *", json!("tick"))
+    };
+    admin.set_schedule("urgent", &schedule).await.unwrap();
+    let requires: Option<String> = query(&redis, &["HGET", "sque:{urgent}:meta", "requires"]);
+    assert_eq!(requires.as_deref(), Some("cron,cron_priority"));
+    let inspector = Inspector::new("urgent", opts(&redis)).await.unwrap();
+    let listed = inspector.schedules().await.unwrap();
+    assert_eq!(listed[0].schedule.as_ref(), Some(&schedule));
+
+    let manager = Manager::new("urgent", opts(&redis)).await.unwrap();
+    // Its tick has come, as time passing would make it.
+    let _: () = query(
+        &redis,
+        &["ZADD", "sque:{urgent}:schedule_due", "1000", "urgent"],
+    );
+    eventually("the tick's job pushed", || async {
+        manager.stats().await.unwrap().waiting == 3
+    })
+    .await;
+    let high: u64 = query(&redis, &["LLEN", "sque:{urgent}:waiting:9"]);
+    assert_eq!(high, 1, "the tick's job waits at priority 9");
+    let client = Client::new("urgent", opts(&redis)).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let job = within("a job", client.i_am_free(None)).await.unwrap();
+        order.push((job.data.clone(), job.id.clone()));
+        client.complete(&job, None).await.unwrap();
+    }
+    assert_eq!(
+        order[0].0,
+        json!("tick"),
+        "the scheduled job first: {order:?}"
+    );
+    assert_eq!(
+        (&order[1], &order[2]),
+        (
+            &(json!("a"), normal[0].clone()),
+            &(json!("b"), normal[1].clone())
+        ),
+        "then the normal ones, in push order"
+    );
+    manager.shutdown().await.unwrap();
+}
+
 fn unique(key: &str) -> JobOptions {
     JobOptions {
         unique_key: Some(key.to_string()),

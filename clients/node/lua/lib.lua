@@ -45,12 +45,12 @@ local function open_call(meta, caller, ...)
     end
     local requires, uses = values[2], false
     if requires then
-      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`, `priority`) a queue's meta may list in
+      -- The features of protocol 1.1 and 1.2 (`cap`, `rate`, `priority`, `cron_priority`) a queue's meta may list in
       -- `requires` (comma-separated): one these scripts do not know is refused, since they
       -- would silently ignore it.
       uses = {}
       for feature in string.gmatch(requires, '[^,]+') do
-        if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,priority,', ',' .. feature .. ',', 1, true) then
+        if not string.find(',delay,pause,cron,unique,cancel,children,cap,rate,priority,cron_priority,', ',' .. feature .. ',', 1, true) then
           error({err = 'SQUE_FEATURE ' .. feature .. ' ' .. (string.match(meta, '{(.*)}') or meta)})
         end
         uses[feature] = true

@@ -98,6 +98,20 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// `high`, `normal`, `low` or 0 to 9.
+pub fn parse_priority(s: &str) -> Result<u8, String> {
+    match s {
+        "high" => Ok(sque::HIGHEST_PRIORITY),
+        "normal" => Ok(sque::NORMAL_PRIORITY),
+        "low" => Ok(0),
+        _ => s
+            .parse::<u8>()
+            .ok()
+            .filter(|level| *level <= sque::HIGHEST_PRIORITY)
+            .ok_or_else(|| format!("{s:?} is not a priority: use high, normal, low or a number from 0 (low) to 9 (high)")),
+    }
+}
+
 /// The error and its causes on one line.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = e.to_string();
@@ -151,6 +165,22 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn priorities_read_as_names_or_numbers() {
+        assert_eq!(parse_priority("high"), Ok(9));
+        assert_eq!(parse_priority("normal"), Ok(5));
+        assert_eq!(parse_priority("low"), Ok(0));
+        assert_eq!(parse_priority("7"), Ok(7));
+        for bad in ["10", "-1", "urgent", ""] {
+            assert!(
+                parse_priority(bad)
+                    .unwrap_err()
+                    .contains("high, normal, low"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

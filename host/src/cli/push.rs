@@ -62,7 +62,7 @@ pub struct Args {
     /// (high), normal being 5. Jobs of a higher priority are handed out before any of a
     /// lower one; within one priority, in the order they were pushed. Once a queue has had a
     /// job of a priority other than normal, hosts older than this one refuse it.
-    #[arg(long, env = "SQUE_PUSH_PRIORITY", value_parser = parse_priority)]
+    #[arg(long, env = "SQUE_PUSH_PRIORITY", value_parser = crate::cli::common::parse_priority)]
     priority: Option<u8>,
 
     /// Attempts of these jobs before the dead list (default: the queue's).
@@ -77,20 +77,6 @@ pub struct Args {
     /// Never show a progress bar, even on a terminal.
     #[arg(long, env = "SQUE_QUIET")]
     quiet: bool,
-}
-
-/// `high`, `normal`, `low` or 0 to 9.
-fn parse_priority(s: &str) -> Result<u8, String> {
-    match s {
-        "high" => Ok(sque::HIGHEST_PRIORITY),
-        "normal" => Ok(sque::NORMAL_PRIORITY),
-        "low" => Ok(0),
-        _ => s
-            .parse::<u8>()
-            .ok()
-            .filter(|level| *level <= sque::HIGHEST_PRIORITY)
-            .ok_or_else(|| format!("{s:?} is not a priority: use high, normal, low or a number from 0 (low) to 9 (high)")),
-    }
 }
 
 /// An RFC 3339 time, with a zone (`Z` or an offset such as `+01:00`).
@@ -330,22 +316,6 @@ fn fail(tx: &mpsc::Sender<Result<Vec<Line>, UsageError>>, batch: Vec<Line>, reas
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn priorities_read_as_names_or_numbers() {
-        assert_eq!(parse_priority("high"), Ok(9));
-        assert_eq!(parse_priority("normal"), Ok(5));
-        assert_eq!(parse_priority("low"), Ok(0));
-        assert_eq!(parse_priority("7"), Ok(7));
-        for bad in ["10", "-1", "urgent", ""] {
-            assert!(
-                parse_priority(bad)
-                    .unwrap_err()
-                    .contains("high, normal, low"),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn rfc3339_times_read_with_z_or_an_offset() {

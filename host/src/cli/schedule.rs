@@ -20,7 +20,7 @@ enum Action {
     /// A tick missed while no manager ran is pushed once when one starts again, however many
     /// were missed. Creates the queue if it does not exist.
     ///
-    /// Example: sque-host schedule add --queue reports --name nightly --cron "0 3 * * *" --tz Europe/Berlin --data '{"report":"sales"}'
+    /// Example: sque-host schedule add --queue reports --name nightly --cron "0 3 * * *" --tz Europe/Berlin --data '{"report":"sales"}' [--priority high]
     Add(Add),
     /// List the queue's schedules, the soonest tick first.
     List(List),
@@ -51,6 +51,12 @@ struct Add {
     /// Attempts of each job pushed (default: the queue's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
+    /// The priority of each job pushed, as `push --priority` takes it: high, normal (the
+    /// default) or low, or a number from 0 (low) to 9 (high). Once a queue has a schedule of
+    /// a priority other than normal, hosts older than this one refuse it (rather than push
+    /// its jobs at the normal priority).
+    #[arg(long, value_parser = crate::cli::common::parse_priority)]
+    priority: Option<u8>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +107,8 @@ async fn add(a: Add) -> anyhow::Result<()> {
         tz: a.tz.clone(),
         data,
         max_attempts: a.max_attempts,
+        // The normal priority is stored as none: the definition reads as before.
+        priority: a.priority.filter(|level| *level != sque::NORMAL_PRIORITY),
     };
     // Checked before connecting: bad input changes nothing and needs no Redis.
     schedule.validate()?;
@@ -148,13 +156,16 @@ async fn list(l: List) -> anyhow::Result<()> {
         let next = s.next_at.map(time).unwrap_or_else(|| "-".into());
         match (&s.schedule, &s.problem) {
             (Some(d), _) => println!(
-                "{}  {}{}  next {}  data {}",
+                "{}  {}{}  next {}{}  data {}",
                 s.name,
                 d.cron,
                 d.tz.as_deref()
                     .map(|tz| format!(" ({tz})"))
                     .unwrap_or_default(),
                 next,
+                d.priority
+                    .map(|level| format!("  priority {level}"))
+                    .unwrap_or_default(),
                 d.data
             ),
             (None, problem) => println!(

@@ -85,6 +85,7 @@ async fn tick_due(queue: &Queue, unreadable: &mut HashSet<String>) -> Result<Dur
                         definition: &definition,
                         data: &serde_json::to_string(&schedule.data).expect("a Value serializes"),
                         max_attempts: schedule.max_attempts,
+                        level: schedule.level(),
                     };
                     match tick::call(queue, &tick).await? {
                         Ticked::Pushed(id) => {

@@ -10,14 +10,22 @@ use crate::queue::Queue;
 
 pub(crate) static SCRIPT: LazyLock<Script> = script!("schedules.lua");
 
-/// Sets the schedule `name` to `definition` (JSON) with its first tick; true when it is new.
-pub(crate) async fn set(q: &Queue, name: &str, definition: &str, first_tick: u64) -> Result<bool> {
+/// Sets the schedule `name` to `definition` (JSON) with its first tick and the priority of
+/// its jobs (`level`, which the definition holds too); true when it is new.
+pub(crate) async fn set(
+    q: &Queue,
+    name: &str,
+    definition: &str,
+    first_tick: u64,
+    level: u8,
+) -> Result<bool> {
     let k = &q.keys;
     let added: u8 = invocation(&SCRIPT, &[&k.meta, &k.schedules, &k.schedule_due])
         .arg("set")
         .arg(name)
         .arg(definition)
         .arg(first_tick)
+        .arg(level)
         .invoke_async(&mut q.con.clone())
         .await?;
     Ok(added == 1)

@@ -30,6 +30,8 @@ pub(crate) struct Tick<'a> {
     pub definition: &'a str,
     pub data: &'a str,
     pub max_attempts: Option<u32>,
+    /// The priority of the job (the list it joins: `Keys::waiting_at`).
+    pub level: u8,
 }
 
 pub(crate) async fn call(q: &Queue, tick: &Tick<'_>) -> Result<Ticked> {
@@ -40,7 +42,7 @@ pub(crate) async fn call(q: &Queue, tick: &Tick<'_>) -> Result<Ticked> {
             &k.meta,
             &k.schedules,
             &k.schedule_due,
-            &k.waiting,
+            &k.waiting_at(tick.level),
             &k.jobs,
             &k.requests,
         ],
