@@ -220,7 +220,9 @@ pub(super) async fn run(
                     }
                 }
                 if prefetch.is_adaptive() {
-                    prefetch.retune(shared.finished.load(Ordering::Relaxed), &credits);
+                    // Lanes whose queue answered lately (the ticks `answered` keeps).
+                    let busy = lanes.iter().filter(|l| l.answered.iter().any(|n| *n > 0)).count();
+                    prefetch.retune(shared.finished.load(Ordering::Relaxed), busy, &credits);
                     for m in lanes.iter().filter_map(|l| l.lane.metrics()) {
                         m.prefetch.set(prefetch.current() as i64);
                     }

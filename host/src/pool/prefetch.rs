@@ -5,9 +5,16 @@
 //! ~100,000 jobs a second on two cores and needs a few hundred in hand to hide a batched
 //! round trip; a handler that takes 100 ms needs none. A fixed number is wrong for one or the
 //! other, so by default the prefetch adapts (like a TCP window sized to the bandwidth-delay
-//! product): it keeps about [`WINDOW`] of work in hand at the rate jobs have been finishing,
-//! never fewer than the slots and never more than [`MAX`]. A job held ahead is a job another
-//! host cannot take, so the window stays short; `--prefetch N` fixes it instead.
+//! product): it keeps about [`WINDOW`] of work in hand at the rate jobs have been finishing
+//! for each queue that has work, never fewer than the slots and never more than [`MAX`]. A
+//! job held ahead is a job another host cannot take, so the window stays short;
+//! `--prefetch N` fixes it instead.
+//!
+//! Why for each queue: each queue's client makes its own round trips, one call on its way at
+//! a time, and a queue's call waits at Redis behind the other queues' calls, so the round trip
+//! a queue's jobs in hand must cover grows with the queues that ask. Sized for the host as a
+//! whole, ten busy queues of a noop handler left the guests' thread waiting for jobs a third
+//! of the time (bench/README.md, "Many queues in one host").
 
 use std::time::{Duration, Instant};
 
@@ -62,10 +69,11 @@ impl Prefetch {
         self.adaptive.is_some()
     }
 
-    /// Looks at how many jobs have finished in all (`finished`) and resizes the window:
-    /// credits are added to `credits` at once; credits to take away are taken as they come
-    /// free (a credit in use is never taken from its job).
-    pub fn retune(&mut self, finished: u64, credits: &Semaphore) {
+    /// Looks at how many jobs have finished in all (`finished`) and how many queues have work
+    /// (`busy_queues`), and resizes the window: credits are added to `credits` at once;
+    /// credits to take away are taken as they come free (a credit in use is never taken from
+    /// its job).
+    pub fn retune(&mut self, finished: u64, busy_queues: usize, credits: &Semaphore) {
         let Some(rate) = &mut self.adaptive else {
             return;
         };
@@ -76,8 +84,7 @@ impl Prefetch {
         }
         let per_sec = finished.saturating_sub(rate.finished) as f64 / elapsed;
         (rate.finished, rate.at) = (finished, now);
-        let target = ((per_sec * WINDOW.as_secs_f64()).ceil() as usize)
-            .clamp(rate.floor, MAX.max(rate.floor));
+        let target = target(per_sec, busy_queues, rate.floor);
         if target > self.current {
             credits.add_permits(target - self.current);
             tracing::debug!(
@@ -99,16 +106,46 @@ impl Prefetch {
     }
 }
 
+/// The adaptive window: [`WINDOW`] of work at `per_sec` for each of the `busy_queues` (at
+/// least one), between `floor` (the slots) and [`MAX`].
+fn target(per_sec: f64, busy_queues: usize, floor: usize) -> usize {
+    ((per_sec * WINDOW.as_secs_f64() * busy_queues.max(1) as f64).ceil() as usize)
+        .clamp(floor, MAX.max(floor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_covers_each_busy_queue_between_the_slots_and_the_cap() {
+        // 40,000 jobs/s: 200 in 5 ms for one queue.
+        assert_eq!(target(40_000.0, 1, 50), 200);
+        assert_eq!(
+            target(40_000.0, 0, 50),
+            200,
+            "no queue counted busy: as one"
+        );
+        assert_eq!(
+            target(40_000.0, 3, 50),
+            600,
+            "three queues, each its round trips"
+        );
+        assert_eq!(target(40_000.0, 10, 50), MAX);
+        assert_eq!(target(1_000.0, 10, 50), 50, "never below the slots");
+        assert_eq!(
+            target(1e9, 1, 2_000),
+            2_000,
+            "more slots than the cap: the slots"
+        );
+    }
 
     #[test]
     fn a_fixed_prefetch_never_moves() {
         let credits = Semaphore::new(10);
         let mut p = Prefetch::new(Some(6), 4);
         std::thread::sleep(Duration::from_millis(2));
-        p.retune(1_000_000, &credits);
+        p.retune(1_000_000, 1, &credits);
         assert_eq!((p.current(), credits.available_permits()), (6, 10));
     }
 
@@ -119,16 +156,16 @@ mod tests {
         let mut p = Prefetch::new(None, 4);
         // Fast: far more than the cap's worth of work in the window.
         std::thread::sleep(Duration::from_millis(20));
-        p.retune(10_000_000, &credits);
+        p.retune(10_000_000, 1, &credits);
         assert_eq!(p.current(), MAX);
         assert_eq!(credits.available_permits(), 4 + MAX);
         // Slow: nothing finished; the window shrinks back to the slots, as credits come free.
         let held = credits.try_acquire_many((4 + MAX - 10) as u32).unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        p.retune(10_000_000, &credits);
+        p.retune(10_000_000, 1, &credits);
         assert_eq!(p.current(), MAX - 10, "only free credits are taken");
         drop(held);
-        p.retune(10_000_000, &credits);
+        p.retune(10_000_000, 1, &credits);
         assert_eq!(p.current(), 4);
         assert_eq!(credits.available_permits(), 8);
     }
