@@ -92,6 +92,11 @@ impl Admin {
                 limit,
             });
         }
+        // The normal priority is kept as none: the definition reads as one without it.
+        let schedule = &Schedule {
+            priority: schedule.priority.filter(|l| *l != crate::NORMAL_PRIORITY),
+            ..schedule.clone()
+        };
         let definition = serde_json::to_string(schedule).expect("a schedule serializes");
         let now = redis_now_ms(&self.queue).await?;
         let first = schedule.next_after(now)?;

@@ -41,8 +41,10 @@ pub struct Schedule {
     pub max_attempts: Option<u32>,
     /// The priority of each job, 0 (low) to 9 (high), as a pushed job's
     /// ([`JobOptions::priority`](crate::JobOptions::priority)); the normal one when `None`.
-    /// A queue given a schedule with another priority requires the feature `cron_priority`:
-    /// a host that would push its jobs at the normal priority refuses the queue.
+    /// A queue that has had a schedule of another priority requires the feature
+    /// `cron_priority` from then on (removing the schedule does not undo it): a host that
+    /// would push its jobs at the normal priority refuses the queue. `Some(5)` is stored as
+    /// `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
 }
@@ -73,8 +75,9 @@ impl Schedule {
         }
     }
 
-    /// The priority of its jobs: [`NORMAL_PRIORITY`] when none is set.
-    pub fn level(&self) -> u8 {
+    /// The priority of its jobs: [`NORMAL_PRIORITY`] when none is set (checked by
+    /// [`Schedule::validate`]).
+    pub(crate) fn level(&self) -> u8 {
         self.priority.unwrap_or(NORMAL_PRIORITY)
     }
 

@@ -12,7 +12,8 @@
 -- ARGV[7] its attempt limit ("" for the queue's)
 -- Returns the new job's id; 0 when the tick no longer holds or is not due yet; -1 when the
 -- data is over the queue's max_job_bytes (the tick passes, and no job is pushed).
--- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_FEATURE.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL, SQUE_FEATURE; SQUE_INVALID for a KEYS[4] that is not
+-- one of the queue's lists.
 local s = open_call(KEYS[1], ARGV[1], 'max_job_bytes')
 local base = key_base(KEYS[1])
 -- A list other than `waiting` names the job's priority (feature `priority`).
@@ -26,7 +27,11 @@ local id = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
 redis.call('HSET', KEYS[5], id, ARGV[6])
 redis.call('RPUSH', KEYS[4], ARGV[7] == '' and (id .. '|0') or (id .. '|0|' .. ARGV[7]))
 redis.call('ZADD', since_1_2().records(base, level), id, id .. '|' .. now_ms() .. '|' .. id)
-if level then since_1_2().enter_level(KEYS[1], s, tonumber(id), tonumber(id), level) end
+if level then
+  -- (Recorded by `schedules` already, unless the definition was set past it.)
+  since_1_1().require_feature(KEYS[1], redis.call('HGET', KEYS[1], 'requires'), 'cron_priority')
+  since_1_2().enter_level(KEYS[1], s, tonumber(id), tonumber(id), level)
+end
 if redis.call('LLEN', KEYS[6]) > 0 then
   redis.call('SPUBLISH', base .. 'wake', 'pushed')
 end

@@ -73,8 +73,8 @@ pub struct Args {
 
     /// Jobs asked for ahead of free slots, so that no slot waits for a round trip (they are
     /// leased meanwhile, and given back unstarted on shutdown). Default: adaptive, about 5 ms
-    /// of work at the rate jobs finish for each queue that has work, at least --slots and at
-    /// most 1024.
+    /// of work at the rate jobs finish, times the queues busy with that work, at least
+    /// --slots and at most 1024.
     #[arg(long, env = "SQUE_PREFETCH")]
     prefetch: Option<u32>,
 

@@ -52,9 +52,9 @@ struct Add {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
     /// The priority of each job pushed, as `push --priority` takes it: high, normal (the
-    /// default) or low, or a number from 0 (low) to 9 (high). Once a queue has a schedule of
-    /// a priority other than normal, hosts older than this one refuse it (rather than push
-    /// its jobs at the normal priority).
+    /// default) or low, or a number from 0 (low) to 9 (high). Once a queue has had a
+    /// schedule of a priority other than normal, hosts older than this one refuse it (rather
+    /// than push its jobs at the normal priority), even after the schedule is removed.
     #[arg(long, value_parser = crate::cli::common::parse_priority)]
     priority: Option<u8>,
 }
@@ -107,8 +107,7 @@ async fn add(a: Add) -> anyhow::Result<()> {
         tz: a.tz.clone(),
         data,
         max_attempts: a.max_attempts,
-        // The normal priority is stored as none: the definition reads as before.
-        priority: a.priority.filter(|level| *level != sque::NORMAL_PRIORITY),
+        priority: a.priority,
     };
     // Checked before connecting: bad input changes nothing and needs no Redis.
     schedule.validate()?;

@@ -57,7 +57,7 @@ struct LaneFetch {
     aborts: VecDeque<AbortHandle>,
     open: usize,
     /// Answers in each of the last few ticks, newest first: how many requests its queue can
-    /// answer in about [`RECENT`].
+    /// answer in about [`RECENT_TICKS`] ticks.
     answered: [usize; RECENT_TICKS],
     /// When it last had news: an answer, or a first request after it had none open.
     last_news: Instant,
@@ -220,9 +220,11 @@ pub(super) async fn run(
                     }
                 }
                 if prefetch.is_adaptive() {
-                    // Lanes whose queue answered lately (the ticks `answered` keeps).
-                    let busy = lanes.iter().filter(|l| l.answered.iter().any(|n| *n > 0)).count();
-                    prefetch.retune(shared.finished.load(Ordering::Relaxed), busy, &credits);
+                    // The queues that share the work, by their answers of the last ticks.
+                    let queues = prefetch::busy_queues(
+                        lanes.iter().map(|l| l.answered.iter().sum::<usize>()),
+                    );
+                    prefetch.retune(shared.finished.load(Ordering::Relaxed), queues, &credits);
                     for m in lanes.iter().filter_map(|l| l.lane.metrics()) {
                         m.prefetch.set(prefetch.current() as i64);
                     }

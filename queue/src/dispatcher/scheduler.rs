@@ -116,6 +116,9 @@ async fn tick_due(queue: &Queue, unreadable: &mut HashSet<String>) -> Result<Dur
 /// A definition as the queue keeps it, and its next tick after `now`.
 fn read(definition: &str, now: u64) -> std::result::Result<(Schedule, u64), String> {
     let schedule: Schedule = serde_json::from_str(definition).map_err(|e| e.to_string())?;
+    // Written past the library (another language, by hand): checked as the library checks
+    // it, so that a bad priority or attempt limit is logged once, not refused at every tick.
+    schedule.validate().map_err(|e| e.to_string())?;
     let next = schedule.next_after(now).map_err(|e| e.to_string())?;
     Ok((schedule, next))
 }

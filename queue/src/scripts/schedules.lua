@@ -1,6 +1,6 @@
 -- schedules: add, replace or remove one of a queue's schedules (a job pushed on a cron
 -- pattern; the pattern is read by the managers, never here). A schedule is its definition in
--- `schedules` (name → JSON: cron, tz, data, max_attempts) and its next tick in
+-- `schedules` (name → JSON: cron, tz, data, max_attempts, priority) and its next tick in
 -- `schedule_due` (name → ms, Redis's clock). The first schedule records the feature
 -- (`requires` gains `cron`), so that a host that would never push its ticks refuses the
 -- queue instead; the first whose jobs have a priority other than normal records
