@@ -63,16 +63,21 @@ const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The longest unique key, in bytes.
 pub const MAX_UNIQUE_KEY_BYTES: usize = 1024;
 
+/// `level` if it is a priority (0 to [`HIGHEST_PRIORITY`]), else the error that says so: one
+/// check for pushed jobs and schedules.
+pub(crate) fn check_priority(level: u8) -> Result<u8> {
+    match level {
+        level if level <= HIGHEST_PRIORITY => Ok(level),
+        level => Err(Error::InvalidInput(format!(
+            "a priority is 0 (low) to {HIGHEST_PRIORITY} (high), {NORMAL_PRIORITY} being normal; not {level}"
+        ))),
+    }
+}
+
 impl JobOptions {
     /// The priority, checked.
     fn priority(&self) -> Result<u8> {
-        match self.priority {
-            None => Ok(NORMAL_PRIORITY),
-            Some(level) if level <= HIGHEST_PRIORITY => Ok(level),
-            Some(level) => Err(Error::InvalidInput(format!(
-                "a priority is 0 (low) to {HIGHEST_PRIORITY} (high), {NORMAL_PRIORITY} being normal; not {level}"
-            ))),
-        }
+        check_priority(self.priority.unwrap_or(NORMAL_PRIORITY))
     }
 
     /// The unique key and its window in ms, checked.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::producer::{HIGHEST_PRIORITY, NORMAL_PRIORITY};
+use crate::producer::NORMAL_PRIORITY;
 
 /// The longest schedule name, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -89,12 +89,7 @@ impl Schedule {
                 "max_attempts must be at least 1".into(),
             ));
         }
-        if self.level() > HIGHEST_PRIORITY {
-            return Err(Error::InvalidInput(format!(
-                "a priority is 0 (low) to {HIGHEST_PRIORITY} (high), {NORMAL_PRIORITY} being normal; not {}",
-                self.level()
-            )));
-        }
+        crate::producer::check_priority(self.level())?;
         Ok(())
     }
 

@@ -122,3 +122,34 @@ fn read(definition: &str, now: u64) -> std::result::Result<(Schedule, u64), Stri
     let next = schedule.next_after(now).map_err(|e| e.to_string())?;
     Ok((schedule, next))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read;
+
+    /// 2026-12-06 00:00:00 UTC, in ms.
+    const NOW: u64 = 1_796_515_200_000;
+
+    #[test]
+    fn a_definition_written_past_the_library_is_checked_as_the_library_checks_it() {
+        let (schedule, next) =
+            read(r#"{"cron":"0 3 * * *","data":{},"priority":9}"#, NOW).expect("a good definition");
+        assert_eq!(schedule.level(), 9);
+        assert_eq!(next, NOW + 3 * 3600 * 1000);
+        for (definition, problem) in [
+            (
+                r#"{"cron":"0 3 * * *","data":{},"priority":12}"#,
+                "priority",
+            ),
+            (
+                r#"{"cron":"0 3 * * *","data":{},"max_attempts":0}"#,
+                "max_attempts",
+            ),
+            (r#"{"cron":"0 3 * *","data":{}}"#, "cron"),
+            (r#"{"cron":"0 3 * * *"}"#, "data"),
+        ] {
+            let refused = read(definition, NOW).expect_err(definition);
+            assert!(refused.contains(problem), "{definition}: {refused}");
+        }
+    }
+}
