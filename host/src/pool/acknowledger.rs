@@ -57,6 +57,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut finished: mpsc::UnboundedReceiv
 async fn acknowledge(lane: &Lane, job: &Job, outcome: &Outcome, took: Duration) {
     let client = &lane.client;
     let (queue, id, attempt) = (&job.queue, &job.id, job.attempt);
+    // A report written after the outcome would find the lease gone.
+    lane.progress_writes.written(job.lease_token()).await;
     let metrics = lane.metrics();
     // Timed only for metrics: a clock read costs the busiest thread.
     let asked = metrics.map(|m| {

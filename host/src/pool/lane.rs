@@ -10,6 +10,7 @@ use sque::Client;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::metrics::JobMetrics;
+use crate::pool::progress_writes::ProgressWrites;
 use crate::pool::{CurrentHandler, PoolReport};
 use crate::sandbox::ProgressSink;
 
@@ -41,6 +42,8 @@ pub struct Lane {
     pub metrics: Option<Arc<JobMetrics>>,
     /// Where the guests' progress reports go: Redis, under each job's lease.
     pub(super) progress: ProgressSink,
+    /// Those reports on their way, which a job's outcome waits for.
+    pub(super) progress_writes: Arc<ProgressWrites>,
     report: Mutex<PoolReport>,
     /// Credits this lane holds: its open requests and the jobs it holds.
     held: AtomicUsize,
@@ -62,9 +65,11 @@ impl Lane {
         handler: Arc<CurrentHandler>,
         metrics: Option<Arc<JobMetrics>>,
     ) -> Arc<Lane> {
+        let progress_writes = Arc::new(ProgressWrites::default());
         Arc::new(Lane {
             queue: client.queue().to_string(),
-            progress: progress_to_redis(client.clone()),
+            progress: progress_writes.sink(client.clone()),
+            progress_writes,
             client,
             handler,
             metrics,
@@ -167,19 +172,4 @@ impl Drop for Credit {
             }
         }
     }
-}
-
-/// Keeps each report the sandbox records (at most one a second a job, and the last) in Redis,
-/// by a task of this runtime (the main one: the sink is called on a guest's thread).
-fn progress_to_redis(client: Arc<Client>) -> ProgressSink {
-    let runtime = tokio::runtime::Handle::current();
-    ProgressSink(Arc::new(move |token, report| {
-        let (client, token) = (client.clone(), token.to_string());
-        let (percent, note) = (report.percent, report.note.clone());
-        runtime.spawn(async move {
-            if let Err(e) = client.progress_of(&token, percent, note.as_deref()).await {
-                tracing::debug!(token = %token, "keeping a progress report failed: {e}");
-            }
-        });
-    }))
 }

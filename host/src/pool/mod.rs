@@ -37,6 +37,7 @@ mod fetcher;
 mod lane;
 mod outbox;
 mod prefetch;
+mod progress_writes;
 mod share;
 mod slot;
 
