@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
-use crate::backend::{Backend, Conn, Subscription};
+use crate::backend::{Backend, Conn, InboxRoute, Subscription};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::options::Options;
@@ -91,6 +91,26 @@ impl Queue {
     pub async fn blocking_connection(&self) -> Result<Conn> {
         self.backend.blocking_connection().await
     }
+
+    /// Where the entries of worker `worker`'s inbox come from: the one pop that roles sharing
+    /// a connection share, on one server; a connection of its own otherwise.
+    pub async fn inbox(&self, worker: &str) -> Result<Inbox> {
+        let key = self.keys.inbox(worker);
+        Ok(match (&self.opts.shared, &self.backend) {
+            (Some(shared), Backend::Single(client)) => {
+                Inbox::Shared(shared.inboxes.join(client, &self.con, key))
+            }
+            _ => Inbox::Own(self.blocking_connection().await?),
+        })
+    }
+}
+
+/// Where a worker's inbox is read (`Queue::inbox`).
+pub(crate) enum Inbox {
+    /// By the worker, with a blocking pop on this connection of its own.
+    Own(Conn),
+    /// By the pop shared with other workers, which passes its entries on here.
+    Shared(InboxRoute),
 }
 
 /// How to reach Redis and the connection for commands: the shared one when `opts` share one

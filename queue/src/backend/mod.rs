@@ -13,6 +13,7 @@
 //! Wake-ups use sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7) everywhere, so on a cluster
 //! they stay on the queue's shard instead of being broadcast to every node.
 
+mod inboxes;
 mod sentinel;
 mod shared;
 mod url;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+pub(crate) use inboxes::InboxRoute;
 use sentinel::{master_moved, Sentinel};
 pub(crate) use shared::Shared;
 use url::Target;

@@ -1,8 +1,8 @@
 //! One connection set for many roles (`Options::share_connection`): the connection for
 //! commands and scripts, made by the first role to open, and, on one server, one connection
-//! for the wake-ups of every queue the roles serve. A host serving ten queues then holds two
-//! connections for them where it held thirty (plus a blocking pop a queue, which cannot
-//! share: a pop blocks its connection).
+//! for the wake-ups of every queue the roles serve and one blocking pop for all their
+//! workers' inboxes (`inboxes.rs`). A host serving ten queues then holds three connections
+//! for them where it held forty.
 //!
 //! Wake-ups: each queue's dispatcher subscribes to its channel on the shared connection, and
 //! a task passes each message on to every subscription of its channel (a queue removed on
@@ -24,6 +24,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::OnceCell;
 
+use super::inboxes::Inboxes;
 use super::{plain, resp3, Backend, Conn, Subscription};
 use crate::error::{Error, Result};
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) commands: OnceCell<(String, Backend, Conn)>,
     /// The connection for wake-ups, while it lives.
     wakes: Arc<tokio::sync::Mutex<Option<Wakes>>>,
+    /// The one blocking pop for the inboxes of every worker (`inboxes.rs`).
+    pub(crate) inboxes: Inboxes,
 }
 
 struct Wakes {

@@ -1,16 +1,18 @@
-//! The inbox reader duty of a client: pops the jobs a dispatcher (or a push) put in this
-//! worker's inbox (a blocking pop on a connection of its own) and hands them to the worker to
-//! route. Jobs handed out the moment they are asked for come back in the exchange's reply
-//! instead.
+//! The inbox reader duty of a client: takes the jobs a dispatcher (or a push) put in this
+//! worker's inbox and hands them to the worker to route. It pops them itself, with a blocking
+//! pop on a connection of its own, or, where roles share a connection set on one server,
+//! receives them from the pop that every worker of the set shares (`backend/inboxes.rs`).
+//! Jobs handed out the moment they are asked for come back in the exchange's reply instead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Conn;
+use crate::backend::{Conn, InboxRoute};
 use crate::backoff::Backoff;
 use crate::client::worker::Worker;
+use crate::queue::Inbox;
 use crate::tasks::sleep_unless;
 
 /// How long one blocking pop waits before the loop looks at the cancellation again.
@@ -18,15 +20,37 @@ const POP_WAIT_SECS: f64 = 1.0;
 /// Entries taken per pop.
 const POP_COUNT: usize = 128;
 
-pub(super) fn start(worker: &Arc<Worker>, con: Conn) {
+pub(super) fn start(worker: &Arc<Worker>, inbox: Inbox) {
     let worker = worker.clone();
-    worker
-        .tasks
-        .clone()
-        .spawn("inbox", move |stop| run(worker, con, stop));
+    let tasks = worker.tasks.clone();
+    match inbox {
+        Inbox::Own(con) => tasks.spawn("inbox", move |stop| pop(worker, con, stop)),
+        Inbox::Shared(route) => tasks.spawn("inbox", move |stop| relay(worker, route, stop)),
+    }
 }
 
-async fn run(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
+/// Hands on what the shared pop took from this worker's inbox. Once stopped, it takes the
+/// inbox out of the pops to come and routes what the pop on its way takes for it, as `pop`
+/// routes what its own pop on its way takes: with no request open any more, those jobs go
+/// back to the head of the queue at once.
+async fn relay(worker: Arc<Worker>, mut route: InboxRoute, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            taken = route.recv() => match taken {
+                Some(entries) => worker.accept(entries),
+                None => return,
+            },
+        }
+    }
+    route.leave();
+    while let Some(entries) = route.recv().await {
+        worker.accept(entries);
+    }
+}
+
+/// Pops this worker's inbox on a connection of its own.
+async fn pop(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
     let inbox = worker.queue.keys.inbox(&worker.id);
     let queue = worker.queue.keys.queue.clone();
     let mut con = Some(con);

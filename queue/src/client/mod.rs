@@ -108,10 +108,10 @@ impl Client {
             .arg(worker_info())
             .query_async(&mut queue.con.clone())
             .await?;
-        let blocking = queue.blocking_connection().await?;
+        let inbox = queue.inbox(&id).await?;
         let (tasks, stop) = Tasks::new();
         let worker = Worker::start(queue, id, tasks);
-        inbox::start(&worker, blocking);
+        inbox::start(&worker, inbox);
         renewer::start(&worker);
         Ok(Client {
             worker,
