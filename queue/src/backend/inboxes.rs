@@ -34,14 +34,35 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::{plain, Conn};
+use super::{lock, plain, Conn};
 use crate::backoff::Backoff;
 
 /// How long one pop waits before the popper looks again at who is there. In unit tests, far
 /// longer than a test waits: a test that passes shows that a join ended the pop on its way.
-const POP_WAIT_SECS: f64 = if cfg!(test) { 120.0 } else { 1.0 };
+const POP_WAIT_SECS: f64 = if cfg!(test) {
+    120.0
+} else {
+    INBOX_POP_WAIT_SECS
+};
+/// How long one inbox pop waits before its loop looks again (at a cancellation, at who is
+/// there).
+pub(crate) const INBOX_POP_WAIT_SECS: f64 = 1.0;
 /// Entries taken per pop (all from one inbox).
 const POP_COUNT: usize = 128;
+
+/// A pop of up to `POP_COUNT` entries from the first of `inboxes` that has any, waiting up to
+/// `wait_secs` for one to have some (`BLMPOP`): the answer is the inbox's key and its entries,
+/// or nil.
+pub(crate) fn inbox_pop(inboxes: &[&str], wait_secs: f64) -> redis::Cmd {
+    let mut pop = redis::cmd("BLMPOP");
+    pop.arg(wait_secs)
+        .arg(inboxes.len())
+        .arg(inboxes)
+        .arg("LEFT")
+        .arg("COUNT")
+        .arg(POP_COUNT);
+    pop
+}
 /// How many times a worker that joins tries to end the pop on its way, one millisecond apart:
 /// the pop may not have reached Redis yet when the first try does.
 const UNBLOCK_TRIES: u32 = 100;
@@ -208,15 +229,8 @@ async fn pop(running: Running) {
             continue;
         }
         let keys: Vec<&str> = routes.iter().map(|r| r.key.as_str()).collect();
-        let popped: redis::RedisResult<Option<(String, Entries)>> = redis::cmd("BLMPOP")
-            .arg(POP_WAIT_SECS)
-            .arg(keys.len())
-            .arg(&keys)
-            .arg("LEFT")
-            .arg("COUNT")
-            .arg(POP_COUNT)
-            .query_async(c)
-            .await;
+        let popped: redis::RedisResult<Option<(String, Entries)>> =
+            inbox_pop(&keys, POP_WAIT_SECS).query_async(c).await;
         match popped {
             Ok(Some((key, entries))) => {
                 backoff.reset();
@@ -365,10 +379,6 @@ async fn unblock(state: Arc<Mutex<State>>, mut commands: Conn, join: u64) {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-pub(crate) use inboxes::InboxRoute;
+pub(crate) use inboxes::{inbox_pop, InboxRoute, INBOX_POP_WAIT_SECS};
 use sentinel::{master_moved, Sentinel};
 pub(crate) use shared::Shared;
 use url::Target;
@@ -403,4 +403,10 @@ fn single_client(url: &str, certificates: Option<TlsCertificates>) -> RedisResul
         None => redis::Client::open(url),
         Some(certificates) => redis::Client::build_with_tls(url, certificates),
     }
+}
+
+/// A lock of state that a panic cannot leave half-changed (each holder changes it in one
+/// step), so a poisoned lock is taken as it is.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::OnceCell;
 
 use super::inboxes::Inboxes;
-use super::{plain, resp3, Backend, Conn, Subscription};
+use super::{lock, plain, resp3, Backend, Conn, Subscription};
 use crate::error::{Error, Result};
 
 /// Where each channel's messages go: its subscriptions.
@@ -171,10 +171,6 @@ impl Wakes {
             closed,
         })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -9,16 +9,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Conn, InboxRoute};
+use crate::backend::{inbox_pop, Conn, InboxRoute, INBOX_POP_WAIT_SECS};
 use crate::backoff::Backoff;
 use crate::client::worker::Worker;
 use crate::queue::Inbox;
 use crate::tasks::sleep_unless;
-
-/// How long one blocking pop waits before the loop looks at the cancellation again.
-const POP_WAIT_SECS: f64 = 1.0;
-/// Entries taken per pop.
-const POP_COUNT: usize = 128;
 
 pub(super) fn start(worker: &Arc<Worker>, inbox: Inbox) {
     let worker = worker.clone();
@@ -73,15 +68,10 @@ async fn pop(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
             }
             continue;
         };
-        let popped: redis::RedisResult<Option<(String, Vec<Vec<u8>>)>> = redis::cmd("BLMPOP")
-            .arg(POP_WAIT_SECS)
-            .arg(1)
-            .arg(&inbox)
-            .arg("LEFT")
-            .arg("COUNT")
-            .arg(POP_COUNT)
-            .query_async(c)
-            .await;
+        let popped: redis::RedisResult<Option<(String, Vec<Vec<u8>>)>> =
+            inbox_pop(&[&inbox], INBOX_POP_WAIT_SECS)
+                .query_async(c)
+                .await;
         match popped {
             Ok(Some((_, entries))) => worker.accept(entries),
             Ok(None) => {}
