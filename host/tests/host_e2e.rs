@@ -1222,6 +1222,24 @@ async fn jobs_are_shown_and_waited_for_by_id_and_a_paused_queue_holds_them() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // `job show` names a priority other than the normal one; `--json` always has it.
+    for (given, level) in [("low", 0), ("normal", 5), ("7", 7)] {
+        let id = id_of(ranked(&["push", "--priority", given, "{}"]));
+        let out = ranked(&["job", "show", &id]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.contains(&format!("priority   {level}")),
+            level != 5,
+            "--priority {given}: {text}"
+        );
+        let out = ranked(&["job", "show", "--json", &id]);
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            shown["priority"],
+            json!(level),
+            "--priority {given}: {shown}"
+        );
+    }
     assert_refused(
         &ranked(&["push", "--priority", "10", "{}"]),
         "is not a priority",
@@ -1759,6 +1777,10 @@ async fn a_rate_limit_holds_across_three_hosts() {
     let hosts: Vec<Host> = (0..3)
         .map(|_| fixtures_host(&redis, "limited", &["--slots", "8"]))
         .collect();
+    // All three in play: a host still compiling would leave the limit to the others.
+    for host in &hosts {
+        host.wait_for_log("started: queue limited").await;
+    }
     let mut con = redis.con();
     let mut read = || -> (u64, u64) {
         let time: Vec<u64> = redis::cmd("TIME").query(&mut *con).unwrap();
@@ -1792,6 +1814,11 @@ async fn a_rate_limit_holds_across_three_hosts() {
     .await;
     let rate = (d1 - d0) as f64 / ((t1 - t0) as f64 / 1000.0);
     assert!((190.0..=210.0).contains(&rate), "{rate:.1} jobs/s");
+    assert_eq!(
+        manager.stats().await.unwrap().workers,
+        3,
+        "three hosts in play"
+    );
     // Lifted, the rest go at once.
     config("none");
     wait_counts(&manager, jobs, 0).await;

@@ -68,26 +68,51 @@ async fn two_queues_with_two_handlers_share_one_host_and_a_reload_adds_a_third()
         .await;
     }
 
-    // The reload adds a queue and removes one; nothing else moves.
+    // A mail job runs across the reload: it ends on the handler it started with.
+    let running = mail
+        .push(json!({"do": "sleep", "arg": 4000}))
+        .await
+        .unwrap();
+    eventually("the long mail job to start", || async {
+        mail.stats().await.unwrap().in_flight == 1
+    })
+    .await;
+
+    // The reload adds a queue, removes one and gives mail another handler.
     write(
         &file,
         &format!(
             "slots = 4\n{}{}",
-            queue_table("mail", "fixtures", ""),
+            queue_table("mail", "noop", ""),
             queue_table("audit", "fixtures", "weight = 3")
         ),
     );
     host.signal("-HUP");
     host.wait_for_log("added: the host serves it from now on")
         .await;
+    assert_eq!(
+        mail.stats().await.unwrap().in_flight,
+        1,
+        "the long job still runs after the reload (the test needs it to)"
+    );
     let audit = manager(&redis, "audit").await;
     audit
         .push_many(vec![json!({"do": "ok"}); 20])
         .await
         .unwrap();
-    mail.push_many(vec![json!({"do": "ok"}); 20]).await.unwrap();
+    let after = mail.push(json!({"do": "ok"})).await.unwrap();
     wait_completed(&audit, "audit", 20).await;
-    wait_completed(&mail, "mail", 71).await;
+    wait_completed(&mail, "mail", 53).await;
+    assert_eq!(
+        mail.result(&running).await.unwrap(),
+        Some(json!({"slept": true})),
+        "the job that ran across the reload, on the old handler"
+    );
+    assert_eq!(
+        mail.result(&after).await.unwrap(),
+        None,
+        "noop answers nothing"
+    );
     // The removed queue is left: no worker of this host on it, and its jobs wait.
     eventually("the host to leave sms", || async {
         sms.stats().await.unwrap().workers == 0
@@ -106,7 +131,7 @@ async fn two_queues_with_two_handlers_share_one_host_and_a_reload_adds_a_third()
         .await;
     mail.push(json!({"do": "ok"})).await.unwrap();
     audit.push(json!({"do": "ok"})).await.unwrap();
-    wait_completed(&mail, "mail", 72).await;
+    wait_completed(&mail, "mail", 54).await;
     wait_completed(&audit, "audit", 21).await;
 
     let (code, log) = host.stop().await;
@@ -119,7 +144,10 @@ async fn queues_named_on_the_command_line_run_each_on_its_handler() {
     let (a, b) = (manager(&redis, "a").await, manager(&redis, "b").await);
     let fixtures = format!("a={}", guest("fixtures").display());
     let noop = format!("b={}", guest("noop").display());
-    let host = Host::serve(&redis.url(), &["--queue", &fixtures, "--queue", &noop]);
+    let host = Host::serve(
+        &redis.url(),
+        &["--queue", &fixtures, "--queue", &noop, "--order", "strict"],
+    );
     let ida = a.push(json!({"do": "ok"})).await.unwrap();
     let idb = b.push(json!({"do": "ok"})).await.unwrap();
     wait_completed(&a, "a", 1).await;
@@ -128,6 +156,10 @@ async fn queues_named_on_the_command_line_run_each_on_its_handler() {
     assert_ne!(b.result(&idb).await.unwrap(), a.result(&ida).await.unwrap());
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("queues a, b") && log.contains("strict order"),
+        "{log}"
+    );
 }
 
 /// Connections open on the (single) test server.

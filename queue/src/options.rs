@@ -161,10 +161,10 @@ impl Options {
     /// Every role opened with these options, or with a clone of them made after this call,
     /// sends its commands and scripts on one connection (multiplexed: calls made together
     /// travel together), made by the first role to open, instead of on one of its own; on
-    /// one server, the managers' wake-up subscriptions share one connection too. For a
-    /// program that serves many queues: `sque-host run` with several queues does this, so
-    /// that ten queues cost Redis 12 connections, not 40. A client's blocking pops keep a
-    /// connection of their own (a pop blocks its connection). The connections are the first
+    /// one server, the managers' wake-up subscriptions share one connection too, and the
+    /// clients' inboxes are read by one blocking pop that names them all. For a program that
+    /// serves many queues: `sque-host run` with several queues does this, so that ten queues
+    /// cost Redis 3 connections, not 40. The connections are the first
     /// opener's: a role opened with another Redis URL is refused (call `share_connection`
     /// again after changing it).
     pub fn share_connection(mut self) -> Self {
