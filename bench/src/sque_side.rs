@@ -598,6 +598,11 @@ async fn throughput_of(
         if Instant::now() > deadline {
             bail!("processing did not finish in 10 minutes");
         }
+        // A host that exited (refused its arguments, say: its error is above) finishes no
+        // jobs: the run ends now rather than at the deadline.
+        if has_exited(pid) {
+            bail!("sque-host (pid {pid}) exited before its jobs were done: its error is above");
+        }
         rss_peak = read_hwm(pid).unwrap_or(rss_peak);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -665,6 +670,19 @@ fn now_us() -> u64 {
 }
 
 /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+/// Whether the process `pid`, a child of this one, has exited (a zombie until it is waited
+/// for) or is gone.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).
