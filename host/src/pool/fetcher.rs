@@ -10,13 +10,14 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::future::{AbortHandle, Abortable, Aborted};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::task::{waker_ref, ArcWake, AtomicWaker};
 use sque::backoff::Backoff;
 use sque::Job;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -53,6 +54,8 @@ struct LaneFetch {
     turn: Turn,
     /// Requests open, oldest first; dropping one withdraws it.
     asks: FuturesOrdered<Ask>,
+    /// Whether `asks` may have an answer: they are polled only then ([`next_answer`]).
+    news: Arc<News>,
     /// Their abort handles, in the same order (withdrawn ones stay until they come out).
     aborts: VecDeque<AbortHandle>,
     open: usize,
@@ -69,12 +72,16 @@ struct LaneFetch {
 }
 
 impl LaneFetch {
-    fn new(lane: Arc<Lane>, share: LaneShare) -> LaneFetch {
+    fn new(lane: Arc<Lane>, share: LaneShare, fetcher: &Arc<AtomicWaker>) -> LaneFetch {
         LaneFetch {
             lane,
             turn: Turn::new(share.weight),
             share,
             asks: FuturesOrdered::new(),
+            news: Arc::new(News {
+                woken: AtomicBool::new(true),
+                fetcher: fetcher.clone(),
+            }),
             aborts: VecDeque::new(),
             open: 0,
             answered: [0; RECENT_TICKS],
@@ -120,6 +127,8 @@ impl LaneFetch {
         let ask: Pin<Box<dyn Future<Output = Asked> + Send>> =
             Box::pin(async move { (lane.client.i_am_free(None).await, credit) });
         self.asks.push_back(Abortable::new(ask, registration));
+        // A request pushed is polled at the next turn (pushing wakes nobody).
+        self.news.woken.store(true, Ordering::Relaxed);
         self.aborts.push_back(handle);
         if self.open == 0 && track_time {
             self.last_news = Instant::now();
@@ -155,9 +164,11 @@ pub(super) async fn run(
     mut changes: mpsc::UnboundedReceiver<Change>,
     stop: CancellationToken,
 ) {
+    // Woken by any lane's news (`News`).
+    let fetcher = Arc::new(AtomicWaker::new());
     let mut lanes: Vec<LaneFetch> = lanes
         .into_iter()
-        .map(|(lane, share)| LaneFetch::new(lane, share))
+        .map(|(lane, share)| LaneFetch::new(lane, share, &fetcher))
         .collect();
     let mut shares = Shares::new(shared.order);
     // Credits of lanes removed, taken out of the pool as they come free (`mod.rs`: a lane
@@ -174,12 +185,15 @@ pub(super) async fn run(
     let mut tick = tokio::time::interval(prefetch::RETUNE_EVERY);
     let mut last_tick = Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Made once: a wait made anew at each turn (a turn a job) cost a job three locks.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         // Dropping `lanes` on return withdraws the open requests; a job that reached one
         // meanwhile goes back to the head of the queue.
         tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
+            _ = &mut stopped => return,
             _ = tick.tick() => {
                 // Reloads are rare: looked for at each tick rather than at every turn of this
                 // loop, where waiting on the channel cost a job hundreds of instructions.
@@ -195,7 +209,7 @@ pub(super) async fn run(
                                 m.prefetch.set(prefetch.current() as i64);
                             }
                             lane.tell_when_returned(&returned, share.max_held.is_some());
-                            lanes.push(LaneFetch::new(lane, share));
+                            lanes.push(LaneFetch::new(lane, share, &fetcher));
                         }
                         Change::Remove(queue) => {
                             let before = lanes.len();
@@ -259,7 +273,7 @@ pub(super) async fn run(
                 held = Some(permit.expect("never closed"));
             }
             _ = returned.notified(), if held.is_some() => {}
-            (i, asked) = next_answer(&mut lanes) => {
+            (i, asked) = next_answer(&mut lanes, &fetcher) => {
                 let alone = lanes.len() == 1;
                 let l = &mut lanes[i];
                 // A withdrawn request was counted off when it was withdrawn; one that had
@@ -329,14 +343,43 @@ pub(super) async fn run(
     }
 }
 
-/// The next answer of any lane, and whose.
-fn next_answer(
-    lanes: &mut [LaneFetch],
-) -> impl Future<Output = (usize, Result<Asked, Aborted>)> + '_ {
+/// A lane's news: set by the waker its requests are polled with, which then wakes the
+/// fetcher. With many lanes, a turn polls only the lanes woken since it last looked, rather
+/// than every lane's requests at every answer.
+struct News {
+    woken: AtomicBool,
+    fetcher: Arc<AtomicWaker>,
+}
+
+impl ArcWake for News {
+    fn wake_by_ref(news: &Arc<Self>) {
+        news.woken.store(true, Ordering::Release);
+        news.fetcher.wake();
+    }
+}
+
+/// The next answer of any lane with news, and whose.
+fn next_answer<'a>(
+    lanes: &'a mut [LaneFetch],
+    fetcher: &'a AtomicWaker,
+) -> impl Future<Output = (usize, Result<Asked, Aborted>)> + 'a {
     poll_fn(move |cx| {
+        // Registered before the flags are read: news after this wakes this task again.
+        fetcher.register(cx.waker());
         for (i, l) in lanes.iter_mut().enumerate() {
-            if let Poll::Ready(Some(asked)) = l.asks.poll_next_unpin(cx) {
-                return Poll::Ready((i, asked));
+            if !l.news.woken.swap(false, Ordering::Acquire) {
+                continue;
+            }
+            let waker = waker_ref(&l.news);
+            match l.asks.poll_next_unpin(&mut Context::from_waker(&waker)) {
+                Poll::Ready(Some(asked)) => {
+                    // More may be ready behind it.
+                    l.news.woken.store(true, Ordering::Relaxed);
+                    return Poll::Ready((i, asked));
+                }
+                // Its requests hold the lane's waker, or it has none left: the next one
+                // pushed sets the flag.
+                Poll::Ready(None) | Poll::Pending => {}
             }
         }
         Poll::Pending

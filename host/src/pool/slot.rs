@@ -23,12 +23,15 @@ pub(super) async fn run(
 ) {
     // The instance kept for the next job, with --reuse (never with the default of 1).
     let mut warm: Option<Warm> = None;
+    // Made once: a wait made anew for each job cost it locks the slots all share.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         let next = {
             let mut ready = ready.lock().await;
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => None,
+                _ = &mut stopped => None,
                 next = ready.recv() => next,
             }
         };
@@ -83,7 +86,10 @@ async fn run_one(
     // A panic in the host's own code for this job fails the job, not the slot.
     let run = AssertUnwindSafe(loaded.sandbox.run_in(&loaded.handler, input, warm)).catch_unwind();
     // Past the grace period the run is dropped, and the guest's store with it.
+    // The run first: a short job ends at its first poll, and the other two waits then cost
+    // nothing (polled, each would take locks shared with every slot).
     let outcome = tokio::select! {
+        biased;
         done = run => done.unwrap_or_else(|_| {
             Outcome::Failed(
                 Ending::HostError,
