@@ -185,7 +185,9 @@ pub(super) async fn run(
     let mut tick = tokio::time::interval(prefetch::RETUNE_EVERY);
     let mut last_tick = Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Made once: a wait made anew at each turn (a turn a job) cost a job three locks.
+    // Made once: a wait made anew at each turn (a turn a job) registered and unregistered
+    // itself at every turn; polled first, as shutdown must be heard under load, it still takes
+    // two locks a turn.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {

@@ -23,7 +23,9 @@ pub(super) async fn run(
 ) {
     // The instance kept for the next job, with --reuse (never with the default of 1).
     let mut warm: Option<Warm> = None;
-    // Made once: a wait made anew for each job cost it locks the slots all share.
+    // Made once: a wait made anew for each job registered and unregistered itself in the
+    // token's waiter list, which every slot shares; polled first (unstarted jobs must go back
+    // at shutdown, not run), it still takes two locks a job.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
@@ -86,8 +88,9 @@ async fn run_one(
     // A panic in the host's own code for this job fails the job, not the slot.
     let run = AssertUnwindSafe(loaded.sandbox.run_in(&loaded.handler, input, warm)).catch_unwind();
     // Past the grace period the run is dropped, and the guest's store with it.
-    // The run first: a short job ends at its first poll, and the other two waits then cost
-    // nothing (polled, each would take locks shared with every slot).
+    // The run first: a short job ends at its first poll, and the other two waits are then
+    // never polled (the shutdown wait would lock the waiter list every slot shares, the
+    // cancellation wait its job's own).
     let outcome = tokio::select! {
         biased;
         done = run => done.unwrap_or_else(|_| {

@@ -37,14 +37,17 @@ impl<I, O> Exchanger<I, O> {
     }
 }
 
-/// Sends batches with `send`, which answers each item in order, until `stop` is cancelled.
-/// A batch on its way is finished first.
+/// Sends batches with `send`, which answers each item in order, until `stop` is cancelled
+/// and nothing is left to send: items submitted before the stop (or while the rest is sent)
+/// go first. A client stops its exchanger only after closing its registry, so no new
+/// request comes meanwhile; with Redis away, each batch left waits out its own failure.
 pub(crate) async fn run<I, O, F, Fut>(mut batches: Batches<I, O>, send: F, stop: CancellationToken)
 where
     F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = Vec<Result<O>>>,
 {
-    // Made once: a wait for cancellation made anew at each turn cost several locks a batch.
+    // Made once: a wait made anew at each turn registered and unregistered itself (locks)
+    // at every batch.
     // Items already submitted go first; the wait is polled only when none is.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
