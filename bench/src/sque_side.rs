@@ -669,7 +669,6 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
 /// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may
 /// hold spaces): the state first, then the parent's pid, and so on (`man 5 proc`).
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
@@ -684,6 +683,7 @@ fn has_exited(pid: u32) -> bool {
     stat_fields(pid).is_none_or(|f| f.first().is_some_and(|state| state == "Z" || state == "X"))
 }
 
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields = stat_fields(pid)?;
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;

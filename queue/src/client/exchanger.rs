@@ -47,8 +47,7 @@ where
     Fut: Future<Output = Vec<Result<O>>>,
 {
     // Made once: a wait made anew at each turn registered and unregistered itself (locks)
-    // at every batch.
-    // Items already submitted go first; the wait is polled only when none is.
+    // at every batch. Items already submitted go first; the wait is polled only when none is.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {

@@ -30,7 +30,8 @@ pub(super) fn start(worker: &Arc<Worker>, inbox: Inbox) {
 /// back to the head of the queue at once.
 async fn relay(worker: Arc<Worker>, mut route: InboxRoute, stop: CancellationToken) {
     // Made once, and polled only when nothing was taken: a wait made anew at each turn
-    // registered and unregistered itself (locks) at every pop. (What arrives after the stop is routed below anyway.)
+    // registered and unregistered itself (locks) at every pop. What arrives after the stop
+    // is routed below anyway.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
