@@ -295,8 +295,9 @@ async fn strict_order_serves_the_first_queue_while_it_has_work() {
     let end = *first.iter().max().unwrap();
     let meanwhile = second.iter().filter(|t| **t < end).count();
     eprintln!("strict: {meanwhile} of the second queue's jobs ran while the first had work");
-    // The second queue gets a credit only once the first's requests have gone unanswered for
-    // share::IDLE_AFTER (50 ms); on a loaded machine that can happen for a moment.
+    // The second queue gets a credit only once a request of the first was stored, not served
+    // (its queue ran dry), or its requests have gone unanswered for share::IDLE_AFTER (50 ms);
+    // on a loaded machine the latter can happen for a moment.
     assert!(
         meanwhile <= 50,
         "the second queue ran {meanwhile} jobs while the first still had work"
@@ -387,6 +388,21 @@ async fn check_names_every_problem_of_a_config_file_and_run_refuses_it() {
 
 #[tokio::test]
 async fn a_queue_held_back_by_its_rate_limit_leaves_the_slots_to_the_others() {
+    rate_limited_queue_beside_a_busy_one("weighted").await;
+}
+
+/// Under strict order too, though the held-back queue comes first and has jobs: its requests
+/// were stored, not served, so it is not given the slots it cannot use.
+#[tokio::test]
+async fn under_strict_order_a_first_queue_held_back_by_its_rate_limit_leaves_the_slots_to_the_next()
+{
+    rate_limited_queue_beside_a_busy_one("strict").await;
+}
+
+/// A queue limited to 50 jobs a second, with 5,000 waiting, first in `order`, beside a queue
+/// with 6,000 jobs: the second's jobs are all done within the tests' patience (a minute),
+/// where the first's would take 100 s.
+async fn rate_limited_queue_beside_a_busy_one(order: &str) {
     let redis = RedisServer::start();
     let (slow, fast) = (manager(&redis, "slow").await, manager(&redis, "fast").await);
     let admin = sque::Admin::new("slow", support::producer(&redis))
@@ -414,11 +430,14 @@ async fn a_queue_held_back_by_its_rate_limit_leaves_the_slots_to_the_others() {
     ];
     let host = Host::serve(
         &redis.url(),
-        &["--queue", &queues[0], "--queue", &queues[1], "--slots", "4"],
+        &[
+            "--queue", &queues[0], "--queue", &queues[1], "--slots", "4", "--order", order,
+        ],
     );
-    // The slow queue's requests wait on its limit; were it given every other credit, it would
-    // soon hold them all, and the fast queue would be left half of the 50 a second its limit
-    // frees: four minutes for 6,000 jobs, where a few seconds do.
+    // The slow queue's requests wait on its limit; were it given every other credit (weighted
+    // order) or every credit while answered lately (strict), it would soon hold them all, and
+    // the fast queue would be left half of the 50 a second its limit frees, or none of it:
+    // minutes for 6,000 jobs, where a few seconds do.
     wait_completed(&fast, "fast", 6000).await;
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");

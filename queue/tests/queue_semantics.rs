@@ -304,6 +304,47 @@ async fn a_request_made_while_jobs_wait_is_answered_in_the_reply_not_through_the
     );
 }
 
+/// Woken: a `Notify` that keeps one wake-up for the next wait.
+struct Woken(tokio::sync::Notify);
+
+impl futures_util::task::ArcWake for Woken {
+    fn wake_by_ref(woken: &Arc<Self>) {
+        woken.0.notify_one();
+    }
+}
+
+/// A client knows from Redis's replies whether its queue had a job for its latest request: a
+/// request stored, not served, starts a dry spell (its watcher is woken), and a job handed over
+/// later ends it. A host serving several queues hands a dry queue's slots on at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_is_told_when_its_queue_runs_dry_and_when_work_comes() {
+    let redis = RedisServer::start();
+    let producer = Manager::new("dry", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    let client = Client::new("dry", opts(&redis)).await.unwrap();
+    let woken = Arc::new(Woken(tokio::sync::Notify::new()));
+    client.watch_dry(futures_util::task::waker(woken.clone()));
+    producer.push(json!("waiting")).await.unwrap();
+    let job = within("the waiting job", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.complete(&job, None).await.unwrap();
+    assert_eq!((client.is_dry(), client.dry_spells()), (false, 0));
+    let (job, ()) = within("a job pushed once the queue ran dry", async {
+        tokio::join!(client.i_am_free(None), async {
+            // Nothing waits: the request is stored, and the reply says so.
+            woken.0.notified().await;
+            assert_eq!((client.is_dry(), client.dry_spells()), (true, 1));
+            assert_eq!(producer.stats().await.unwrap().requests, 1);
+            producer.push(json!("later")).await.unwrap();
+        })
+    })
+    .await;
+    assert_eq!(job.unwrap().data, json!("later"));
+    assert_eq!((client.is_dry(), client.dry_spells()), (false, 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_clients_requests_are_served_in_the_order_they_were_made() {
     let redis = RedisServer::start();

@@ -3,7 +3,8 @@
 //! jobs on to the slots in the order each lane's requests were made (the order its queue
 //! serves them), so slots start jobs in queue order. A lane that goes idle with several
 //! requests open keeps one and withdraws the rest, so that its credits go where there is
-//! work. Resizes an adaptive prefetch as the rate of finished jobs changes. When asking fails
+//! work; so does a lane whose queue ran dry, as soon as Redis's reply says so (the client's
+//! `is_dry`). Resizes an adaptive prefetch as the rate of finished jobs changes. When asking fails
 //! (Redis is away), the lane waits with the library's backoff (jittered, so that many hosts
 //! do not come back at once) and holds the credit meanwhile. Lanes come and go on reload.
 
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use futures_util::future::{AbortHandle, Abortable, Aborted};
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use futures_util::task::{waker_ref, ArcWake, AtomicWaker};
+use futures_util::task::{waker, waker_ref, ArcWake, AtomicWaker};
 use sque::backoff::Backoff;
 use sque::Job;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -54,8 +55,8 @@ struct LaneFetch {
     turn: Turn,
     /// Requests open, oldest first; dropping one withdraws it.
     asks: FuturesOrdered<Ask>,
-    /// Whether `asks` may have an answer: they are polled only then ([`next_answer`]).
-    news: Arc<News>,
+    /// Whether `asks` may have an answer: they are polled only then ([`next_news`]).
+    news: Arc<LaneNews>,
     /// Their abort handles, in the same order (withdrawn ones stay until they come out).
     aborts: VecDeque<AbortHandle>,
     open: usize,
@@ -66,6 +67,8 @@ struct LaneFetch {
     last_news: Instant,
     /// When it was last answered.
     last_answer: Option<Instant>,
+    /// The client's dry spells (`Client::dry_spells`) as of the last it acted on.
+    dry_spells: u64,
     backoff: Backoff,
     /// After a failed request: until when the lane asks no more, and the credit it holds.
     paused: Option<(Instant, Credit)>,
@@ -73,15 +76,19 @@ struct LaneFetch {
 
 impl LaneFetch {
     fn new(lane: Arc<Lane>, share: LaneShare, fetcher: &Arc<AtomicWaker>) -> LaneFetch {
+        let news = Arc::new(LaneNews {
+            woken: AtomicBool::new(true),
+            fetcher: fetcher.clone(),
+        });
+        // Its queue running dry is news too (`next_news`).
+        lane.client.watch_dry(waker(news.clone()));
         LaneFetch {
+            dry_spells: lane.client.dry_spells(),
             lane,
             turn: Turn::new(share.weight),
             share,
             asks: FuturesOrdered::new(),
-            news: Arc::new(News {
-                woken: AtomicBool::new(true),
-                fetcher: fetcher.clone(),
-            }),
+            news,
             aborts: VecDeque::new(),
             open: 0,
             answered: [0; RECENT_TICKS],
@@ -102,7 +109,13 @@ impl LaneFetch {
                 .is_some_and(|max| self.lane.held() >= max)
         {
             Want::No
-        } else if alone || self.open == 0 || self.is_answered_within(now) {
+        } else if alone || self.open == 0 {
+            Want::Yes
+        } else if self.lane.client.is_dry() {
+            // Its queue had no job for its last request: its requests wait in Redis, and a
+            // job coming is news (an answer).
+            Want::No
+        } else if self.is_answered_within(now) {
             Want::Yes
         } else if !self.is_idle(now) {
             Want::Wait
@@ -164,7 +177,7 @@ pub(super) async fn run(
     mut changes: mpsc::UnboundedReceiver<Change>,
     stop: CancellationToken,
 ) {
-    // Woken by any lane's news (`News`).
+    // Woken by any lane's news (`LaneNews`).
     let fetcher = Arc::new(AtomicWaker::new());
     let mut lanes: Vec<LaneFetch> = lanes
         .into_iter()
@@ -275,52 +288,65 @@ pub(super) async fn run(
                 held = Some(permit.expect("never closed"));
             }
             _ = returned.notified(), if held.is_some() => {}
-            (i, asked) = next_answer(&mut lanes, &fetcher) => {
-                let alone = lanes.len() == 1;
-                let l = &mut lanes[i];
-                // A withdrawn request was counted off when it was withdrawn; one that had
-                // been answered just before still brings its job.
-                let withdrawn = l.aborts.pop_front().is_some_and(|h| h.is_aborted());
-                let Ok((asked, credit)) = asked else { continue };
-                if !withdrawn {
-                    l.open -= 1;
-                }
-                match asked {
-                    Ok(job) => {
-                        l.backoff.reset();
-                        l.answered[0] += 1;
-                        // A lane alone needs no clock (`wants`): one read a job saved.
-                        if !alone {
-                            let now = Instant::now();
-                            (l.last_answer, l.last_news) = (Some(now), now);
+            // Falls through (no `continue`) to the credit held at the end of the turn: what
+            // changed may let a lane take it.
+            news = next_news(&mut lanes, &fetcher) => { 'news: {
+                    let (i, asked) = match news {
+                        News::Answer(i, asked) => (i, asked),
+                        News::Dry(i) => {
+                            // Beside other lanes, its credits go where there is work at once: its
+                            // probe stays open to hear of the next job.
+                            if lanes.len() > 1 {
+                                lanes[i].withdraw_all_but(1);
+                            }
+                            break 'news;
                         }
-                        if let Some(m) = l.lane.metrics() {
-                            m.held.inc();
+                    };
+                    let alone = lanes.len() == 1;
+                    let l = &mut lanes[i];
+                    // A withdrawn request was counted off when it was withdrawn; one that had
+                    // been answered just before still brings its job.
+                    let withdrawn = l.aborts.pop_front().is_some_and(|h| h.is_aborted());
+                    let Ok((asked, credit)) = asked else { break 'news };
+                    if !withdrawn {
+                        l.open -= 1;
+                    }
+                    match asked {
+                        Ok(job) => {
+                            l.backoff.reset();
+                            l.answered[0] += 1;
+                            // A lane alone needs no clock (`wants`): one read a job saved.
+                            if !alone {
+                                let now = Instant::now();
+                                (l.last_answer, l.last_news) = (Some(now), now);
+                            }
+                            if let Some(m) = l.lane.metrics() {
+                                m.held.inc();
+                            }
+                            let input = JobInput {
+                                id: job.id.to_string(),
+                                queue: job.queue.clone(),
+                                attempt: job.attempt,
+                                data: job.data.to_string(),
+                                progress: Some(JobProgress {
+                                    sink: l.lane.progress.clone(),
+                                    token: job.lease_token().to_string(),
+                                }),
+                            };
+                            let lane = l.lane.clone();
+                            if let Err(mpsc::error::SendError(r)) = ready.send(Ready { lane, input, job, credit }) {
+                                release(&r.lane, &r.job).await;
+                                return;
+                            }
                         }
-                        let input = JobInput {
-                            id: job.id.to_string(),
-                            queue: job.queue.clone(),
-                            attempt: job.attempt,
-                            data: job.data.to_string(),
-                            progress: Some(JobProgress {
-                                sink: l.lane.progress.clone(),
-                                token: job.lease_token().to_string(),
-                            }),
-                        };
-                        let lane = l.lane.clone();
-                        if let Err(mpsc::error::SendError(r)) = ready.send(Ready { lane, input, job, credit }) {
-                            release(&r.lane, &r.job).await;
-                            return;
+                        Err(e) => {
+                            let wait = l.backoff.next_wait();
+                            tracing::warn!(queue = %l.lane.queue, "asking for a job failed: {e}; asking again in {wait:?}");
+                            // The credit is held through the pause, so that no new request goes out.
+                            l.paused = Some((Instant::now() + wait, credit));
                         }
                     }
-                    Err(e) => {
-                        let wait = l.backoff.next_wait();
-                        tracing::warn!(queue = %l.lane.queue, "asking for a job failed: {e}; asking again in {wait:?}");
-                        // The credit is held through the pause, so that no new request goes out.
-                        l.paused = Some((Instant::now() + wait, credit));
-                    }
-                }
-            }
+            }}
         }
         if let Some(permit) = held.take() {
             let alone = lanes.len() == 1;
@@ -345,26 +371,35 @@ pub(super) async fn run(
     }
 }
 
-/// A lane's news: set by the waker its requests are polled with, which then wakes the
-/// fetcher. With many lanes, a turn polls only the lanes woken since it last looked, rather
-/// than every lane's requests at every answer.
-struct News {
+/// A lane's news flag: set by the waker its requests are polled with (and that its client
+/// wakes when the queue runs dry), which then wakes the fetcher. With many lanes, a turn polls
+/// only the lanes woken since it last looked, rather than every lane's requests at every
+/// answer.
+struct LaneNews {
     woken: AtomicBool,
     fetcher: Arc<AtomicWaker>,
 }
 
-impl ArcWake for News {
+impl ArcWake for LaneNews {
     fn wake_by_ref(news: &Arc<Self>) {
         news.woken.store(true, Ordering::Release);
         news.fetcher.wake();
     }
 }
 
-/// The next answer of any lane with news, and whose.
-fn next_answer<'a>(
+/// What a lane's news was.
+enum News {
+    /// An answer to one of its requests.
+    Answer(usize, Result<Asked, Aborted>),
+    /// Its queue ran dry since the fetcher last looked.
+    Dry(usize),
+}
+
+/// The next news of any lane woken, and whose.
+fn next_news<'a>(
     lanes: &'a mut [LaneFetch],
     fetcher: &'a AtomicWaker,
-) -> impl Future<Output = (usize, Result<Asked, Aborted>)> + 'a {
+) -> impl Future<Output = News> + 'a {
     poll_fn(move |cx| {
         // Registered before the flags are read: news after this wakes this task again.
         fetcher.register(cx.waker());
@@ -377,11 +412,16 @@ fn next_answer<'a>(
                 Poll::Ready(Some(asked)) => {
                     // More may be ready behind it.
                     l.news.woken.store(true, Ordering::Relaxed);
-                    return Poll::Ready((i, asked));
+                    return Poll::Ready(News::Answer(i, asked));
                 }
                 // Its requests hold the lane's waker, or it has none left: the next one
                 // pushed sets the flag.
                 Poll::Ready(None) | Poll::Pending => {}
+            }
+            let spells = l.lane.client.dry_spells();
+            if spells != l.dry_spells {
+                l.dry_spells = spells;
+                return Poll::Ready(News::Dry(i));
             }
         }
         Poll::Pending

@@ -2,7 +2,8 @@
 //!
 //! Every job a host holds took a credit (`mod.rs`), and a queue gets a credit only while it
 //! has work to give ([`Want::Yes`]): while its requests are being answered, or when it has
-//! none open (it needs one to hear of work). Once its requests have waited [`IDLE_AFTER`]
+//! none open (it needs one to hear of work). Once Redis stored a request of it rather than
+//! serve it (it ran dry: the client's `is_dry`), or its requests have waited [`IDLE_AFTER`]
 //! unanswered, it is idle ([`Want::No`]): it keeps one request open (its probe) and no more,
 //! so it holds no slots another queue could use. In between, just after it asked, it is not
 //! known yet ([`Want::Wait`]). Among the queues with work:
@@ -26,7 +27,9 @@ use std::time::Duration;
 const STRIDE: u64 = 1 << 20;
 
 /// How long a queue's requests may wait unanswered before it counts as idle: it then gets
-/// no more credits, and its requests but one are withdrawn.
+/// no more credits, and its requests but one are withdrawn. Most often Redis's reply tells
+/// sooner (a request stored, not served); this catches the rest, such as a queue that got
+/// one job after it ran dry while its other requests still wait.
 pub const IDLE_AFTER: Duration = Duration::from_millis(50);
 
 /// How queues share a host's slots.

@@ -14,6 +14,7 @@ mod exchanger;
 mod inbox;
 mod registry;
 mod renewer;
+mod supply;
 mod worker;
 
 use std::sync::Arc;
@@ -127,6 +128,23 @@ impl Client {
     /// This worker's id within the queue.
     pub fn worker_id(&self) -> &str {
         &self.worker.id
+    }
+
+    /// Whether the queue had no job for this client's latest request: Redis stored it rather
+    /// than hand one out, and no job has come since. A host serving several queues gives its
+    /// slots to the others meanwhile.
+    pub fn is_dry(&self) -> bool {
+        self.worker.supply.is_dry()
+    }
+
+    /// How many times the queue ran dry (`is_dry` became true) since this client joined it.
+    pub fn dry_spells(&self) -> u64 {
+        self.worker.supply.spells()
+    }
+
+    /// Has `waker` woken each time the queue runs dry. Only the first waker given is kept.
+    pub fn watch_dry(&self, waker: std::task::Waker) {
+        self.worker.supply.watch(waker);
     }
 
     /// The queue's settings, as they were when this client joined it.

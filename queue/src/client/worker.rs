@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::backend::Conn;
 use crate::client::exchanger::{self, Exchanger};
 use crate::client::registry::{Acked, Registry};
+use crate::client::supply::Supply;
 use crate::error::Result;
 use crate::job::{Job, Lease};
 use crate::queue::Queue;
@@ -44,6 +45,11 @@ pub(crate) struct Worker {
     /// This worker's id within the queue (from `meta.workers_seq`).
     pub id: String,
     registry: Mutex<Registry>,
+    /// Whether the queue had a job for the latest request.
+    pub supply: Supply,
+    /// Requests withdrawn and not yet taken out of the queue's list: one call takes the ones
+    /// of a moment together.
+    withdrawals: Mutex<Vec<u64>>,
     pub tasks: Tasks,
     pub exchanger: Exchanger<Exchange, Answer>,
     /// The connection for large completions, made when the first one comes, and made anew
@@ -59,6 +65,8 @@ impl Worker {
             queue,
             id,
             registry: Mutex::new(Registry::default()),
+            supply: Supply::default(),
+            withdrawals: Mutex::new(Vec::new()),
             tasks,
             exchanger,
             side: tokio::sync::Mutex::new(None),
@@ -98,6 +106,9 @@ impl Worker {
     /// Takes deliveries (from the inbox or an exchange's reply) and routes each to its
     /// request; a job nobody waits for any more goes back to the head of the queue.
     pub fn accept(self: &Arc<Self>, entries: Vec<Vec<u8>>) {
+        if !entries.is_empty() {
+            self.supply.has_work();
+        }
         for entry in entries {
             let delivery = match parse_delivery(&entry) {
                 Ok(d) => d,
@@ -175,20 +186,36 @@ impl Worker {
         });
     }
 
-    /// Withdraws request `seq` in a tracked task. If it fails, the request is served later and
-    /// its job given back, or dropped once this worker's heartbeat runs out.
+    /// Withdraws request `seq` in a tracked task, with the others withdrawn at the same moment
+    /// (a host that gives up a queue's requests withdraws hundreds at once): one round trip
+    /// for them all. If it fails, a request is served later and its job given back, or
+    /// dropped once this worker's heartbeat runs out.
     pub fn withdraw_later(self: &Arc<Self>, seq: u64) {
+        let first = {
+            let mut withdrawals = self.withdrawals.lock().unwrap_or_else(|p| p.into_inner());
+            withdrawals.push(seq);
+            withdrawals.len() == 1
+        };
+        if !first {
+            // The errand on its way takes this one too.
+            return;
+        }
         let me = self.clone();
         self.tasks.spawn_errand("withdraw", async move {
-            let entry = me.request_entry(seq);
-            let withdrawn: redis::RedisResult<i64> = redis::cmd("LREM")
-                .arg(&me.queue.keys.requests)
-                .arg(1)
-                .arg(&entry)
-                .query_async(&mut me.queue.con.clone())
-                .await;
+            let seqs = std::mem::take(&mut *me.withdrawals.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut pipe = redis::pipe();
+            for seq in &seqs {
+                // From the tail: a request withdrawn is most often among the newest.
+                pipe.cmd("LREM")
+                    .arg(&me.queue.keys.requests)
+                    .arg(-1)
+                    .arg(me.request_entry(*seq))
+                    .ignore();
+            }
+            let withdrawn: redis::RedisResult<()> =
+                pipe.query_async(&mut me.queue.con.clone()).await;
             if let Err(e) = withdrawn {
-                tracing::debug!(queue = %me.queue.keys.queue, "could not withdraw request {entry}: {e}");
+                tracing::debug!(queue = %me.queue.keys.queue, "could not withdraw {} requests: {e}", seqs.len());
             }
         });
     }
@@ -284,7 +311,12 @@ impl Worker {
             .collect();
         let reply =
             scripts::exchange::call(&self.queue, con, &self.id, &completions, &asks).await?;
+        // Requests not served at once were stored: no job was waiting for them.
+        let stored = reply.delivered.len() < asks.len();
         self.accept(reply.delivered);
+        if stored {
+            self.supply.ran_dry();
+        }
         let mut completed = reply.completed.into_iter();
         Ok(items
             .iter()
