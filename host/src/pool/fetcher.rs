@@ -3,10 +3,11 @@
 //! jobs on to the slots in the order each lane's requests were made (the order its queue
 //! serves them), so slots start jobs in queue order. A lane that goes idle with several
 //! requests open keeps one and withdraws the rest, so that its credits go where there is
-//! work; so does a lane whose queue ran dry, as soon as Redis's reply says so (the client's
-//! `is_dry`). Resizes an adaptive prefetch as the rate of finished jobs changes. When asking fails
-//! (Redis is away), the lane waits with the library's backoff (jittered, so that many hosts
-//! do not come back at once) and holds the credit meanwhile. Lanes come and go on reload.
+//! work; so does a lane whose queue ran dry, as soon as Redis's reply says so (the client
+//! wakes the lane's news, `Client::watch_dry`). Resizes an adaptive prefetch as the rate of
+//! finished jobs changes. When asking fails (Redis is away), the lane waits with the
+//! library's backoff (jittered, so that many hosts do not come back at once) and holds the
+//! credit meanwhile. Lanes come and go on reload.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -55,7 +56,8 @@ struct LaneFetch {
     turn: Turn,
     /// Requests open, oldest first; dropping one withdraws it.
     asks: FuturesOrdered<Ask>,
-    /// Whether `asks` may have an answer: they are polled only then ([`next_news`]).
+    /// Whether `asks` may have an answer, or its queue ran dry: they are looked at only then
+    /// ([`next_news`]).
     news: Arc<LaneNews>,
     /// Their abort handles, in the same order (withdrawn ones stay until they come out).
     aborts: VecDeque<AbortHandle>,
@@ -295,8 +297,9 @@ pub(super) async fn run(
                         News::Answer(i, asked) => (i, asked),
                         News::Dry(i) => {
                             // Beside other lanes, its credits go where there is work at once: its
-                            // probe stays open to hear of the next job.
-                            if lanes.len() > 1 {
+                            // probe stays open to hear of the next job. Unless a job came
+                            // meanwhile: then its requests are being served.
+                            if lanes.len() > 1 && lanes[i].lane.client.is_dry() {
                                 lanes[i].withdraw_all_but(1);
                             }
                             break 'news;

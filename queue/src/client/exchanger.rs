@@ -35,6 +35,13 @@ impl<I, O> Exchanger<I, O> {
         self.tx.send((item, done)).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
+
+    /// Submits one item whose answer nobody waits for; once the exchanger has stopped, it is
+    /// dropped.
+    pub fn send_only(&self, item: I) {
+        let (done, _) = oneshot::channel();
+        let _ = self.tx.send((item, done));
+    }
 }
 
 /// Sends batches with `send`, which answers each item in order, until `stop` is cancelled

@@ -131,8 +131,9 @@ impl Client {
     }
 
     /// Whether the queue had no job for this client's latest request: Redis stored it rather
-    /// than hand one out, and no job has come since. A host serving several queues gives its
-    /// slots to the others meanwhile.
+    /// than hand one out (nothing waited, older requests waited first, the queue is paused,
+    /// or its rate limit or cap held it back), and no job has come to this client since. A
+    /// host serving several queues gives its slots to the others meanwhile.
     pub fn is_dry(&self) -> bool {
         self.worker.supply.is_dry()
     }
@@ -220,7 +221,7 @@ impl Client {
                 .await
                 .map(|answer| match answer {
                     Answer::Completed(c) => c,
-                    Answer::Asked => Completed::Stale,
+                    Answer::Asked | Answer::Withdrawn => Completed::Stale,
                 }),
         };
         match completed {

@@ -29,6 +29,11 @@ pub(crate) enum Exchange {
     Ask(u64),
     /// The job under this lease token is done, with its result JSON, if any.
     Complete(String, Option<String>),
+    /// Request `seq` is withdrawn. It goes the way its request went, so it reaches Redis
+    /// after the request was stored, never before (a withdrawal that came first would remove
+    /// nothing, and the request, stored after it, would stay for a worker that no longer
+    /// waits on it).
+    Withdraw(u64),
 }
 
 /// How Redis answered one item.
@@ -38,6 +43,8 @@ pub(crate) enum Answer {
     Asked,
     /// A completion: what became of it.
     Completed(Completed),
+    /// A withdrawal was sent.
+    Withdrawn,
 }
 
 pub(crate) struct Worker {
@@ -47,9 +54,6 @@ pub(crate) struct Worker {
     registry: Mutex<Registry>,
     /// Whether the queue had a job for the latest request.
     pub supply: Supply,
-    /// Requests withdrawn and not yet taken out of the queue's list: one call takes the ones
-    /// of a moment together.
-    withdrawals: Mutex<Vec<u64>>,
     pub tasks: Tasks,
     pub exchanger: Exchanger<Exchange, Answer>,
     /// The connection for large completions, made when the first one comes, and made anew
@@ -66,7 +70,6 @@ impl Worker {
             id,
             registry: Mutex::new(Registry::default()),
             supply: Supply::default(),
-            withdrawals: Mutex::new(Vec::new()),
             tasks,
             exchanger,
             side: tokio::sync::Mutex::new(None),
@@ -186,38 +189,11 @@ impl Worker {
         });
     }
 
-    /// Withdraws request `seq` in a tracked task, with the others withdrawn at the same moment
-    /// (a host that gives up a queue's requests withdraws hundreds at once): one round trip
-    /// for them all. If it fails, a request is served later and its job given back, or
-    /// dropped once this worker's heartbeat runs out.
-    pub fn withdraw_later(self: &Arc<Self>, seq: u64) {
-        let first = {
-            let mut withdrawals = self.withdrawals.lock().unwrap_or_else(|p| p.into_inner());
-            withdrawals.push(seq);
-            withdrawals.len() == 1
-        };
-        if !first {
-            // The errand on its way takes this one too.
-            return;
-        }
-        let me = self.clone();
-        self.tasks.spawn_errand("withdraw", async move {
-            let seqs = std::mem::take(&mut *me.withdrawals.lock().unwrap_or_else(|p| p.into_inner()));
-            let mut pipe = redis::pipe();
-            for seq in &seqs {
-                // From the tail: a request withdrawn is most often among the newest.
-                pipe.cmd("LREM")
-                    .arg(&me.queue.keys.requests)
-                    .arg(-1)
-                    .arg(me.request_entry(*seq))
-                    .ignore();
-            }
-            let withdrawn: redis::RedisResult<()> =
-                pipe.query_async(&mut me.queue.con.clone()).await;
-            if let Err(e) = withdrawn {
-                tracing::debug!(queue = %me.queue.keys.queue, "could not withdraw {} requests: {e}", seqs.len());
-            }
-        });
+    /// Withdraws request `seq`, through the exchanger (`Exchange::Withdraw`): the withdrawals
+    /// of a moment go together, in one round trip. If it fails, the request is served later
+    /// and its job given back, or dropped once this worker's heartbeat runs out.
+    pub fn withdraw_later(&self, seq: u64) {
+        self.exchanger.send_only(Exchange::Withdraw(seq));
     }
 
     /// Sends completions and requests (`exchange.lua`), routes the jobs handed out at once, and
@@ -290,8 +266,17 @@ impl Worker {
             .is_ok()
     }
 
-    /// One `exchange.lua` call on `con` with `items`.
+    /// One `exchange.lua` call on `con` with `items`, and one pipeline of the withdrawals
+    /// among them. A request withdrawn in the same batch as it was made is neither stored
+    /// nor withdrawn.
     async fn send(self: &Arc<Self>, con: &Conn, items: &[Exchange]) -> Result<Vec<Answer>> {
+        let withdrawn: Vec<u64> = items
+            .iter()
+            .filter_map(|item| match item {
+                Exchange::Withdraw(seq) => Some(*seq),
+                _ => None,
+            })
+            .collect();
         let completions: Vec<Completion> = items
             .iter()
             .filter_map(|item| match item {
@@ -299,25 +284,55 @@ impl Worker {
                     token,
                     result: result.as_deref(),
                 }),
-                Exchange::Ask(_) => None,
+                _ => None,
             })
             .collect();
         let asks: Vec<String> = items
             .iter()
             .filter_map(|item| match item {
-                Exchange::Ask(seq) => Some(self.request_entry(*seq)),
-                Exchange::Complete(..) => None,
+                Exchange::Ask(seq) if !withdrawn.contains(seq) => Some(self.request_entry(*seq)),
+                _ => None,
             })
             .collect();
-        let reply =
-            scripts::exchange::call(&self.queue, con, &self.id, &completions, &asks).await?;
-        // Requests not served at once were stored: no job was waiting for them.
-        let stored = reply.delivered.len() < asks.len();
-        self.accept(reply.delivered);
-        if stored {
-            self.supply.ran_dry();
+        let mut completed = Vec::new().into_iter();
+        if !completions.is_empty() || !asks.is_empty() {
+            let reply =
+                scripts::exchange::call(&self.queue, con, &self.id, &completions, &asks).await?;
+            // Requests not served at once were stored: no job was waiting for them.
+            let stored = reply.delivered.len() < asks.len();
+            self.accept(reply.delivered);
+            if stored {
+                self.supply.ran_dry();
+            }
+            completed = reply.completed.into_iter();
         }
-        let mut completed = reply.completed.into_iter();
+        let asked: Vec<&u64> = items
+            .iter()
+            .filter_map(|item| match item {
+                Exchange::Ask(seq) => Some(seq),
+                _ => None,
+            })
+            .collect();
+        let stored_earlier: Vec<u64> = withdrawn
+            .iter()
+            .filter(|seq| !asked.contains(seq))
+            .copied()
+            .collect();
+        if !stored_earlier.is_empty() {
+            let mut pipe = redis::pipe();
+            for seq in &stored_earlier {
+                // From the tail: a request withdrawn is most often among the newest.
+                pipe.cmd("LREM")
+                    .arg(&self.queue.keys.requests)
+                    .arg(-1)
+                    .arg(self.request_entry(*seq))
+                    .ignore();
+            }
+            // The batch's other items held whatever becomes of these: their answers stand.
+            if let Err(e) = pipe.query_async::<()>(&mut con.clone()).await {
+                tracing::debug!(queue = %self.queue.keys.queue, "could not withdraw {} request(s): {e}", stored_earlier.len());
+            }
+        }
         Ok(items
             .iter()
             .map(|item| match item {
@@ -325,6 +340,7 @@ impl Worker {
                 Exchange::Complete(..) => {
                     Answer::Completed(completed.next().unwrap_or(Completed::Stale))
                 }
+                Exchange::Withdraw(_) => Answer::Withdrawn,
             })
             .collect())
     }
