@@ -445,7 +445,11 @@ impl Drop for Waiting<'_> {
             }
             return;
         }
-        if self.worker.registry().abandon(self.seq) {
+        // Sent under the registry's lock: a client closing (which takes it) finds either the
+        // request still pending (`leave.lua` withdraws it) or its withdrawal in the
+        // exchanger's channel, which the exchanger sends before it stops.
+        let mut registry = self.worker.registry();
+        if registry.abandon(self.seq) {
             self.worker.withdraw_later(self.seq);
         }
     }

@@ -15,6 +15,9 @@ use std::task::Waker;
 #[derive(Default)]
 pub(crate) struct Supply {
     dry: AtomicBool,
+    /// Batches of jobs handed over: a reply that stored requests while the inbox brought
+    /// jobs tells of a moment already past.
+    deliveries: AtomicU64,
     /// Times the queue ran dry: a watcher compares it with the last it saw to tell a new
     /// spell from the one it acted on.
     spells: AtomicU64,
@@ -23,23 +26,41 @@ pub(crate) struct Supply {
 }
 
 impl Supply {
-    /// An exchange stored some of its requests: nothing was waiting for them.
-    pub fn ran_dry(&self) {
-        if !self.dry.swap(true, Ordering::AcqRel) {
-            self.spells.fetch_add(1, Ordering::AcqRel);
+    /// An exchange stored some of its requests: nothing was waiting for them. Unless jobs
+    /// were handed over meanwhile (the count of deliveries is no longer `seen`): then the
+    /// queue has work again, and the reply is older news.
+    pub fn ran_dry(&self, seen: u64) {
+        // Sequentially consistent, with `has_work`'s: a delivery counted after the flag was
+        // set sees the flag and clears it; one counted before is seen here, and the flag is
+        // cleared again.
+        if self.deliveries.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        if !self.dry.swap(true, Ordering::SeqCst) {
+            if self.deliveries.load(Ordering::SeqCst) != seen {
+                self.dry.store(false, Ordering::SeqCst);
+                return;
+            }
+            self.spells.fetch_add(1, Ordering::SeqCst);
             if let Some(watcher) = self.watcher.get() {
                 watcher.wake_by_ref();
             }
         }
     }
 
-    /// A job was handed over.
+    /// A batch of jobs was handed over.
     pub fn has_work(&self) {
-        // Read first: a job a time, a write only when it changes (the flag's cache line is
-        // read by the host's fetcher at every credit).
-        if self.dry.load(Ordering::Relaxed) {
-            self.dry.store(false, Ordering::Release);
+        self.deliveries.fetch_add(1, Ordering::SeqCst);
+        // Read first: a write only when it changes (the flag is read by the host's fetcher
+        // at every credit).
+        if self.dry.load(Ordering::SeqCst) {
+            self.dry.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Batches of jobs handed over so far.
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Acquire)
     }
 
     pub fn is_dry(&self) -> bool {
@@ -80,8 +101,8 @@ mod tests {
         let wakes = Arc::new(Count::default());
         supply.watch(waker(wakes.clone()));
         assert!(!supply.is_dry());
-        supply.ran_dry();
-        supply.ran_dry();
+        supply.ran_dry(supply.deliveries());
+        supply.ran_dry(supply.deliveries());
         assert!(supply.is_dry());
         assert_eq!(
             (supply.spells(), wakes.0.load(Ordering::SeqCst)),
@@ -90,7 +111,17 @@ mod tests {
         );
         supply.has_work();
         assert!(!supply.is_dry());
-        supply.ran_dry();
+        supply.ran_dry(supply.deliveries());
         assert_eq!((supply.spells(), wakes.0.load(Ordering::SeqCst)), (2, 2));
+    }
+
+    #[test]
+    fn a_reply_that_stored_requests_is_old_news_when_jobs_came_meanwhile() {
+        let supply = Supply::default();
+        let seen = supply.deliveries();
+        // The inbox brought jobs while the reply was on its way.
+        supply.has_work();
+        supply.ran_dry(seen);
+        assert_eq!((supply.is_dry(), supply.spells()), (false, 0));
     }
 }

@@ -205,8 +205,33 @@ impl Worker {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             Err(e) if items.len() > 1 && !e.is_unavailable() => {
                 tracing::warn!(queue = %self.queue.keys.queue, "Redis refused a batch of {} ({e}); sending them one by one", items.len());
+                // A request withdrawn in this batch stays out of it, with its withdrawal, as
+                // in the batch (`send`).
+                let withdrawn: Vec<u64> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Exchange::Withdraw(seq) => Some(*seq),
+                        _ => None,
+                    })
+                    .collect();
+                let asked_here = |seq: &u64| {
+                    items
+                        .iter()
+                        .any(|item| matches!(item, Exchange::Ask(s) if s == seq))
+                };
                 let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
+                    match item {
+                        Exchange::Ask(seq) if withdrawn.contains(seq) => {
+                            answers.push(Ok(Answer::Asked));
+                            continue;
+                        }
+                        Exchange::Withdraw(seq) if asked_here(seq) => {
+                            answers.push(Ok(Answer::Withdrawn));
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let answer = self.send(&self.queue.con, std::slice::from_ref(item)).await;
                     answers.push(answer.map(|mut a| a.remove(0)));
                 }
@@ -296,13 +321,15 @@ impl Worker {
             .collect();
         let mut completed = Vec::new().into_iter();
         if !completions.is_empty() || !asks.is_empty() {
+            let seen = self.supply.deliveries();
             let reply =
                 scripts::exchange::call(&self.queue, con, &self.id, &completions, &asks).await?;
             // Requests not served at once were stored: no job was waiting for them.
             let stored = reply.delivered.len() < asks.len();
+            let seen = seen + u64::from(!reply.delivered.is_empty());
             self.accept(reply.delivered);
             if stored {
-                self.supply.ran_dry();
+                self.supply.ran_dry(seen);
             }
             completed = reply.completed.into_iter();
         }
