@@ -207,18 +207,7 @@ impl Worker {
                 tracing::warn!(queue = %self.queue.keys.queue, "Redis refused a batch of {} ({e}); sending them one by one", items.len());
                 // A request withdrawn in this batch stays out of it, with its withdrawal, as
                 // in the batch (`send`).
-                let withdrawn: Vec<u64> = items
-                    .iter()
-                    .filter_map(|item| match item {
-                        Exchange::Withdraw(seq) => Some(*seq),
-                        _ => None,
-                    })
-                    .collect();
-                let asked_here = |seq: &u64| {
-                    items
-                        .iter()
-                        .any(|item| matches!(item, Exchange::Ask(s) if s == seq))
-                };
+                let (withdrawn, asked) = (withdrawn_in(&items), asked_in(&items));
                 let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
                     match item {
@@ -226,7 +215,7 @@ impl Worker {
                             answers.push(Ok(Answer::Asked));
                             continue;
                         }
-                        Exchange::Withdraw(seq) if asked_here(seq) => {
+                        Exchange::Withdraw(seq) if asked.contains(seq) => {
                             answers.push(Ok(Answer::Withdrawn));
                             continue;
                         }
@@ -295,13 +284,7 @@ impl Worker {
     /// among them. A request withdrawn in the same batch as it was made is neither stored
     /// nor withdrawn.
     async fn send(self: &Arc<Self>, con: &Conn, items: &[Exchange]) -> Result<Vec<Answer>> {
-        let withdrawn: Vec<u64> = items
-            .iter()
-            .filter_map(|item| match item {
-                Exchange::Withdraw(seq) => Some(*seq),
-                _ => None,
-            })
-            .collect();
+        let withdrawn = withdrawn_in(items);
         let completions: Vec<Completion> = items
             .iter()
             .filter_map(|item| match item {
@@ -333,13 +316,12 @@ impl Worker {
             }
             completed = reply.completed.into_iter();
         }
-        let asked: Vec<&u64> = items
-            .iter()
-            .filter_map(|item| match item {
-                Exchange::Ask(seq) => Some(seq),
-                _ => None,
-            })
-            .collect();
+        // Most batches withdraw nothing: their requests are not listed again.
+        let asked = if withdrawn.is_empty() {
+            Vec::new()
+        } else {
+            asked_in(items)
+        };
         let stored_earlier: Vec<u64> = withdrawn
             .iter()
             .filter(|seq| !asked.contains(seq))
@@ -371,6 +353,28 @@ impl Worker {
             })
             .collect())
     }
+}
+
+/// The requests a batch withdraws.
+fn withdrawn_in(items: &[Exchange]) -> Vec<u64> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Exchange::Withdraw(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The requests a batch makes.
+fn asked_in(items: &[Exchange]) -> Vec<u64> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Exchange::Ask(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An acknowledgement on its way: ended with how it went, or, if the call was dropped
