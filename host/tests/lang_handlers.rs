@@ -13,8 +13,13 @@ use std::path::PathBuf;
 use serde_json::json;
 use sque::{Inspector, Manager};
 use support::guests::{js_guest, python_guest};
-use support::host::{run_until, run_until_with, Host, HttpServer};
+use support::host::{run_until_with, Host, HttpServer};
 use support::{dead_jobs, eventually, RedisServer};
+
+/// The module cache these tests' hosts share (but the one that stops a host while it
+/// compiles): a Python or JavaScript guest takes seconds to compile, and each is run by
+/// several tests.
+const MODULE_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/lang-module-cache");
 
 /// What differs between the languages.
 struct Lang {
@@ -79,6 +84,8 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         &[
             "--handler",
             guest.to_str().unwrap(),
+            "--cache-dir",
+            MODULE_CACHE,
             "--max-attempts",
             "1",
             "--env",
@@ -193,6 +200,8 @@ async fn reuse_serves_several_jobs_and_none_after_an_error(lang: &Lang) {
         &[
             "--handler",
             guest.to_str().unwrap(),
+            "--cache-dir",
+            MODULE_CACHE,
             "--slots",
             "1",
             "--prefetch",
@@ -231,9 +240,10 @@ async fn reuse_serves_several_jobs_and_none_after_an_error(lang: &Lang) {
 /// Without the SDK an uncaught exception traps the runtime, which has printed it on stderr:
 /// the job's error holds it.
 async fn without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(lang: &Lang) {
-    let ran = run_until(
+    let ran = run_until_with(
         &(lang.raw_guest)(),
         vec![json!({"do": "raise"}), json!({"do": "ok"})],
+        &["--cache-dir", MODULE_CACHE],
         1,
         1,
     )
@@ -255,12 +265,13 @@ async fn without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(lang: &Lang
 /// The `send-email` example does what the Rust one does without `MAIL_API_URL`: checks the
 /// address (a bad one fails for good) and renders a dry run.
 async fn the_send_email_example_checks_and_renders(lang: &Lang) {
-    let ran = run_until(
+    let ran = run_until_with(
         &(lang.example)(),
         vec![
             json!({"email": "test1@mail.org"}),
             json!({"email": "no-at-sign"}),
         ],
+        &["--cache-dir", MODULE_CACHE],
         1,
         1,
     )
@@ -329,7 +340,14 @@ async fn the_send_email_example_posts_where_allowed(lang: &Lang) {
     let ran = run_until_with(
         &example,
         vec![json!({"email": "test1@mail.org", "name": "Ann"})],
-        &["--env", &url, "--allow-http", &allow],
+        &[
+            "--env",
+            &url,
+            "--allow-http",
+            &allow,
+            "--cache-dir",
+            MODULE_CACHE,
+        ],
         1,
         0,
     )
@@ -357,7 +375,7 @@ async fn the_send_email_example_posts_where_allowed(lang: &Lang) {
     let ran = run_until_with(
         &example,
         vec![json!({"email": "test2@mail.org"})],
-        &["--env", &url],
+        &["--env", &url, "--cache-dir", MODULE_CACHE],
         0,
         1,
     )
