@@ -236,7 +236,11 @@ async fn connections_killed_by_redis_are_made_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn guests_burning_cpu_in_every_slot_cannot_starve_renewals_or_stats() {
     let redis = RedisServer::start();
-    let m = Manager::new("burn", producer(&redis)).await.unwrap();
+    // One attempt a job, the queue's own setting (a host's --max-attempts gives way to it):
+    // with the default five, the endless loop took five timeouts and their backoffs, 45 s.
+    let m = Manager::new("burn", producer(&redis).max_attempts(1))
+        .await
+        .unwrap();
     // Four slots, each spinning three leases long; a tight timeout spins for ever.
     let mut jobs: Vec<Value> = (0..4).map(|_| json!({"do": "spin", "arg": 3000})).collect();
     jobs.push(json!({"do": "loop"}));
