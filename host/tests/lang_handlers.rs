@@ -262,28 +262,58 @@ async fn without_the_sdk_an_uncaught_exception_is_in_the_job_s_error(lang: &Lang
     assert_eq!(code, Some(0), "{log}");
 }
 
+/// Addresses the Rust example refuses as containing whitespace: a space, a tab, NEL (both
+/// whitespace and a control character), DEL and a C1 control character (not whitespace).
+const SPACED_ADDRESSES: [&str; 5] = [
+    "a b@mail.org",
+    "a\tb@mail.org",
+    "a\u{85}b@mail.org",
+    "a\u{7f}b@mail.org",
+    "a\u{80}b@mail.org",
+];
+
 /// The `send-email` example does what the Rust one does without `MAIL_API_URL`: checks the
 /// address (a bad one fails for good) and renders a dry run.
 async fn the_send_email_example_checks_and_renders(lang: &Lang) {
+    let mut jobs = vec![
+        json!({"email": "test1@mail.org"}),
+        json!({"email": "no-at-sign"}),
+    ];
+    jobs.extend(SPACED_ADDRESSES.map(|a| json!({ "email": a })));
     let ran = run_until_with(
         &(lang.example)(),
-        vec![
-            json!({"email": "test1@mail.org"}),
-            json!({"email": "no-at-sign"}),
-        ],
+        jobs,
         &["--cache-dir", MODULE_CACHE],
         1,
-        1,
+        1 + SPACED_ADDRESSES.len() as u64,
     )
     .await;
+    for address in SPACED_ADDRESSES {
+        let (_, code, error) = ran
+            .dead
+            .iter()
+            .find(|(data, _, _)| data["email"] == address)
+            .unwrap_or_else(|| panic!("{}: {address:?} is not dead", lang.name));
+        assert_eq!(code.as_deref(), Some("fail"), "{}: {address:?}", lang.name);
+        assert!(
+            error.ends_with(": contains whitespace"),
+            "{}: {address:?}: {error}",
+            lang.name
+        );
+    }
     assert_eq!(
         ran.manager.result(&ran.ids[0]).await.unwrap(),
         Some(json!({"to": "test1@mail.org", "status": null})),
         "{}",
         lang.name
     );
-    assert_eq!(ran.dead[0].1.as_deref(), Some("fail"), "{}", lang.name);
-    assert_eq!(ran.dead[0].2, lang.bad_address);
+    let (_, code, error) = ran
+        .dead
+        .iter()
+        .find(|(data, _, _)| data["email"] == "no-at-sign")
+        .expect("the address without @ is dead");
+    assert_eq!(code.as_deref(), Some("fail"), "{}", lang.name);
+    assert_eq!(error, lang.bad_address);
     let (code, log) = ran.host.stop().await;
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(lang.dry_run), "{}: {log}", lang.name);
