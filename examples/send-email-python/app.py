@@ -28,7 +28,9 @@ def check_address(address):
         bad("not a string")
     if len(address) > 254:
         bad("longer than 254 characters")
-    if any(c.isspace() or not c.isprintable() for c in address):
+    # Whitespace or a control character: every such character is unprintable but the space
+    # (one test of the string, not a generator over its characters).
+    if " " in address or not address.isprintable():
         bad("contains whitespace")
     if "@" not in address:
         bad("no @")
