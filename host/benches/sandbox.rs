@@ -45,6 +45,10 @@ mod plain {
 
     impl self::sque::handler::log::Host for State {
         fn log(&mut self, _: self::sque::handler::log::Level, _: String) {}
+
+        fn enabled(&mut self, _: self::sque::handler::log::Level) -> bool {
+            false
+        }
     }
 
     pub struct Plain {

@@ -8,7 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use sque::Manager;
 use support::guests::guest;
-use support::host::{assert_refused, cli, run_until, stderr, Host};
+use support::host::{assert_refused, cli, run_until, run_until_with, stderr, Host};
 use support::{eventually, RedisServer};
 
 #[test]
@@ -27,7 +27,7 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["world"], "sque:handler/handler@0.2.0");
+    assert_eq!(report["world"], "sque:handler/handler@0.2.1");
     assert_eq!(report["precompiled"], false);
     // A Rust guest: its module and the WASI adapter's, and the shims between them.
     let instances = report["core_instances"].as_u64().unwrap();
@@ -77,6 +77,62 @@ async fn a_handler_of_the_older_world_runs_and_check_names_its_world() {
     );
     let (code, log) = ran.host.stop().await;
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// A handler asks whether the host records a level (`log.enabled`, new in 0.2.1) and is told
+/// the host's `--log`; a handler built against 0.2.0, which cannot ask, still loads, logs and
+/// reads its `--env`, and `check` names its world.
+#[tokio::test(flavor = "multi_thread")]
+async fn handlers_ask_the_hosts_log_level_and_those_built_against_0_2_0_still_run() {
+    let fixtures = guest("fixtures");
+    for (level, info, debug) in [
+        ("warn", false, false),
+        ("info", true, false),
+        ("debug", true, true),
+    ] {
+        let ran = run_until_with(
+            &fixtures,
+            vec![json!({"do": "levels"})],
+            &["--log", level],
+            1,
+            0,
+        )
+        .await;
+        assert_eq!(
+            ran.manager.result(&ran.ids[0]).await.unwrap(),
+            Some(json!({"info": info, "debug": debug})),
+            "--log {level}"
+        );
+        let (code, log) = ran.host.stop().await;
+        assert_eq!(code, Some(0), "{log}");
+    }
+
+    let older = guest("v0_2_0_fixture");
+    let out = cli(
+        &["check", older.to_str().unwrap(), "--json", "--no-cache"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["world"], "sque:handler/handler@0.2.0", "{report}");
+    let ran = run_until_with(
+        &older,
+        vec![json!("any")],
+        &["--env", "GREETING=hello"],
+        1,
+        0,
+    )
+    .await;
+    assert_eq!(
+        ran.manager.result(&ran.ids[0]).await.unwrap(),
+        Some(json!({"greeting": "hello"}))
+    );
+    let (code, log) = ran.host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("hello from a 0.2.0 handler, job"),
+        "the 0.2.0 log import: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

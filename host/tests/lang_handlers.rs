@@ -2,9 +2,10 @@
 //! componentize-js from their SDKs (`guest-sdk/python`, `guest-sdk/js`) and from bare
 //! bindings, run by `sque-host`. The same fixtures in both languages: results, `Fail` and
 //! `Retry`, an uncaught exception's type, message and traceback in the job's error (with the
-//! SDK) or from its stderr (without), `--env` read, progress recorded, a push refused,
-//! `--reuse` honoured and dropped after an error, and each language's `send-email` example
-//! posting where `--allow-http` lets it; and a host stopped while such a large guest compiles.
+//! SDK) or from its stderr (without), `--env` and the host's log level read, progress
+//! recorded, a push refused, `--reuse` honoured and dropped after an error, and each
+//! language's `send-email` example posting where `--allow-http` lets it; and a host stopped
+//! while such a large guest compiles.
 
 mod support;
 
@@ -59,7 +60,7 @@ const JS: Lang = Lang {
 };
 
 /// Results, none, Fail, Retry, an exception's type, message and traceback; `--env`;
-/// progress; a push, which this host refuses.
+/// progress; a push, which this host refuses; the host's log level, as `enabled` tells it.
 async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
     let redis = RedisServer::start();
     let opts = support::producer(&redis).max_attempts(1);
@@ -74,6 +75,7 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         json!({"do": "env", "name": "NOT_GRANTED"}),
         json!({"do": "progress"}),
         json!({"do": "push"}),
+        json!({"do": "levels"}),
     ];
     let total = jobs.len() as u64;
     let ids = m.push_many(jobs).await.unwrap();
@@ -118,6 +120,11 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         m.result(&ids[7]).await.unwrap(),
         Some(json!({"progressed": true})),
         "{name}"
+    );
+    assert_eq!(
+        m.result(&ids[9]).await.unwrap(),
+        Some(json!({"info": true, "debug": false})),
+        "{name}: the host's level (info)"
     );
 
     let dead = dead_jobs(&Inspector::new("lang", opts).await.unwrap()).await;

@@ -21,7 +21,8 @@ Import what the handler uses at the top of its module: componentize-py bundles t
 imported when the app is loaded, not those a function imports later. ``env(name)`` reads the
 values ``sque-host run --env`` grants; ``sque_guest.http`` makes outgoing requests to the hosts
 ``--allow-http`` names; ``progress(40, "rendered")`` and ``push(queue, data)`` report and
-hand work on. Built against ``sque:handler@0.2.0`` (``wit/handler.wit`` in this package).
+hand work on; ``info(msg)`` and its siblings send nothing below the host's level. Built
+against ``sque:handler@0.2.1`` (``wit/handler.wit`` in this package).
 """
 
 import json as _json
@@ -44,6 +45,7 @@ __all__ = [
     "env",
     "progress",
     "push",
+    "enabled",
     "trace",
     "debug",
     "info",
@@ -115,24 +117,48 @@ def push(queue, data, delay_ms=None, unique_key=None):
         raise Fail("this job has pushed as many jobs as it may") from None
 
 
+_LEVELS = {
+    "trace": _log.Level.TRACE,
+    "debug": _log.Level.DEBUG,
+    "info": _log.Level.INFO,
+    "warn": _log.Level.WARN,
+    "error": _log.Level.ERROR,
+}
+
+
+def enabled(level):
+    """Whether the host records lines at ``level`` ("trace" ... "error"; its ``--log``). The
+    log functions ask it first, so that a line the host would drop is not sent; ask it
+    yourself before work done only for a log line."""
+    try:
+        return _log.enabled(_LEVELS[level])
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r}: one of {', '.join(_LEVELS)}") from None
+
+
+def _line(level, message):
+    if _log.enabled(level):
+        _log.log(level, str(message))
+
+
 def trace(message):
-    _log.log(_log.Level.TRACE, str(message))
+    _line(_log.Level.TRACE, message)
 
 
 def debug(message):
-    _log.log(_log.Level.DEBUG, str(message))
+    _line(_log.Level.DEBUG, message)
 
 
 def info(message):
-    _log.log(_log.Level.INFO, str(message))
+    _line(_log.Level.INFO, message)
 
 
 def warn(message):
-    _log.log(_log.Level.WARN, str(message))
+    _line(_log.Level.WARN, message)
 
 
 def error(message):
-    _log.log(_log.Level.ERROR, str(message))
+    _line(_log.Level.ERROR, message)
 
 
 def _described(exc):

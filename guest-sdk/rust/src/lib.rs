@@ -22,14 +22,15 @@
 //! - Return `Err(Error::Retry(..))` to try again after a backoff, `Err(Error::Fail(..))` to
 //!   send the job straight to the dead list.
 //! - A panic is logged with its message (the host reports it as the job's error) and traps.
-//! - The log macros (`trace!` … `error!`) go to the host's log, tagged with the job.
+//! - The log macros (`trace!` … `error!`) go to the host's log, tagged with the job; a line
+//!   below the host's level is not even formatted (`enabled`).
 //! - `progress(40, "rendered")` reports how far the job has come.
 //! - `push("emails", &data)?` pushes a follow-up job, committed only if this job completes
 //!   (refused unless the host grants the queue).
 //! - `std::env::var` reads the values `sque-host run --env` grants; `sque_guest::wasi::http`
 //!   makes outgoing requests to the hosts `--allow-http` names.
 //!
-//! Built against `sque:handler@0.2.0` (`wit/handler.wit` in this crate).
+//! Built against `sque:handler@0.2.1` (`wit/handler.wit` in this crate).
 
 use std::fmt;
 use std::sync::Once;
@@ -114,9 +115,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Writes one line to the host's log.
+/// Writes one line to the host's log, whatever its level (the macros ask [`enabled`] first).
 pub fn log(level: Level, message: &str) {
     __bindings::sque::handler::log::log(level, message);
+}
+
+/// Whether the host records lines at `level` (its `--log`). The log macros ask it before
+/// they format a line, so that a line the host would drop costs next to nothing; ask it
+/// yourself before work done only for a log line.
+pub fn enabled(level: Level) -> bool {
+    __bindings::sque::handler::log::enabled(level)
 }
 
 /// Reports how far the job has come: `percent` (capped at 100) and a short note (cut at 256
@@ -208,7 +216,9 @@ pub fn __run<T: serde::Serialize>(
 #[macro_export]
 macro_rules! __log {
     ($level:ident, $($arg:tt)*) => {
-        $crate::log($crate::Level::$level, &::std::format!($($arg)*))
+        if $crate::enabled($crate::Level::$level) {
+            $crate::log($crate::Level::$level, &::std::format!($($arg)*))
+        }
     };
 }
 

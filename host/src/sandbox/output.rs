@@ -194,6 +194,19 @@ impl JobLog {
         }
     }
 
+    /// Whether [`JobLog::line`] at `level` would reach the log (`log.enabled`): asked from
+    /// here, so that the answer is the filter of the very events `line` writes. The budgets
+    /// are left out: a line over them is still counted, and said once the job is over.
+    pub fn enabled(&self, level: tracing::Level) -> bool {
+        match level {
+            tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
+            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
+            tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
+            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
+            tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
+        }
+    }
+
     /// A refused capability: the first of each kind is logged, the rest counted.
     pub fn denied(&self, kind: Denied, target: &str) {
         let mut s = self.state();

@@ -1,10 +1,12 @@
 //! The `sque:handler` world on the host's side: the bindings of both versions it runs, and the
 //! functions a handler imports from the host (log, progress, follow-up jobs).
 //!
-//! `0.2.0` (`wit/handler.wit`) is what the SDKs build against; `0.1.0` (`wit/v0.1.0/`) is
-//! what handlers built before it import, and they keep running: the linker holds the imports
-//! of both. The export, `handle`, and its types are the same in both, so one set of export
-//! bindings calls either. WASI and `wasi:http`, which 0.2.0 names, are linked from
+//! `0.2.1` (`wit/handler.wit`) is what the SDKs build against; `0.1.0` (`wit/v0.1.0/`) is
+//! what handlers built before 0.2.0 import, and they keep running: the linker holds the
+//! imports of both. Handlers built against `0.2.0` (`wit/v0.2.0/`) need no bindings of their
+//! own: Wasmtime's linker satisfies an import of `@0.2.0` with the `@0.2.1` definition, which
+//! only adds to it (`log.enabled`). The export, `handle`, and its types are the same in all,
+//! so one set of export bindings calls any. WASI and `wasi:http`, which 0.2.0 names, are linked from
 //! wasmtime-wasi (see `engine.rs`), not from here.
 
 use wasmtime::component::{HasSelf, Linker};
@@ -12,7 +14,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::sandbox::follow_up::Refused;
 use crate::sandbox::state::State;
 
-/// Bindings of `sque:handler@0.2.0`: `Handler` (the world), `HandlerPre`, the host traits.
+/// Bindings of `sque:handler@0.2.1`: `Handler` (the world), `HandlerPre`, the host traits.
 pub(crate) mod current {
     wasmtime::component::bindgen!({
         world: "handler",
@@ -40,7 +42,11 @@ use current::sque::handler::follow_up::{Host as FollowUpHost, PushError, PushOpt
 use current::sque::handler::progress::Host as ProgressHost;
 
 /// The versions of the world this host runs, newest first, as `check` names them.
-pub const WORLDS: [&str; 2] = ["sque:handler/handler@0.2.0", "sque:handler/handler@0.1.0"];
+pub const WORLDS: [&str; 3] = [
+    "sque:handler/handler@0.2.1",
+    "sque:handler/handler@0.2.0",
+    "sque:handler/handler@0.1.0",
+];
 
 /// Adds the host functions of both versions of the world to `linker`.
 pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -67,27 +73,35 @@ pub fn world_of(imports: &[String]) -> Option<&'static str> {
 impl current::sque::handler::types::Host for State {}
 impl v0_1::sque::handler::types::Host for State {}
 
-/// The `log` import of one version of the world: the same in both but for the types.
-macro_rules! log_host {
-    ($version:ident) => {
-        impl $version::sque::handler::log::Host for State {
-            fn log(&mut self, level: $version::sque::handler::log::Level, message: String) {
-                use $version::sque::handler::log::Level;
-                let level = match level {
-                    Level::Trace => tracing::Level::TRACE,
-                    Level::Debug => tracing::Level::DEBUG,
-                    Level::Info => tracing::Level::INFO,
-                    Level::Warn => tracing::Level::WARN,
-                    Level::Error => tracing::Level::ERROR,
-                };
-                self.guest_log(level, &message);
-            }
+/// A guest's log level as the host's.
+macro_rules! tracing_level {
+    ($version:ident, $level:expr) => {{
+        use $version::sque::handler::log::Level;
+        match $level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
         }
-    };
+    }};
 }
 
-log_host!(current);
-log_host!(v0_1);
+impl current::sque::handler::log::Host for State {
+    fn log(&mut self, level: current::sque::handler::log::Level, message: String) {
+        self.guest_log(tracing_level!(current, level), &message);
+    }
+
+    fn enabled(&mut self, level: current::sque::handler::log::Level) -> bool {
+        self.log.enabled(tracing_level!(current, level))
+    }
+}
+
+impl v0_1::sque::handler::log::Host for State {
+    fn log(&mut self, level: v0_1::sque::handler::log::Level, message: String) {
+        self.guest_log(tracing_level!(v0_1, level), &message);
+    }
+}
 
 impl ProgressHost for State {
     fn report(&mut self, percent: u8, note: Option<String>) {
@@ -128,9 +142,11 @@ mod tests {
     #[test]
     fn the_newest_version_imported_names_the_world() {
         let old = names(&["sque:handler/log@0.1.0", "wasi:cli/stdout@0.2.0"]);
-        assert_eq!(world_of(&old), Some(WORLDS[1]));
-        let new = names(&["sque:handler/types@0.2.0", "sque:handler/log@0.2.0"]);
+        assert_eq!(world_of(&old), Some(WORLDS[2]));
+        let new = names(&["sque:handler/types@0.2.1", "sque:handler/log@0.2.1"]);
         assert_eq!(world_of(&new), Some(WORLDS[0]));
+        let between = names(&["sque:handler/types@0.2.0", "sque:handler/log@0.2.0"]);
+        assert_eq!(world_of(&between), Some(WORLDS[1]));
         // wasi:cli 0.2.0 is not sque:handler 0.2.0.
         assert_eq!(world_of(&names(&["wasi:cli/environment@0.2.0"])), None);
         assert_eq!(world_of(&names(&["sque:handler/log@9.0.0"])), None);
