@@ -51,18 +51,23 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
     );
 }
 
+/// The world `check --json` names for `handler`, which it must accept.
+fn world_checked(handler: &std::path::Path) -> String {
+    let out = cli(
+        &["check", handler.to_str().unwrap(), "--json", "--no-cache"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["world"].as_str().unwrap_or_default().to_string()
+}
+
 /// A handler built against the first version of the world still loads and runs, and
 /// `check` says which version it targets.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_of_the_older_world_runs_and_check_names_its_world() {
     let raw = guest("raw_fixture");
-    let out = cli(
-        &["check", raw.to_str().unwrap(), "--json", "--no-cache"],
-        b"",
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["world"], "sque:handler/handler@0.1.0", "{report}");
+    assert_eq!(world_checked(&raw), "sque:handler/handler@0.1.0");
     let text = cli(&["check", raw.to_str().unwrap(), "--no-cache"], b"");
     assert!(
         String::from_utf8_lossy(&text.stdout)
@@ -108,13 +113,7 @@ async fn handlers_ask_the_hosts_log_level_and_those_built_against_0_2_0_still_ru
     }
 
     let older = guest("v0_2_0_fixture");
-    let out = cli(
-        &["check", older.to_str().unwrap(), "--json", "--no-cache"],
-        b"",
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["world"], "sque:handler/handler@0.2.0", "{report}");
+    assert_eq!(world_checked(&older), "sque:handler/handler@0.2.0");
     let ran = run_until_with(
         &older,
         vec![json!("any")],
