@@ -92,6 +92,9 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
             "1",
             "--env",
             "GREETING=hello",
+            // What `enabled` is asked of, whatever SQUE_LOG the tests run with.
+            "--log",
+            "info",
         ],
     );
     eventually("every job ended", || async {

@@ -190,6 +190,8 @@ pub fn __run<T: serde::Serialize>(
                 .location()
                 .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                 .unwrap_or_default();
+            // Sent whatever the host's level (not through `error!`, which asks `enabled`):
+            // the host reads this line as the job's error.
             log(Level::Error, &format!("{PANIC_PREFIX}{message}{place}"));
         }));
     });

@@ -225,7 +225,7 @@ impl Handler {
     }
 
     /// The version of the `sque:handler` world its imports name (`None`: it imports
-    /// nothing of it, and runs under either).
+    /// nothing of it, and runs under any).
     pub fn world(&self) -> Option<&'static str> {
         crate::sandbox::world_of(&self.imports)
     }

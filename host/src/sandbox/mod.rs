@@ -1,7 +1,7 @@
 //! The sandbox: runs a job handler, a WebAssembly component of the `sque:handler` world
-//! (`wit/handler.wit`, or the older `wit/v0.1.0/`), in a fresh instance per job (or, opted
-//! into, one kept for N jobs), within limits of time and memory and with no capability it was
-//! not granted.
+//! (`wit/handler.wit`, or the older `wit/v0.2.0/` and `wit/v0.1.0/`), in a fresh instance per
+//! job (or, opted into, one kept for N jobs), within limits of time and memory and with no
+//! capability it was not granted.
 //!
 //! - `engine.rs`: the one wasmtime engine of the process (pooling allocator, epochs, cache),
 //!   and a sandbox on it per queue (that queue's limits and grants).

@@ -195,15 +195,27 @@ impl JobLog {
     }
 
     /// Whether [`JobLog::line`] at `level` would reach the log (`log.enabled`): asked from
-    /// here, so that the answer is the filter of the very events `line` writes. The budgets
-    /// are left out: a line over them is still counted, and said once the job is over.
+    /// here, with the fields `line` writes, so that the answer is the filter of the very
+    /// events `line` writes. The budgets are left out: a line over them is still counted, and
+    /// said once the job is over.
     pub fn enabled(&self, level: tracing::Level) -> bool {
+        // One arm a level: tracing's macros take the level as a constant of the callsite.
         match level {
-            tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
-            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
-            tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
-            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
-            tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
+            tracing::Level::ERROR => {
+                tracing::event_enabled!(tracing::Level::ERROR, queue, job, stream, message)
+            }
+            tracing::Level::WARN => {
+                tracing::event_enabled!(tracing::Level::WARN, queue, job, stream, message)
+            }
+            tracing::Level::INFO => {
+                tracing::event_enabled!(tracing::Level::INFO, queue, job, stream, message)
+            }
+            tracing::Level::DEBUG => {
+                tracing::event_enabled!(tracing::Level::DEBUG, queue, job, stream, message)
+            }
+            tracing::Level::TRACE => {
+                tracing::event_enabled!(tracing::Level::TRACE, queue, job, stream, message)
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! The `sque:handler` world on the host's side: the bindings of both versions it runs, and the
+//! The `sque:handler` world on the host's side: the bindings of the versions it runs, and the
 //! functions a handler imports from the host (log, progress, follow-up jobs).
 //!
 //! `0.2.1` (`wit/handler.wit`) is what the SDKs build against; `0.1.0` (`wit/v0.1.0/`) is
@@ -6,8 +6,8 @@
 //! imports of both. Handlers built against `0.2.0` (`wit/v0.2.0/`) need no bindings of their
 //! own: Wasmtime's linker satisfies an import of `@0.2.0` with the `@0.2.1` definition, which
 //! only adds to it (`log.enabled`). The export, `handle`, and its types are the same in all,
-//! so one set of export bindings calls any. WASI and `wasi:http`, which 0.2.0 names, are linked from
-//! wasmtime-wasi (see `engine.rs`), not from here.
+//! so one set of export bindings calls any. WASI and `wasi:http`, which 0.2.0 names, are
+//! linked from wasmtime-wasi (see `engine.rs`), not from here.
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -48,7 +48,8 @@ pub const WORLDS: [&str; 3] = [
     "sque:handler/handler@0.1.0",
 ];
 
-/// Adds the host functions of both versions of the world to `linker`.
+/// Adds the host functions of the world's versions to `linker`: 0.2.1, which 0.2.0's imports
+/// resolve to, and 0.1.0.
 pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     current::sque::handler::types::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
     current::sque::handler::log::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
@@ -60,7 +61,7 @@ pub(crate) fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 }
 
 /// Which version of the world a component's imports name, newest first; `None` if it
-/// imports nothing of `sque:handler` (it runs under either).
+/// imports nothing of `sque:handler` (it runs under any).
 pub fn world_of(imports: &[String]) -> Option<&'static str> {
     WORLDS.into_iter().find(|world| {
         let version = world.rsplit_once('@').map_or("", |(_, v)| v);
