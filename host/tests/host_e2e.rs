@@ -932,9 +932,9 @@ async fn a_two_gib_line_on_push_stdin_is_refused_without_being_read_whole() {
     assert_eq!(m.stats().await.unwrap().pushed, 0);
 }
 
-/// The Rust SDK's `progress` and `push`, imports of the world since 0.2.0: fifty reports in a moment
-/// make two log lines (the first, and the last when the job ends); a push is refused, as no
-/// queue is granted to handlers, and fails the job for good.
+/// The Rust SDK's `progress` and `push`, imports of the world since 0.2.0: fifty reports in a
+/// moment make two log lines (the first, and the last when the job ends); a push is refused, as
+/// no queue is granted to handlers, and fails the job for good.
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_is_recorded_within_its_rate_and_pushes_are_refused() {
     let ran = support::host::run_until(
@@ -1509,10 +1509,10 @@ async fn a_running_job_is_stopped_by_a_cancel() {
     );
 }
 
-/// Follow-up jobs, an import of the world since 0.2.0: pushed to a granted queue, they land once per
-/// completed parent, from the attempt that completed; a parent that fails after pushing, one
-/// denied its queue and one past --max-pushes-per-job push nothing; `job show` lists the
-/// children.
+/// Follow-up jobs, an import of the world since 0.2.0: pushed to a granted queue, they land
+/// once per completed parent, from the attempt that completed; a parent that fails after
+/// pushing, one denied its queue and one past --max-pushes-per-job push nothing; `job show`
+/// lists the children.
 #[tokio::test(flavor = "multi_thread")]
 async fn granted_follow_ups_land_once_per_completed_parent() {
     let redis = RedisServer::start();
