@@ -1,7 +1,8 @@
 //! What a handler file may be and what the host says of it: `check` reports its world and
 //! shape; a component that needs more memory at start than `--max-memory` is refused with
 //! both figures; `compile` makes a `.cwasm` that a host loads only when trusted by flag, owned
-//! by its user, not writable by others and made by its own wasmtime.
+//! by its user, not writable by others and made by its own wasmtime; the module cache is
+//! likewise this user's alone.
 
 mod support;
 
@@ -48,6 +49,39 @@ fn check_reports_the_world_and_what_the_handler_is_made_of() {
         text.contains(&format!("{instances} core instance(s)"))
             && text.contains("of linear memory at start (--max-memory: 64.0 MiB)"),
         "{text}"
+    );
+}
+
+/// The module cache holds native code the host runs: hosts that start together on a new
+/// one all open it (they once removed each other's ownership probe: `No such file or
+/// directory`), and a directory others may write is refused.
+#[test]
+fn hosts_open_one_module_cache_together_and_only_their_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixtures = guest("fixtures");
+    let top = tempfile::tempdir().unwrap();
+    let cache = top.path().join("modules");
+    let args = [
+        "check",
+        fixtures.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    std::thread::scope(|s| {
+        let together: Vec<_> = (0..8).map(|_| s.spawn(|| cli(&args, b""))).collect();
+        for check in together {
+            let out = check.join().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        }
+    });
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = cli(&args, b"");
+    assert_refused(&refused, "may be written by other users");
+    assert!(
+        stderr(&refused).contains("another --cache-dir"),
+        "{}",
+        stderr(&refused)
     );
 }
 

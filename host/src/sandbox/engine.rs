@@ -323,22 +323,12 @@ fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling:
 fn open_cache(dir: &Path) -> anyhow::Result<wasmtime::Cache> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = std::fs::metadata(dir)?;
-        let mode = meta.permissions().mode();
-        // Compare owners through a file we just made: it is ours.
-        let probe = dir.join(".owner-probe");
-        std::fs::write(&probe, b"")?;
-        let mine = std::fs::metadata(&probe)?.uid();
-        let _ = std::fs::remove_file(&probe);
-        if meta.uid() != mine || mode & 0o022 != 0 {
-            anyhow::bail!(
-                "the cache directory {} is writable by other users or owned by another user; it holds native code the host runs, so fix it with `chmod 700` or pass --cache-dir",
-                dir.display()
-            );
-        }
+    // Asked of this process's user, not of a file made to compare with: hosts that start
+    // together on one cache would remove each other's probe file (a clean-clone CI run
+    // once failed on that: two test hosts, one `No such file or directory`).
+    if let Some(why) = crate::sandbox::handler::unsafe_to_run(dir) {
+        let dir = dir.display().to_string();
+        return Err(crate::sandbox::LoadError::UnsafeCache { dir, why }.into());
     }
     let mut cfg = wasmtime::CacheConfig::new();
     cfg.with_directory(dir);

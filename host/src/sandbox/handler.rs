@@ -32,6 +32,8 @@ pub enum LoadError {
     Untrusted { path: String },
     #[error("{path}: a precompiled handler that {why}; it runs as native code, so only this user may own and write it: `chown` it and `chmod go-w` it")]
     UnsafeFile { path: String, why: String },
+    #[error("{dir}: the module cache's directory {why}; it holds native code the host runs, so only this user may own and write it: `chown` it and `chmod 700` it, or pass another --cache-dir")]
+    UnsafeCache { dir: String, why: String },
     #[error("{path}: a precompiled handler this sque-host cannot load ({reason}); compile it again with this sque-host: `sque-host compile HANDLER.wasm`")]
     Incompatible { path: String, reason: String },
     #[error("{path}: this handler needs {needs} of linear memory at start; --max-memory is {limit}: raise --max-memory (SQUE_MAX_MEMORY) above it")]
@@ -275,8 +277,9 @@ pub fn is_native(path: &Path) -> std::io::Result<bool> {
     Ok(got == magic.len() && magic == *b"\x7fELF")
 }
 
-/// Why a precompiled file is not safe to run: another user owns it, or others may write it.
-fn unsafe_to_run(path: &Path) -> Option<String> {
+/// Why a precompiled file (or the module cache's directory) is not safe to run code from:
+/// another user owns it, or others may write it.
+pub(crate) fn unsafe_to_run(path: &Path) -> Option<String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
