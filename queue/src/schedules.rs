@@ -81,21 +81,37 @@ impl Schedule {
         self.priority.unwrap_or(NORMAL_PRIORITY)
     }
 
-    /// Checks the pattern, the zone and the attempts; the error says what is wrong.
+    /// Checks the pattern, the zone, the attempts and the priority; the error says what is
+    /// wrong.
     pub fn validate(&self) -> Result<()> {
-        self.parsed().map(|_| ())?;
-        if self.max_attempts == Some(0) {
-            return Err(Error::InvalidInput(
-                "max_attempts must be at least 1".into(),
-            ));
-        }
-        crate::producer::check_priority(self.level())?;
-        Ok(())
+        self.parsed()?;
+        self.check_job_options()
     }
 
     /// The first tick strictly after `after_ms` (ms since the epoch).
     pub fn next_after(&self, after_ms: u64) -> Result<u64> {
         let (cron, tz) = self.parsed()?;
+        self.tick_after(&cron, tz, after_ms)
+    }
+
+    /// [`Schedule::validate`], then [`Schedule::next_after`], reading the pattern once: what
+    /// the scheduler asks of each due definition at every tick.
+    pub(crate) fn validated_next_after(&self, after_ms: u64) -> Result<u64> {
+        let (cron, tz) = self.parsed()?;
+        self.check_job_options()?;
+        self.tick_after(&cron, tz, after_ms)
+    }
+
+    fn check_job_options(&self) -> Result<()> {
+        if self.max_attempts == Some(0) {
+            return Err(Error::InvalidInput(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        crate::producer::check_priority(self.level()).map(|_| ())
+    }
+
+    fn tick_after(&self, cron: &Cron, tz: chrono_tz::Tz, after_ms: u64) -> Result<u64> {
         // Whole seconds: the pattern's ticks fall on them, and croner keeps what it is given
         // below a second.
         let after = Utc

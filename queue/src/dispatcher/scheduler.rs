@@ -118,8 +118,9 @@ fn read(definition: &str, now: u64) -> std::result::Result<(Schedule, u64), Stri
     let schedule: Schedule = serde_json::from_str(definition).map_err(|e| e.to_string())?;
     // Written past the library (another language, by hand): checked as the library checks
     // it, so that a bad priority or attempt limit is logged once, not refused at every tick.
-    schedule.validate().map_err(|e| e.to_string())?;
-    let next = schedule.next_after(now).map_err(|e| e.to_string())?;
+    let next = schedule
+        .validated_next_after(now)
+        .map_err(|e| e.to_string())?;
     Ok((schedule, next))
 }
 
