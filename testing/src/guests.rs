@@ -20,7 +20,8 @@ fn workspace() -> PathBuf {
 
 /// The path of a guest component, built (once per process) for wasm32-wasip2 in release
 /// mode: `noop`, `send_email`, `split_batch`, `fixtures`, `raw_fixture`, `v0_2_0_fixture`,
-/// `other-world`. Adds the target if it is missing.
+/// `other-world` (the list `scripts/build-guests` builds too). Adds the target if it is
+/// missing.
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {

@@ -321,12 +321,23 @@ fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling:
 /// A compiled-module cache in `dir`. The cache holds native code that the host will run, so
 /// the directory must be writable by this user alone.
 fn open_cache(dir: &Path) -> anyhow::Result<wasmtime::Cache> {
-    std::fs::create_dir_all(dir)
+    use std::os::unix::fs::DirBuilderExt as _;
+    // Made for this user alone whatever the umask: under the common 002, `create_dir_all`
+    // made a directory the check below then refused.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+    // The directory checked is the one wasmtime is given, even if `dir` is a link that
+    // someone repoints meanwhile.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the cache directory {}", dir.display()))?;
     // Asked of this process's user, not of a file made to compare with: hosts that start
     // together on one cache would remove each other's probe file (a clean-clone CI run
     // once failed on that: two test hosts, one `No such file or directory`).
-    if let Some(why) = crate::sandbox::handler::unsafe_to_run(dir) {
+    if let Some(why) = crate::sandbox::handler::unsafe_to_run(&dir) {
         let dir = dir.display().to_string();
         return Err(crate::sandbox::LoadError::UnsafeCache { dir, why }.into());
     }
