@@ -90,6 +90,21 @@ struct LogState {
     tail_trimmed: bool,
 }
 
+/// `tracing::$macro!` at `level`, with the rest of its arguments: one arm a level, since
+/// tracing's macros take the level as a constant of their callsite. [`JobLog::line`] and
+/// [`JobLog::enabled`] share it, so that the filter `enabled` asks is the one `line` meets.
+macro_rules! at_level {
+    ($level:expr, $macro:ident!($($args:tt)*)) => {
+        match $level {
+            tracing::Level::ERROR => tracing::$macro!(tracing::Level::ERROR, $($args)*),
+            tracing::Level::WARN => tracing::$macro!(tracing::Level::WARN, $($args)*),
+            tracing::Level::INFO => tracing::$macro!(tracing::Level::INFO, $($args)*),
+            tracing::Level::DEBUG => tracing::$macro!(tracing::Level::DEBUG, $($args)*),
+            tracing::Level::TRACE => tracing::$macro!(tracing::Level::TRACE, $($args)*),
+        }
+    };
+}
+
 impl JobLog {
     /// A job's log: `max_bytes` and `max_lines` are its budgets, `tail_bytes` how much of
     /// the end of its stderr to keep for its error.
@@ -185,13 +200,7 @@ impl JobLog {
         s.bytes_left -= text.len();
         let (queue, job) = (s.queue.as_str(), s.job.as_str());
         let text = escaped(text);
-        match level {
-            tracing::Level::ERROR => tracing::error!(%queue, %job, %stream, "{text}"),
-            tracing::Level::WARN => tracing::warn!(%queue, %job, %stream, "{text}"),
-            tracing::Level::INFO => tracing::info!(%queue, %job, %stream, "{text}"),
-            tracing::Level::DEBUG => tracing::debug!(%queue, %job, %stream, "{text}"),
-            tracing::Level::TRACE => tracing::trace!(%queue, %job, %stream, "{text}"),
-        }
+        at_level!(level, event!(%queue, %job, %stream, "{text}"));
     }
 
     /// Whether [`JobLog::line`] at `level` would reach the log (`log.enabled`): asked from
@@ -199,24 +208,7 @@ impl JobLog {
     /// events `line` writes. The budgets are left out: a line over them is still counted, and
     /// said once the job is over.
     pub fn enabled(&self, level: tracing::Level) -> bool {
-        // One arm a level: tracing's macros take the level as a constant of the callsite.
-        match level {
-            tracing::Level::ERROR => {
-                tracing::event_enabled!(tracing::Level::ERROR, queue, job, stream, message)
-            }
-            tracing::Level::WARN => {
-                tracing::event_enabled!(tracing::Level::WARN, queue, job, stream, message)
-            }
-            tracing::Level::INFO => {
-                tracing::event_enabled!(tracing::Level::INFO, queue, job, stream, message)
-            }
-            tracing::Level::DEBUG => {
-                tracing::event_enabled!(tracing::Level::DEBUG, queue, job, stream, message)
-            }
-            tracing::Level::TRACE => {
-                tracing::event_enabled!(tracing::Level::TRACE, queue, job, stream, message)
-            }
-        }
+        at_level!(level, event_enabled!(queue, job, stream, message))
     }
 
     /// A refused capability: the first of each kind is logged, the rest counted.
