@@ -43,6 +43,37 @@ fn raw_push(redis: &RedisServer, data: &[u8]) -> redis::RedisResult<u64> {
     inv.invoke(&mut *con)
 }
 
+/// Calls the push_unique script as another language's producer would, with one job of key
+/// `unique_key` (no attempt limit, due now, no window).
+fn raw_push_unique(
+    redis: &RedisServer,
+    data: &[u8],
+    unique_key: &str,
+) -> redis::RedisResult<Vec<u64>> {
+    let mut con = redis.con();
+    let push = script("push_unique");
+    let mut inv = push.prepare_invoke();
+    for k in [
+        "meta",
+        "waiting",
+        "jobs",
+        "stats",
+        "requests",
+        "leases",
+        "workers",
+        "scheduled",
+    ] {
+        inv.key(key(k));
+    }
+    inv.arg("1.0")
+        .arg(data)
+        .arg("")
+        .arg("")
+        .arg(unique_key)
+        .arg("0");
+    inv.invoke(&mut *con)
+}
+
 /// Writes a job straight into the keys, past the script: data under a fresh id, then the item.
 fn write_past_the_script(redis: &RedisServer, data: Option<&[u8]>, item: Option<String>) -> String {
     let mut con = redis.con();
@@ -91,6 +122,21 @@ async fn poison_goes_to_the_dead_list_at_once_and_every_good_job_completes() {
         "{err}"
     );
     assert_eq!(manager.stats().await.unwrap().pushed, 0, "nothing went in");
+    // Empty data is no JSON, and in `jobs` the empty string marks a cancelled job: refused by
+    // either push script, so that it cannot be dropped at delivery as cancelled, unrecorded
+    // (and, with a unique key, holding its key for good).
+    for err in [
+        raw_push(&redis, b"").expect_err("refused"),
+        raw_push_unique(&redis, b"", "empty").expect_err("refused"),
+    ] {
+        assert!(
+            err.to_string().contains("job 1: its data is empty"),
+            "{err}"
+        );
+    }
+    assert_eq!(manager.stats().await.unwrap().pushed, 0, "nothing went in");
+    let held: Vec<String> = support::query(&redis, &["HKEYS", &key("unique")]);
+    assert!(held.is_empty(), "no key held: {held:?}");
     // 127 levels are fine, here as a job the fixture handler can read.
     let deepest = format!(
         "{{\"do\":\"ok\",\"arg\":{}}}",

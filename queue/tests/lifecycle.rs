@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde_json::json;
 use sque::{
     Admin, Cancelled, Client, Error, FollowUp, Inspector, JobId, JobOptions, JobState, Manager,
-    Schedule,
+    Producer, Schedule,
 };
 use support::{eventually, opts, query, within, RedisServer};
 
@@ -555,6 +555,83 @@ async fn a_unique_key_is_freed_when_its_window_after_completion_ends() {
         manager.stats().await.unwrap().pushed,
         2,
         "the pushes within the window wrote nothing"
+    );
+}
+
+/// A key's window after completion ends on Redis's clock, not at a reaper's next pass: with
+/// no manager running (so no reaper), the first push after the window pushes a new job, which
+/// then holds the key; and a dead job retried after another's window ended takes its key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unique_key_is_free_when_its_window_ends_with_no_reaper_running() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("window-exact", opts(&redis)).await.unwrap();
+    let client = Client::new("window-exact", opts(&redis)).await.unwrap();
+    let window = Duration::from_millis(300);
+    let windowed = |key: &str| JobOptions {
+        unique_for: Some(window),
+        max_attempts: Some(1),
+        ..unique(key)
+    };
+    // "k" completes; "d" dies, which frees its key at once, and "d" is then taken by a job
+    // that completes: both keys are held for their window only.
+    let first = manager.push_with(json!(1), windowed("k")).await.unwrap();
+    let doomed = manager.push_with(json!(2), windowed("d")).await.unwrap();
+    let job = within("the first job", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.complete(&job, None).await.unwrap();
+    let job = within("the second job", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(job.id, doomed);
+    client.fail(&job, "no").await.unwrap();
+    let taker = manager.push_with(json!(3), windowed("d")).await.unwrap();
+    assert_ne!(taker, doomed, "a dead job's key is free");
+    let job = within("the third job", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(job.id, taker);
+    client.complete(&job, None).await.unwrap();
+    let completed_at = redis_now_ms(&redis);
+    manager.shutdown().await.unwrap();
+
+    let producer = Producer::new("window-exact", opts(&redis)).await.unwrap();
+    let admin = Admin::new("window-exact", opts(&redis)).await.unwrap();
+    assert_eq!(
+        producer.push_with(json!(4), windowed("k")).await.unwrap(),
+        first,
+        "held within its window"
+    );
+    within("the windows to end on Redis's clock", async {
+        while redis_now_ms(&redis) < completed_at + window.as_millis() as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let second = producer.push_with(json!(5), windowed("k")).await.unwrap();
+    assert_ne!(
+        second, first,
+        "free once its window ended, with no reaper since"
+    );
+    assert_eq!(
+        producer.push_with(json!(6), windowed("k")).await.unwrap(),
+        second,
+        "the new job holds the key"
+    );
+    let report = admin
+        .retry_dead_jobs(sque::DeadJobs::Ids(std::slice::from_ref(&doomed)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.done, report.refused.len()),
+        (1, 0),
+        "a dead job retried takes a key whose window ended: {:?}",
+        report.refused
+    );
+    assert_eq!(
+        producer.push_with(json!(7), windowed("d")).await.unwrap(),
+        doomed,
+        "the retried job holds its key again"
     );
 }
 

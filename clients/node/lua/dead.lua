@@ -21,6 +21,7 @@ end
 local retry = ARGV[2] == 'retry'
 local done, refused, skip = 0, {}, 0
 local unique = since_1_1().unique.keys(key_base(KEYS[1]))
+local now = now_ms()
 
 -- Retries or purges one entry; returns nil, or why not.
 local function act(entry, e)
@@ -30,7 +31,7 @@ local function act(entry, e)
     if e and e.code == 'poison' then
       return 'it is poison (' .. tostring(e.message) .. '): no retry can deliver it; purge it'
     end
-    local held = since_1_1().unique.retake(unique, id)
+    local held = since_1_1().unique.retake(unique, id, now)
     if held then return held end
     redis.call('ZREM', KEYS[2], entry)
     -- Attempts "00": a first attempt again (token ID|1|MAX), but not a first push, so that

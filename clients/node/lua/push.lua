@@ -15,7 +15,8 @@
 -- "FIRST|MS|LAST").
 -- Returns the first new id; the others follow it in order.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_TOOLARGE "job N is B bytes, over the queue's
--- limit of L bytes"; SQUE_INVALID "job N: max_attempts ..." (N counts from 1 in this call).
+-- limit of L bytes"; SQUE_INVALID "job N: its data is empty ..." or "job N: max_attempts
+-- ..." (N counts from 1 in this call).
 local opened = open_call(KEYS[1], ARGV[1], 'max_job_bytes')
 local limit = opened.max_job_bytes
 local base = key_base(KEYS[1])
@@ -27,6 +28,7 @@ end
 local level = KEYS[2] ~= base .. 'waiting' and since_1_2().level_named(base, KEYS[2])
 for i = 0, count - 1 do
   local data, max = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if #data == 0 then return redis.error_reply(empty_job(i + 1)) end
   if #data > limit then
     return redis.error_reply('SQUE_TOOLARGE job ' .. (i + 1) .. ' is ' .. #data ..
       ' bytes, over the queue\'s limit of ' .. limit .. ' bytes')

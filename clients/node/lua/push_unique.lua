@@ -39,6 +39,8 @@ local last = seq
 local taken, out = {}, {0}
 -- at: when each new job begins to wait (its due time, or now), for `pushed`.
 local data, items, held, of, members, at = {}, {}, {}, {}, {}, {}
+-- over: the keys taken over from a holder whose window had ended.
+local over = {}
 local soonest
 local check = since_1_1().check_job
 for i = 1, count do
@@ -46,7 +48,7 @@ for i = 1, count do
   local json, max, when, key, window = ARGV[a], ARGV[a + 1], ARGV[a + 2], keys[i], ARGV[a + 4]
   local due
   if max == '' and when == '' then
-    if #json > limit then check(i, json, max, when, limit, now) end
+    if #json > limit or #json == 0 then check(i, json, max, when, limit, now) end
   else
     due = check(i, json, max, when, limit, now)
   end
@@ -57,7 +59,13 @@ for i = 1, count do
     return redis.error_reply('SQUE_INVALID job ' .. i .. ': window ' ..
       string.format('%q', string.sub(window, 1, 20)) .. ' is not ms')
   end
-  local holder = holders[i] or taken[key]
+  local holder = taken[key] or holders[i]
+  -- A key whose holder completed and whose window has ended is free, freed by a reaper yet
+  -- or not: the window ends on Redis's clock, not at the reaper's next pass.
+  if holder and holder == holders[i] and u.window_over(k, key, now) then
+    holder = nil
+    over[#over + 1] = key
+  end
   if holder then
     out[#out + 1] = i
     out[#out + 1] = holder
@@ -89,6 +97,7 @@ out[1] = first
 redis.call('HINCRBY', KEYS[1], 'seq', last - seq)
 redis.call('HSET', KEYS[3], unpack(data))
 redis.call('HSET', k.held, unpack(held))
+if #over > 0 then redis.call('ZREM', k.until_, unpack(over)) end
 redis.call('HSET', k.of, unpack(of))
 -- When the new jobs begin to wait (`pushed`): now, or when a delayed one falls due.
 since_1_2().record_pushes(since_1_2().records(base, level), first, at)

@@ -18,8 +18,9 @@
 -- KEYS[6] errors  KEYS[7] stats  KEYS[8] results  KEYS[9] results_at  KEYS[10] workers
 -- KEYS[11] requests  KEYS[12] jobs  KEYS[13] dead (the list of versions before the sorted set)
 -- ARGV[1] the caller's protocol version  ARGV[2] batch limit
--- Returns {expired, promoted, dropped results (or push records, whichever more), dead entries
--- trimmed or moved, the queue's lease ms}; a full batch of any means "call again".
+-- Returns {expired, promoted, dropped results (or push records, or unique keys freed,
+-- whichever more), dead entries trimmed or moved, the queue's lease ms}; a full batch of any
+-- means "call again".
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'lease', 'result_ttl', 'result_max', 'dead_max', 'dead_ttl')
 local now = now_ms()
@@ -77,7 +78,7 @@ redis.call('ZREMRANGEBYSCORE', key_base(KEYS[1]) .. 'cancelled', '-inf', now - s
 
 -- Unique keys whose window after their job completed has passed are free again.
 local unique = since_1_1().unique
-unique.expire(unique.keys(key_base(KEYS[1])), now, limit)
+local freed = unique.expire(unique.keys(key_base(KEYS[1])), now, limit)
 
 -- The old dead list, oldest first, scored by the time its error says (now if it says none).
 local moved = redis.call('RPOP', KEYS[13], limit) or {}
@@ -124,5 +125,6 @@ end
 if #expired + #due > 0 and redis.call('LLEN', KEYS[11]) > 0 then
   redis.call('SPUBLISH', key_base(KEYS[1]) .. 'wake', 'requeued')
 end
--- A full batch of push records dropped counts as a full batch of results: call again.
-return {#expired, #due, math.max(#dropped, old), math.max(#moved, trimmed), s.lease}
+-- A full batch of push records dropped, or of unique keys freed, counts as a full batch of
+-- results: call again.
+return {#expired, #due, math.max(#dropped, old, freed), math.max(#moved, trimmed), s.lease}

@@ -18,6 +18,13 @@ local function key_base(meta)
   return string.sub(meta, 1, -5)
 end
 
+-- The refusal of job `n` of a push whose data is empty. No JSON text is empty, and in
+-- `jobs` the empty string marks a job cancelled while it waited (`cancel`): taken as data,
+-- the job would be dropped at delivery as cancelled, unrecorded, its unique key held.
+local function empty_job(n)
+  return 'SQUE_INVALID job ' .. n .. ': its data is empty; a job carries JSON (null, at least)'
+end
+
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
 -- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
@@ -93,7 +100,8 @@ end
 --    host that does not know the feature refuses the queue instead of ignoring what it holds.
 --    require_limits_if_set(meta) does so for `cap` and `rate` when meta's limits are set.
 --  - check_job(n, data, max, when, limit, now): checks job `n` of `schedule` or
---    `push_unique` (`push` checks its own, on the hot path): its data within `limit` bytes,
+--    `push_unique` (`push` checks its own, on the hot path): its data not empty (see
+--    `empty_job`) and within `limit` bytes,
 --    its attempt limit ("" or 1 to 999999999) and its due time ("" for now, "+MS" a delay
 --    from `now`, "@MS" a time). Returns when it is due (ms), or nil for now; raises
 --    SQUE_TOOLARGE or SQUE_INVALID before the caller has written anything.
@@ -125,6 +133,7 @@ local function since_1_1()
   end
 
   function f.check_job(n, data, max, when, limit, now)
+    if #data == 0 then error({err = empty_job(n)}) end
     if #data > limit then
       error({err = 'SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
         ' bytes, over the queue\'s limit of ' .. limit .. ' bytes'})
@@ -173,13 +182,24 @@ local function since_1_1()
     end
   end
 
+  -- Whether `key`, found held, is held only by a window that has ended by `now`: then it is
+  -- free, whether or not a reaper has freed it yet. The taker's HSET replaces the holder and
+  -- must ZREM the window, or the reaper would later free the new holder's key.
+  function u.window_over(k, key, now)
+    local ends = redis.call('ZSCORE', k.until_, key)
+    return ends ~= false and tonumber(ends) <= now
+  end
+
   -- Takes job `id`'s key again (a dead job retried); returns nil, or why it cannot.
-  function u.retake(k, id)
+  function u.retake(k, id, now)
     local key = u.of(k, id)
     if not key then return nil end
     local holder = redis.call('HGET', k.held, key)
-    if holder and holder ~= id then
-      return 'its unique key ' .. string.format('%q', string.sub(key, 1, 80)) .. ' is held by job ' .. holder .. ': retry it once that job is done, or purge this one'
+    if holder and holder ~= id and not u.window_over(k, key, now) then
+      local window = redis.call('ZSCORE', k.until_, key)
+      local wait = window and ('the window after its completion ends in ' ..
+        string.format('%d', tonumber(window) - now) .. ' ms') or 'that job is done'
+      return 'its unique key ' .. string.format('%q', string.sub(key, 1, 80)) .. ' is held by job ' .. holder .. ': retry it once ' .. wait .. ', or purge this one'
     end
     redis.call('HSET', k.held, key, id)
     redis.call('ZREM', k.until_, key)
