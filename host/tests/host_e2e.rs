@@ -578,6 +578,8 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         (text, "not a WebAssembly file"),
         (core, "a core WebAssembly module, not a component"),
         (other, "not a sque handler"),
+        // Read without end, were it read.
+        ("/dev/zero".into(), "not a regular file"),
     ] {
         let f = file.to_str().unwrap();
         // At warn: a slow machine's "compiling…" progress line is not part of the answer.
@@ -609,6 +611,17 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         cli(&args, stdin)
     };
     assert_refused(&push(b"", &["{\"email\": "]), "not valid JSON");
+    // What serde_json skips without reading but no worker can read: refused, not poison later.
+    assert_refused(
+        &push(b"", &["{\"n\": 1e999}"]),
+        "not valid JSON: number out of range",
+    );
+    let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
+    assert_refused(&push(b"", &[&deep]), "nested 128 levels deep or more");
+    assert_refused(
+        &push(format!("{}\n", "[".repeat(100_000)).as_bytes(), &[]),
+        "line 1: nested 128 levels deep or more",
+    );
     let out = push(b"{\"n\":1}\n{\"n\":2}\n{\"n\":\n{\"n\":4}\n", &[]);
     assert_refused(&out, "line 3: not valid JSON");
     assert!(stderr(&out).contains("2 job(s) before it were pushed"));
@@ -618,6 +631,35 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "the ids pushed before it"
     );
     assert_refused(&push(b"\xff\xfe\x00junk\n", &[]), "line 1: not UTF-8");
+    // A log filter that does not parse is refused, not replaced by a default.
+    for filter in ["[[[", "sque=notalevel", "verbose"] {
+        assert_refused(
+            &push(b"", &["--log", filter, "{}"]),
+            "is not a level (error, warn, info, debug, trace) nor a tracing filter",
+        );
+    }
+    // Options a push refuses are refused before it connects: the queue they name is not made.
+    for (options, mentions) in [
+        (&["--delay", "999999999y"][..], "over the longest allowed"),
+        (
+            &["--at", "9999-12-31T23:59:59Z"],
+            "between 1970 and the year 2170",
+        ),
+        (&["--unique-key", ""], "a unique key is 1 to 1024 bytes"),
+        (
+            &["--unique-key", "k", "--unique-for", "999999999y"],
+            "unique_for is over the longest allowed",
+        ),
+    ] {
+        let mut args = vec!["push", "--queue", "never-made", "--redis", &url];
+        args.extend_from_slice(options);
+        args.push("{}");
+        assert_refused(&cli(&args, b""), mentions);
+    }
+    let made: Vec<String> = support::query(&redis, &["KEYS", "*never-made*"]);
+    assert!(made.is_empty(), "refused pushes wrote {made:?}");
+    let listed: Vec<String> = support::query(&redis, &["SMEMBERS", "sque:queues"]);
+    assert!(!listed.iter().any(|q| q == "never-made"), "{listed:?}");
     // The size limit is the queue's: set with `queue config`, then every push holds to it.
     let out = cli(
         &[
@@ -819,6 +861,25 @@ async fn stats_and_the_dead_list_from_the_command_line() {
     let dead: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dead["data"], json!({"do": "fail"}));
     assert_eq!(dead["error"], json!("handler failed: asked to fail"));
+    let list = |extra: &[&str]| {
+        let mut args = vec!["dead", "list", "--queue", "cli", "--redis", &url];
+        args.extend_from_slice(extra);
+        cli(&args, b"")
+    };
+    let id = dead["id"].as_str().unwrap().to_string();
+    let out = list(&["--id", &id, "--json"]);
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["id"], json!(id));
+    // An id not in the list is said to be so (exit 1), not shown as an empty list.
+    let out = list(&["--id", "999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("job 999 is not in the dead list of \"cli\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    assert_refused(&list(&["--limit", "0"]), "--limit");
     let out = cli(
         &["dead", "retry", "--queue", "cli", "--redis", &url, "--all"],
         b"",
@@ -1212,6 +1273,12 @@ async fn jobs_are_shown_and_waited_for_by_id_and_a_paused_queue_holds_them() {
     assert_refused(&run(&["job", "show", "abc"]), "is not a job id");
     assert_refused(&run(&["job", "show", "999"]), "never gave the id 999");
     assert_refused(&run(&["job", "wait", "999"]), "never gave the id 999");
+    // Ids are given from 1, without leading zeros: 0 is no job that was, 01 is not 1.
+    for id in ["0", "01"] {
+        for verb in ["show", "wait", "cancel"] {
+            assert_refused(&run(&["job", verb, id]), &format!("never gave the id {id}"));
+        }
+    }
     // A priority: given by `push --priority`, said by `job show`; one out of range is refused.
     let ranked = |args: &[&str]| {
         let mut all = args.to_vec();

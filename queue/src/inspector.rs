@@ -594,7 +594,14 @@ impl Inspector {
     pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>> {
         let k = &self.queue.keys;
         let mut con = self.queue.con.clone();
-        if !crate::wire::is_id(id.as_str()) {
+        // Ids are given from 1 and written without leading zeros: "0" and "01" name no job
+        // (each was read as an id given, "0" as one whose record had gone).
+        let given_form = crate::wire::is_id(id.as_str())
+            && id
+                .as_str()
+                .parse::<u64>()
+                .is_ok_and(|n| n >= 1 && n.to_string() == id.as_str());
+        if !given_form {
             return Ok(None);
         }
         type Read = (

@@ -49,7 +49,9 @@ pub fn read_line_bounded(
     }
 }
 
-/// Valid JSON within the size limit: what a job must be.
+/// Valid JSON within the size limit, that a worker can read (nested under
+/// [`MAX_DEPTH`](crate::wire::MAX_DEPTH) levels, numbers within a double's range): what a job
+/// must be.
 pub fn check_job_json(bytes: &[u8], limit: usize) -> Result<(), String> {
     if bytes.len() > limit {
         return Err(format!(
@@ -60,9 +62,10 @@ pub fn check_job_json(bytes: &[u8], limit: usize) -> Result<(), String> {
     if std::str::from_utf8(bytes).is_err() {
         return Err("not UTF-8 text, so not JSON".into());
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-        .map(|_| ())
-        .map_err(|e| format!("not valid JSON: {e}"))
+    // As a worker will read it: what it could not read would be poison. (The worker's words
+    // begin "data is ...": here the line or argument is named before them.)
+    crate::wire::check_data(bytes)
+        .map_err(|e| e.strip_prefix("data is ").map_or(e.clone(), str::to_string))
 }
 
 #[cfg(test)]
@@ -91,5 +94,11 @@ mod tests {
         assert!(check_job_json(b"{\"email\":", 100).is_err());
         assert!(check_job_json(b"\xff\xfe", 100).is_err());
         assert!(check_job_json(b"[1,2,3]", 3).is_err());
+        // What a worker could not read is refused here, not buried as poison later.
+        assert!(check_job_json(b"{\"a\":1e999}", 100).is_err());
+        let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(check_job_json(deep.as_bytes(), 1000).is_err());
+        let deepest = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        assert!(check_job_json(deepest.as_bytes(), 1000).is_ok());
     }
 }

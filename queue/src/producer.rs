@@ -58,7 +58,7 @@ pub(crate) enum Due {
 
 /// The furthest a job can be scheduled ahead, and the latest time: the protocol's 15 digits
 /// of ms would allow more, but a job due in 30,000 years is a mistake in the caller's units.
-const LONGEST_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+const LONGEST_DELAY: Duration = crate::settings::LONGEST_DURATION;
 
 /// The longest unique key, in bytes.
 pub const MAX_UNIQUE_KEY_BYTES: usize = 1024;
@@ -75,6 +75,27 @@ pub(crate) fn check_priority(level: u8) -> Result<u8> {
 }
 
 impl JobOptions {
+    /// Checks the options as a push would, without a connection: a caller that checks first
+    /// writes nothing (not even the queue's creation) for options that would be refused.
+    pub fn validate(&self) -> Result<()> {
+        // The checks `encode_json` makes of each job, as it makes them.
+        self.attempts()?;
+        self.priority()?;
+        self.unique()?;
+        self.due()?;
+        Ok(())
+    }
+
+    /// The attempt limit, checked.
+    fn attempts(&self) -> Result<Option<u32>> {
+        match self.max_attempts {
+            Some(0) => Err(Error::InvalidInput(
+                "max_attempts must be at least 1".into(),
+            )),
+            max => Ok(max),
+        }
+    }
+
     /// The priority, checked.
     fn priority(&self) -> Result<u8> {
         check_priority(self.priority.unwrap_or(NORMAL_PRIORITY))
@@ -307,14 +328,9 @@ impl Producer {
                 limit,
             });
         }
-        if options.max_attempts == Some(0) {
-            return Err(Error::InvalidInput(
-                "max_attempts must be at least 1".into(),
-            ));
-        }
         Ok(EncodedJob {
             json,
-            max_attempts: options.max_attempts,
+            max_attempts: options.attempts()?,
             due: options.due()?,
             unique: options.unique()?,
             priority: options.priority()?,

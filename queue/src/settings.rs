@@ -20,6 +20,11 @@ use crate::error::{Error, Result};
 /// The largest job Redis itself can hold in one string is 512 MiB.
 const MAX_JOB_BYTES_CEILING: u64 = 512 << 20;
 
+/// The longest duration a setting or a job's time may be: far past any real one, and
+/// short enough that its milliseconds fit the scripts' numbers (a lease of 999,999,999
+/// years wrapped around when made ms, and was stored as another number).
+pub(crate) const LONGEST_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The settings of one queue, as stored in its meta.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct QueueSettings {
@@ -263,6 +268,22 @@ impl QueueSettings {
     /// Checks that the settings can work together; each message says which to change.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidInput(what));
+        for (name, d) in [
+            ("lease", self.lease),
+            ("inbox_ttl", self.inbox_ttl),
+            ("backoff", self.backoff),
+            ("backoff_max", self.backoff_max),
+            ("result_ttl", self.result_ttl),
+            ("dead_ttl", self.dead_ttl),
+            ("the rate limit's period", self.rate_period),
+        ] {
+            if d > LONGEST_DURATION {
+                return bad(format!(
+                    "{name} of {}s is over the longest allowed, 100 years",
+                    d.as_secs()
+                ));
+            }
+        }
         if self.lease < Duration::from_millis(100) {
             return bad(format!(
                 "lease must be at least 100 ms, not {:?}",
@@ -407,5 +428,27 @@ mod tests {
         });
         assert!(s.validate().unwrap_err().to_string().contains("backoff"));
         assert!(QueueSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn durations_past_a_century_are_refused_before_their_ms_wrap_around() {
+        let ages = Duration::from_secs(999_999_999 * 365 * 24 * 3600);
+        let s = QueueSettings::default().with(&SettingsChange {
+            lease: Some(ages),
+            inbox_ttl: Some(ages),
+            ..SettingsChange::default()
+        });
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("lease of") && e.contains("100 years"), "{e}");
+        let s = QueueSettings::default().with(&SettingsChange {
+            result_ttl: Some(ages),
+            ..SettingsChange::default()
+        });
+        assert!(s.validate().unwrap_err().to_string().contains("result_ttl"));
+        let s = QueueSettings::default().with(&SettingsChange {
+            dead_ttl: Some(LONGEST_DURATION),
+            ..SettingsChange::default()
+        });
+        assert!(s.validate().is_ok(), "a century is allowed");
     }
 }

@@ -128,6 +128,59 @@ pub fn parse_data(data: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(data).map_err(|e| describe_json_error(&e))
 }
 
+/// Whether `data` is what [`parse_data`] takes, without building the value: what a producer
+/// checks before it pushes, so that nothing it pushes becomes poison at delivery. serde_json
+/// skips ignored values without its depth limit or number ranges (`IgnoredAny` took 100,000
+/// levels and `1e999`); each value here is visited as a worker's parse visits it.
+pub fn check_data(data: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<Readable>(data)
+        .map(|_| ())
+        .map_err(|e| describe_json_error(&e))
+}
+
+/// A JSON value visited as [`parse_data`] visits it (numbers read, depth counted), kept not.
+struct Readable;
+
+impl<'de> serde::Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Readable, D::Error> {
+        d.deserialize_any(Readable)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Readable {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_entry::<Readable, Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+}
+
 /// Says what is wrong with JSON text, in the words the dead list shows.
 pub fn describe_json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
@@ -282,6 +335,28 @@ mod tests {
         );
         let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
         assert!(parse_data(nested(127).as_bytes()).is_ok());
+        // A producer's check takes exactly what a worker's parse takes.
+        for text in [
+            nested(127),
+            nested(128),
+            nested(100_000),
+            "1e999".into(),
+            "-1e999".into(),
+            "[1e308, 1e-999, 18446744073709551616]".into(),
+            "{\"a\": [1, {\"b\": 1e400}]}".into(),
+            "{\"a\": \"\\ud800\"}".into(),
+            "{\"\\ud800\": 1}".into(),
+            "{\"a\":1} x".into(),
+            "{\"a\":1}".into(),
+            "".into(),
+        ] {
+            assert_eq!(
+                check_data(text.as_bytes()),
+                parse_data(text.as_bytes()).map(|_| ()),
+                "{}",
+                &text[..text.len().min(40)]
+            );
+        }
         assert!(parse_data(nested(128).as_bytes()).is_err());
 
         let d = parse_delivery(b"{\"r\":\"1\",\"t\":\"1|1|5\",\"d\":\"\xff\"}").unwrap();

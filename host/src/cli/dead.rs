@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use sque::{Admin, DeadJobs, DeadReport, Inspector, JobId};
 
-use crate::cli::common::{usage, QueueArg, RedisArgs};
+use crate::cli::common::{usage, Outcome, QueueArg, RedisArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,9 +22,10 @@ enum Action {
         #[command(flatten)]
         redis: RedisArgs,
         /// How many at most.
-        #[arg(long, env = "SQUE_DEAD_LIMIT", default_value_t = 100)]
+        #[arg(long, env = "SQUE_DEAD_LIMIT", default_value_t = 100,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         limit: usize,
-        /// Only the job with this id.
+        /// Only the job with this id, wherever it is in the list (exit 1 if it is not dead).
         #[arg(long)]
         id: Option<String>,
         /// One JSON object a line instead of text.
@@ -79,12 +80,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let inspector = Inspector::new(&queue.queue, redis.options())
                 .await
                 .with_context(|| context(&queue, &redis))?;
-            let jobs = inspector.dead_jobs(limit).await?;
+            let jobs = match &id {
+                None => inspector.dead_jobs(limit).await?,
+                Some(id) => match find_dead(&inspector, id).await? {
+                    Some(job) => vec![job],
+                    None => {
+                        return Err(Outcome {
+                            code: 1,
+                            message: format!(
+                                "job {id} is not in the dead list of {:?}; `sque-host job show` says where it is",
+                                queue.queue
+                            ),
+                        }
+                        .into())
+                    }
+                },
+            };
             let mut any = false;
-            for job in jobs
-                .into_iter()
-                .filter(|j| id.as_deref().is_none_or(|id| j.id.as_str() == id))
-            {
+            for job in jobs {
                 any = true;
                 if json {
                     println!("{}", serde_json::to_string(&job)?);
@@ -163,6 +176,24 @@ fn refused(report: &DeadReport) -> anyhow::Result<()> {
             "{n} of the jobs named {} refused (see above); the others were done",
             if n == 1 { "was" } else { "were" }
         ))),
+    }
+}
+
+/// The dead job `id`, looked for through the whole list a page at a time (it may be older
+/// than any `--limit`).
+async fn find_dead(inspector: &Inspector, id: &str) -> anyhow::Result<Option<sque::DeadJob>> {
+    const PAGE: usize = 1000;
+    let mut offset = 0;
+    loop {
+        let page = inspector.dead_page(offset, PAGE).await?;
+        let (empty, total) = (page.jobs.is_empty(), page.total);
+        if let Some(job) = page.jobs.into_iter().find(|j| j.id.as_str() == id) {
+            return Ok(Some(job));
+        }
+        offset += PAGE;
+        if empty || offset as u64 >= total {
+            return Ok(None);
+        }
     }
 }
 

@@ -134,7 +134,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&cli.log, cli.log_format);
+    if let Err(e) = init_logging(&cli.log, cli.log_format) {
+        eprintln!(
+            "error: --log {:?} (SQUE_LOG) is not a level (error, warn, info, debug, trace) nor a tracing filter such as `sque=debug,wasmtime=info`: {}",
+            cli.log,
+            one_line(&e.to_string())
+        );
+        return ExitCode::from(2);
+    }
     if !matches!(cli.command, Command::Run(_)) {
         die_quietly_on_closed_stdout();
     }
@@ -198,7 +205,12 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
+/// Starts the log at `filter`; a filter that does not parse is refused, not replaced by a
+/// default the user did not ask for.
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+) -> Result<(), tracing_subscriber::filter::ParseError> {
     use tracing_subscriber::EnvFilter;
     // A bare level applies to sque's lines; dependencies (cranelift is chatty) stay at warn,
     // and the redis crate's cluster client at error: sque says itself, once, what a lost node
@@ -208,7 +220,7 @@ fn init_logging(filter: &str, format: LogFormat) {
     } else {
         format!("warn,redis=error,sque={filter}")
     };
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn,sque=info"));
+    let filter = EnvFilter::try_new(&filter)?;
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -219,4 +231,5 @@ fn init_logging(filter: &str, format: LogFormat) {
             .init(),
         LogFormat::Json => log.json().with_current_span(false).init(),
     }
+    Ok(())
 }

@@ -135,6 +135,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         unique_for: args.unique_for,
         priority: args.priority,
     };
+    // Checked before connecting, which opens (so creates) the queue: bad input changes nothing.
+    job_options.validate()?;
     if let Some(json) = &args.json {
         // Check before connecting: bad input changes nothing and needs no Redis.
         check_job_json(

@@ -266,7 +266,7 @@ impl Handler {
 pub fn is_native(path: &Path) -> std::io::Result<bool> {
     use std::io::Read as _;
     let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_handler_file(path)?;
     let mut got = 0;
     while got < magic.len() {
         match file.read(&mut magic[got..])? {
@@ -275,6 +275,31 @@ pub fn is_native(path: &Path) -> std::io::Result<bool> {
         }
     }
     Ok(got == magic.len() && magic == *b"\x7fELF")
+}
+
+/// The largest handler file read: far above any component built so far (a Python one is
+/// about 20 MiB, its native code twice that), low enough that a wrong path cannot fill the
+/// host's memory.
+const MAX_HANDLER_FILE_BYTES: u64 = 1 << 30;
+
+/// Opens a handler file for reading: a regular file within [`MAX_HANDLER_FILE_BYTES`]. A
+/// device or a pipe (`/dev/zero`) would be read without end.
+fn open_handler_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a directory, a device or a pipe); pass the handler's .wasm file",
+        ));
+    }
+    if meta.len() > MAX_HANDLER_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} MiB, over the {} MiB a handler may be; is this the handler's .wasm file?",
+            meta.len() >> 20,
+            MAX_HANDLER_FILE_BYTES >> 20
+        )));
+    }
+    Ok(file)
 }
 
 /// Why a precompiled file (or the module cache's directory) is not safe to run code from:
