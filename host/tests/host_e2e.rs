@@ -631,6 +631,43 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "the ids pushed before it"
     );
     assert_refused(&push(b"\xff\xfe\x00junk\n", &[]), "line 1: not UTF-8");
+    // Where `compile` writes is checked before it compiles.
+    let handler = guest("other-world");
+    let handler = handler.to_str().unwrap();
+    let into = dir.path().to_str().unwrap();
+    assert_refused(
+        &cli(&["compile", handler, "-o", into], b""),
+        "a directory; name the .cwasm file to write",
+    );
+    let nowhere = dir.path().join("no/such/dir/h.cwasm");
+    assert_refused(
+        &cli(&["compile", handler, "-o", nowhere.to_str().unwrap()], b""),
+        "there is no directory",
+    );
+    // A schedule that never ticks, or whose list has an empty item, makes no queue either.
+    for (cron, mentions) in [
+        ("0 3 31 2 *", "no time after this one"),
+        ("1,,2 * * * *", "has an empty item in the list"),
+    ] {
+        let out = cli(
+            &[
+                "schedule",
+                "add",
+                "--queue",
+                "never-made",
+                "--redis",
+                &url,
+                "--name",
+                "n",
+                "--cron",
+                cron,
+                "--data",
+                "{}",
+            ],
+            b"",
+        );
+        assert_refused(&out, mentions);
+    }
     // A log filter that does not parse is refused, not replaced by a default.
     for filter in ["[[[", "sque=notalevel", "verbose"] {
         assert_refused(

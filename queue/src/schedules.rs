@@ -137,6 +137,17 @@ impl Schedule {
                 self.cron
             )));
         }
+        // croner reads an empty item of a list (`1,,2`, `,5`) as nothing and takes the rest.
+        if let Some(field) = self
+            .cron
+            .split_whitespace()
+            .find(|field| field.split(',').any(str::is_empty))
+        {
+            return Err(Error::InvalidInput(format!(
+                "the cron pattern {:?} has an empty item in the list {field:?}; separate values with single commas (e.g. \"0,30\")",
+                self.cron
+            )));
+        }
         let cron = Cron::from_str(&self.cron).map_err(|e| {
             Error::InvalidInput(format!(
                 "the cron pattern {:?} does not parse: {e}",
@@ -225,6 +236,13 @@ mod tests {
         assert!(bad("0 3 * *", None).contains("has 4 fields"));
         assert!(bad("0 25 * * *", None).contains("does not parse"));
         assert!(bad("0 3 * * *", Some("Mars/Olympus")).contains("not a time zone"));
+        for cron in ["1,,2 * * * *", ",5 * * * *", "5, * * * *", "0 3 * * 1,"] {
+            assert!(
+                bad(cron, None).contains("has an empty item in the list"),
+                "{cron}"
+            );
+        }
+        assert!(Schedule::new("0,30 3 * * 1,5", json!(1)).validate().is_ok());
         let urgent = |priority| Schedule {
             priority: Some(priority),
             ..Schedule::new("0 3 * * *", json!(1))

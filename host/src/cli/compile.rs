@@ -34,6 +34,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             output.display()
         )));
     }
+    // Where it goes is checked before the seconds of compiling, not after.
+    if output.is_dir() {
+        return Err(usage(format!(
+            "-o {}: a directory; name the .cwasm file to write",
+            output.display()
+        )));
+    }
+    let into = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !into.is_dir() {
+        return Err(usage(format!(
+            "-o {}: there is no directory {}; make it first, or name another place",
+            output.display(),
+            into.display()
+        )));
+    }
     // Loaded as `run` would load it (its world, its shape, the same errors), then written out.
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         slots: 1,
@@ -53,7 +71,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             file.display()
         )));
     }
-    tracing::info!(handler = %file.display(), "compiling to native code (seconds for a large guest)");
     let started = std::time::Instant::now();
     let native = tokio::task::spawn_blocking({
         let sandbox = sandbox.clone();

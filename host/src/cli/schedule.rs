@@ -109,8 +109,13 @@ async fn add(a: Add) -> anyhow::Result<()> {
         max_attempts: a.max_attempts,
         priority: a.priority,
     };
-    // Checked before connecting: bad input changes nothing and needs no Redis.
+    // Checked before connecting: bad input changes nothing and needs no Redis. A pattern
+    // that never comes again (`0 3 31 2 *`) is found by asking for its next tick.
     schedule.validate()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    schedule.next_after(now_ms)?;
     let opts = a.redis.options();
     let context = context(&a.queue, &a.redis);
     // Opening as a producer creates the queue if it is new, as `push` does.
