@@ -205,6 +205,8 @@ impl Entry {
             spec.limits.timeout = d;
         }
         if let Some(n) = size("max-memory", self.max_memory, &mut fail) {
+            let most = crate::sandbox::MAX_LINEAR_MEMORY;
+            in_range("max-memory", n as u64, 1, most as u64, &mut fail);
             spec.limits.max_memory = n;
         }
         if let Some(n) = self.reuse {
@@ -232,7 +234,17 @@ impl Entry {
                     Err(e) => fail(format!("env-file {e}")),
                 }
             }
-            env.extend(self.env.unwrap_or_default());
+            for (key, value) in self.env.unwrap_or_default() {
+                // As `--env K=V` takes them: a name is not empty and holds no `=`.
+                if key.is_empty() || key.contains('=') || key.contains('\0') {
+                    fail(format!(
+                        "env: {:?} is not a variable's name (not empty, no `=`)",
+                        sque::wire::shown(&key)
+                    ));
+                } else {
+                    env.push((key, value));
+                }
+            }
             spec.grants.env = last_of_each(env);
         }
         if let Some(hosts) = self.allow_http {
@@ -301,6 +313,11 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a file (a directory, a device or a pipe); name a file of K=V lines"
+        ));
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "{shown} may be read by other users; it holds secrets: `chmod 600 {shown}`"
@@ -408,5 +425,15 @@ mod tests {
         assert!(empty[0].contains("no queue"), "{empty:?}");
         let unknown = load_text("order = \"fair\"\n").unwrap_err();
         assert!(unknown[0].contains("line 1"), "{unknown:?}");
+        // What `--env K=V` or `--max-memory` would refuse, a file of queues refuses too.
+        let env = load_text(
+            "[[queue]]\nname = \"mail\"\nhandler = \"a.wasm\"\nenv = { \"A=B\" = \"1\", \"\" = \"2\" }\n\
+             max-memory = \"5GiB\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(env.len(), 3, "{env:#?}");
+        assert!(env.iter().any(|p| p.contains("max-memory must be 1 to 4294967296")));
+        assert!(env.iter().any(|p| p.contains("env: \"A=B\" is not a variable's name")));
+        assert!(env.iter().any(|p| p.contains("env: \"\" is not a variable's name")));
     }
 }

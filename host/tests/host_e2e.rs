@@ -631,6 +631,27 @@ async fn bad_input_exits_2_with_one_clear_line_and_changes_nothing() {
         "the ids pushed before it"
     );
     assert_refused(&push(b"\xff\xfe\x00junk\n", &[]), "line 1: not UTF-8");
+    // Linear memory ends at 4 GiB: a limit above it would be a promise never kept.
+    assert_refused(
+        &cli(&["check", "x.wasm", "--max-memory", "5GiB"], b""),
+        "outside 64KiB to 4GiB",
+    );
+    // An env file that is no file is named so, not taken for one others may read.
+    let out = cli(
+        &[
+            "run",
+            "--queue",
+            "guarded",
+            "--redis",
+            &url,
+            "--handler",
+            "x.wasm",
+            "--env-file",
+            dir.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_refused(&out, "is not a file (a directory, a device or a pipe)");
     // Where `compile` writes is checked before it compiles.
     let handler = guest("other-world");
     let handler = handler.to_str().unwrap();

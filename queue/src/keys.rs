@@ -28,11 +28,12 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     match reason {
         None => Ok(()),
         Some(reason) if what == "queue" => Err(Error::InvalidQueueName {
-            name: name.to_string(),
+            name: crate::wire::shown(name),
             reason,
         }),
         Some(reason) => Err(Error::InvalidInput(format!(
-            "invalid {what} {name:?}: {reason}"
+            "invalid {what} {:?}: {reason}",
+            crate::wire::shown(name)
         ))),
     }
 }

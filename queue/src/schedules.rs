@@ -176,7 +176,8 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidInput(format!(
-            "the schedule name {name:?} holds whitespace or a control character"
+            "the schedule name {:?} holds whitespace or a control character",
+            crate::wire::shown(name)
         )));
     }
     Ok(())

@@ -279,6 +279,15 @@ impl LastError {
     }
 }
 
+/// `text` as an error line shows what the user gave: its first 80 characters, and "…" after
+/// them when there were more (a 5,000-byte name made a 5,000-byte error line).
+pub fn shown(text: &str) -> String {
+    match cut(text) {
+        whole if whole.len() == text.len() => whole.to_string(),
+        start => format!("{start}…"),
+    }
+}
+
 fn cut(text: &str) -> &str {
     match text.char_indices().nth(80) {
         Some((i, _)) => &text[..i],

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::common::{one_line, parse_size, usage};
+use crate::cli::common::{one_line, parse_memory_limit, usage};
 use crate::cli::native_code::{load, NativeCodeArgs};
 use crate::config::{self, QueueSpec};
 use crate::pool::Order;
@@ -28,7 +28,7 @@ pub struct Args {
     json: bool,
 
     /// Check against this linear-memory limit, as `run --max-memory` would.
-    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_memory_limit)]
     max_memory: usize,
 
     #[command(flatten)]

@@ -98,6 +98,18 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A `--max-memory`: a size (as [`parse_size`]) from 64 KiB, one wasm page, to 4 GiB, where a
+/// 32-bit memory's addresses end.
+pub fn parse_memory_limit(s: &str) -> Result<usize, String> {
+    let most = crate::sandbox::MAX_LINEAR_MEMORY;
+    match parse_size(s)? {
+        n if (64 << 10..=most).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is outside 64KiB to 4GiB, the linear memory a handler can have"
+        )),
+    }
+}
+
 /// `high`, `normal`, `low` or 0 to 9.
 pub fn parse_priority(s: &str) -> Result<u8, String> {
     match s {

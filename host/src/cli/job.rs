@@ -94,9 +94,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn inspector(queue: &QueueArg, redis: &RedisArgs, id: &str) -> anyhow::Result<Inspector> {
     sque::validate_queue_name(&queue.queue)?;
-    if !id.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
+    if !sque::wire::is_id(id) {
         return Err(usage(format!(
-            "{id:?} is not a job id: ids are the decimal numbers `push` prints"
+            "{:?} is not a job id: ids are the decimal numbers `push` prints",
+            sque::wire::shown(id)
         )));
     }
     let opts = redis.options();

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::cli::common::{parse_duration, parse_size, usage, RedisArgs};
+use crate::cli::common::{parse_duration, parse_memory_limit, parse_size, usage, RedisArgs};
 use crate::cli::native_code::NativeCodeArgs;
 use crate::cli::signals::{Received, Signals};
 use crate::config::{self, QueueSpec};
@@ -98,7 +98,7 @@ pub struct Args {
     reuse: u32,
 
     /// Linear-memory limit of one handler instance.
-    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, env = "SQUE_MAX_MEMORY", default_value = "64MiB", value_parser = parse_memory_limit)]
     max_memory: usize,
 
     /// Queue setting: attempts of a job before the dead list (a job's own limit wins).

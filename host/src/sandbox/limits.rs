@@ -12,6 +12,9 @@ pub const MAX_HTTP_FIELD_BYTES: usize = 4 << 20;
 /// held in the host's memory while it is copied).
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
+/// The most linear memory a handler may be given: where a 32-bit memory's addresses end.
+pub const MAX_LINEAR_MEMORY: usize = 4 << 30;
+
 /// Per-job limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {

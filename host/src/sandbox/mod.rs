@@ -41,7 +41,9 @@ mod world;
 pub use engine::{EngineConfig, GuestEngine, Sandbox, SandboxConfig};
 pub use follow_up::{DEFAULT_MAX_PUSHES, MAX_FOLLOW_UP_BYTES, MAX_ONE_FOLLOW_UP_BYTES};
 pub use handler::{is_native, Capability, Handler, LoadError};
-pub use limits::{check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
+pub use limits::{
+    check_http_grant, Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_LINEAR_MEMORY, MAX_RANDOM_BYTES,
+};
 pub use outcome::{cut, escaped, Ending, Outcome};
 pub use progress::{JobProgress, ProgressSink, Report};
 pub use reuse::Warm;
