@@ -432,8 +432,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(env.len(), 3, "{env:#?}");
-        assert!(env.iter().any(|p| p.contains("max-memory must be 1 to 4294967296")));
-        assert!(env.iter().any(|p| p.contains("env: \"A=B\" is not a variable's name")));
-        assert!(env.iter().any(|p| p.contains("env: \"\" is not a variable's name")));
+        assert!(env
+            .iter()
+            .any(|p| p.contains("max-memory must be 1 to 4294967296")));
+        assert!(env
+            .iter()
+            .any(|p| p.contains("env: \"A=B\" is not a variable's name")));
+        assert!(env
+            .iter()
+            .any(|p| p.contains("env: \"\" is not a variable's name")));
     }
 }

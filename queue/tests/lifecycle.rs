@@ -919,6 +919,52 @@ async fn follow_ups_are_pushed_once_when_their_parent_completes() {
         "{info:?}"
     );
 
+    // The same for an attempt after the first: a job retried from the dead list is given its
+    // first life's tokens again, attempt by attempt, and its second attempt's completion must
+    // not commit what the dead second attempt staged.
+    let twice = JobOptions {
+        max_attempts: Some(2),
+        ..Default::default()
+    };
+    let doomed = managers[0]
+        .push_with(json!("doomed twice"), twice)
+        .await
+        .unwrap();
+    let first_try = within("its first attempt", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.fail(&first_try, "not yet").await.unwrap();
+    let second_try = within("its second attempt", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(second_try.id, doomed);
+    let follow_up = FollowUp::new("kids", &json!("from a dead second attempt")).unwrap();
+    let huge = format!("\"{}\"", "r".repeat(2 << 20));
+    assert!(client
+        .complete_with_follow_ups(&second_try, Some(huge), &[follow_up])
+        .await
+        .is_err());
+    assert_eq!(admin.retry_dead(Some(&doomed)).await.unwrap(), 1);
+    let again = within("the retried first attempt", client.i_am_free(None))
+        .await
+        .unwrap();
+    client.fail(&again, "not yet").await.unwrap();
+    let retried = within("the retried second attempt", client.i_am_free(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.lease_token(),
+        second_try.lease_token(),
+        "the dead second attempt's token again"
+    );
+    client.complete(&retried, None).await.unwrap();
+    let info = inspector.job(&doomed).await.unwrap().unwrap();
+    assert_eq!(
+        (info.children_waiting, info.children.len()),
+        (0, 0),
+        "{info:?}"
+    );
+
     // A completion refused (the job was cancelled) stages nothing and commits nothing.
     let refused = managers[0].push(json!("refused")).await.unwrap();
     let job = within("the refused parent", client.i_am_free(None))

@@ -304,3 +304,52 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing() {
         handled.len() - unique.len()
     );
 }
+
+/// Another language's worker that sends `exchange` a request entry out of shape (not
+/// "WORKER:SEQ" of its own worker, both decimal) is refused before anything is written: the
+/// job that would have been popped for it stays waiting (it was popped, then lost, in no list
+/// and no lease).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exchange_with_a_request_out_of_shape_is_refused_and_takes_no_job() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("shape", opts(&redis).dispatch(false))
+        .await
+        .unwrap();
+    manager.push(json!(1)).await.unwrap();
+    let (_, text) = sque::script_bundle()
+        .into_iter()
+        .find(|(name, _)| *name == "exchange")
+        .expect("exchange is in the bundle");
+    let exchange = redis::Script::new(&text);
+    let mut con = redis.con();
+    for entry in ["bogus", "8:1", "7:", "7:x", ":1"] {
+        let mut call = exchange.prepare_invoke();
+        for k in [
+            "meta",
+            "requests",
+            "waiting",
+            "workers",
+            "jobs",
+            "leases",
+            "stats",
+            "errors",
+            "results",
+            "results_at",
+        ] {
+            call.key(format!("sque:{{shape}}:{k}"));
+        }
+        call.arg("1.2").arg("7").arg("0").arg(entry);
+        let err = call.invoke::<redis::Value>(&mut *con).expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("is not WORKER:SEQ of worker \"7\""),
+            "{entry}: {err}"
+        );
+        let stats = manager.stats().await.unwrap();
+        assert_eq!(
+            (stats.waiting, stats.dispatched, stats.requests),
+            (1, 0, 0),
+            "{entry}: nothing taken, nothing stored"
+        );
+    }
+}

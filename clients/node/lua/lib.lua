@@ -628,6 +628,9 @@ local function server()
     -- A paused queue hands nothing out; the requests are stored and served on resume.
     if q.s.paused then return 0 end
     local served = 0
+    -- On a queue whose jobs push follow-ups (feature `children`), the staged lists of the
+    -- tokens given out here, deleted (see below).
+    local uses_children = q.s.uses and q.s.uses.children
     while served < #requests do
       local wanted = #requests - served
       -- A capped queue hands out no more than its room, a rate-limited one no more than its
@@ -657,7 +660,7 @@ local function server()
         if levels then pushed_at = m.push_times_by_level(q.base, parsed, levels)
         else pushed_at = m.push_times(q.base .. 'pushed', parsed) end
       end
-      local leases = {}
+      local leases, stale = {}, {}
       for i, p in ipairs(parsed) do
         local id = p[1]
         -- A first attempt, nearly every job's, needs no number formatted (see `serving`).
@@ -683,6 +686,10 @@ local function server()
           local worker, seq = requests[served][1], requests[served][2]
           leases[#leases + 1] = q.deadline
           leases[#leases + 1] = token
+          -- A token is given out again after `dead retry` (attempts start again) or a
+          -- `release`: what an attempt of that token staged before is not this attempt's,
+          -- and its completion must not commit it.
+          if uses_children then stale[#stale + 1] = q.base .. 'staged:' .. token end
           local at = pushed_at and pushed_at[id]
           local delivery
           if at then
@@ -700,6 +707,7 @@ local function server()
           end
         end
       end
+      if #stale > 0 then redis.call('DEL', unpack(stale)) end
       if #leases > 0 then
         redis.call('ZADD', q.leases, unpack(leases))
         if q.room then q.room = q.room - #leases / 2 end

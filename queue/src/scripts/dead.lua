@@ -37,10 +37,9 @@ local function act(entry, e)
     -- Attempts "00": a first attempt again (token ID|1|MAX), but not a first push, so that
     -- no wait is measured from the push record of its id (`push_times`).
     local list = s.uses and s.uses.priority and since_1_2().list_of(key_base(KEYS[1]), id) or KEYS[3]
+    -- Its attempts give out the tokens of its first life again: `serve` deletes what an
+    -- attempt of each staged (`stage`) as it gives the token out, so none is committed.
     redis.call('RPUSH', list, id .. '|00|' .. max)
-    -- Its next attempt has the token of its first again: follow-ups an attempt that died
-    -- staged (`stage`) must not be committed by that one.
-    redis.call('DEL', key_base(KEYS[1]) .. 'staged:' .. id .. '|1|' .. max)
   else
     redis.call('ZREM', KEYS[2], entry)
     redis.call('HDEL', KEYS[4], id or entry)
