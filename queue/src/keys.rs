@@ -20,6 +20,9 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
             "it is {} bytes long, the limit is {MAX_QUEUE_NAME}",
             name.len()
         ))
+    } else if name == "." || name == ".." {
+        // In a URL (the dashboard's /api/queues/NAME/...) these are steps of the path.
+        Some("it is a path step, which a URL cannot name; use letters, digits and - _ . : / only, not . or .. alone".to_string())
     } else {
         name.chars()
             .find(|c| c.is_whitespace() || c.is_control() || "{}*?[]".contains(*c))
@@ -184,12 +187,18 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         for name in [
-            "", "a b", "a{b", "a}b", "a*", "a?", "[a]", "tab\t", "nl\n", "\u{7f}",
+            "", "a b", "a{b", "a}b", "a*", "a?", "[a]", "tab\t", "nl\n", "\u{7f}", ".", "..",
         ] {
             assert!(validate_queue_name(name).is_err(), "{name:?} was accepted");
         }
         assert!(validate_queue_name(&"x".repeat(201)).is_err());
         assert!(validate_queue_name(&"x".repeat(200)).is_ok());
         assert!(validate_queue_name("emails.eu-1:high/2").is_ok());
+        assert!(validate_queue_name("...").is_ok());
+        // Long names are shown cut, not whole.
+        let long = validate_queue_name(&"x".repeat(5000))
+            .unwrap_err()
+            .to_string();
+        assert!(long.len() < 300 && long.contains("x…"), "{long}");
     }
 }

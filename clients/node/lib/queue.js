@@ -7,11 +7,13 @@ const bundle = require('./bundle');
 const { Connection } = require('./connection');
 const { SqueError } = require('./errors');
 
-/** Checks a queue name: 1 to 200 bytes, no whitespace or control characters, none of {}*?[]. */
+/** Checks a queue name: 1 to 200 bytes, not `.` or `..`, no whitespace or control characters, none of {}*?[]. */
 function validateName(what, name) {
   let reason = null;
   if (typeof name !== 'string' || name.length === 0) reason = 'it is empty';
   else if (Buffer.byteLength(name) > 200) reason = `it is ${Buffer.byteLength(name)} bytes long, the limit is 200`;
+  // In a URL (the dashboard's /api/queues/NAME/...) these are steps of the path.
+  else if (name === '.' || name === '..') reason = 'it is a path step, which a URL cannot name; use letters, digits and - _ . : / only, not . or .. alone';
   else {
     const bad = [...name].find((c) => /[\s\p{Cc}{}*?[\]]/u.test(c));
     if (bad) reason = `it contains ${JSON.stringify(bad)}; use letters, digits and - _ . : / only`;

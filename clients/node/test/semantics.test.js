@@ -370,7 +370,7 @@ describe('bad input is refused with a clear error and changes nothing', () => {
   });
 
   test('bad queue names, settings, URLs and request ids', async () => {
-    for (const name of ['', 'a b', 'a{b}', 'x'.repeat(201), 'tab\there']) {
+    for (const name of ['', 'a b', 'a{b}', 'x'.repeat(201), 'tab\there', '.', '..']) {
       assert.throws(() => new sque.manager(name, { redis: { url: env.redis.url } }), (e) => e.code === 'invalid_queue_name' && e.message.startsWith('invalid queue name'));
     }
     assert.throws(() => new sque.manager('q', { redis: { url: env.redis.url }, lease: 10 }), /lease must be at least 100 ms/);

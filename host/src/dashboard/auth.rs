@@ -46,7 +46,7 @@ pub struct Access {
     pub csrf: String,
     remembered: Mutex<HashSet<u64>>,
     hasher: RandomState,
-    checks: tokio::sync::Semaphore,
+    checks: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether a request may go on.
@@ -103,7 +103,7 @@ impl Access {
             csrf: random_token()?,
             remembered: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
-            checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
+            checks: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
         })
     }
 
@@ -125,14 +125,20 @@ impl Access {
         if self.remembered.lock().expect("not poisoned").contains(&key) {
             return Verdict::Allowed;
         }
-        let Ok(_permit) = self.checks.try_acquire() else {
+        let Ok(permit) = self.checks.clone().try_acquire_owned() else {
             return Verdict::Busy;
         };
         let access = self.clone();
         let header = header.to_vec();
-        let passed = tokio::task::spawn_blocking(move || access.verify(&header))
-            .await
-            .unwrap_or(false);
+        // The permit goes with the check, not with this request: a client that hangs up
+        // does not end a check running on the blocking pool, so its place stays taken until
+        // the check ends (it was given back at once, and hang-ups ran checks without bound).
+        let passed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            access.verify(&header)
+        })
+        .await
+        .unwrap_or(false);
         if !passed {
             return Verdict::Unauthorized;
         }
@@ -309,6 +315,39 @@ mod tests {
         );
         assert!(Access::new(any, None, None, false, true).is_ok());
         assert!(Access::new(loopback(), None, None, false, false).is_ok());
+    }
+
+    /// A client that hangs up mid-check does not give its place back: the bcrypt check goes
+    /// on on the blocking pool, and checks at once stay bounded however many hang up.
+    #[tokio::test]
+    async fn a_check_keeps_its_place_until_it_ends_even_when_its_client_hangs_up() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users");
+        // Cost 12: each check takes a good part of a second, far longer than this test's
+        // steps between the hang-ups and the last ask.
+        let hash = bcrypt::hash("pw", 12).unwrap();
+        std::fs::write(&file, format!("admin:{hash}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let access =
+            std::sync::Arc::new(Access::new(loopback(), Some(&file), None, false, false).unwrap());
+        let wrong = basic("admin:wrong");
+        for _ in 0..CHECKS_AT_ONCE {
+            let mut check = Box::pin(access.check(Some(&wrong)));
+            // Polled once (a zero timeout polls first): its place taken, its check started.
+            assert!(
+                tokio::time::timeout(std::time::Duration::ZERO, check.as_mut())
+                    .await
+                    .is_err(),
+                "still checking"
+            );
+            // The client hangs up.
+            drop(check);
+        }
+        assert!(
+            matches!(access.check(Some(&wrong)).await, Verdict::Busy),
+            "the places stay taken while the abandoned checks run"
+        );
     }
 
     #[test]
