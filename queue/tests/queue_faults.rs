@@ -353,3 +353,53 @@ async fn an_exchange_with_a_request_out_of_shape_is_refused_and_takes_no_job() {
         );
     }
 }
+
+/// A pop of a worker's inbox whose answer is lost (its connection dropped after Redis took a
+/// delivery) costs that job one lease, not the request it answered: the worker stores its
+/// open requests again at its next renewal, and its ask is answered by the next job. Without
+/// that, the request was answered by nothing, for ever (a host's lane waits on its requests in
+/// order, so one such request stalled every job behind it). With an inbox pop of its own and
+/// with the pop that roles sharing a connection share.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_whose_delivery_was_lost_on_the_way_back_is_stored_again() {
+    for shared in [false, true] {
+        let redis = RedisServer::start();
+        let options = match shared {
+            true => opts(&redis).share_connection(),
+            false => opts(&redis),
+        };
+        let manager = Manager::new("lost", options.clone()).await.unwrap();
+        let client = Arc::new(Client::new("lost", options).await.unwrap());
+        let asking = {
+            let client = client.clone();
+            tokio::spawn(async move { client.i_am_free(None).await.unwrap() })
+        };
+        let stored = || async { manager.stats().await.unwrap().requests == 1 };
+        eventually("the request stored", stored).await;
+        // What a lost pop leaves behind: the request taken from `requests` (serving it took
+        // it), its delivery gone, and the pop's connection dropped.
+        let entries: Vec<String> = query(&redis, &["LRANGE", "sque:{lost}:requests", "0", "-1"]);
+        let _: i64 = query(&redis, &["LREM", "sque:{lost}:requests", "0", &entries[0]]);
+        let pop = within("the inbox pop blocked", async {
+            loop {
+                let clients: String = query(&redis, &["CLIENT", "LIST"]);
+                if let Some(id) = clients
+                    .lines()
+                    .find(|l| l.contains("cmd=blmpop"))
+                    .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+                {
+                    return id.to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let _: () = query(&redis, &["CLIENT", "KILL", "ID", &pop]);
+        let id = manager.push(json!("next")).await.unwrap();
+        let job = within(&format!("the ask answered (shared pop: {shared})"), asking)
+            .await
+            .unwrap();
+        assert_eq!(job.id, id, "shared pop: {shared}");
+        client.complete(&job, None).await.unwrap();
+    }
+}

@@ -70,8 +70,10 @@ class Client {
    */
   constructor(queName, options = {}) {
     this.queue = new Queue(queName, options);
-    /** "1" when this client's jobs say how long they waited (renew.lua's ARGV[3]). */
+    /** 1 when this client's jobs say how long they waited (a flag of renew.lua's ARGV[3]). */
     this.measureWaits = options.measureWaits === true ? 1 : 0;
+    /** Whether a pop of the inbox failed since the last renewal (see readInbox). */
+    this.popLost = false;
     this.closed = false;
     this.seq = 0;
     /** @type {Map<number, {requestId?: string, waiters: Array<{promise: Promise, resolve: Function, reject: Function}>}>} */
@@ -389,6 +391,10 @@ class Client {
         const popped = await con.call(['BLMPOP', POP_WAIT_SECS, 1, inbox, 'LEFT', 'COUNT', POP_COUNT], inbox);
         if (popped) this._accept(popped[1]);
       } catch {
+        // The pop may have taken deliveries whose answer never came: their jobs come back
+        // when their leases run out, but the requests they answered would be answered by
+        // nothing. The next renewal stores every open request again.
+        this.popLost = true;
         if (con) await con.close().catch(() => {});
         con = null;
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
@@ -409,7 +415,17 @@ class Client {
     const k = this.queue.keys;
     const tokens = [...this.held.keys()];
     const requests = [...this.pending.keys()].map((s) => `${this.workerId}:${s}`);
-    const [, lease, stale] = await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, this.measureWaits, tokens.length, ...tokens, ...requests]);
+    // renew.lua's flags: 1 when jobs say how long they waited, 2 to store the requests again.
+    const restore = this.popLost;
+    this.popLost = false;
+    let reply;
+    try {
+      reply = await this.queue.con.script('renew', [k.meta, k.leases, k.workers, k.requests], [this.workerId, this.measureWaits + (restore ? 2 : 0), tokens.length, ...tokens, ...requests]);
+    } catch (err) {
+      if (restore) this.popLost = true;
+      throw err;
+    }
+    const [, lease, stale] = reply;
     this.lease = Number(lease) || this.lease;
     for (const token of stale || []) this._forget(String(token));
   }

@@ -1,8 +1,10 @@
 -- renew: extend the leases a worker holds and its heartbeat, in one call, by the queue's lease.
 -- KEYS[1] meta  KEYS[2] leases  KEYS[3] workers  KEYS[4] requests
--- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] "1" when the worker
--- reads jobs' waits, else "0"  ARGV[4] number of tokens n, then the n tokens, then the
--- worker's pending request entries "W:S".
+-- ARGV[1] the caller's protocol version  ARGV[2] worker id  ARGV[3] flags: 1 when the worker
+-- reads jobs' waits, plus 2 when its requests must be stored again whatever its heartbeat
+-- (a pop of its inbox failed on its way back: the deliveries it took answered requests that
+-- are gone from `requests`, and nothing else would tell) ("0" to "3")  ARGV[4] number of
+-- tokens n, then the n tokens, then the worker's pending request entries "W:S".
 -- While a worker that reads jobs' waits renews, meta's `waits_until` stays 3 leases ahead:
 -- until then, the scripts that hand jobs out work out each first attempt's wait (`serve`).
 -- The worker's protocol version (ARGV[1]) is kept in "P:{Q}:protocols", for the dispatchers.
@@ -10,7 +12,9 @@
 -- lease began ("TOKEN@MS", Redis's clock), for one lease.
 -- Returns {reannounced, lease ms, {stale token, ...}, {cancelled token, ...}}: a stale token
 -- that was cancelled (`cancel`) is in both lists. When the heartbeat had run out, a manager
--- may have dropped the worker's requests: they are put back at the tail (reannounced = 1).
+-- may have dropped the worker's requests: they are put back at the tail (reannounced = 1), as
+-- they are when the flags ask. (A request put back that was served all the same gets a second
+-- delivery, which its worker gives back: nobody waits on it any more.)
 -- The lease is the queue's now, so that a worker renews as often as the queue's lease needs.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
 local s = open_call(KEYS[1], ARGV[1], 'lease')
@@ -35,8 +39,9 @@ for i = 5, 4 + ntokens do
     stale[#stale + 1] = ARGV[i]
   end
 end
+local flags = tonumber(ARGV[3]) or 0
 local until_ms = redis.call('ZSCORE', KEYS[3], ARGV[2])
-if not until_ms or tonumber(until_ms) <= now then
+if flags >= 2 or not until_ms or tonumber(until_ms) <= now then
   for i = 5 + ntokens, #ARGV do
     redis.call('LREM', KEYS[4], 0, ARGV[i])
     redis.call('RPUSH', KEYS[4], ARGV[i])
@@ -48,7 +53,7 @@ end
 redis.call('ZADD', KEYS[3], now + s.lease, ARGV[2])
 -- The worker's protocol version, for the dispatchers: which form of delivery it reads.
 redis.call('HSET', key_base(KEYS[1]) .. 'protocols', ARGV[2], ARGV[1])
-if ARGV[3] == '1' and (s.waits_until or 0) < now + 2 * s.lease then
+if flags % 2 == 1 and (s.waits_until or 0) < now + 2 * s.lease then
   redis.call('HSET', KEYS[1], 'waits_until', string.format('%d', now + 3 * s.lease))
 end
 if #held > 0 then

@@ -196,6 +196,37 @@ describe('nothing lost, nothing stale', () => {
     assert.equal((await manager.stats()).expired, 1);
   });
 
+  test('a request whose delivery was lost on the way back from the inbox is stored again', async () => {
+    const [q, o] = fresh({ lease: 600 });
+    const manager = track(new sque.manager(q, o));
+    await manager.ready;
+    const { con, keys: k } = manager.queue;
+    // The pops blocked before this client's: other tests' clients share the server.
+    const pops = async () =>
+      String(await con.command(k.meta, ['CLIENT', 'LIST']))
+        .split('\n')
+        .filter((l) => l.includes('cmd=blmpop'))
+        .map((l) => /(?:^| )id=(\d+)/.exec(l)[1]);
+    const others = new Set(await pops());
+    const client = track(new sque.client(q, o));
+    const asking = client.iAmFree();
+    await waitFor('the request stored', async () => Number(await con.command(k.requests, ['LLEN', k.requests])) === 1);
+    // What a lost pop leaves behind: the request taken from `requests` (serving it took it),
+    // its delivery gone, and the pop's connection dropped.
+    const [entry] = await con.command(k.requests, ['LRANGE', k.requests, 0, -1]);
+    await con.command(k.requests, ['LREM', k.requests, 0, entry]);
+    let pop;
+    await waitFor("the client's inbox pop blocked", async () => {
+      pop = (await pops()).find((id) => !others.has(id));
+      return Boolean(pop);
+    });
+    await con.command(k.meta, ['CLIENT', 'KILL', 'ID', pop]);
+    const id = await manager.push({ next: true });
+    const job = await asking;
+    assert.equal(job.id, id);
+    await job.complete();
+  });
+
   test('a completion after the lease ran out is refused and changes nothing', async () => {
     const [q, o] = fresh({ lease: 300 });
     const manager = track(new sque.manager(q, o));

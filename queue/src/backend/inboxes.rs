@@ -72,6 +72,17 @@ const SET_ASIDE: Duration = Duration::from_secs(30);
 /// Entries popped from one inbox, for its worker.
 pub(crate) type Entries = Vec<Vec<u8>>;
 
+/// What the popper hands a worker's route.
+pub(crate) enum Popped {
+    /// Entries taken from its inbox.
+    Entries(Entries),
+    /// A pop that named its inbox failed on its way back (the connection dropped or timed
+    /// out): Redis may have taken entries whose answer never came. Their leases run out and
+    /// the reaper brings their jobs back, but the requests they answered are gone from
+    /// `requests`, so the worker stores its open requests again (`renew`).
+    MaybeLost,
+}
+
 #[derive(Default)]
 pub(crate) struct Inboxes {
     state: Arc<Mutex<State>>,
@@ -83,7 +94,7 @@ struct Route {
     /// Tells the routes apart (a worker's key is its own, but a route is what leaves).
     id: u64,
     key: String,
-    to: UnboundedSender<Entries>,
+    to: UnboundedSender<Popped>,
 }
 
 #[derive(Default)]
@@ -109,14 +120,14 @@ struct Popper {
 /// A worker's share of the popper: its inbox's entries.
 pub(crate) struct InboxRoute {
     id: u64,
-    entries: UnboundedReceiver<Entries>,
+    entries: UnboundedReceiver<Popped>,
     state: Arc<Mutex<State>>,
 }
 
 impl InboxRoute {
-    /// The next entries taken from the inbox; `None` once the route has left and the pop on
-    /// its way when it left is over.
-    pub async fn recv(&mut self) -> Option<Entries> {
+    /// What the next pop took from the inbox, or that it may have been lost; `None` once the
+    /// route has left and the pop on its way when it left is over.
+    pub async fn recv(&mut self) -> Option<Popped> {
         self.entries.recv().await
     }
 
@@ -240,6 +251,9 @@ async fn pop(running: Running) {
             Ok(None) => backoff.reset(),
             Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
                 tracing::warn!("the inboxes' reader lost Redis: {e}");
+                for route in &routes {
+                    let _ = route.to.send(Popped::MaybeLost);
+                }
                 con = None;
                 set_client_id(state, None);
                 tokio::time::sleep(backoff.next_wait()).await;
@@ -294,7 +308,7 @@ fn deliver(routes: &[Route], key: &str, entries: Entries) {
     let sent = routes
         .iter()
         .find(|r| r.key == key)
-        .map(|r| r.to.send(entries));
+        .map(|r| r.to.send(Popped::Entries(entries)));
     if !matches!(sent, Some(Ok(()))) {
         // Its worker was dropped without draining its route: the leases run out, and the
         // reaper brings the jobs back.
@@ -399,9 +413,12 @@ mod tests {
     }
 
     async fn recv(route: &mut InboxRoute) -> Option<Vec<String>> {
-        let entries = tokio::time::timeout(Duration::from_secs(10), route.recv())
+        let popped = tokio::time::timeout(Duration::from_secs(10), route.recv())
             .await
             .expect("an answer within 10 s (a pop waits 120 s in unit tests)")?;
+        let super::Popped::Entries(entries) = popped else {
+            panic!("a pop lost on its way back");
+        };
         Some(
             entries
                 .into_iter()
@@ -412,6 +429,14 @@ mod tests {
 
     async fn next(route: &mut InboxRoute) -> Vec<String> {
         recv(route).await.expect("the route is open")
+    }
+
+    /// The next thing the route hears is that a pop naming its inbox may have been lost.
+    async fn told_of_a_lost_pop(route: &mut InboxRoute) {
+        let popped = tokio::time::timeout(Duration::from_secs(10), route.recv())
+            .await
+            .expect("an answer within 10 s");
+        assert!(matches!(popped, Some(super::Popped::MaybeLost)));
     }
 
     /// Connections blocked in a pop now, as `CLIENT LIST` shows them.
@@ -461,8 +486,11 @@ mod tests {
         })
         .await;
 
-        // Redis drops the pop's connection: a new one reads on.
+        // Redis drops the pop's connection: each worker it named is told that what it took
+        // may be lost (its requests are then stored again), and a new one reads on.
         let _: () = query(&redis, &["CLIENT", "KILL", "TYPE", "normal"]);
+        told_of_a_lost_pop(&mut in_a).await;
+        told_of_a_lost_pop(&mut in_b).await;
         push(&redis, &a, &["a2"]);
         assert_eq!(next(&mut in_a).await, ["a2"]);
 
@@ -500,7 +528,7 @@ mod tests {
         keys: &[&str],
     ) -> (
         State,
-        Vec<tokio::sync::mpsc::UnboundedReceiver<super::Entries>>,
+        Vec<tokio::sync::mpsc::UnboundedReceiver<super::Popped>>,
     ) {
         let mut state = State::default();
         let mut receivers = Vec::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{inbox_pop, Conn, InboxRoute, INBOX_POP_WAIT_SECS};
+use crate::backend::{inbox_pop, Conn, InboxRoute, Popped, INBOX_POP_WAIT_SECS};
 use crate::backoff::Backoff;
 use crate::client::worker::Worker;
 use crate::queue::Inbox;
@@ -38,15 +38,18 @@ async fn relay(worker: Arc<Worker>, mut route: InboxRoute, stop: CancellationTok
         tokio::select! {
             biased;
             taken = route.recv() => match taken {
-                Some(entries) => worker.accept(entries),
+                Some(Popped::Entries(entries)) => worker.accept(entries),
+                Some(Popped::MaybeLost) => worker.pop_may_be_lost(),
                 None => return,
             },
             _ = &mut stopped => break,
         }
     }
     route.leave();
-    while let Some(entries) = route.recv().await {
-        worker.accept(entries);
+    while let Some(popped) = route.recv().await {
+        if let Popped::Entries(entries) = popped {
+            worker.accept(entries);
+        }
     }
 }
 
@@ -83,6 +86,8 @@ async fn pop(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%queue, "inbox reader lost Redis: {e}");
+                // The pop may have taken deliveries whose answer never came.
+                worker.pop_may_be_lost();
                 con = None;
                 sleep_unless(&stop, Duration::from_millis(50)).await;
             }

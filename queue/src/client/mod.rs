@@ -102,7 +102,7 @@ impl Client {
         let id = id.to_string();
         // The heartbeat is written here, before the first exchange: only a renewal writes it
         // (exchange.lua says why).
-        scripts::renew::call(&queue, &id, &[], &[]).await?;
+        scripts::renew::call(&queue, &id, &[], &[], false).await?;
         // Who this worker is, for inspectors; the reaper deletes it once the heartbeat is gone.
         let _: () = redis::cmd("SET")
             .arg(queue.keys.worker_info(&id))

@@ -38,10 +38,25 @@ async fn run(worker: Arc<Worker>, stop: CancellationToken) {
 async fn renew(worker: &Worker) -> Result<Duration> {
     let (tokens, seqs) = worker.registry().renewal();
     let requests: Vec<String> = seqs.iter().map(|s| worker.request_entry(*s)).collect();
-    let renewed = scripts::renew::call(&worker.queue, &worker.id, &tokens, &requests).await?;
+    let restore = worker.take_pop_lost();
+    let renewed =
+        match scripts::renew::call(&worker.queue, &worker.id, &tokens, &requests, restore).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                if restore {
+                    // Asked again at the next renewal.
+                    worker.pop_may_be_lost();
+                }
+                return Err(e);
+            }
+        };
     let k = &worker.queue.keys;
     if renewed.reannounced && !requests.is_empty() {
-        tracing::warn!(queue = %k.queue, worker = %worker.id, "this worker's heartbeat had run out; its {} open request(s) were stored again", requests.len());
+        if restore {
+            tracing::warn!(queue = %k.queue, worker = %worker.id, "a pop of this worker's inbox failed on its way back; its {} open request(s) were stored again", requests.len());
+        } else {
+            tracing::warn!(queue = %k.queue, worker = %worker.id, "this worker's heartbeat had run out; its {} open request(s) were stored again", requests.len());
+        }
     }
     for token in &renewed.cancelled {
         if worker.registry().cancelled(token) {

@@ -3,6 +3,7 @@
 //! through which requests and completions go to Redis together. The `Client` API, the inbox
 //! reader and the renewer all work through this.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub(crate) struct Worker {
     /// The connection for large completions, made when the first one comes, and made anew
     /// after one fails.
     side: tokio::sync::Mutex<Option<Conn>>,
+    /// Whether a pop of this worker's inbox failed on its way back since the last renewal
+    /// (see [`Worker::pop_may_be_lost`]).
+    pop_lost: AtomicBool,
 }
 
 impl Worker {
@@ -73,6 +77,7 @@ impl Worker {
             tasks,
             exchanger,
             side: tokio::sync::Mutex::new(None),
+            pop_lost: AtomicBool::new(false),
         });
         let me = worker.clone();
         worker.tasks.spawn("exchanger", move |stop| {
@@ -90,6 +95,18 @@ impl Worker {
 
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A pop of this worker's inbox failed on its way back: Redis may have taken deliveries
+    /// whose requests are then answered by nothing (the jobs come back when their leases run
+    /// out; the requests would not). The next renewal stores every open request again.
+    pub fn pop_may_be_lost(&self) {
+        self.pop_lost.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a pop may have been lost since this was last asked.
+    pub fn take_pop_lost(&self) -> bool {
+        self.pop_lost.swap(false, Ordering::Relaxed)
     }
 
     /// The entry a request has in the queue's `requests` list.

@@ -12,7 +12,7 @@ use crate::queue::Queue;
 pub(crate) static SCRIPT: LazyLock<Script> = script!("renew.lua");
 
 pub(crate) struct Renewed {
-    /// The heartbeat had run out, and the open requests were stored again.
+    /// The open requests were stored again: the heartbeat had run out, or `restore` asked.
     pub reannounced: bool,
     /// The queue's lease now.
     pub lease: Duration,
@@ -23,18 +23,19 @@ pub(crate) struct Renewed {
 }
 
 /// Renews the leases of `tokens` and the heartbeat of `worker`, whose open request entries
-/// are `requests` ("W:S").
+/// are `requests` ("W:S"); with `restore`, stores them again whatever the heartbeat (a pop of
+/// the worker's inbox failed on its way back).
 pub(crate) async fn call(
     q: &Queue,
     worker: &str,
     tokens: &[String],
     requests: &[String],
+    restore: bool,
 ) -> Result<Renewed> {
     let k = &q.keys;
     let mut inv = invocation(&SCRIPT, &[&k.meta, &k.leases, &k.workers, &k.requests]);
-    inv.arg(worker)
-        .arg(if q.opts.measure_waits { "1" } else { "0" })
-        .arg(tokens.len());
+    let flags = u8::from(q.opts.measure_waits) + 2 * u8::from(restore);
+    inv.arg(worker).arg(flags).arg(tokens.len());
     for t in tokens.iter().chain(requests) {
         inv.arg(t);
     }
