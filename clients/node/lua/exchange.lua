@@ -24,23 +24,25 @@
 -- then the request entries "worker:seq".
 -- Returns {one 1, 0, 2 or 3 per completion, in order; the deliveries served at once, in order}.
 -- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_INVALID for a count of completions that is not
--- a number, or a request entry that is not "WORKER:SEQ" of this worker (both decimal): refused
--- before anything is written, since a job popped for an entry that could not be served was
--- in no list, no lease and not dead.
+-- a number, or a request entry with no sequence number after its colon: refused before
+-- anything is written, since a job popped for an entry that could not be served was in no
+-- list, no lease and not dead.
 local completions = tonumber(ARGV[3])
 if not completions or completions < 0 or completions ~= math.floor(completions) or 4 + 3 * completions > #ARGV + 1 then
   return redis.error_reply('SQUE_INVALID exchange takes a count of completions, then that many triples')
 end
 local first = 4 + 3 * completions
--- seqs[i]: the sequence number of the request entry ARGV[i] (read once, here).
-local seqs = {}
+-- The request entries, read before anything is written: an entry with no sequence number
+-- after its colon is refused (a job popped for it could not be handed out, and was lost).
+-- Read with the one pattern that serving them needs anyway: this is the hot path.
+local requests = {}
 for i = first, #ARGV do
-  local worker, seq = string.match(ARGV[i], '^(%d+):(%d+)$')
-  seqs[i] = seq
-  if worker ~= ARGV[2] then
+  local seq = string.match(ARGV[i], ':(.+)$')
+  if not seq then
     return redis.error_reply('SQUE_INVALID request entry ' .. string.format('%q', string.sub(ARGV[i], 1, 40)) ..
-      ' is not WORKER:SEQ of worker ' .. string.format('%q', string.sub(ARGV[2], 1, 20)) .. ' (both decimal)')
+      ' is not WORKER:SEQ')
   end
+  requests[#requests + 1] = {ARGV[2], seq}
 end
 -- The settings this call needs: those of serving when it asks, the result limit when a result
 -- comes.
@@ -136,8 +138,6 @@ if first <= #ARGV then
     -- would find nothing to hand out.
     if capped then full = (since_1_2().room(key_base(KEYS[1])) or 1) <= 0 end
   else
-    local requests = {}
-    for i = first, #ARGV do requests[#requests + 1] = {ARGV[2], seqs[i]} end
     local srv = server()
     local q = srv.serving(key_base(KEYS[1]), s, now, delivered)
     -- The caller runs these scripts: it reads protocol 1.2's deliveries, wait included.

@@ -18,13 +18,6 @@ local function key_base(meta)
   return string.sub(meta, 1, -5)
 end
 
--- The refusal of job `n` of a push whose data is empty. No JSON text is empty, and in
--- `jobs` the empty string marks a job cancelled while it waited (`cancel`): taken as data,
--- the job would be dropped at delivery as cancelled, unrecorded, its unique key held.
-local function empty_job(n)
-  return 'SQUE_INVALID job ' .. n .. ': its data is empty; a job carries JSON (null, at least)'
-end
-
 -- Opens a call on the queue whose meta is `meta`: refuses a caller of another protocol major
 -- version, a queue nobody opened and a queue that requires a feature these scripts do not
 -- know, and returns the queue's settings named `...` (numbers), by name, its `requires`
@@ -100,8 +93,8 @@ end
 --    host that does not know the feature refuses the queue instead of ignoring what it holds.
 --    require_limits_if_set(meta) does so for `cap` and `rate` when meta's limits are set.
 --  - check_job(n, data, max, when, limit, now): checks job `n` of `schedule` or
---    `push_unique` (`push` checks its own, on the hot path): its data not empty (see
---    `empty_job`) and within `limit` bytes,
+--    `push_unique` (`push` checks its own, on the hot path): its data not empty
+--    (`empty_job`) and within `limit` bytes,
 --    its attempt limit ("" or 1 to 999999999) and its due time ("" for now, "+MS" a delay
 --    from `now`, "@MS" a time). Returns when it is due (ms), or nil for now; raises
 --    SQUE_TOOLARGE or SQUE_INVALID before the caller has written anything.
@@ -132,8 +125,16 @@ local function since_1_1()
     end
   end
 
+  -- The refusal of job `n` of a push whose data is empty. No JSON text is empty, and in
+  -- `jobs` the empty string marks a job cancelled while it waited (`cancel`): taken as data,
+  -- the job would be dropped at delivery as cancelled, unrecorded, its unique key held.
+  -- (Here, not at the top: every script runs this file's top on every call.)
+  function f.empty_job(n)
+    return 'SQUE_INVALID job ' .. n .. ': its data is empty; a job carries JSON (null, at least)'
+  end
+
   function f.check_job(n, data, max, when, limit, now)
-    if #data == 0 then error({err = empty_job(n)}) end
+    if #data == 0 then error({err = f.empty_job(n)}) end
     if #data > limit then
       error({err = 'SQUE_TOOLARGE job ' .. n .. ' is ' .. #data ..
         ' bytes, over the queue\'s limit of ' .. limit .. ' bytes'})
@@ -630,7 +631,7 @@ local function server()
     local served = 0
     -- On a queue whose jobs push follow-ups (feature `children`), the staged lists of the
     -- tokens given out here, deleted (see below).
-    local uses_children = q.s.uses and q.s.uses.children
+    local uses_children = q.s.uses and q.s.uses.children or false
     while served < #requests do
       local wanted = #requests - served
       -- A capped queue hands out no more than its room, a rate-limited one no more than its
@@ -660,7 +661,7 @@ local function server()
         if levels then pushed_at = m.push_times_by_level(q.base, parsed, levels)
         else pushed_at = m.push_times(q.base .. 'pushed', parsed) end
       end
-      local leases, stale = {}, {}
+      local leases, stale = {}, uses_children and {}
       for i, p in ipairs(parsed) do
         local id = p[1]
         -- A first attempt, nearly every job's, needs no number formatted (see `serving`).
@@ -707,7 +708,7 @@ local function server()
           end
         end
       end
-      if #stale > 0 then redis.call('DEL', unpack(stale)) end
+      if stale and #stale > 0 then redis.call('DEL', unpack(stale)) end
       if #leases > 0 then
         redis.call('ZADD', q.leases, unpack(leases))
         if q.room then q.room = q.room - #leases / 2 end

@@ -28,7 +28,7 @@ end
 local level = KEYS[2] ~= base .. 'waiting' and since_1_2().level_named(base, KEYS[2])
 for i = 0, count - 1 do
   local data, max = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  if #data == 0 then return redis.error_reply(empty_job(i + 1)) end
+  if #data == 0 then return redis.error_reply(since_1_1().empty_job(i + 1)) end
   if #data > limit then
     return redis.error_reply('SQUE_TOOLARGE job ' .. (i + 1) .. ' is ' .. #data ..
       ' bytes, over the queue\'s limit of ' .. limit .. ' bytes')
