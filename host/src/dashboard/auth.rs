@@ -151,8 +151,10 @@ impl Access {
     }
 
     fn verify(&self, header: &[u8]) -> bool {
-        let Some(encoded) = header.strip_prefix(b"Basic ") else {
-            return false;
+        // The scheme's name is case-insensitive (RFC 7235): "basic" is Basic too.
+        let encoded = match header.split_at_checked(6) {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Basic ") => rest,
+            _ => return false,
         };
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii())
         else {
@@ -293,6 +295,14 @@ mod tests {
         assert!(matches!(
             verdict(&access, Some(&basic("ops:s3cret"))),
             Verdict::Unauthorized
+        ));
+        // The scheme's name in any case (RFC 7235).
+        let lower = String::from_utf8(basic("ops:s3cret:x"))
+            .unwrap()
+            .replacen("Basic", "bAsIc", 1);
+        assert!(matches!(
+            verdict(&access, Some(lower.as_bytes())),
+            Verdict::Allowed
         ));
         assert!(matches!(
             verdict(&access, Some(&basic("root:s3cret:x"))),
