@@ -880,90 +880,55 @@ async fn follow_ups_are_pushed_once_when_their_parent_completes() {
     assert_eq!(after[0], again[0], "the holder's id, the same job");
 
     // An attempt that staged follow-ups and died (its result too large) commits nothing, not
-    // even through its retry, whose token is the first attempt's again.
-    let doomed = managers[0]
-        .push_with(
-            json!("doomed"),
-            JobOptions {
-                max_attempts: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let job = within("the doomed parent", client.i_am_free(None))
-        .await
-        .unwrap();
-    let follow_up = FollowUp::new("kids", &json!("from a dead attempt")).unwrap();
-    let huge = format!("\"{}\"", "r".repeat(2 << 20));
-    assert!(client
-        .complete_with_follow_ups(&job, Some(huge), &[follow_up])
-        .await
-        .is_err());
+    // even through the job's retry from the dead list, whose attempts are given the tokens of
+    // its first life again, one by one: its first attempt's, and (a job of two attempts) its
+    // second's.
     let admin = Admin::new("parents", opts(&redis)).await.unwrap();
-    assert_eq!(admin.retry_dead(Some(&doomed)).await.unwrap(), 1);
-    let retried = within("the retried parent", client.i_am_free(None))
-        .await
-        .unwrap();
-    assert_eq!(
-        retried.lease_token(),
-        job.lease_token(),
-        "the same token again"
-    );
-    client.complete(&retried, None).await.unwrap();
-    // Committed, it would be waiting for a mover or, moved, listed.
-    let info = inspector.job(&doomed).await.unwrap().unwrap();
-    assert_eq!(
-        (info.children_waiting, info.children.len()),
-        (0, 0),
-        "{info:?}"
-    );
-
-    // The same for an attempt after the first: a job retried from the dead list is given its
-    // first life's tokens again, attempt by attempt, and its second attempt's completion must
-    // not commit what the dead second attempt staged.
-    let twice = JobOptions {
-        max_attempts: Some(2),
-        ..Default::default()
-    };
-    let doomed = managers[0]
-        .push_with(json!("doomed twice"), twice)
-        .await
-        .unwrap();
-    let first_try = within("its first attempt", client.i_am_free(None))
-        .await
-        .unwrap();
-    client.fail(&first_try, "not yet").await.unwrap();
-    let second_try = within("its second attempt", client.i_am_free(None))
-        .await
-        .unwrap();
-    assert_eq!(second_try.id, doomed);
-    let follow_up = FollowUp::new("kids", &json!("from a dead second attempt")).unwrap();
-    let huge = format!("\"{}\"", "r".repeat(2 << 20));
-    assert!(client
-        .complete_with_follow_ups(&second_try, Some(huge), &[follow_up])
-        .await
-        .is_err());
-    assert_eq!(admin.retry_dead(Some(&doomed)).await.unwrap(), 1);
-    let again = within("the retried first attempt", client.i_am_free(None))
-        .await
-        .unwrap();
-    client.fail(&again, "not yet").await.unwrap();
-    let retried = within("the retried second attempt", client.i_am_free(None))
-        .await
-        .unwrap();
-    assert_eq!(
-        retried.lease_token(),
-        second_try.lease_token(),
-        "the dead second attempt's token again"
-    );
-    client.complete(&retried, None).await.unwrap();
-    let info = inspector.job(&doomed).await.unwrap().unwrap();
-    assert_eq!(
-        (info.children_waiting, info.children.len()),
-        (0, 0),
-        "{info:?}"
-    );
+    for attempts in [1, 2] {
+        let options = JobOptions {
+            max_attempts: Some(attempts),
+            ..Default::default()
+        };
+        let doomed = managers[0]
+            .push_with(json!({ "doomed": attempts }), options)
+            .await
+            .unwrap();
+        // Up to its last attempt, failing the ones before.
+        let last_attempt = || async {
+            for _ in 1..attempts {
+                let early = within("an early attempt", client.i_am_free(None))
+                    .await
+                    .unwrap();
+                client.fail(&early, "not yet").await.unwrap();
+            }
+            within("the last attempt", client.i_am_free(None))
+                .await
+                .unwrap()
+        };
+        let job = last_attempt().await;
+        assert_eq!(job.id, doomed);
+        let follow_up = FollowUp::new("kids", &json!("from a dead attempt")).unwrap();
+        let huge = format!("\"{}\"", "r".repeat(2 << 20));
+        assert!(client
+            .complete_with_follow_ups(&job, Some(huge), &[follow_up])
+            .await
+            .is_err());
+        assert_eq!(admin.retry_dead(Some(&doomed)).await.unwrap(), 1);
+        let retried = last_attempt().await;
+        assert_eq!(
+            retried.lease_token(),
+            job.lease_token(),
+            "the same token again ({attempts} attempts)"
+        );
+        client.complete(&retried, None).await.unwrap();
+        // Committed, it would be waiting for a mover or, moved, listed.
+        let info = inspector.job(&doomed).await.unwrap().unwrap();
+        assert_eq!(
+            (info.children_waiting, info.children.len()),
+            (0, 0),
+            "{attempts} attempts: {info:?}"
+        );
+    }
 
     // A completion refused (the job was cancelled) stages nothing and commits nothing.
     let refused = managers[0].push(json!("refused")).await.unwrap();
