@@ -777,12 +777,53 @@ impl Inspector {
                 .await?;
             entries.extend(legacy);
         }
-        if entries.is_empty() {
-            return Ok(DeadPage {
-                total,
-                jobs: Vec::new(),
-            });
+        let jobs = self.dead_entries(entries).await?;
+        Ok(DeadPage { total, jobs })
+    }
+
+    /// Job `id` as the dead list holds it, or `None` when it is not dead. Found through its
+    /// error record, which names the entry (its lease token), in two reads whatever the
+    /// list's length; an entry that is not a token is found under itself, and one buried by
+    /// a version that wrote no token in its record is searched for (`ZSCAN`).
+    pub async fn dead_job(&self, id: &str) -> Result<Option<DeadJob>> {
+        let k = &self.queue.keys;
+        let mut con = self.queue.con.clone();
+        let record: Option<Raw> = con.hget(&k.errors, id).await?;
+        let named = record.and_then(|r| LastError::parse(&r).token);
+        let mut candidates: Vec<String> = named.into_iter().collect();
+        candidates.push(id.to_owned());
+        for entry in candidates {
+            let score: Option<f64> = con.zscore(&k.dead_at, &entry).await?;
+            if score.is_some() && dead_entry_is(&entry, id) {
+                return Ok(self.dead_entries(vec![entry.into_bytes()]).await?.pop());
+            }
         }
+        // An entry that is a token starts with a job id, which has no character a pattern
+        // gives a meaning to; anything else was looked for under itself above.
+        if crate::wire::is_id(id) {
+            let found = scan_one(&mut con, &k.dead_at, &format!("{id}|*")).await?;
+            if let Some((entry, _)) = found.filter(|(entry, _)| dead_entry_is(entry, id)) {
+                return Ok(self.dead_entries(vec![entry.into_bytes()]).await?.pop());
+            }
+        }
+        // What an older version left in its list, until the reaper has moved it.
+        let legacy: Vec<Raw> = con.lrange(&k.dead, 0, -1).await?;
+        let found = legacy
+            .into_iter()
+            .find(|e| dead_entry_is(&String::from_utf8_lossy(e), id));
+        Ok(match found {
+            Some(entry) => self.dead_entries(vec![entry]).await?.pop(),
+            None => None,
+        })
+    }
+
+    /// The dead jobs of these dead-list entries, in their order, with their data and errors.
+    async fn dead_entries(&self, entries: Vec<Raw>) -> Result<Vec<DeadJob>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.queue.keys;
+        let mut con = self.queue.con.clone();
         let parsed: Vec<(String, std::result::Result<Token, String>)> = entries
             .iter()
             .map(|e| {
@@ -833,12 +874,13 @@ impl Inspector {
                 }
             })
             .collect();
-        Ok(DeadPage { total, jobs })
+        Ok(jobs)
     }
 }
 
 /// The first member of the sorted set `key` that matches `pattern`, with its score, found with
-/// ZSCAN (a read-only command; the sets it is used on hold the jobs in flight or scheduled).
+/// ZSCAN (a read-only command; the sets it is used on hold the jobs in flight, scheduled or
+/// dead).
 async fn scan_one(
     con: &mut crate::backend::Conn,
     key: &str,
@@ -862,6 +904,15 @@ async fn scan_one(
             return Ok(None);
         }
         cursor = next;
+    }
+}
+
+/// Whether dead-list entry `entry` is job `id`'s: its lease token names the id, or the
+/// entry, not a token, is the id itself.
+fn dead_entry_is(entry: &str, id: &str) -> bool {
+    match Token::parse(entry) {
+        Ok(token) => token.id.as_str() == id,
+        Err(_) => entry == id,
     }
 }
 

@@ -848,6 +848,67 @@ async fn the_dead_list_is_read_a_page_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_dead_job_is_found_by_its_id_wherever_it_is_in_the_list() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("found", opts(&redis).max_attempts(1))
+        .await
+        .unwrap();
+    let client = Client::new("found", opts(&redis)).await.unwrap();
+    for n in 1..=5 {
+        manager.push(json!({ "n": n })).await.unwrap();
+        let job = within("a job", client.i_am_free(None)).await.unwrap();
+        client.fail(&job, &format!("no {n}")).await.unwrap();
+    }
+    let inspector = manager.inspector();
+    for n in 1..=5 {
+        let job = inspector.dead_job(&n.to_string()).await.unwrap().unwrap();
+        assert_eq!(
+            (job.id.to_string(), &job.data),
+            (n.to_string(), &json!({ "n": n }))
+        );
+        assert_eq!(job.error.as_deref(), Some(format!("no {n}").as_str()));
+    }
+    for absent in ["6", "0", "", "junk", "1|1|1"] {
+        assert!(
+            inspector.dead_job(absent).await.unwrap().is_none(),
+            "{absent:?}"
+        );
+    }
+    // A record that does not name its entry (as an older version wrote it) is searched for.
+    let _: () = query(
+        &redis,
+        &["HSET", "sque:{found}:errors", "3", "an old message"],
+    );
+    let job = inspector.dead_job("3").await.unwrap().unwrap();
+    assert_eq!(
+        (job.id.to_string(), job.error.as_deref()),
+        ("3".into(), Some("an old message"))
+    );
+    // An entry that is not a token is found under itself.
+    let _: () = query(&redis, &["ZADD", "sque:{found}:dead_at", "1", "junk"]);
+    let job = inspector.dead_job("junk").await.unwrap().unwrap();
+    assert_eq!(job.id.to_string(), "junk");
+    assert!(job.problem.is_some());
+    // A job that is not dead is not found, even with an error record.
+    let twice = JobOptions {
+        max_attempts: Some(2),
+        ..Default::default()
+    };
+    manager.push_with(json!("alive"), twice).await.unwrap();
+    let job = within("a job", client.i_am_free(None)).await.unwrap();
+    assert!(matches!(
+        client.fail(&job, "later").await.unwrap(),
+        FailOutcome::Retry { .. }
+    ));
+    let _: String = query(&redis, &["HGET", "sque:{found}:errors", job.id.as_str()]);
+    assert!(inspector
+        .dead_job(&job.id.to_string())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_job_whose_holder_lets_go_comes_back_and_expiry_counts_as_an_attempt() {
     let redis = RedisServer::start();
     let manager = Manager::new("expiry", opts(&redis).max_attempts(2))

@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| context(&queue, &redis))?;
             let jobs = match &id {
                 None => inspector.dead_jobs(limit).await?,
-                Some(id) => match find_dead(&inspector, id).await? {
+                Some(id) => match inspector.dead_job(id).await? {
                     Some(job) => vec![job],
                     None => {
                         return Err(Outcome {
@@ -176,24 +176,6 @@ fn refused(report: &DeadReport) -> anyhow::Result<()> {
             "{n} of the jobs named {} refused (see above); the others were done",
             if n == 1 { "was" } else { "were" }
         ))),
-    }
-}
-
-/// The dead job `id`, looked for through the whole list a page at a time (it may be older
-/// than any `--limit`).
-async fn find_dead(inspector: &Inspector, id: &str) -> anyhow::Result<Option<sque::DeadJob>> {
-    const PAGE: usize = 1000;
-    let mut offset = 0;
-    loop {
-        let page = inspector.dead_page(offset, PAGE).await?;
-        let (empty, total) = (page.jobs.is_empty(), page.total);
-        if let Some(job) = page.jobs.into_iter().find(|j| j.id.as_str() == id) {
-            return Ok(Some(job));
-        }
-        offset += PAGE;
-        if empty || offset as u64 >= total {
-            return Ok(None);
-        }
     }
 }
 
