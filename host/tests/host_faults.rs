@@ -355,3 +355,39 @@ async fn a_thousand_misbehaving_jobs_among_good_ones_keep_the_host_flat() {
     let (code, _) = host.stop().await;
     assert_eq!(code, Some(0));
 }
+
+/// A SIGTERM while the host joins its queues on a Redis that takes the connection and never
+/// answers ends the host at once: exit 0 and a line that says so. Before, the signal waited
+/// for the connection to give up (exit 2, four seconds later).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_redis_does_not_answer_ends_the_host_at_once() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let (accepted, connected) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Held open, never read from or written to, until the test ends.
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let noop = guest("noop");
+    let host = Host::serve(
+        &url,
+        &["--queue", "silent", "--handler", noop.to_str().unwrap()],
+    );
+    tokio::task::spawn_blocking(move || {
+        connected
+            .recv_timeout(support::PATIENCE)
+            .expect("the host to connect")
+    })
+    .await
+    .unwrap();
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SIGTERM while joining the queues: stopped before serving any job"),
+        "{log}"
+    );
+}

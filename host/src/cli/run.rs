@@ -372,10 +372,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         slots,
         url: url.clone(),
     };
-    let mut served = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        served.push(serving::start(&host, p).await?);
-    }
+    // Joining connects to Redis, which takes up to the connect timeout when Redis does not
+    // answer: a stop asked for meanwhile is answered at once. Nothing is leased yet (the
+    // slots start below), so what was joined is dropped with nothing to give back.
+    let joining = async {
+        let mut served = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            served.push(serving::start(&host, p).await?);
+        }
+        anyhow::Ok(served)
+    };
+    let served = tokio::select! {
+        served = joining => served?,
+        name = signals.stop_requested() => {
+            tracing::info!("{name} while joining the queues: stopped before serving any job");
+            return Ok(());
+        }
+    };
     let names: Vec<&str> = served.iter().map(|s| s.spec.name.as_str()).collect();
     tracing::info!(
         redis = %url,
