@@ -37,6 +37,19 @@ fn attacks() -> Vec<(Value, &'static str, &'static str)> {
             "resource_limit",
             "MiB of HTTP headers",
         ),
+        // Bodies written to and never sent, which wait in the host's memory.
+        (
+            json!({"do": "hoard-bodies", "arg": 300}),
+            "resource_limit",
+            "more than 256 outgoing HTTP bodies",
+        ),
+        // One write of a MiB of newlines, over check-write's permit: it once took the host
+        // seconds (each line moved the rest of the buffer), with no epoch check between.
+        (
+            json!({"do": "big-write", "arg": 1 << 20}),
+            "host_error",
+            "check-write permits 65536",
+        ),
         (json!({"do": "huge-panic"}), "panic", "(cut: "),
         (json!({"do": "huge-fail"}), "fail", "(cut: "),
         (
@@ -457,15 +470,31 @@ async fn refused_sockets_and_name_lookups_are_logged() {
     for order in ["tcp", "udp", "lookup"] {
         manager.push(json!({"do": order})).await.unwrap();
     }
+    // Sockets are refused when made: one made held a file descriptor of the host's, and a
+    // guest could make thousands.
+    let hoard = manager
+        .push(json!({"do": "hoard-sockets", "arg": 100}))
+        .await
+        .unwrap();
+    // A body's writes are bounded, so that the bodies' count bounds what they hold.
+    let body = manager
+        .push(json!({"do": "hoard-bodies", "arg": 1}))
+        .await
+        .unwrap();
     let host = Host::start(
         &redis,
         "denials",
         &["--handler", guest("fixtures").to_str().unwrap()],
     );
     eventually("all ran", || async {
-        manager.stats().await.unwrap().completed == 3
+        manager.stats().await.unwrap().completed == 5
     })
     .await;
+    let inspector = Inspector::new("denials", producer(&redis)).await.unwrap();
+    let made = inspector.result(&hoard).await.unwrap();
+    assert_eq!(made, Some(json!({"sockets": 0})));
+    let permit = inspector.result(&body).await.unwrap();
+    assert_eq!(permit, Some(json!({"hoarded": true, "permit": 16384})));
     let (_, log) = host.stop().await;
     for what in [
         "a TCP socket",

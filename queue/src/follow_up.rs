@@ -15,6 +15,10 @@ use crate::keys::validate_queue_name;
 /// The most follow-ups one job may push, whatever a host allows.
 pub const MAX_FOLLOW_UPS: usize = 10_000;
 
+/// The start of the unique key a follow-up pushed without one is moved under
+/// (`PREFIX{parent's queue}:{parent's id}:{index}`): the movers' own, refused to a caller.
+pub const ORIGIN_KEY_PREFIX: &str = "sque:follow-up:";
+
 /// A job to push once the job that pushes it completes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FollowUp {
@@ -51,6 +55,9 @@ impl FollowUp {
     }
 
     /// Pushes nothing if a job with this key is in the queue (as `JobOptions::unique_key`).
+    /// Keys starting with [`ORIGIN_KEY_PREFIX`] are the movers' own and refused: a handler
+    /// that took one could stand in for another job's follow-up, which would then never be
+    /// pushed.
     pub fn unique_key(mut self, key: impl Into<String>) -> Result<FollowUp> {
         let key = key.into();
         if key.is_empty() || key.len() > crate::producer::MAX_UNIQUE_KEY_BYTES {
@@ -58,6 +65,11 @@ impl FollowUp {
                 "a unique key is 1 to {} bytes, not {}",
                 crate::producer::MAX_UNIQUE_KEY_BYTES,
                 key.len()
+            )));
+        }
+        if key.starts_with(ORIGIN_KEY_PREFIX) {
+            return Err(Error::InvalidInput(format!(
+                "unique keys starting with {ORIGIN_KEY_PREFIX:?} are kept for follow-ups pushed without a key: choose another"
             )));
         }
         self.unique_key = Some(key);

@@ -78,7 +78,7 @@ pub use admin::{Admin, Cancelled, DeadJobs, DeadReport};
 pub use client::{Client, FailOutcome, Failure};
 pub use dispatcher::Dispatcher;
 pub use error::Error;
-pub use follow_up::{Child, FollowUp, MAX_FOLLOW_UPS};
+pub use follow_up::{Child, FollowUp, MAX_FOLLOW_UPS, ORIGIN_KEY_PREFIX};
 pub use inspector::{
     queue_names, DeadJob, DeadPage, Inspector, JobInfo, JobState, QueueStats, RunningJob,
     WorkerInfo,

@@ -116,6 +116,18 @@ mod tests {
             f.push(&g, "emails", "1".into(), None, Some(String::new())),
             Err(Refused::Invalid(_))
         ));
+        // The key another job's follow-up is moved under: taken first, it would stand in
+        // for that follow-up, which would then never be pushed.
+        assert!(matches!(
+            f.push(
+                &g,
+                "emails",
+                "1".into(),
+                None,
+                Some(format!("{}other:7:0", sque::ORIGIN_KEY_PREFIX))
+            ),
+            Err(Refused::Invalid(_))
+        ));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(matches!(
             f.push(&g, "emails", deep, None, None),

@@ -6,16 +6,27 @@
 //!   [`MAX_HTTP_FIELD_BYTES`] (a clone counts as the copy it becomes once written to), and
 //!   past it the job ends with a reason; wasmtime's own limit is per `fields`, so ten
 //!   thousand of them could hold over a gigabyte;
-//! - `wasi:sockets` name lookups: refused, as without the replacement, but logged (once per
-//!   job, then counted) like the other denials.
+//! - `wasi:http` outgoing bodies (`outgoing-request.body`, `outgoing-response.body`): what a
+//!   guest writes to one waits in the host's memory until the request is sent, if ever, so
+//!   an instance may create [`MAX_HTTP_BODIES`] in all (each buffering at most two writes of
+//!   `HTTP_BODY_CHUNK_BYTES`, `http.rs`), and past it the job ends with a reason;
+//! - `wasi:sockets`: creating a TCP or UDP socket, and name lookups, are refused, as without
+//!   the replacement, but logged (once per job, then counted) like the other denials. (Sockets
+//!   are refused when made, not when used: a socket made holds one of the host's file
+//!   descriptors, and ten thousand of them would leave none for Redis.)
 
 use wasmtime::component::{Linker, Resource, Val};
 use wasmtime::StoreContextMut;
-use wasmtime_wasi_http::p2::bindings::http::types::{HeaderError, HostFields};
+use wasmtime_wasi_http::p2::bindings::http::types::{
+    HeaderError, HostFields, HostOutgoingRequest, HostOutgoingResponse,
+};
+use wasmtime_wasi_http::p2::types::{
+    HostOutgoingRequest as OutgoingRequest, HostOutgoingResponse as OutgoingResponse,
+};
 use wasmtime_wasi_http::p2::HeaderResult;
 use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 
-use crate::sandbox::limits::MAX_HTTP_FIELD_BYTES;
+use crate::sandbox::limits::{MAX_HTTP_BODIES, MAX_HTTP_FIELD_BYTES};
 use crate::sandbox::output::Denied;
 use crate::sandbox::state::State;
 
@@ -23,6 +34,8 @@ use crate::sandbox::state::State;
 /// 0.2.x are linked to these too).
 const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 const NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+const TCP_CREATE: &str = "wasi:sockets/tcp-create-socket@0.2.12";
+const UDP_CREATE: &str = "wasi:sockets/udp-create-socket@0.2.12";
 
 /// What one header entry costs besides its bytes (the map's own bookkeeping).
 const PER_ENTRY: usize = 32;
@@ -84,6 +97,46 @@ pub(crate) fn install(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok((HostFields::clone(&mut store.data_mut().http(), fields)?,))
         },
     )?;
+    http.func_wrap(
+        "[method]outgoing-request.body",
+        |mut store: StoreContextMut<'_, State>, (request,): (Resource<OutgoingRequest>,)| {
+            spend_body(store.data_mut())?;
+            Ok((HostOutgoingRequest::body(
+                &mut store.data_mut().http(),
+                request,
+            )?,))
+        },
+    )?;
+    http.func_wrap(
+        "[method]outgoing-response.body",
+        |mut store: StoreContextMut<'_, State>, (response,): (Resource<OutgoingResponse>,)| {
+            spend_body(store.data_mut())?;
+            Ok((HostOutgoingResponse::body(
+                &mut store.data_mut().http(),
+                response,
+            )?,))
+        },
+    )?;
+    for (interface, function, kind) in [
+        (TCP_CREATE, "create-tcp-socket", Denied::Tcp),
+        (UDP_CREATE, "create-udp-socket", Denied::Udp),
+    ] {
+        linker.instance(interface)?.func_new(
+            function,
+            move |mut store, _ty, params, results| {
+                let family = match params.first() {
+                    Some(Val::Enum(family)) => family.clone(),
+                    _ => String::new(),
+                };
+                store
+                    .data_mut()
+                    .log
+                    .denied(kind, &format!("any {family} address"));
+                results[0] = Val::Result(Err(Some(Box::new(Val::Enum("access-denied".into())))));
+                Ok(())
+            },
+        )?;
+    }
     let mut lookup = linker.instance(NAME_LOOKUP)?;
     lookup.func_new_async("resolve-addresses", |mut store, _ty, params, results| {
         Box::new(async move {
@@ -116,6 +169,24 @@ fn spend(state: &mut State, bytes: usize) -> wasmtime::Result<()> {
             let what = format!(
                 "the guest created more than {} MiB of HTTP headers (wasi:http fields), which live in the host's memory",
                 MAX_HTTP_FIELD_BYTES >> 20
+            );
+            state.resource_limit_hit = Some(what.clone());
+            Err(wasmtime::format_err!("{what}"))
+        }
+    }
+}
+
+/// Counts one outgoing body against the instance's [`MAX_HTTP_BODIES`]; past it, the call
+/// fails and the job ends with the reason.
+fn spend_body(state: &mut State) -> wasmtime::Result<()> {
+    match state.http_bodies_left.checked_sub(1) {
+        Some(left) => {
+            state.http_bodies_left = left;
+            Ok(())
+        }
+        None => {
+            let what = format!(
+                "the guest created more than {MAX_HTTP_BODIES} outgoing HTTP bodies (wasi:http), which are buffered in the host's memory"
             );
             state.resource_limit_hit = Some(what.clone());
             Err(wasmtime::format_err!("{what}"))

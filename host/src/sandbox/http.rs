@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::sandbox::limits::Grants;
+use crate::sandbox::limits::{Grants, HTTP_BODY_CHUNK_BYTES};
 use crate::sandbox::output::{Denied, JobLog};
 
 pub(crate) struct AllowList {
@@ -49,5 +49,16 @@ impl WasiHttpHooks for AllowList {
         }
         let default: &mut dyn WasiHttpHooks = Default::default();
         default.send_request(request, options, fut)
+    }
+
+    /// A body buffers one write besides the one in hand, of at most
+    /// [`HTTP_BODY_CHUNK_BYTES`]: with the count of bodies (`guards.rs`), what a guest can
+    /// keep in the host's memory this way is bounded.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        HTTP_BODY_CHUNK_BYTES
     }
 }

@@ -8,6 +8,13 @@ use std::time::Duration;
 /// Bytes of HTTP header names and values (`wasi:http` fields) one instance may create in
 /// all, whatever it drops meanwhile: headers live in the host's memory, not the guest's.
 pub const MAX_HTTP_FIELD_BYTES: usize = 4 << 20;
+/// The most outgoing HTTP bodies (`wasi:http` `outgoing-body`, of requests or responses) one
+/// instance may create in all, whatever it drops meanwhile: what a guest writes to a body is
+/// buffered in the host's memory until the request is sent, if ever.
+pub const MAX_HTTP_BODIES: usize = 256;
+/// The most bytes one write to an outgoing HTTP body may carry; a body buffers at most two
+/// writes (wasmtime's default: 1 MiB, so two handles of a body unsent held 2 MiB).
+pub const HTTP_BODY_CHUNK_BYTES: usize = 16 << 10;
 /// The most bytes one `get-random-bytes` call may ask for (wasmtime's default is 64 MiB,
 /// held in the host's memory while it is copied).
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;

@@ -25,6 +25,8 @@ use crate::sandbox::outcome::escaped;
 const WRITE_PERMIT: usize = 64 << 10;
 /// A line that never ends is cut here.
 const LONGEST_LINE: usize = 8 << 10;
+/// How much of a denied target (the guest's text) a log line shows.
+const DENIED_TARGET_SHOWN: usize = 200;
 
 /// A capability the guest was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +186,14 @@ impl JobLog {
         (!text.trim().is_empty()).then(|| text.to_string())
     }
 
+    /// Lines and bytes counted so far: (logged, dropped) of each.
+    #[cfg(test)]
+    fn counted(&self) -> ((usize, usize), (usize, usize)) {
+        let s = self.state();
+        let logged = (s.budgets.1 - s.lines_left, s.budgets.0 - s.bytes_left);
+        (logged, (s.dropped_lines, s.dropped_bytes))
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -217,7 +227,11 @@ impl JobLog {
         s.denials[kind as usize] += 1;
         if s.denials[kind as usize] == 1 {
             let (queue, job) = (s.queue.as_str(), s.job.as_str());
-            tracing::warn!(%queue, %job, "denied the guest {} to {}: {}", kind.what(), escaped(target), kind.flag());
+            // The target is the guest's text (a host name, a queue name): cut before it is
+            // escaped, which may make it six times longer.
+            let target =
+                escaped(&crate::sandbox::outcome::cut(target, DENIED_TARGET_SHOWN)).into_owned();
+            tracing::warn!(%queue, %job, "denied the guest {} to {target}: {}", kind.what(), kind.flag());
         }
     }
 
@@ -259,15 +273,29 @@ impl GuestOutput {
             self.log.keep_stderr(buf);
         }
         let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
-        partial.extend_from_slice(buf);
-        while let Some(end) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=end).collect();
-            self.emit(&line[..line.len() - 1]);
+        // One pass over the write, each byte looked at once: a write of many short lines
+        // (64 KiB of newlines) must cost its length, not its length squared, since the guest
+        // cannot be interrupted while the host works for it.
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            if partial.is_empty() {
+                self.emit(&rest[..end]);
+            } else {
+                partial.extend_from_slice(&rest[..end]);
+                let line = std::mem::take(&mut *partial);
+                self.emit(&line);
+            }
+            rest = &rest[end + 1..];
         }
-        // A line that never ends must not grow without bound: cut it.
+        partial.extend_from_slice(rest);
+        // A line that never ends must not grow without bound: it is cut into lines of
+        // LONGEST_LINE bytes, the rest left to be continued.
         if partial.len() > LONGEST_LINE {
-            let line: Vec<u8> = std::mem::take(&mut *partial);
-            self.emit(&line);
+            let cut = partial.len() - partial.len() % LONGEST_LINE;
+            for line in partial[..cut].chunks(LONGEST_LINE) {
+                self.emit(line);
+            }
+            partial.drain(..cut);
         }
     }
 
@@ -316,7 +344,16 @@ impl StdoutStream for GuestOutput {
 
 #[wasmtime_wasi::async_trait]
 impl OutputStream for GuestOutput {
+    /// A write over what `check-write` granted is the guest's error (WASI says to trap):
+    /// refused, so that the host's work for one write stays bounded.
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if bytes.len() > WRITE_PERMIT {
+            return Err(StreamError::trap(&format!(
+                "the guest wrote {} bytes to {} in one write; check-write permits {WRITE_PERMIT}",
+                bytes.len(),
+                self.stream
+            )));
+        }
         self.take(&bytes);
         Ok(())
     }
@@ -356,7 +393,48 @@ impl AsyncWrite for GuestOutput {
 
 #[cfg(test)]
 mod tests {
-    use super::JobLog;
+    use super::{GuestOutput, JobLog, LONGEST_LINE, WRITE_PERMIT};
+    use bytes::Bytes;
+    use wasmtime_wasi::p2::OutputStream as _;
+
+    fn write(out: &mut GuestOutput, bytes: &[u8]) {
+        out.write(Bytes::copy_from_slice(bytes)).unwrap();
+    }
+
+    #[test]
+    fn lines_are_joined_across_writes_and_a_line_without_end_is_cut() {
+        let log = JobLog::new("q", "1", 1 << 20, 1000, 64);
+        let mut out = GuestOutput::new(log.clone(), "stdout");
+        write(&mut out, b"ab");
+        write(&mut out, b"c\nd\n\n");
+        assert_eq!(log.counted(), ((3, 4), (0, 0)), "abc, d and an empty line");
+        // 20 KiB with no newline: two lines of LONGEST_LINE now, the rest when it ends.
+        write(&mut out, &[b'x'; 20 << 10]);
+        assert_eq!(log.counted().0, (5, 4 + 2 * LONGEST_LINE));
+        write(&mut out, b"\n");
+        assert_eq!(log.counted().0, (6, 4 + (20 << 10)));
+    }
+
+    #[test]
+    fn a_write_of_many_lines_counts_each_once_and_one_over_the_permit_is_refused() {
+        let log = JobLog::new("q", "1", 1 << 20, 1000, 64);
+        let mut out = GuestOutput::new(log.clone(), "stderr");
+        write(&mut out, &[b'\n'; WRITE_PERMIT]);
+        let ((logged, _), (dropped, _)) = log.counted();
+        assert_eq!((logged, dropped), (1000, WRITE_PERMIT - 1000));
+        let over = Bytes::from(vec![b'y'; WRITE_PERMIT + 1]);
+        assert!(
+            out.write(over).is_err(),
+            "a write over check-write's permit"
+        );
+        let ((logged, _), (dropped, _)) = log.counted();
+        assert_eq!(
+            (logged, dropped),
+            (1000, WRITE_PERMIT - 1000),
+            "nothing taken"
+        );
+        assert_eq!(log.stderr_tail(), None, "nor kept for the error");
+    }
 
     #[test]
     fn the_stderr_tail_keeps_the_last_lines() {

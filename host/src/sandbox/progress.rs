@@ -1,8 +1,8 @@
 //! A job's progress reports (`sque:handler/progress`), as the host records them.
 //!
 //! A guest may report in a tight loop; the host must not let that flood its log (or, later,
-//! Redis). So a report is recorded at once only if it is the job's first, reaches 100%, or
-//! comes at least `RECORD_EVERY` after the last recorded one; a report in between is kept
+//! Redis). So a report is recorded at once only if it is the job's first, the first to reach
+//! 100%, or comes at least `RECORD_EVERY` after the last recorded one; a report in between is kept
 //! as the latest and recorded when the job ends, if nothing newer was recorded. The note is
 //! cut to `MAX_NOTE_BYTES` and the percentage capped at 100, so that what is recorded is
 //! bounded whatever the guest sends.
@@ -54,6 +54,9 @@ pub(crate) struct Progress {
     last_recorded: Option<Instant>,
     /// The latest report not yet recorded.
     pending: Option<Report>,
+    /// Whether a report of 100% was recorded: only the first skips the wait (a guest that
+    /// reports 100% in a loop would otherwise be recorded, and written to Redis, every time).
+    full: bool,
 }
 
 impl Progress {
@@ -67,7 +70,9 @@ impl Progress {
             None => true,
             Some(at) => now.duration_since(at) >= RECORD_EVERY,
         };
-        if due || report.percent == 100 {
+        let first_full = report.percent == 100 && !self.full;
+        if due || first_full {
+            self.full |= report.percent == 100;
             self.last_recorded = Some(now);
             self.pending = None;
             Some(report)
@@ -97,6 +102,7 @@ impl Progress {
             record(&report, log, sink);
         }
         self.last_recorded = None;
+        self.full = false;
     }
 }
 
@@ -140,6 +146,14 @@ mod tests {
         let t0 = Instant::now();
         p.take(10, None, t0);
         assert_eq!(p.take(250, None, t0).map(|r| r.percent), Some(100));
+        // Only the first: 100% again and again waits its turn like any report.
+        for _ in 0..1000 {
+            assert_eq!(p.take(100, None, t0), None);
+        }
+        assert_eq!(
+            p.take(100, None, t0 + RECORD_EVERY).map(|r| r.percent),
+            Some(100)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use crate::sandbox::handler::Handler;
-use crate::sandbox::limits::MAX_HTTP_FIELD_BYTES;
+use crate::sandbox::limits::{MAX_HTTP_BODIES, MAX_HTTP_FIELD_BYTES};
 use crate::sandbox::state::State;
 use crate::sandbox::world::current::Handler as Instance;
 
@@ -30,5 +30,6 @@ impl Warm {
     pub(crate) fn fits(&self, handler: &Arc<Handler>) -> bool {
         Arc::ptr_eq(&self.handler, handler)
             && self.store.data().http_field_bytes_left >= MAX_HTTP_FIELD_BYTES / 2
+            && self.store.data().http_bodies_left >= MAX_HTTP_BODIES / 2
     }
 }

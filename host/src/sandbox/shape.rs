@@ -36,7 +36,7 @@ impl Shape {
                 Payload::InstanceSection(instances) => {
                     for instance in instances {
                         if let Instance::Instantiate { .. } = instance? {
-                            shape.core_instances += 1;
+                            shape.core_instances = shape.core_instances.saturating_add(1);
                         }
                     }
                 }
@@ -46,13 +46,17 @@ impl Shape {
                         let page = memory
                             .page_size_log2
                             .map_or(DEFAULT_PAGE_BYTES, |log2| 1u64 << log2.min(16));
-                        shape.memories += 1;
+                        shape.memories = shape.memories.saturating_add(1);
                         shape.initial_memory = shape
                             .initial_memory
                             .max(memory.initial.saturating_mul(page));
                     }
                 }
-                Payload::TableSection(tables) => shape.tables += tables.count(),
+                // The count is the section's own claim, read before its entries: a forged one
+                // must not overflow (the file is refused when compiled).
+                Payload::TableSection(tables) => {
+                    shape.tables = shape.tables.saturating_add(tables.count())
+                }
                 _ => {}
             }
         }
@@ -102,5 +106,11 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Shape::read(b"\0asm\x01\0\0\0\x05\xff").is_err());
+        // Two table sections that each claim u32::MAX tables (LEB128 ff ff ff ff 0f).
+        let mut forged = b"\0asm\x01\0\0\0".to_vec();
+        for _ in 0..2 {
+            forged.extend([4, 5, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        }
+        let _ = Shape::read(&forged);
     }
 }

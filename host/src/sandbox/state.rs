@@ -10,7 +10,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::sandbox::follow_up::{FollowUps, Refused};
 use crate::sandbox::http::AllowList;
-use crate::sandbox::limits::{Grants, Limits, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES};
+use crate::sandbox::limits::{
+    Grants, Limits, MAX_HTTP_BODIES, MAX_HTTP_FIELD_BYTES, MAX_RANDOM_BYTES,
+};
 use crate::sandbox::outcome::cut;
 use crate::sandbox::output::{Denied, GuestOutput, JobLog};
 use crate::sandbox::progress::{JobProgress, Progress};
@@ -32,8 +34,10 @@ pub(crate) struct State {
     pub follow_ups: FollowUps,
     /// The message of a panic the guest reported before it trapped (cut to the error limit).
     pub panic: Option<String>,
-    /// HTTP header bytes the guest may still create (see `engine.rs`, which counts them).
+    /// HTTP header bytes the guest may still create (`guards.rs` counts them).
     pub http_field_bytes_left: usize,
+    /// Outgoing HTTP bodies the guest may still create (`guards.rs` counts them).
+    pub http_bodies_left: usize,
     /// Set when a host limit other than memory ended the job: what it was.
     pub resource_limit_hit: Option<String>,
     max_error_bytes: usize,
@@ -55,14 +59,15 @@ impl State {
             limits.max_log_lines,
             max_error_bytes,
         );
-        // Empty unless granted: no preopened directories, no arguments. Sockets may be made
-        // but every address is refused (and logged); name lookups are refused in engine.rs.
+        // Empty unless granted: no preopened directories, no arguments, no sockets (refused
+        // when made, and logged, in guards.rs, as name lookups are). Every address is
+        // refused besides, should a socket ever be made.
         let mut wasi = WasiCtx::builder();
         let denials = log.clone();
         wasi.stdout(GuestOutput::new(log.clone(), "stdout"))
             .stderr(GuestOutput::new(log.clone(), "stderr"))
-            .allow_tcp(true)
-            .allow_udp(true)
+            .allow_tcp(false)
+            .allow_udp(false)
             .allow_ip_name_lookup(false)
             .max_random_size(MAX_RANDOM_BYTES)
             .socket_addr_check(move |addr, usage| {
@@ -89,6 +94,7 @@ impl State {
             },
             limiter: MemoryLimiter {
                 max_memory: limits.max_memory,
+                total: 0,
                 hit: None,
             },
             log,
@@ -97,6 +103,7 @@ impl State {
             follow_ups: FollowUps::default(),
             panic: None,
             http_field_bytes_left: MAX_HTTP_FIELD_BYTES,
+            http_bodies_left: MAX_HTTP_BODIES,
             resource_limit_hit: None,
             max_error_bytes,
         }
@@ -179,8 +186,13 @@ impl State {
 
 /// Caps linear memory and tables; remembers that the cap was hit, so that the job's error
 /// says "out of memory" rather than whatever trap the guest's allocator turned it into.
+/// The cap is on the instance's memories together: a component may define several (the
+/// pool allows `MAX_MEMORIES`, more on demand), and each one capped alone would give it
+/// that many times `--max-memory`.
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
+    /// The bytes of linear memory the instance's memories have together.
+    total: usize,
     pub hit: Option<usize>,
 }
 
@@ -188,19 +200,24 @@ pub(crate) struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for MemoryLimiter {
+    /// Asked as each memory is made (from 0) and as it grows: the growth is counted before
+    /// it is known to succeed, so a growth that then fails stays counted (a cap reached
+    /// sooner, never a cap exceeded).
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.hit = Some(desired);
+        let total = self.total.saturating_add(desired.saturating_sub(current));
+        if total > self.max_memory {
+            self.hit = Some(total);
             return Err(wasmtime::format_err!(
-                "out of memory: the guest asked for {desired} bytes of linear memory, the limit is {}",
+                "out of memory: the guest asked for {total} bytes of linear memory in all, the limit is {}",
                 self.max_memory
             ));
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -211,5 +228,38 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryLimiter;
+    use wasmtime::ResourceLimiter as _;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_memory_cap_holds_for_an_instance_s_memories_together() {
+        let mut limiter = MemoryLimiter {
+            max_memory: 64 * MIB,
+            total: 0,
+            hit: None,
+        };
+        // Two memories made, the first grown: 60 MiB in all.
+        assert!(limiter.memory_growing(0, 30 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, 20 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(30 * MIB, 40 * MIB, None).unwrap());
+        assert_eq!(limiter.hit, None);
+        // Each alone would fit; together they do not.
+        assert!(limiter.memory_growing(20 * MIB, 30 * MIB, None).is_err());
+        assert_eq!(limiter.hit, Some(70 * MIB));
+        assert!(
+            limiter.memory_growing(0, 5 * MIB, None).is_err(),
+            "a third memory"
+        );
+        assert!(
+            limiter.memory_growing(40 * MIB, 44 * MIB, None).unwrap(),
+            "up to the cap"
+        );
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::follow_up::Child;
+use crate::follow_up::{Child, ORIGIN_KEY_PREFIX};
 use crate::options::Options;
 use crate::producer::{EncodedJob, JobOptions, Producer};
 use crate::queue::Queue;
@@ -167,7 +167,7 @@ async fn push_run(
 fn options(queue: &str, parent: &str, index: usize, child: &Staged) -> Result<JobOptions> {
     let (unique_key, unique_for) = match child.unique_key.as_str() {
         "" => (
-            format!("sque:follow-up:{queue}:{parent}:{index}"),
+            format!("{ORIGIN_KEY_PREFIX}{queue}:{parent}:{index}"),
             ORIGIN_WINDOW,
         ),
         key => (key.to_string(), Duration::ZERO),
