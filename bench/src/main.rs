@@ -112,7 +112,15 @@ fn main() -> anyhow::Result<()> {
     report::print(&summary);
     let dir = workspace().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
-    let stem = if args.quick { "latest-quick" } else { "latest" };
+    // Only a run of every case, BullMQ beside, with this workspace's host, is the latest
+    // result the README cites; a part of one (`--only`, `--no-bullmq`, `--host`) must not
+    // take its place, and goes to `partial.*`, which git ignores.
+    let whole = args.only.is_none() && !args.no_bullmq && args.host.is_none();
+    let stem = match (whole, args.quick) {
+        (false, _) => "partial",
+        (true, true) => "latest-quick",
+        (true, false) => "latest",
+    };
     std::fs::write(
         dir.join(format!("{stem}.json")),
         serde_json::to_string_pretty(&summary)?,
