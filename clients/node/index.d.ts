@@ -10,7 +10,13 @@ export interface RedisOptions {
   [option: string]: unknown;
 }
 
-/** Settings a queue gets when this program creates it; an existing queue keeps its own. Times in ms. */
+/**
+ * Settings a queue gets when this program creates it; an existing queue keeps its own. Times
+ * in ms (at most 100 years), sizes in bytes, counts: whole numbers. Settings that cannot work
+ * together (a lease under 100 ms, an inboxTtl under the lease, maxAttempts over 999999999, a
+ * backoff over backoffMax, maxJobBytes of 0 or over 512 MiB, maxErrorBytes under 64, ...) are
+ * refused by the constructor with code "invalid_input", before anything is written.
+ */
 export interface QueueSettings {
   lease?: number;
   inboxTtl?: number;
@@ -60,13 +66,24 @@ export interface StoredSettings {
   dead_ttl: number;
   max_result_bytes: number;
   max_error_bytes: number;
+  /** The most jobs leased at once, across every worker (0: no cap). */
+  max_in_flight: number;
+  /** The rate limit: at most rate_count jobs per rate_period ms (0: no limit), bursts of rate_burst (0: rate_count). */
+  rate_count: number;
+  rate_period: number;
+  rate_burst: number;
 }
 
 export interface Stats {
   queue: string;
   waiting: number;
   in_flight: number;
+  /** Retries waiting for their backoff to end. */
   delayed: number;
+  /** Jobs pushed with a delay or a time, not yet due. */
+  scheduled: number;
+  /** Whether the queue is paused (`pause()`). */
+  paused: boolean;
   dead: number;
   workers: number;
   requests: number;
@@ -101,6 +118,7 @@ export type ErrorCode =
   | 'too_large'
   | 'no_such_queue'
   | 'protocol'
+  | 'feature'
   | 'unavailable'
   | 'stale_lease'
   | 'cancelled'
@@ -117,16 +135,39 @@ export class SqueError extends Error {
 /** The original design's main server: stores jobs, and hands them to free workers. */
 export class Manager {
   constructor(queName: string, options?: ManagerOptions);
-  /** Resolves once the queue is open (and, unless dispatch is false, being served). */
+  /**
+   * Resolves once the queue is open (and, unless dispatch is false, being served). Rejects
+   * with code "unavailable" when Redis cannot be reached then (make a new manager to try
+   * again), "feature" when a manager that dispatches opens a queue with cron schedules or
+   * follow-up jobs.
+   */
   readonly ready: Promise<Manager>;
+  /**
+   * Whether this manager dispatches, reaps and promotes now. A manager that dispatches stops
+   * (with a process warning, a SqueError of code "feature") when the queue comes to have cron
+   * schedules or follow-up jobs after it opened; it still pushes.
+   */
+  readonly dispatching: boolean;
   /** The queue's settings (after `ready`). */
   readonly settings: StoredSettings;
-  /** Adds a job at the tail of the queue; resolves to its id. */
+  /**
+   * Adds a job at the tail of the queue; resolves to its id. Data that is not JSON (a
+   * function, undefined, a cycle, NaN or an infinity, a string with a lone UTF-16
+   * surrogate), nested 128 levels or more, or over max_job_bytes is refused with nothing
+   * pushed. Pushes reach Redis in the order they were made, whatever their options.
+   */
   push(params: unknown, options?: PushOptions): Promise<string>;
   /** Adds jobs in order, 1,000 per script call; one bad job fails the call with nothing pushed. */
   pushMany(list: Iterable<unknown>, options?: PushOptions): Promise<string[]>;
-  /** Waits for a job's result (null when it left none); rejects with code "dead" or "timeout". */
+  /**
+   * Waits for a job's result (null when it left none); rejects with code "dead" (it went to
+   * the dead list), "cancelled" (it was cancelled) or "timeout".
+   */
   wait(id: string, options?: { timeout?: number; every?: number }): Promise<Json>;
+  /** Pauses the queue: no job is handed out, by any host, until resume(). False if it was paused already. */
+  pause(): Promise<boolean>;
+  /** Resumes a paused queue. False if it was not paused. */
+  resume(): Promise<boolean>;
   stats(): Promise<Stats>;
   /** Stops serving and reaping and lets go of the connection. */
   close(): Promise<void>;
@@ -148,7 +189,12 @@ export class Job {
    * with `measureWaits`; undefined for a retry, or when the queue no longer kept its push time.
    */
   readonly waited?: number;
-  /** Whether complete, fail or release was called. */
+  /**
+   * Whether complete, fail or release was called and answered (or is on its way). A call
+   * that got no answer (code "unavailable") leaves it false: the job is still held and its
+   * lease renewed, so call again (a completion that did reach Redis is then refused with
+   * "stale_lease", and changes nothing).
+   */
   readonly ended: boolean;
   /** Marks the job done, keeping `result` readable through manager.wait(id). Rejects with code "stale_lease" when the lease ran out. */
   complete(result?: unknown): Promise<void>;
@@ -176,7 +222,11 @@ export class Client {
   iAmFree(id: string, done: Done): void;
   /** Promise form: resolves to the Job; end it with complete, fail or release. */
   iAmFree(id?: string): Promise<Job>;
-  /** Runs `handler` on every job, `concurrency` at a time, until close(). */
+  /**
+   * Runs `handler` on every job, `concurrency` at a time, until close(). A job whose
+   * completion or failure got no answer (Redis away) is let go: its lease runs out and it
+   * comes back, as after a worker's death.
+   */
   process(handler: (data: Json, job: Job) => unknown, options?: { concurrency?: number }): Promise<void>;
   /** Leaves cleanly: open requests withdrawn, the inbox given back, the heartbeat dropped. */
   close(): Promise<void>;

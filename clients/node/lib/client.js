@@ -13,7 +13,7 @@
 
 const { Queue } = require('./queue');
 const { SqueError } = require('./errors');
-const { depth, parseRecord } = require('./manager');
+const { depth, loneSurrogate, parseRecord } = require('./manager');
 
 const MAX_BATCH = 256;
 const POP_WAIT_SECS = 1;
@@ -86,6 +86,8 @@ class Client {
     this.opened = false;
     /** Whether an exchange call is in flight (the lane holds this client's next items). */
     this.busy = false;
+    /** Aborted by close(): gives up the inbox connection being made, if any. */
+    this.leaving = new AbortController();
     this.ready = this.queue.ready.then(async () => {
       const k = this.queue.keys;
       this.workerId = String(await this.queue.con.command(k.meta, ['HINCRBY', k.meta, 'workers_seq', 1]));
@@ -114,6 +116,11 @@ class Client {
       done = id;
       id = undefined;
     }
+    // Checked before anything is asked: a callback that cannot be called would fail every
+    // job it is given until they are dead.
+    if (done !== undefined && done !== null && typeof done !== 'function') {
+      throw new SqueError('invalid_input', `iAmFree's callback must be a function (error, jobData, job) => ..., not ${describeType(done)}; leave it out for the Promise form`);
+    }
     const asked = this._ask(id);
     if (!done) return asked;
     asked.then(
@@ -128,7 +135,14 @@ class Client {
    * job is completed with the handler's return value, or failed with what it threw. The next
    * request travels with the completion. Returns when the client closes.
    */
-  async process(handler, { concurrency = 1 } = {}) {
+  async process(handler, options = {}) {
+    if (typeof handler !== 'function') {
+      throw new SqueError('invalid_input', `process takes a handler function (data, job) => result, not ${describeType(handler)}`);
+    }
+    if (options === null || typeof options !== 'object') {
+      throw new SqueError('invalid_input', `process's options must be an object such as {concurrency: 4}, not ${describeType(options)}`);
+    }
+    const { concurrency = 1 } = options;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new SqueError('invalid_input', `concurrency must be a whole number of at least 1, not ${JSON.stringify(concurrency)}`);
     }
@@ -166,11 +180,28 @@ class Client {
     }
     job.ended = true;
     const answer = end();
-    // A result that is not JSON changes nothing: the job is still the caller's to end.
-    answer.catch((err) => {
-      if (err.code === 'invalid_input') job.ended = false;
+    // A call that Redis answered (done, stale, cancelled) forgets the job. One that got no
+    // answer (Redis away: code 'unavailable') or that was refused for what it carries (a
+    // result that is not JSON) leaves it held, its lease renewed, as the Rust client does:
+    // the job is still the caller's to end, so it may call again (a completion that did
+    // reach Redis is then refused as stale, and changes nothing).
+    answer.catch(() => {
+      if (this.held.has(job.token)) job.ended = false;
     });
     return answer;
+  }
+
+  /**
+   * Lets go of a job whose acknowledgement failed without an answer, for the forms that end
+   * jobs themselves (process and the callback form: nobody is left to call again). Its lease
+   * is no longer renewed, so it runs out and the job comes back, as after a worker's death
+   * (sque-host does the same).
+   */
+  _letGo(job, ack) {
+    return ack.catch((err) => {
+      if (!job.ended && this.held.has(job.token)) this._forget(job.token);
+      throw err;
+    });
   }
 
   /** Runs `done` on a job and acknowledges it; the callback form of iAmFree. */
@@ -189,16 +220,15 @@ class Client {
     try {
       value = await done(null, job.data, job);
     } catch (err) {
-      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      return { ack: job.ended ? Promise.resolve() : job.fail(message) };
+      return { ack: job.ended ? Promise.resolve() : this._letGo(job, job.fail(thrown(err))) };
     }
     if (job.ended) return { ack: Promise.resolve() };
     try {
       encodeResult(value);
     } catch (err) {
-      return { ack: job.fail(err.message, { permanent: true, code: 'bad_result' }) };
+      return { ack: this._letGo(job, job.fail(err.message, { permanent: true, code: 'bad_result' })) };
     }
-    return { ack: job.complete(value) };
+    return { ack: this._letGo(job, job.complete(value)) };
   }
 
   /**
@@ -254,7 +284,7 @@ class Client {
 
   async _fail(job, error, permanent, code) {
     const k = this.queue.keys;
-    const message = String(error instanceof Error ? error.message : error);
+    const message = error instanceof Error ? text(error.message) : text(error);
     const delay = Number(
       await this.queue.con.script('fail', [k.meta, k.leases, k.delayed, k.deadAt, k.errors, k.stats, k.jobs], [
         job.token, code || (permanent ? 'fail' : 'retry'), message, permanent ? '1' : '0',
@@ -387,7 +417,8 @@ class Client {
     let con = null;
     while (!this.closed) {
       try {
-        if (!con) con = await this.queue.con.blocking();
+        // close() aborts a connection still being made (Redis away): it does not wait for it.
+        if (!con) con = await this.queue.con.blocking(this.leaving.signal);
         const popped = await con.call(['BLMPOP', POP_WAIT_SECS, 1, inbox, 'LEFT', 'COUNT', POP_COUNT], inbox);
         if (popped) this._accept(popped[1]);
       } catch {
@@ -397,7 +428,7 @@ class Client {
         this.popLost = true;
         if (con) await con.close().catch(() => {});
         con = null;
-        await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+        if (!this.closed) await sleep(50 + Math.random() * 200);
       }
     }
     if (con) await con.close().catch(() => {});
@@ -439,6 +470,7 @@ class Client {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.renewTimer);
+    this.leaving.abort();
     try {
       await this.ready;
     } catch {
@@ -467,7 +499,49 @@ function encodeResult(result) {
   }
   if (json === undefined) throw new SqueError('invalid_input', "the handler's result is not valid JSON (a function, a symbol or undefined)");
   if (depth(result) >= 128) throw new SqueError('invalid_input', "the handler's result is nested 128 levels deep or more; the most allowed is 127");
+  // A reader of another language (manager.wait in Rust, sque-host job show) cannot parse it.
+  if (loneSurrogate(json)) {
+    throw new SqueError('invalid_input', "the handler's result holds a string with a lone UTF-16 surrogate (half of a character), which is not text: cut strings on whole characters (Array.from(string))");
+  }
   return json;
+}
+
+/**
+ * Text for any value, as String() gives it, for values String() cannot convert too (an
+ * object without a prototype, one whose toString throws, a Symbol's description): a failure
+ * is recorded whatever was thrown, never left unacknowledged by a TypeError.
+ */
+function text(value) {
+  try {
+    return String(value);
+  } catch {
+    // Not convertible: as JSON, else by its type.
+  }
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+    return Object.prototype.toString.call(value);
+  } catch {
+    return 'a value that cannot be shown as text';
+  }
+}
+
+/** A value's kind, for messages about an argument of the wrong type. */
+function describeType(value) {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 40))}`;
+  return `${typeof value} ${text(value)}`;
+}
+
+/** What a handler threw, as the failure's message: `Name: message` for an Error. */
+function thrown(err) {
+  try {
+    if (err instanceof Error) return `${text(err.name)}: ${text(err.message)}`;
+  } catch {
+    // A getter that throws: shown as a value like any other.
+  }
+  return text(err);
 }
 
 function cancelled(job) {

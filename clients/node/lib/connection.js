@@ -72,12 +72,23 @@ class Connection {
     }
     // Errors surface on the calls that meet them; node-redis reconnects by itself.
     this.client.on('error', () => {});
-    this.ready = this.client.connect().then(
-      () => this,
+    /** Whether the first connection was made (a later outage is node-redis's to mend). */
+    this.connected = false;
+    // The first connection is tried once: a Redis unreachable at the start fails `ready`, and
+    // every call that awaits it, with code 'unavailable' at once, as the README promises,
+    // instead of node-redis retrying for ever while callers and close() wait on it.
+    this.ready = connectOnce(this.client, this.kind.type, () => this.shownUrl).then(
+      () => {
+        this.connected = true;
+        return this;
+      },
       (err) => {
-        throw fromRedis(err);
+        // Let go, so that the next manager or client of this Redis tries a connection anew.
+        if (shared.get(this.key) === this) shared.delete(this.key);
+        throw err;
       },
     );
+    this.ready.catch(() => {});
   }
 
   /** Redacted URL, for messages. */
@@ -129,8 +140,13 @@ class Connection {
     });
   }
 
-  /** A connection of its own, for blocking pops (the inbox reader). */
-  async blocking() {
+  /**
+   * A connection of its own, for blocking pops (the inbox reader). Its connection is tried
+   * once (a Redis away fails it with 'unavailable'; the caller tries again later), and
+   * `signal` (an AbortSignal) gives up on it at once: a client's close() must not wait for
+   * a Redis that is not coming back.
+   */
+  async blocking(signal) {
     await this.ready;
     if (this.kind.type === 'sentinel') {
       const lease = await this.client.acquire();
@@ -141,7 +157,7 @@ class Connection {
     }
     const dup = this.client.duplicate();
     dup.on('error', () => {});
-    await dup.connect();
+    await connectOnce(dup, this.kind.type, () => this.shownUrl, signal);
     const typed = dup.withTypeMapping(this.buffers);
     return {
       call: (args, firstKey) =>
@@ -161,8 +177,13 @@ class Connection {
     }
     const dup = this.client.duplicate();
     dup.on('error', () => {});
-    await dup.connect();
-    await dup.sSubscribe(channel, listener);
+    await connectOnce(dup, this.kind.type, () => this.shownUrl);
+    try {
+      await dup.sSubscribe(channel, listener);
+    } catch (err) {
+      await closeQuietly(dup);
+      throw fromRedis(err);
+    }
     return () => closeQuietly(dup);
   }
 
@@ -171,9 +192,64 @@ class Connection {
     this.refs -= 1;
     if (this.refs > 0 || this.closed) return;
     this.closed = true;
-    shared.delete(this.key);
-    await this.ready.catch(() => {});
+    if (shared.get(this.key) === this) shared.delete(this.key);
+    if (!this.connected) {
+      // A first connection still being made (or failed) is given up at once: nothing was
+      // sent on it that close() should wait for.
+      destroyQuietly(this.client);
+      return;
+    }
     await closeQuietly(this.client);
+  }
+}
+
+/**
+ * Connects a node-redis client, trying once: the first error (Redis refused, a timeout, a
+ * password refused) fails it, and the client is destroyed so that node-redis stops trying
+ * (its own connect() would retry for ever, holding the process open). A Cluster's or a
+ * Sentinel's connect() gives up by itself once every node it knows failed; their errors
+ * along the way are of single nodes, so they are not taken as the end. `signal` (an
+ * AbortSignal) gives up at once, with code 'closed'.
+ */
+function connectOnce(client, type, shownUrl, signal) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err) => {
+      if (settled) return;
+      settled = true;
+      client.off('error', onError);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      if (err) {
+        destroyQuietly(client);
+        reject(err);
+      } else resolve();
+    };
+    const onError = (err) => settle(unreachable(err, shownUrl()));
+    const onAbort = () => settle(new SqueError('closed', 'closed while connecting to Redis'));
+    if (signal && signal.aborted) return onAbort();
+    if (type === 'single') client.on('error', onError);
+    if (signal) signal.addEventListener('abort', onAbort);
+    client.connect().then(
+      // A client destroyed while it connected resolves too: settled already.
+      () => settle(null),
+      (err) => settle(unreachable(err, shownUrl())),
+    );
+  });
+}
+
+/** The error of a first connection that failed: 'unavailable' unless Redis itself refused. */
+function unreachable(err, url) {
+  const e = fromRedis(err);
+  if (e.code !== 'redis' || /WRONGPASS|NOAUTH|NOPERM/.test(e.message)) return e;
+  return new SqueError('unavailable', `cannot reach Redis at ${url}: ${(err && err.message) || err} (is redis-server running, and is the URL right?)`, err);
+}
+
+/** Destroys a node-redis client at once (its pending calls fail); one closed already is let be. */
+function destroyQuietly(client) {
+  try {
+    client.destroy();
+  } catch {
+    // Closed already: nothing to let go.
   }
 }
 

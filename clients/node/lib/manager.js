@@ -16,6 +16,8 @@ const SWEEP_MS = 250;
 // Promotion (docs/PROTOCOL.md, "promote"): jobs per call, and the longest sleep between calls.
 const PROMOTE_BATCH = 1000;
 const PROMOTE_IDLE_MS = 1000;
+// How often a dispatching manager reads the queue's `requires` again (see startDispatching).
+const REQUIRES_CHECK_MS = 1000;
 // The longest delay a job may be given: 100 years, in ms.
 const LONGEST_DELAY_MS = 100 * 365 * 24 * 3600 * 1000;
 
@@ -32,15 +34,12 @@ class Manager {
     this.unsubscribe = null;
     /** Whether the queue is open (the lane's owner interface, lane.js). */
     this.opened = false;
+    /** Whether this manager dispatches, reaps and promotes now (see `startDispatching`). */
+    this.dispatching = false;
     this.ready = this.queue.ready.then(() => {
-      // Cron schedules are ticked, and follow-up jobs moved, by sque-host and the Rust manager
-      // only: a Node manager that dispatches would leave them silent in a deployment of Node
-      // alone, so it refuses.
-      if (options.dispatch !== false && this.queue.requires.includes('cron')) {
-        throw new SqueError('feature', `queue ${JSON.stringify(queName)} has cron schedules, which this package does not run: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
-      }
-      if (options.dispatch !== false && this.queue.requires.includes('children')) {
-        throw new SqueError('feature', `queue ${JSON.stringify(queName)} has handlers that push follow-up jobs, which this package does not move: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
+      if (options.dispatch !== false) {
+        const refused = unserved(queName, this.queue.requires);
+        if (refused) throw refused;
       }
       this.opened = true;
       if (options.dispatch !== false && !this.closed) this.startDispatching();
@@ -67,35 +66,39 @@ class Manager {
    * @param {{maxAttempts?: number, delay?: number, at?: Date | number, uniqueKey?: string,
    *   uniqueFor?: number, priority?: 'high' | 'normal' | 'low' | number}} [options]
    */
-  async push(params, options = {}) {
+  push(params, options = {}) {
+    if (options === null || typeof options !== 'object') {
+      return Promise.reject(new SqueError('invalid_input', `push's options must be an object such as {priority: 'high'}, not ${show(options)}`));
+    }
     if (options.uniqueKey !== undefined || options.uniqueFor !== undefined) return this.pushUnique(params, options);
-    const [id] = await this.pushMany([params], options);
-    return id;
+    return this.pushMany([params], options).then(([id]) => id);
   }
 
-  /** `push` with a unique key, through the push_unique script (docs/PROTOCOL.md). */
-  async pushUnique(params, options) {
-    const { uniqueKey: key, uniqueFor: window = 0 } = options;
-    if (typeof key !== 'string' || Buffer.byteLength(key) < 1 || Buffer.byteLength(key) > 1024) {
-      throw new SqueError('invalid_input', `uniqueKey must be a string of 1 to 1024 bytes, not ${JSON.stringify(key)}`);
+  /**
+   * `push` with a unique key, through the push_unique script (docs/PROTOCOL.md), placed in
+   * the connection's lane as every push is: it reaches Redis in the order it was made.
+   */
+  pushUnique(params, options) {
+    let item;
+    try {
+      const { uniqueKey: key, uniqueFor: window = 0 } = options;
+      if (typeof key !== 'string' || Buffer.byteLength(key) < 1 || Buffer.byteLength(key) > 1024) {
+        throw new SqueError('invalid_input', `uniqueKey must be a string of 1 to 1024 bytes, not ${show(key)}`);
+      }
+      if (!Number.isInteger(window) || window < 0 || window > LONGEST_DELAY_MS) {
+        throw new SqueError('invalid_input', `uniqueFor must be a whole number of ms from 0 to 100 years, not ${show(window)}`);
+      }
+      const json = encode(params, 0);
+      item = {
+        kind: 'unique',
+        level: encodePriority(options.priority),
+        jobs: [[json]],
+        args: [json, encodeAttempts(options.maxAttempts), encodeDue(options) || '', key, String(window)],
+      };
+    } catch (err) {
+      return Promise.reject(err);
     }
-    if (!Number.isInteger(window) || window < 0 || window > LONGEST_DELAY_MS) {
-      throw new SqueError('invalid_input', `uniqueFor must be a whole number of ms from 0 to 100 years, not ${JSON.stringify(window)}`);
-    }
-    const json = encode(params, 0);
-    const level = encodePriority(options.priority);
-    const args = [json, encodeAttempts(options.maxAttempts), encodeDue(options) || '', key, String(window)];
-    await this.queue.ready;
-    const limit = this.queue.settings.max_job_bytes;
-    if (Buffer.byteLength(json) > limit) {
-      throw new SqueError('too_large', `the job is ${Buffer.byteLength(json)} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
-    }
-    const k = this.queue.keys;
-    const keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
-    // The new id, or 0 then this job's number (1) and the id of the job that holds its key.
-    const reply = await this.queue.con.script('push_unique', keys, args);
-    const id = reply.length > 1 ? reply[2] : reply[0];
-    return String(id);
+    return this.queue.con.lane.add(this, item);
   }
 
   /**
@@ -103,27 +106,33 @@ class Manager {
    * bad job fails the call with nothing pushed. Resolves to their ids, in order.
    */
   pushMany(list, options = {}) {
-    let jobs;
-    let due;
-    let level;
+    let item;
     try {
+      if (list === null || list === undefined || typeof list === 'string' || typeof list[Symbol.iterator] !== 'function') {
+        throw new SqueError('invalid_input', `pushMany takes an array (or another iterable) of jobs, not ${show(list)}`);
+      }
+      if (options === null || typeof options !== 'object') {
+        throw new SqueError('invalid_input', `pushMany's options must be an object such as {priority: 'high'}, not ${show(options)}`);
+      }
       if (options.uniqueKey !== undefined) {
         throw new SqueError('invalid_input', 'pushMany takes no uniqueKey (one key would hold for every job): push each job with its own key');
       }
       const max = encodeAttempts(options.maxAttempts);
-      due = encodeDue(options);
-      level = encodePriority(options.priority);
-      jobs = Array.from(list, (params, i) => [encode(params, i), max]);
+      const due = encodeDue(options);
+      item = {
+        kind: due ? 'schedule' : 'push',
+        due,
+        level: encodePriority(options.priority),
+        jobs: Array.from(list, (params, i) => [encode(params, i), max]),
+      };
     } catch (err) {
       return Promise.reject(err);
     }
-    if (jobs.length === 0) return Promise.resolve([]);
-    if (due) return this.schedule(jobs, due, level);
-    // The list they join: a call's jobs share one priority (`fits`).
-    jobs.level = level;
+    if (item.jobs.length === 0) return Promise.resolve([]);
     // Placed in the connection's lane now, so that it reaches Redis before any call this
-    // process makes later, from this manager or any client.
-    return this.queue.con.lane.add(this, jobs);
+    // process makes later, from this manager or any client: pushes of every kind (ready,
+    // delayed, unique) keep the order they were made in, and so do their ids.
+    return this.queue.con.lane.add(this, item);
   }
 
   // The lane's owner interface (lane.js): pushes go as soon as the queue is open, many at once.
@@ -132,44 +141,67 @@ class Manager {
   }
 
   /**
-   * Pushes made together share a script call while they share a priority and it holds no
-   * more than a chunk.
+   * Pushes made together share a script call while they are of one kind (ready, or due at
+   * the same time), share a priority and hold no more than a chunk; a unique push goes alone.
    */
-  fits(items, jobs) {
-    return jobs.level === items[0].level && items.reduce((n, j) => n + j.length, jobs.length) <= PUSH_CHUNK;
+  fits(items, item) {
+    const first = items[0];
+    return item.kind !== 'unique' && item.kind === first.kind && item.level === first.level && item.due === first.due
+      && items.reduce((n, i) => n + i.jobs.length, item.jobs.length) <= PUSH_CHUNK;
   }
 
-  /** Issues the push calls for the lane's entries (each a list of [json, max] pairs). */
+  /**
+   * Issues the calls for the lane's entries (each item a list of [json, max] pairs, of one
+   * kind and priority) at once: push, schedule (due later) or push_unique.
+   */
   send(entries) {
     const limit = this.queue.settings.max_job_bytes;
     const good = [];
     for (const entry of entries) {
-      const i = entry.item.findIndex(([json]) => Buffer.byteLength(json) > limit);
+      const i = entry.item.jobs.findIndex(([json]) => Buffer.byteLength(json) > limit);
       if (i < 0) good.push(entry);
       else {
-        const bytes = Buffer.byteLength(entry.item[i][0]);
-        entry.reject(new SqueError('too_large', `job ${i + 1} is ${bytes} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`));
+        const bytes = Buffer.byteLength(entry.item.jobs[i][0]);
+        const which = entry.item.kind === 'unique' ? 'the job' : `job ${i + 1}`;
+        entry.reject(new SqueError('too_large', `${which} is ${bytes} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`));
       }
     }
     if (good.length === 0) return;
+    const { kind, level, due } = good[0].item;
     const k = this.queue.keys;
-    const keys = [k.meta, k.waitingAt(good[0].item.level), k.jobs, k.stats, k.requests, k.leases, k.workers];
-    const jobs = good.flatMap((e) => e.item);
+    if (kind === 'unique') {
+      const keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers, k.scheduled];
+      // The new id, or 0 then this job's number (1) and the id of the job that holds its key.
+      this.queue.con.script('push_unique', keys, good[0].item.args).then(
+        (reply) => good[0].resolve(String(reply.length > 1 ? reply[2] : reply[0])),
+        (err) => good[0].reject(err),
+      );
+      return;
+    }
+    let keys;
+    if (kind === 'schedule') {
+      keys = [k.meta, k.jobs, k.scheduled];
+      if (level !== NORMAL_PRIORITY) keys.push(k.waitingAt(level));
+    } else {
+      keys = [k.meta, k.waitingAt(level), k.jobs, k.stats, k.requests, k.leases, k.workers];
+    }
+    const jobs = good.flatMap((e) => e.item.jobs);
     const calls = [];
     for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
-      const args = jobs.slice(i, i + PUSH_CHUNK).flat();
-      calls.push(this.queue.con.script('push', keys, args).then(Number));
+      const chunk = jobs.slice(i, i + PUSH_CHUNK);
+      const args = kind === 'schedule' ? chunk.flatMap(([json, max]) => [json, max, due]) : chunk.flat();
+      calls.push(this.queue.con.script(kind, keys, args).then(Number));
     }
     // Ids are consecutive within a call; an entry's ids follow the entries before it.
     Promise.all(calls).then(
       (firsts) => {
         let at = 0;
         for (const e of good) {
-          e.resolve(e.item.map((_, j) => {
+          e.resolve(e.item.jobs.map((_, j) => {
             const n = at + j;
             return String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK));
           }));
-          at += e.item.length;
+          at += e.item.jobs.length;
         }
       },
       (err) => {
@@ -177,30 +209,6 @@ class Manager {
         for (const e of good) e.reject(settled);
       },
     );
-  }
-
-  /**
-   * Pushes [json, max] pairs due at `due` ("+MS" or "@MS") through the schedule script, to
-   * join the list of priority `level` when due.
-   */
-  async schedule(jobs, due, level = NORMAL_PRIORITY) {
-    await this.queue.ready;
-    const k = this.queue.keys;
-    tooLarge(jobs, this.queue.settings.max_job_bytes);
-    const keys = [k.meta, k.jobs, k.scheduled];
-    if (level !== NORMAL_PRIORITY) keys.push(k.waitingAt(level));
-    const calls = [];
-    for (let at = 0; at < jobs.length; at += PUSH_CHUNK) {
-      const args = jobs.slice(at, at + PUSH_CHUNK).flatMap(([json, max]) => [json, max, due]);
-      calls.push(this.queue.con.script('schedule', keys, args).then(Number));
-    }
-    let firsts;
-    try {
-      firsts = await Promise.all(calls);
-    } catch (err) {
-      throw partly(calls, err);
-    }
-    return jobs.map((_, n) => String(firsts[Math.floor(n / PUSH_CHUNK)] + (n % PUSH_CHUNK)));
   }
 
   /**
@@ -230,7 +238,12 @@ class Manager {
           throw new SqueError('dead', `job ${id} is dead: ${error.message}`);
         }
       }
-      if (Number(pending) === 0 && !error) return null;
+      if (Number(pending) === 0 && !error) {
+        // The job is gone and left no error: it completed. The reads above are not one
+        // transaction, so it may have completed after its result was read: read it again.
+        const late = await this.queue.con.command(k.results, ['HGET', k.results, id]);
+        return late !== null && late !== undefined ? JSON.parse(late) : null;
+      }
       if (Date.now() > until) throw new SqueError('timeout', `job ${id} did not complete within ${timeout} ms`);
       await sleep(every);
     }
@@ -286,11 +299,21 @@ class Manager {
     };
   }
 
+  /**
+   * Dispatches, reaps and promotes until close(), or until the queue comes to require a
+   * feature this package does not serve (a `sque-host schedule add` after this manager
+   * opened): the queue's `requires` is read again once a second (no script answers it), and
+   * then this manager stops, with a warning (process.emitWarning, a SqueError of code
+   * 'feature'), and goes on as one opened with {dispatch: false}.
+   */
   startDispatching() {
     const k = this.queue.keys;
+    this.dispatching = true;
+    const on = () => this.dispatching && !this.closed;
     let running = false;
     let again = false;
     const dispatch = async () => {
+      if (!on()) return;
       if (running) {
         again = true;
         return;
@@ -303,9 +326,9 @@ class Manager {
           for (;;) {
             const [n, wait] = (await this.queue.con.script('dispatch', [k.meta, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [DISPATCH_BATCH])).map(Number);
             rateWait = wait;
-            if (n < DISPATCH_BATCH || this.closed) break;
+            if (n < DISPATCH_BATCH || !on()) break;
           }
-        } while (again && !this.closed);
+        } while (again && on());
       } catch {
         // Redis is away: the sweep tries again.
       } finally {
@@ -313,7 +336,7 @@ class Manager {
       }
       // The queue's rate limit held jobs back: dispatch again when it lets the next one go.
       clearTimeout(rateTimer);
-      if (rateWait >= 0 && !this.closed) rateTimer = setTimeout(dispatch, rateWait);
+      if (rateWait >= 0 && on()) rateTimer = setTimeout(dispatch, rateWait);
     };
     let rateTimer = null;
     this.stopRateTimer = () => clearTimeout(rateTimer);
@@ -322,14 +345,14 @@ class Manager {
     let promoting = false;
     let promoteTimer = null;
     const promote = async () => {
-      if (promoting || this.closed) return;
+      if (promoting || !on()) return;
       promoting = true;
       clearTimeout(promoteTimer);
       let wait = PROMOTE_IDLE_MS;
       try {
         for (;;) {
           const [moved, nextDue] = (await this.queue.con.script('promote', [k.meta, k.scheduled, k.waiting, k.requests, k.jobs, k.leases, k.workers, k.stats], [PROMOTE_BATCH])).map(Number);
-          if (moved < PROMOTE_BATCH || this.closed) {
+          if (moved < PROMOTE_BATCH || !on()) {
             if (nextDue >= 0) wait = Math.min(nextDue + 1, PROMOTE_IDLE_MS);
             break;
           }
@@ -339,28 +362,39 @@ class Manager {
       } finally {
         promoting = false;
       }
-      if (!this.closed) promoteTimer = setTimeout(promote, wait);
+      if (on()) promoteTimer = setTimeout(promote, wait);
     };
     this.stopPromoting = () => clearTimeout(promoteTimer);
-    this.queue.con
-      .subscribe(k.wake, (message) => {
-        if (String(message) === 'scheduled') promote();
-        dispatch();
-      })
-      .then((unsubscribe) => {
-        if (this.closed) unsubscribe();
-        else this.unsubscribe = unsubscribe;
-      })
-      .catch(() => {});
+    // The wake channel. A subscription that could not be made (Redis away) is tried again
+    // by the check below; the sweep covers the wake-ups missed meanwhile.
+    let subscribing = false;
+    const subscribe = () => {
+      if (subscribing || this.unsubscribe || !on()) return;
+      subscribing = true;
+      this.queue.con
+        .subscribe(k.wake, (message) => {
+          if (String(message) === 'scheduled') promote();
+          dispatch();
+        })
+        .then((unsubscribe) => {
+          if (on()) this.unsubscribe = unsubscribe;
+          else unsubscribe();
+        })
+        .catch(() => {})
+        .finally(() => {
+          subscribing = false;
+        });
+    };
+    subscribe();
     this.timers.push(setInterval(dispatch, SWEEP_MS));
     let reaping = false;
     const reap = async () => {
-      if (reaping) return;
+      if (reaping || !on()) return;
       reaping = true;
       try {
         for (;;) {
           const [expired, promoted, dropped, dead] = (await this.queue.con.script('reap', [k.meta, k.leases, k.waiting, k.delayed, k.deadAt, k.errors, k.stats, k.results, k.resultsAt, k.workers, k.requests, k.jobs, k.dead], [REAP_BATCH])).map(Number);
-          if (Math.max(expired, promoted, dropped, dead) < REAP_BATCH || this.closed) break;
+          if (Math.max(expired, promoted, dropped, dead) < REAP_BATCH || !on()) break;
         }
       } catch {
         // Redis is away: the next tick tries again.
@@ -370,21 +404,65 @@ class Manager {
     };
     const every = Math.min(1000, Math.max(20, Math.floor(this.queue.settings.lease / 10)));
     this.timers.push(setInterval(reap, every));
+    // The features the queue requires, as they may change after it opened.
+    const check = async () => {
+      subscribe();
+      let requires;
+      try {
+        requires = await this.queue.con.command(k.meta, ['HGET', k.meta, 'requires']);
+      } catch {
+        return; // Redis is away: the next check reads it.
+      }
+      this.queue.requires = requires ? String(requires).split(',') : [];
+      const refused = unserved(this.queue.name, this.queue.requires);
+      if (refused && on()) {
+        this.stopDispatching();
+        refused.message += '; this manager stopped dispatching (its pushes still go)';
+        process.emitWarning(refused);
+      }
+    };
+    this.timers.push(setInterval(check, REQUIRES_CHECK_MS));
     dispatch();
     promote();
+  }
+
+  /** Stops dispatching, reaping and promoting; the manager still pushes. */
+  stopDispatching() {
+    this.dispatching = false;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.stopPromoting) this.stopPromoting();
+    if (this.stopRateTimer) this.stopRateTimer();
+    const unsubscribe = this.unsubscribe;
+    this.unsubscribe = null;
+    if (unsubscribe) return Promise.resolve(unsubscribe()).catch(() => {});
+    return Promise.resolve();
   }
 
   /** Stops dispatching and reaping, and lets go of the connection. */
   async close() {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
-    if (this.stopPromoting) this.stopPromoting();
-    if (this.stopRateTimer) this.stopRateTimer();
+    const stopped = this.stopDispatching();
     await this.ready.catch(() => {});
-    if (this.unsubscribe) await this.unsubscribe();
+    await stopped;
     await this.queue.close();
   }
+}
+
+/**
+ * Why a Node manager may not dispatch a queue that requires `requires`, or null. Cron
+ * schedules are ticked, and follow-up jobs moved, by sque-host and the Rust manager only: a
+ * Node manager that dispatched would leave them silent in a deployment of Node alone.
+ */
+function unserved(name, requires) {
+  if (requires.includes('cron')) {
+    return new SqueError('feature', `queue ${JSON.stringify(name)} has cron schedules, which this package does not run: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
+  }
+  if (requires.includes('children')) {
+    return new SqueError('feature', `queue ${JSON.stringify(name)} has handlers that push follow-up jobs, which this package does not move: run sque-host (or the Rust manager) on the queue, and open this manager with {dispatch: false}`);
+  }
+  return null;
 }
 
 /** The error of a push of many calls of which some may have gone through. */
@@ -406,7 +484,46 @@ function encode(params, i) {
   if (depth(params) >= 128) {
     throw new SqueError('invalid_input', `job ${i + 1} is nested 128 levels deep or more; the most allowed is 127`);
   }
+  // JSON.stringify writes NaN and the infinities as null, silently: refused, as a value no
+  // JSON holds, rather than handed to a worker changed. Only data whose text has a null can
+  // hold one, so most jobs are not walked for it.
+  if (json.includes('null')) {
+    const found = nonFinite(params);
+    if (found !== undefined) {
+      throw new SqueError('invalid_input', `job ${i + 1} holds ${found}${found === 'NaN' ? '' : ' (an infinity)'}, which JSON cannot hold: JSON.stringify would make it null; use null, a string or a finite number`);
+    }
+  }
+  if (loneSurrogate(json)) {
+    throw new SqueError('invalid_input', `job ${i + 1} holds a string with a lone UTF-16 surrogate (half of a character, e.g. a string cut in the middle of an emoji), which is not text: a worker of another language cannot read it; cut strings on whole characters (Array.from(string))`);
+  }
   return json;
+}
+
+/**
+ * Whether JSON text (as JSON.stringify writes it) holds a lone surrogate: JSON.stringify
+ * writes one as an escape (`\ud83d`, since Node 12) and a paired one as the character
+ * itself, so any escape of a surrogate in its text is a lone one. An escape is one whose
+ * backslash is not itself escaped (an even number of backslashes before it). Text without
+ * any `\u` escape (nearly all) is not searched further.
+ */
+function loneSurrogate(json) {
+  return json.includes('\\u') && LONE_SURROGATE_ESCAPE.test(json);
+}
+const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f]/i;
+
+/** A number in `value` that JSON cannot hold (NaN, Infinity, -Infinity), as text; or undefined. */
+function nonFinite(value) {
+  const stack = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return String(v);
+    } else if (v !== null && typeof v === 'object' && typeof v.toJSON !== 'function') {
+      // (An object with toJSON, a Date, is written as toJSON makes it, not as its values.)
+      for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push(child);
+    }
+  }
+  return undefined;
 }
 
 /** How deeply arrays and objects nest, looking no deeper than the limit. */
@@ -421,14 +538,6 @@ function depth(value) {
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
   }
   return deepest;
-}
-
-/** Refuses [json, max] pairs of which one is over `limit` bytes, before anything is pushed. */
-function tooLarge(jobs, limit) {
-  const i = jobs.findIndex(([json]) => Buffer.byteLength(json) > limit);
-  if (i >= 0) {
-    throw new SqueError('too_large', `job ${i + 1} is ${Buffer.byteLength(jobs[i][0])} bytes of JSON, over the queue's limit of ${limit} bytes (max_job_bytes); nothing was pushed: keep large payloads elsewhere and push a reference`);
-  }
 }
 
 /** The priority of `priority` ('high', 'normal', 'low', 0 to 9; normal when absent). */
@@ -471,6 +580,16 @@ function encodeDue({ delay, at }) {
   return null;
 }
 
+/** A value as a message shows it (JSON.stringify gives nothing for some, and throws for others). */
+function show(v) {
+  try {
+    const json = JSON.stringify(v);
+    return json === undefined ? String(v) : json;
+  } catch {
+    return typeof v;
+  }
+}
+
 function parseRecord(text) {
   if (text === null || text === undefined) return null;
   try {
@@ -484,4 +603,4 @@ function parseRecord(text) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { Manager, depth, parseRecord };
+module.exports = { Manager, depth, loneSurrogate, parseRecord };
