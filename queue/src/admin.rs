@@ -71,8 +71,9 @@ impl Admin {
     /// Cancels job `id`, whatever it is doing: a waiting, scheduled or retrying job never runs;
     /// a running one is refused its next renewal and acknowledgement, and its holder stops it
     /// (`Job::cancelled`). It is recorded as cancelled (`Inspector::job`), kept as long as a
-    /// result, and never retried; its unique key is freed. A dead job is purged instead, and a
-    /// job that has ended cannot be cancelled: the answer says which it was.
+    /// result, and never retried; its unique key is freed. A dead job, or one that has ended,
+    /// cannot be cancelled (a dead one can be purged, `Admin::purge_dead_jobs`): the answer
+    /// says which it was.
     pub async fn cancel(&self, id: &JobId) -> Result<Cancelled> {
         scripts::cancel::call(&self.queue, id.as_str()).await
     }
@@ -98,6 +99,16 @@ impl Admin {
             ..schedule.clone()
         };
         let definition = serde_json::to_string(schedule).expect("a schedule serializes");
+        // The data as a worker reads each job, and the definition as the scheduler reads it
+        // back: one level deeper than the data, so data of 127 levels made a schedule that
+        // could not be read and pushed nothing.
+        if let Err(e) = crate::wire::check_data(data.as_bytes())
+            .and_then(|()| crate::wire::check_data(definition.as_bytes()))
+        {
+            return Err(crate::Error::InvalidInput(format!(
+                "the schedule's data cannot be kept: {e}"
+            )));
+        }
         let now = redis_now_ms(&self.queue).await?;
         let first = schedule.next_after(now)?;
         scripts::schedules::set(&self.queue, name, &definition, first, schedule.level()).await?;

@@ -111,8 +111,25 @@ impl From<redis::RedisError> for Error {
         };
         match e.code() {
             Some(codes::INVALID) => return Error::InvalidInput(detail()),
-            Some(codes::TOO_LARGE) => return Error::InvalidInput(detail()),
-            Some(codes::NO_QUEUE) => return Error::NoSuchQueue(detail()),
+            Some(codes::TOO_LARGE) => {
+                // "SQUE_TOOLARGE job N is B bytes, over the queue's limit of L bytes": the
+                // queue's limit as the script read it (a producer's may be older).
+                let detail = detail();
+                return match too_large(&detail) {
+                    Some((size, limit)) => Error::JobTooLarge { size, limit },
+                    None => Error::InvalidInput(detail),
+                };
+            }
+            Some(codes::NO_QUEUE) => {
+                // "Q has no setting F; open the queue first": the queue was never opened (or
+                // by a version without F), which an open (a push, a host) mends.
+                let detail = detail();
+                let queue = match detail.split_once(" has no setting ") {
+                    Some((queue, _)) => queue.to_string(),
+                    None => detail,
+                };
+                return Error::NoSuchQueue(queue);
+            }
             Some(codes::FEATURE) => {
                 // "SQUE_FEATURE <feature> <queue name>"
                 let detail = detail();
@@ -195,3 +212,23 @@ impl Error {
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The size and the limit in a script's `SQUE_TOOLARGE` text.
+fn too_large(detail: &str) -> Option<(usize, usize)> {
+    let (_, rest) = detail.split_once(" is ")?;
+    let (size, rest) = rest.split_once(" bytes, over the queue's limit of ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some((size.parse().ok()?, limit.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_large;
+
+    #[test]
+    fn a_script_s_size_refusal_gives_the_size_and_the_limit() {
+        let text = "job 3 is 2048 bytes, over the queue's limit of 1024 bytes";
+        assert_eq!(too_large(text), Some((2048, 1024)));
+        assert_eq!(too_large("job 3: something else"), None);
+    }
+}

@@ -32,6 +32,15 @@ pub struct FollowUp {
 impl FollowUp {
     /// A follow-up of `data` to `queue`. Refuses a bad queue name.
     pub fn new(queue: &str, data: &serde_json::Value) -> Result<FollowUp> {
+        // Checked now, while the parent can still be failed: a follow-up no worker can read
+        // would be buried as poison in its queue once moved.
+        if crate::producer::depth(data) >= crate::wire::MAX_DEPTH {
+            return Err(Error::InvalidInput(format!(
+                "the follow-up's data is nested {} levels deep or more; the most allowed is {}",
+                crate::wire::MAX_DEPTH,
+                crate::wire::MAX_DEPTH - 1
+            )));
+        }
         let json = serde_json::to_string(data).expect("a serde_json::Value always serializes");
         FollowUp::from_json(queue, json)
     }
@@ -48,10 +57,18 @@ impl FollowUp {
         })
     }
 
-    /// Runs no sooner than `delay` after the job that pushed it completes.
-    pub fn delay(mut self, delay: Duration) -> FollowUp {
+    /// Runs no sooner than `delay` after the job that pushed it completes. Refused over 100
+    /// years (`settings::LONGEST_DURATION`), now rather than when it is moved, after its
+    /// parent has completed.
+    pub fn delay(mut self, delay: Duration) -> Result<FollowUp> {
+        if delay > crate::settings::LONGEST_DURATION {
+            return Err(Error::InvalidInput(format!(
+                "a follow-up's delay of {}s is over the longest allowed, 100 years",
+                delay.as_secs()
+            )));
+        }
         self.delay = Some(delay);
-        self
+        Ok(self)
     }
 
     /// Pushes nothing if a job with this key is in the queue (as `JobOptions::unique_key`).
@@ -151,7 +168,19 @@ mod tests {
         assert!(FollowUp::from_json("bad name", "1".into()).is_err());
         let f = FollowUp::from_json("emails", "{}".into())
             .unwrap()
-            .delay(Duration::from_millis(1500));
+            .delay(Duration::from_millis(1500))
+            .unwrap();
         assert_eq!(f.staged(), ["emails", "+1500", "", "{}"].map(String::from));
+        // What would be refused when moved, after the parent completed, is refused now.
+        let ages = Duration::from_secs(101 * 365 * 24 * 3600);
+        assert!(FollowUp::from_json("emails", "1".into())
+            .unwrap()
+            .delay(ages)
+            .is_err());
+        let deep: serde_json::Value =
+            serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+        let mut deeper = deep;
+        deeper = serde_json::Value::Array(vec![deeper]);
+        assert!(FollowUp::new("emails", &deeper).is_err());
     }
 }

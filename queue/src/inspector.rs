@@ -445,7 +445,7 @@ impl Inspector {
                 redis::cmd("ZRANGE")
                     .arg(&k.leases)
                     .arg(0)
-                    .arg(n - 1)
+                    .arg(last_index(n))
                     .arg("WITHSCORES")
                     .query_async(&mut con)
                     .await?
@@ -515,7 +515,7 @@ impl Inspector {
         let alive: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(&k.workers)
             .arg(0)
-            .arg(limit - 1)
+            .arg(last_index(limit))
             .arg("WITHSCORES")
             .query_async(&mut con)
             .await?;
@@ -905,6 +905,12 @@ async fn scan_one(
         }
         cursor = next;
     }
+}
+
+/// The index of a range's last member, for the first `limit` (at least 1): Redis reads an
+/// index as a signed 64-bit number, so a limit past that (`usize::MAX`, for "all") is all.
+fn last_index(limit: usize) -> i64 {
+    i64::try_from(limit - 1).unwrap_or(-1)
 }
 
 /// Whether dead-list entry `entry` is job `id`'s: its lease token names the id, or the

@@ -4,8 +4,11 @@
 //! scheduled set instead (`schedule.lua`), and a manager's promoter moves it to the tail of
 //! the queue when it is due.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use redis::AsyncCommands as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -160,6 +163,10 @@ impl JobOptions {
 #[derive(Clone)]
 pub struct Producer {
     queue: Queue,
+    /// The queue's size limit as last read (`max_job_bytes`): read when the queue is opened,
+    /// and again after a job over it is refused, since the limit may have been raised since
+    /// (docs/PROTOCOL.md, "Producers read them"). Shared by the producer's clones.
+    limit: Arc<AtomicUsize>,
 }
 
 /// A job checked against the queue's limits, ready to push.
@@ -206,7 +213,30 @@ impl Producer {
     }
 
     pub(crate) fn from_queue(queue: Queue) -> Producer {
-        Producer { queue }
+        let limit = Arc::new(AtomicUsize::new(queue.settings.max_job_bytes as usize));
+        Producer { queue, limit }
+    }
+
+    /// [`Producer::encode`], and when the job is over the size limit last read, again once the
+    /// limit is read anew: a producer opened before the limit was raised would refuse by the
+    /// old one for as long as it lives.
+    async fn encode_now(&self, data: &Value, options: &JobOptions) -> Result<EncodedJob> {
+        match self.encode(data, options) {
+            Err(Error::JobTooLarge { .. }) if self.read_limit_again().await? => {
+                self.encode(data, options)
+            }
+            other => other,
+        }
+    }
+
+    /// Reads the queue's size limit again; whether it changed.
+    async fn read_limit_again(&self) -> Result<bool> {
+        let mut con = self.queue.con.clone();
+        let read: Option<String> = con.hget(&self.queue.keys.meta, "max_job_bytes").await?;
+        let Some(limit) = read.and_then(|l| l.parse::<usize>().ok()) else {
+            return Ok(false);
+        };
+        Ok(self.limit.swap(limit, Ordering::Relaxed) != limit)
     }
 
     /// The queue's name.
@@ -221,18 +251,27 @@ impl Producer {
 
     /// Adds a job with its own settings.
     pub async fn push_with(&self, data: Value, options: JobOptions) -> Result<JobId> {
-        let job = self.encode(&data, &options)?;
+        let job = self.encode_now(&data, &options).await?;
         let mut ids = self.push_encoded(std::slice::from_ref(&job)).await?;
         Ok(ids.pop().expect("one id for one job"))
     }
 
     /// Adds many jobs, in order, pipelined in chunks. Every job is checked before anything is
     /// written: one bad job fails the call with nothing pushed. Returns the ids in order.
+    /// More than 1,000 jobs go in several script calls, each all or nothing: should Redis
+    /// refuse one of them (the queue's size limit lowered since it was read), the calls
+    /// beside it may have been written, and the error does not give their ids.
     pub async fn push_many(&self, jobs: impl IntoIterator<Item = Value>) -> Result<Vec<JobId>> {
-        let encoded = jobs
-            .into_iter()
-            .map(|data| self.encode(&data, &JobOptions::default()))
-            .collect::<Result<Vec<_>>>()?;
+        let jobs: Vec<Value> = jobs.into_iter().collect();
+        let encode = |jobs: &[Value]| {
+            jobs.iter()
+                .map(|data| self.encode(data, &JobOptions::default()))
+                .collect::<Result<Vec<_>>>()
+        };
+        let encoded = match encode(&jobs) {
+            Err(Error::JobTooLarge { .. }) if self.read_limit_again().await? => encode(&jobs)?,
+            other => other?,
+        };
         self.push_encoded(&encoded).await
     }
 
@@ -278,7 +317,16 @@ impl Producer {
                 pipe.ignore_errors().query_async(&mut con).await?
             };
             for (chunk, reply) in chunks.iter().zip(replies) {
-                let reply = reply?;
+                let reply = match reply.map_err(Error::from) {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        // The limit the script read is the queue's now.
+                        if let Error::JobTooLarge { limit, .. } = e {
+                            self.limit.store(limit, Ordering::Relaxed);
+                        }
+                        return Err(e);
+                    }
+                };
                 match chunk[0].kind() {
                     // The first new id, then each job not pushed with its key's holder.
                     Kind::Unique => {
@@ -337,9 +385,9 @@ impl Producer {
         })
     }
 
-    /// The queue's size limit, in bytes of JSON.
+    /// The queue's size limit, in bytes of JSON, as last read.
     pub fn max_job_bytes(&self) -> usize {
-        self.queue.settings.max_job_bytes as usize
+        self.limit.load(Ordering::Relaxed)
     }
 }
 
@@ -392,7 +440,7 @@ fn invocation_for(
 
 /// How deeply arrays and objects nest in `value` (a scalar: 0), looking no deeper than the
 /// limit.
-fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     fn walk(value: &Value, level: usize) -> usize {
         if level >= crate::wire::MAX_DEPTH {
             return level;

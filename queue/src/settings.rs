@@ -283,6 +283,18 @@ impl QueueSettings {
                     d.as_secs()
                 ));
             }
+            // Kept in whole milliseconds: a fraction would be cut off, and what is kept
+            // would not be what was checked (a backoff of 500 µs kept as 0).
+            if d.subsec_nanos() % 1_000_000 != 0 {
+                return bad(format!(
+                    "{name} of {d:?} is not a whole number of milliseconds, which is how it is kept"
+                ));
+            }
+        }
+        if self.result_ttl.is_zero() {
+            return bad(
+                "result_ttl must be at least 1 ms (to keep no results, set result_max to 0)".into(),
+            );
         }
         if self.lease < Duration::from_millis(100) {
             return bad(format!(
@@ -450,5 +462,33 @@ mod tests {
             ..SettingsChange::default()
         });
         assert!(s.validate().is_ok(), "a century is allowed");
+    }
+
+    #[test]
+    fn durations_are_whole_milliseconds_as_kept_and_results_are_kept_a_while() {
+        let s = QueueSettings::default().with(&SettingsChange {
+            backoff: Some(Duration::from_micros(500)),
+            ..SettingsChange::default()
+        });
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("backoff") && e.contains("whole number of milliseconds"),
+            "{e}"
+        );
+        let s = QueueSettings::default().with(&SettingsChange {
+            lease: Some(Duration::from_micros(1_500_500)),
+            inbox_ttl: Some(Duration::from_secs(60)),
+            ..SettingsChange::default()
+        });
+        assert!(s.validate().unwrap_err().to_string().contains("lease"));
+        let s = QueueSettings::default().with(&SettingsChange {
+            result_ttl: Some(Duration::ZERO),
+            ..SettingsChange::default()
+        });
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("result_max to 0"));
     }
 }

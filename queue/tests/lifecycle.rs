@@ -320,6 +320,16 @@ async fn three_managers_push_each_tick_once_and_missed_ticks_once() {
     let bad = Schedule::new("0 25 * * *", json!(1));
     let e = admin.set_schedule("bad", &bad).await.unwrap_err();
     assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    // Data of 127 levels: a job could hold it, but the definition that wraps it could not be
+    // read back, and the schedule would push nothing.
+    let deep: serde_json::Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+    let e = admin
+        .set_schedule("deep", &Schedule::new("* * * * *", deep))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nested"), "{e}");
+    assert!(inspector.schedules().await.unwrap().is_empty());
     for m in &managers {
         m.shutdown().await.unwrap();
     }

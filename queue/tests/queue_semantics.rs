@@ -848,6 +848,47 @@ async fn the_dead_list_is_read_a_page_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_producer_follows_the_size_limit_as_it_changes() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("sized", opts(&redis).max_job_bytes(100))
+        .await
+        .unwrap();
+    let admin = sque::Admin::new("sized", opts(&redis)).await.unwrap();
+    let middling = json!("x".repeat(150));
+    // Raised after the producer read it: the producer reads it again rather than refuse.
+    let raise = sque::SettingsChange {
+        max_job_bytes: Some(1000),
+        ..Default::default()
+    };
+    admin.configure(&raise).await.unwrap();
+    manager.push(middling.clone()).await.unwrap();
+    manager
+        .push_many(vec![json!(1), middling.clone()])
+        .await
+        .unwrap();
+    assert_eq!(manager.producer().max_job_bytes(), 1000);
+    // Lowered: the script refuses with the queue's limit now, which the producer keeps.
+    let lower = sque::SettingsChange {
+        max_job_bytes: Some(100),
+        ..Default::default()
+    };
+    admin.configure(&lower).await.unwrap();
+    let err = manager.push(middling.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::JobTooLarge {
+                size: 152,
+                limit: 100
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(manager.producer().max_job_bytes(), 100);
+    assert_eq!(manager.stats().await.unwrap().pushed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dead_job_is_found_by_its_id_wherever_it_is_in_the_list() {
     let redis = RedisServer::start();
     let manager = Manager::new("found", opts(&redis).max_attempts(1))
@@ -896,6 +937,9 @@ async fn a_dead_job_is_found_by_its_id_wherever_it_is_in_the_list() {
     };
     manager.push_with(json!("alive"), twice).await.unwrap();
     let job = within("a job", client.i_am_free(None)).await.unwrap();
+    // "All" asked for as usize::MAX, which Redis would refuse as an index.
+    assert_eq!(inspector.running(usize::MAX).await.unwrap().len(), 1);
+    assert_eq!(inspector.workers(usize::MAX).await.unwrap().len(), 1);
     assert!(matches!(
         client.fail(&job, "later").await.unwrap(),
         FailOutcome::Retry { .. }

@@ -68,7 +68,9 @@ impl FollowUps {
         let mut job =
             FollowUp::from_json(queue, data).map_err(|e| Refused::Invalid(e.to_string()))?;
         if let Some(ms) = delay_ms {
-            job = job.delay(Duration::from_millis(ms.min(100 * 365 * 24 * 3600 * 1000)));
+            job = job
+                .delay(Duration::from_millis(ms))
+                .map_err(|e| Refused::Invalid(e.to_string()))?;
         }
         if let Some(key) = unique_key {
             job = job

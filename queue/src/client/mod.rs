@@ -76,6 +76,25 @@ impl<'a> Failure<'a> {
             retry: false,
         }
     }
+
+    /// A code is a word of 1 to 32 lowercase letters and underscores, and not `poison`: that
+    /// one is the queue's own mark of data no worker can be given, which `retry_dead` refuses
+    /// for good.
+    fn check(&self) -> Result<()> {
+        let word = |c: char| c.is_ascii_lowercase() || c == '_';
+        if self.code.is_empty() || self.code.len() > 32 || !self.code.chars().all(word) {
+            return Err(Error::InvalidInput(format!(
+                "a failure's code is a word of 1 to 32 lowercase letters and underscores (retry, timeout, ...), not {:?}",
+                crate::wire::shown(self.code)
+            )));
+        }
+        if self.code == "poison" {
+            return Err(Error::InvalidInput(
+                "the failure code \"poison\" is the queue's own (data no worker can be given): choose another".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A worker of one queue.
@@ -298,6 +317,7 @@ impl Client {
     /// `docs/HOST.md`), kept beside its message as the job's last error.
     pub async fn fail_with(&self, job: &Job, failure: &Failure<'_>) -> Result<FailOutcome> {
         self.check_queue(job)?;
+        failure.check()?;
         let ack = self.worker.begin_ack(job.lease_token());
         let failed = scripts::fail::call(
             &self.worker.queue,
@@ -451,6 +471,21 @@ impl Drop for Waiting<'_> {
         let mut registry = self.worker.registry();
         if registry.abandon(self.seq) {
             self.worker.withdraw_later(self.seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    #[test]
+    fn a_failure_s_code_is_a_word_and_not_the_queue_s_own() {
+        for good in ["retry", "timeout", "out_of_memory", "x"] {
+            assert!(Failure::retry(good, "m").check().is_ok(), "{good}");
+        }
+        for bad in ["", "poison", "Trap", "two words", "a-b", &"x".repeat(33)] {
+            assert!(Failure::permanent(bad, "m").check().is_err(), "{bad:?}");
         }
     }
 }
