@@ -74,8 +74,18 @@ export function enabled(level) {
   return hostEnabled(level);
 }
 
+/** `value` as text: `String()`, or what it is when that throws (an object without a
+ * prototype, a `toString` that throws). */
+function text(value) {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 const line = (level, message) => {
-  if (hostEnabled(level)) hostLog(level, String(message));
+  if (hostEnabled(level)) hostLog(level, text(message));
 };
 
 export const trace = (message) => line('trace', message);
@@ -86,8 +96,9 @@ export const error = (message) => line('error', message);
 
 let environment;
 
-/** A variable `sque-host run --env` granted, or `fallback`. Read when first asked for: the
- * build runs the module's top level, so reading it there would keep the build's values. */
+/** A variable `sque-host run --env` granted, or `fallback`. Read when first asked for, in a
+ * job: the build runs the module's top level, where no import can be called (the build
+ * fails with "attempted to call an unknown imported function"). */
 export function env(name, fallback = undefined) {
   environment ??= new Map(getEnvironment());
   return environment.has(name) ? environment.get(name) : fallback;
@@ -97,7 +108,7 @@ export function env(name, fallback = undefined) {
  * at 256 bytes). The host records the latest, at most about once a second. */
 export function progress(percent, note = undefined) {
   const capped = Math.max(0, Math.min(100, Math.trunc(Number(percent)) || 0));
-  report(capped, note === undefined || note === null ? undefined : String(note));
+  report(capped, note === undefined || note === null ? undefined : text(note));
 }
 
 /**
@@ -105,13 +116,31 @@ export function progress(percent, note = undefined) {
  * completes (a job that fails or is retried pushes nothing). Returns its index among this
  * job's pushes. A push the host refuses throws `Fail`.
  */
-export function push(queue, data, { delayMs, uniqueKey } = {}) {
-  const options = {
-    delayMs: delayMs === undefined ? undefined : BigInt(delayMs),
-    uniqueKey,
-  };
+export function push(queue, data, options = undefined) {
+  // What cannot be sent is the handler's mistake, which no retry mends: Fail, before the host
+  // is asked (a negative delay wrapped around to a hundred years, once).
+  if (typeof queue !== 'string') throw new Fail(`push's queue is a name, not ${typeof queue}`);
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new Fail(`push's options are an object such as {delayMs: 1000}, not ${text(options)}`);
+  }
+  const { delayMs, uniqueKey } = options ?? {};
+  if (delayMs !== undefined && !(Number.isSafeInteger(delayMs) && delayMs >= 0)) {
+    throw new Fail(`push's delayMs is a whole number of milliseconds from 0, not ${text(delayMs)}`);
+  }
+  if (uniqueKey !== undefined && typeof uniqueKey !== 'string') {
+    throw new Fail(`push's uniqueKey is a string, not ${typeof uniqueKey}`);
+  }
+  let json;
   try {
-    return hostPush(String(queue), JSON.stringify(data), options);
+    json = JSON.stringify(data);
+  } catch (e) {
+    throw new Fail(`the job pushed to ${JSON.stringify(queue)} is not JSON: ${described(e)}`);
+  }
+  if (typeof json !== 'string') {
+    throw new Fail(`the job pushed to ${JSON.stringify(queue)} is not JSON (${typeof data})`);
+  }
+  try {
+    return hostPush(queue, json, { delayMs: delayMs === undefined ? undefined : BigInt(delayMs), uniqueKey });
   } catch (e) {
     const why = e?.payload ?? e;
     switch (why?.tag) {
@@ -121,24 +150,28 @@ export function push(queue, data, { delayMs, uniqueKey } = {}) {
         throw new Fail(`the job pushed to ${JSON.stringify(queue)} is too large (${why.val} bytes)`);
       case 'invalid':
         throw new Fail(`the push to ${JSON.stringify(queue)} is invalid: ${why.val}`);
-      default:
+      case 'limit':
         throw new Fail('this job has pushed as many jobs as it may');
+      default:
+        throw e;
     }
   }
 }
 
-const cut = (text) => String(text).slice(0, MAX_ERROR_CHARS);
+const cut = (message) => text(message).slice(0, MAX_ERROR_CHARS);
 
 /** What was thrown, as its name and message, then its stack: the start is what counts. */
 function described(thrown) {
   if (thrown instanceof Error) {
-    return `${thrown.name}: ${thrown.message}\n${thrown.stack ?? ''}`.trimEnd();
+    return `${text(thrown.name)}: ${text(thrown.message)}\n${text(thrown.stack ?? '')}`.trimEnd();
   }
+  let shown;
   try {
-    return `thrown: ${JSON.stringify(thrown)}`;
+    shown = JSON.stringify(thrown);
   } catch {
-    return `thrown: ${String(thrown)}`;
+    // Cyclic, or a BigInt: shown as String() shows it.
   }
+  return `thrown: ${typeof shown === 'string' ? shown : text(thrown)}`;
 }
 
 /**
@@ -155,6 +188,19 @@ export function handler(fn) {
       if (e instanceof Retry) throw { tag: 'retry', val: cut(e.message) };
       throw { tag: 'retry', val: cut(described(e)) };
     }
-    return value === undefined || value === null ? undefined : JSON.stringify(value);
+    if (value === undefined || value === null) return undefined;
+    // A result that is not JSON (a BigInt, a cycle, a function) is the handler's mistake,
+    // which another attempt would make again, after its side effects: Fail. (NaN and the
+    // infinities are null, as JSON.stringify makes them, and as the Rust SDK does.)
+    let json;
+    try {
+      json = JSON.stringify(value);
+    } catch (e) {
+      throw { tag: 'fail', val: cut(`the handler's result is not JSON: ${described(e)}`) };
+    }
+    if (typeof json !== 'string') {
+      throw { tag: 'fail', val: `the handler's result is not JSON (${typeof value})` };
+    }
+    return json;
   };
 }

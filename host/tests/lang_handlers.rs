@@ -76,6 +76,9 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         json!({"do": "progress"}),
         json!({"do": "push"}),
         json!({"do": "levels"}),
+        json!({"do": "unjson"}),
+        json!({"do": "bad-push"}),
+        json!({"do": "odd-progress"}),
     ];
     let total = jobs.len() as u64;
     let ids = m.push_many(jobs).await.unwrap();
@@ -129,6 +132,11 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         Some(json!({"info": true, "debug": false})),
         "{name}: the host's level (info)"
     );
+    assert_eq!(
+        m.result(&ids[12]).await.unwrap(),
+        Some(json!({"progressed": true})),
+        "{name}: percentages that are no number, and notes with no text, are not the job's end"
+    );
 
     let dead = dead_jobs(&Inspector::new("lang", opts).await.unwrap()).await;
     let find = |order: &str| {
@@ -161,6 +169,20 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
     assert!(
         error.contains(lang.stack_mentions),
         "{name}, the stack: {error}"
+    );
+    // The handler's own mistakes, which another attempt would repeat: the dead list at once
+    // (a result retried as an exception, a negative delay sent as a hundred years, before).
+    let (_, code, error) = find("unjson");
+    assert_eq!(code.as_deref(), Some("fail"), "{name}: {error}");
+    assert!(
+        error.contains("the handler's result is not JSON"),
+        "{name}: {error}"
+    );
+    let (_, code, error) = find("bad-push");
+    assert_eq!(code.as_deref(), Some("fail"), "{name}: {error}");
+    assert!(
+        error.contains("whole number of milliseconds from 0"),
+        "{name}: {error}"
     );
     let (_, code, error) = find("push");
     assert_eq!(code.as_deref(), Some("fail"), "{name}: {error}");

@@ -25,6 +25,7 @@ hand work on; ``info(msg)`` and its siblings send nothing below the host's level
 against ``sque:handler@0.2.1`` (``wit/handler.wit`` in this package).
 """
 
+import inspect as _inspect
 import json as _json
 import os as _os
 import sys as _sys
@@ -93,19 +94,49 @@ def env(name, default=None):
     return _os.environ.get(name, default)
 
 
+def _text(value):
+    """``value`` as text the host can take: ``str()`` (or, if that fails, its type), with any
+    lone surrogate replaced, since the bindings cannot send one and would end the runtime."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # noqa: BLE001 - a __str__ that raises
+        text = f"<{type(value).__name__} that cannot be shown>"
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def progress(percent, note=None):
-    """Reports how far the job has come: ``percent`` (0 to 100) and an optional short note
-    (cut at 256 bytes). The host records the latest, at most about once a second."""
-    _progress.report(max(0, min(int(percent), 100)), None if note is None else str(note))
+    """Reports how far the job has come: ``percent`` (0 to 100; below is 0, above is 100, and
+    what is not a number is 0) and an optional short note (cut at 256 bytes). The host records
+    the latest, at most about once a second."""
+    try:
+        share = float(percent)
+    except (TypeError, ValueError, OverflowError):
+        share = 0.0
+    share = 0.0 if share != share else max(0.0, min(share, 100.0))  # NaN is 0
+    _progress.report(int(share), None if note is None else _text(note))
 
 
 def push(queue, data, delay_ms=None, unique_key=None):
     """Pushes a follow-up job of ``data`` (any JSON value) to ``queue``, committed only when
     this job completes (a job that fails or is retried pushes nothing). Returns its index
-    among this job's pushes. A push the host refuses raises :class:`Fail`."""
-    options = _follow_up.PushOptions(delay_ms, unique_key)
+    among this job's pushes. A push the host refuses, or one that cannot be made (a queue
+    that is not a string, data that is not JSON, a delay that is not a whole number of ms
+    from 0), raises :class:`Fail`: no retry would mend it."""
+    if not isinstance(queue, str):
+        raise Fail(f"push's queue is a name, not {type(queue).__name__}")
     try:
-        return _follow_up.push(queue, _json.dumps(data), options)
+        json = _json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise Fail(f"the job pushed to {queue!r} is not JSON: {_text(e)}") from None
+    if delay_ms is not None and (
+        isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or not 0 <= delay_ms < 2**64
+    ):
+        raise Fail(f"push's delay_ms is a whole number of milliseconds from 0, not {delay_ms!r}")
+    if unique_key is not None and not isinstance(unique_key, str):
+        raise Fail(f"push's unique_key is text, not {type(unique_key).__name__}")
+    options = _follow_up.PushOptions(delay_ms, None if unique_key is None else _text(unique_key))
+    try:
+        return _follow_up.push(_text(queue), json, options)
     except _types.Err as e:
         why = e.value
         if isinstance(why, _follow_up.PushError_Denied):
@@ -138,7 +169,7 @@ def enabled(level):
 
 def _line(level, message):
     if _log.enabled(level):
-        _log.log(level, str(message))
+        _log.log(level, _text(message))
 
 
 def trace(message):
@@ -165,27 +196,43 @@ def _described(exc):
     """An exception as its type and message, then the traceback: the start is what counts."""
     head = "".join(_traceback.format_exception_only(type(exc), exc)).strip()
     trace = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
-    return f"{head}\n{trace}"[:MAX_ERROR_CHARS]
+    return _text(f"{head}\n{trace}"[:MAX_ERROR_CHARS])
 
 
 def handler(function):
     """Makes ``function(job) -> value`` the component's handler.
 
     componentize-py looks for a class named ``WitWorld`` in the app module: this defines it
-    there, so the decorated function is all a handler module needs.
+    there, so the decorated function is all a handler module needs. A coroutine function
+    (``async def``) is refused when the module is loaded, so the build fails: nothing would
+    run it.
     """
+    if _inspect.iscoroutinefunction(function):
+        raise TypeError(
+            f"@handler takes a plain function, not the coroutine function {function.__name__!r}: "
+            "write it without async (the component runs one job at a time)"
+        )
 
     class WitWorld(_wit_world.WitWorld):
         def handle(self, job):
             try:
                 value = function(Job(job.id, job.queue, job.attempt, job.data))
-                return None if value is None else _json.dumps(value)
             except Fail as e:
-                raise _types.Err(_wit_types.Error_Fail(str(e)[:MAX_ERROR_CHARS]))
+                raise _types.Err(_wit_types.Error_Fail(_text(e)[:MAX_ERROR_CHARS]))
             except Retry as e:
-                raise _types.Err(_wit_types.Error_Retry(str(e)[:MAX_ERROR_CHARS]))
+                raise _types.Err(_wit_types.Error_Retry(_text(e)[:MAX_ERROR_CHARS]))
             except Exception as e:  # noqa: BLE001 - every uncaught exception becomes a retry
                 raise _types.Err(_wit_types.Error_Retry(_described(e)))
+            if value is None:
+                return None
+            # Outside the handler's own errors: a result that is not JSON is the handler's
+            # mistake, which another attempt would make again (after its side effects).
+            try:
+                return _json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise _types.Err(
+                    _wit_types.Error_Fail(f"the handler's result is not JSON: {_text(e)}"[:MAX_ERROR_CHARS])
+                ) from None
 
     module = _sys.modules[function.__module__]
     module.WitWorld = WitWorld
