@@ -99,13 +99,13 @@ pub async fn start(host: &Host, prepared: Prepared) -> anyhow::Result<Served> {
     // The queue's figures are shown whether or not this host runs slots.
     let shown = match &host.metrics {
         None => None,
-        Some((all, interval)) => {
+        Some((_, interval)) => {
             let inspector = sque::Inspector::new(&queue, opts.clone())
                 .await
                 .map_err(connect("reading the queue for /metrics"))?;
-            let metrics = Arc::new(QueueMetrics::new(&queue, inspector, *interval));
-            all.add(metrics.clone());
-            Some(metrics)
+            // Shown once the queue has joined (below): a join that fails, in a reload, must
+            // leave no series behind.
+            Some(Arc::new(QueueMetrics::new(&queue, inspector, *interval)))
         }
     };
     let lane = match loaded {
@@ -128,6 +128,9 @@ pub async fn start(host: &Host, prepared: Prepared) -> anyhow::Result<Served> {
             Some(Lane::new(Arc::new(client), handler, metrics))
         }
     };
+    if let (Some((all, _)), Some(metrics)) = (&host.metrics, &shown) {
+        all.add(metrics.clone());
+    }
     Ok(Served {
         spec,
         lane,

@@ -391,3 +391,55 @@ async fn a_stop_while_redis_does_not_answer_ends_the_host_at_once() {
         "{log}"
     );
 }
+
+/// A Redis that keeps its connections and answers nothing (SIGSTOP) cannot hold a host's
+/// shutdown: each call gives up within seconds (the inbox's blocking pop had no limit of its
+/// own, and held the host for as long as Redis was stopped), the host exits 1 since it could
+/// not leave, and once Redis is back every job is done by another host, none lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stops_while_redis_answers_nothing() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let m = Manager::new("stuck", producer(&redis)).await.unwrap();
+    let total = 20;
+    m.push_many(counted_jobs(&server, total, 300))
+        .await
+        .unwrap();
+    let mut args = host_args(&server, "2");
+    args.extend(["--prefetch", "10", "--grace", "1s"].map(String::from));
+    let host = start(&redis, "stuck", &args);
+    eventually("jobs running", || async { server.paths().len() >= 2 }).await;
+    redis.freeze();
+    let (code, log) = host.stop().await;
+    redis.thaw();
+    assert_eq!(code, Some(1), "{log}");
+    let other = start(&redis, "stuck", &args);
+    wait_all_completed(&m, total).await;
+    no_dead(&m).await;
+    let ran = runs(&server);
+    assert_eq!(ran.len(), total, "every job ran: {ran:?}");
+    other.stop().await;
+}
+
+/// A second SIGTERM while the host stops (here, in a grace period of two minutes) ends it at
+/// once, exit 1; the job it held comes back when its lease runs out, and another host does
+/// it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_stop_ends_the_host_at_once() {
+    let redis = RedisServer::start();
+    let server = HttpServer::start().await;
+    let m = Manager::new("twice", producer(&redis)).await.unwrap();
+    m.push_many(counted_jobs(&server, 1, 3000)).await.unwrap();
+    let mut args = host_args(&server, "1");
+    args.extend(["--grace", "120s"].map(String::from));
+    let host = start(&redis, "twice", &args);
+    eventually("the job running", || async { server.paths().len() == 1 }).await;
+    host.signal("-TERM");
+    host.wait_for_log("SIGTERM: stopping").await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("SIGTERM again while stopping"), "{log}");
+    let other = start(&redis, "twice", &args);
+    wait_all_completed(&m, 1).await;
+    other.stop().await;
+}

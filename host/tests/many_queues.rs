@@ -442,3 +442,44 @@ async fn rate_limited_queue_beside_a_busy_one(order: &str) {
     let (code, log) = host.stop().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// With `--watch`, a file changed while a reload runs (here, one held up by a Redis that
+/// answers nothing) is reloaded too: the change was taken as seen, and the queue it added
+/// never joined, with nothing said.
+#[tokio::test]
+async fn a_file_changed_while_a_reload_runs_is_reloaded_too() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sque.toml");
+    let tables = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|name| queue_table(name, "noop", ""))
+            .collect()
+    };
+    write(&file, &format!("slots = 2\n{}", tables(&["first"])));
+    let host = Host::serve(
+        &redis.url(),
+        &["--config", file.to_str().unwrap(), "--watch"],
+    );
+    host.wait_for_log("started").await;
+    redis.freeze();
+    write(
+        &file,
+        &format!("slots = 2\n{}", tables(&["first", "second"])),
+    );
+    host.wait_for_log("reloading (a watched file changed)")
+        .await;
+    write(
+        &file,
+        &format!("slots = 2\n{}", tables(&["first", "second", "third"])),
+    );
+    redis.thaw();
+    for queue in ["second", "third"] {
+        let m = manager(&redis, queue).await;
+        m.push(json!({"n": 1})).await.unwrap();
+        wait_completed(&m, queue, 1).await;
+    }
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -426,6 +426,29 @@ impl RedisServer {
         }
     }
 
+    /// Stops every node with SIGSTOP (`thaw` goes on): connections stay open and nothing is
+    /// answered, as with a Redis swapped out or stuck.
+    pub fn freeze(&self) {
+        self.signal_nodes("-STOP");
+    }
+
+    /// Lets every node go on after [`RedisServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal_nodes("-CONT");
+    }
+
+    fn signal_nodes(&self, signal: &str) {
+        for node in &self.nodes {
+            if let Some(child) = &node.child {
+                let sent = std::process::Command::new("kill")
+                    .args([signal, &child.id().to_string()])
+                    .status()
+                    .expect("kill runs");
+                assert!(sent.success(), "kill {signal} of redis-server");
+            }
+        }
+    }
+
     /// Starts every node again on the same port, with the same data directory (a cluster
     /// node keeps its slots and peers in `nodes.conf` there).
     pub fn restart(&mut self) {

@@ -640,32 +640,60 @@ fn cores() -> usize {
 /// SIGINT/SIGTERM ask for shutdown; SIGHUP and (with --watch) file changes reload.
 async fn watch_signals(mut signals: Signals, stop: CancellationToken, reloader: Reloader) {
     let watch_files = reloader.args.watch;
+    let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stamps = |paths: Vec<PathBuf>| -> Vec<Option<std::time::SystemTime>> {
-        paths
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
+        paths.iter().map(stamp).collect()
     };
     let mut seen = stamps(reloader.watched().await);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        let why = tokio::select! {
             received = signals.next() => match received {
                 Received::Stop(name) => { tracing::info!("{name}: stopping"); break }
-                Received::Reload => {}
+                Received::Reload => "SIGHUP",
             },
             _ = poll.tick(), if watch_files => {
                 let now = stamps(reloader.watched().await);
                 if now == seen { continue }
+                "a watched file changed"
             }
         };
+        tracing::info!("reloading ({why})");
+        // The files as they are before the reload reads them: one changed while the reload
+        // runs (a config saved twice, a handler caught half-copied) is seen as changed at the
+        // next poll, and reloaded then. Files the reload newly watches are taken as they are
+        // after it.
+        let before: Vec<(PathBuf, Option<std::time::SystemTime>)> = reloader
+            .watched()
+            .await
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect();
         if let Err(e) = reloader.reload().await {
             tracing::error!(
                 "reload failed, keeping the running handlers and queues as they were: {}",
                 crate::cli::common::one_line(&e)
             );
         }
-        seen = stamps(reloader.watched().await);
+        seen = reloader
+            .watched()
+            .await
+            .iter()
+            .map(|p| match before.iter().find(|(q, _)| q == p) {
+                Some((_, s)) => *s,
+                None => stamp(p),
+            })
+            .collect();
     }
     stop.cancel();
+    // A second stop while the first is under way (a grace period to cut short, a Redis that
+    // answers nothing): out at once. What the host holds comes back when its leases run out.
+    tokio::spawn(async move {
+        let name = signals.stop_requested().await;
+        tracing::warn!("{name} again while stopping: exiting now; the jobs this host held come back when their leases run out");
+        std::process::exit(1);
+    });
 }

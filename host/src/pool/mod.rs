@@ -45,6 +45,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use sque::Job;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -171,9 +172,22 @@ pub async fn run(
         .collect();
 
     let _ = fetcher.await;
-    for s in slots {
-        let _ = s.await;
-    }
+    // The fetcher has stopped, and a stopped slot takes no job: what waits in the channel
+    // will never start. It goes back to the head of the queue now, while the slots finish
+    // their jobs within the grace period, not after it; and together, since each give-back
+    // waits for Redis (one by one, behind a Redis that answers nothing, that was the
+    // response timeout a job).
+    let unstarted: Vec<Ready> = {
+        let mut ready_rx = ready_rx.lock().await;
+        std::iter::from_fn(|| ready_rx.try_recv().ok()).collect()
+    };
+    let giving_back = join_all(unstarted.iter().map(|r| release(&r.lane, &r.job)));
+    let slots_done = async {
+        for s in slots {
+            let _ = s.await;
+        }
+    };
+    tokio::join!(giving_back, slots_done);
     // The slots are gone: what they left in the outbox goes now, and with the outbox gone
     // the acknowledger's channel closes once it has seen every outcome.
     outbox_stop.cancel();

@@ -47,6 +47,29 @@ const POP_WAIT_SECS: f64 = if cfg!(test) {
 /// How long one inbox pop waits before its loop looks again (at a cancellation, at who is
 /// there).
 pub(crate) const INBOX_POP_WAIT_SECS: f64 = 1.0;
+/// How long past its own wait a blocking pop may go unanswered before the reader gives it up
+/// as lost (and takes a new connection). A pop's connection has no response timeout, since
+/// the pop itself waits; a Redis that keeps the connection and answers nothing (stopped,
+/// swapped out) would otherwise hold the reader, and the shutdown of a host behind it, for as
+/// long as it lasts.
+const POP_ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// `pop`, given up with a timeout error if it is not answered within its wait and
+/// [`POP_ANSWER_GRACE`]. What it took, if anything, is then treated as a pop whose answer was
+/// lost (`Popped::MaybeLost`), as for a connection that dropped.
+pub(crate) async fn answered_in_time<T>(
+    wait_secs: f64,
+    pop: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    let deadline = Duration::from_secs_f64(wait_secs) + POP_ANSWER_GRACE;
+    match tokio::time::timeout(deadline, pop).await {
+        Ok(answer) => answer,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("Redis did not answer a blocking pop in {deadline:?}"),
+        ))),
+    }
+}
 /// Entries taken per pop (all from one inbox).
 const POP_COUNT: usize = 128;
 
@@ -240,8 +263,11 @@ async fn pop(running: Running) {
             continue;
         }
         let keys: Vec<&str> = routes.iter().map(|r| r.key.as_str()).collect();
-        let popped: redis::RedisResult<Option<(String, Entries)>> =
-            inbox_pop(&keys, POP_WAIT_SECS).query_async(c).await;
+        let popped: redis::RedisResult<Option<(String, Entries)>> = answered_in_time(
+            POP_WAIT_SECS,
+            inbox_pop(&keys, POP_WAIT_SECS).query_async(c),
+        )
+        .await;
         match popped {
             Ok(Some((key, entries))) => {
                 backoff.reset();

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-pub(crate) use inboxes::{inbox_pop, InboxRoute, Popped, INBOX_POP_WAIT_SECS};
+pub(crate) use inboxes::{answered_in_time, inbox_pop, InboxRoute, Popped, INBOX_POP_WAIT_SECS};
 use sentinel::{master_moved, Sentinel};
 pub(crate) use shared::Shared;
 use url::Target;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{inbox_pop, Conn, InboxRoute, Popped, INBOX_POP_WAIT_SECS};
+use crate::backend::{answered_in_time, inbox_pop, Conn, InboxRoute, Popped, INBOX_POP_WAIT_SECS};
 use crate::backoff::Backoff;
 use crate::client::worker::Worker;
 use crate::queue::Inbox;
@@ -77,10 +77,11 @@ async fn pop(worker: Arc<Worker>, con: Conn, stop: CancellationToken) {
             }
             continue;
         };
-        let popped: redis::RedisResult<Option<(String, Vec<Vec<u8>>)>> =
-            inbox_pop(&[&inbox], INBOX_POP_WAIT_SECS)
-                .query_async(c)
-                .await;
+        let popped: redis::RedisResult<Option<(String, Vec<Vec<u8>>)>> = answered_in_time(
+            INBOX_POP_WAIT_SECS,
+            inbox_pop(&[&inbox], INBOX_POP_WAIT_SECS).query_async(c),
+        )
+        .await;
         match popped {
             Ok(Some((_, entries))) => worker.accept(entries),
             Ok(None) => {}
