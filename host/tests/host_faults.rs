@@ -395,7 +395,8 @@ async fn a_stop_while_redis_does_not_answer_ends_the_host_at_once() {
 /// A Redis that keeps its connections and answers nothing (SIGSTOP) cannot hold a host's
 /// shutdown: each call gives up within seconds (the inbox's blocking pop had no limit of its
 /// own, and held the host for as long as Redis was stopped), the host exits 1 since it could
-/// not leave, and once Redis is back every job is done by another host, none lost.
+/// not leave (on a Cluster, whose client tries calls again, at the latest 15 s after the
+/// grace period), and once Redis is back every job is done by another host, none lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_stops_while_redis_answers_nothing() {
     let redis = RedisServer::start();

@@ -689,11 +689,25 @@ async fn watch_signals(mut signals: Signals, stop: CancellationToken, reloader: 
             .collect();
     }
     stop.cancel();
-    // A second stop while the first is under way (a grace period to cut short, a Redis that
-    // answers nothing): out at once. What the host holds comes back when its leases run out.
+    // The stop is bounded, whatever Redis does: a second stop while the first is under way
+    // (a grace period to cut short) ends the process at once, and so does a stop still under
+    // way SHUTDOWN_SLACK after the grace period (a Redis that answers nothing: on a Cluster,
+    // the client tries each call again, and its timeouts add up). What the host holds comes
+    // back when its leases run out, as after `kill -9`.
+    let deadline = reloader.args.grace + SHUTDOWN_SLACK;
     tokio::spawn(async move {
-        let name = signals.stop_requested().await;
-        tracing::warn!("{name} again while stopping: exiting now; the jobs this host held come back when their leases run out");
+        tokio::select! {
+            name = signals.stop_requested() => {
+                tracing::warn!("{name} again while stopping: exiting now; the jobs this host held come back when their leases run out");
+            }
+            _ = tokio::time::sleep(deadline) => {
+                tracing::error!("still stopping {deadline:?} after the stop (--grace and {SHUTDOWN_SLACK:?} more): Redis does not answer; exiting now; the jobs this host held come back when their leases run out");
+            }
+        }
         std::process::exit(1);
     });
 }
+
+/// How long a stop may take past the grace period (recording outcomes, giving jobs back,
+/// leaving the queues) before the host exits without finishing it.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(15);
