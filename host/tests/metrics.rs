@@ -197,3 +197,55 @@ async fn a_taken_metrics_address_is_refused_before_the_host_joins_the_queue() {
     assert!(lines[0].contains("--metrics-addr"), "{err}");
     assert_eq!(manager.stats().await.unwrap().workers, 0);
 }
+
+/// A queue added by a reload that fails to join (here, its worker cannot be made: Redis's ACL
+/// refuses `HINCRBY`) leaves nothing in `/metrics`: the reload changes nothing, as it says.
+/// Its series were registered before the join, and stayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_whose_join_fails_in_a_reload_leaves_no_series() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sque.toml");
+    let noop = guest("noop");
+    let table = |name: &str| {
+        format!(
+            "[[queue]]\nname = \"{name}\"\nhandler = \"{}\"\n",
+            noop.display()
+        )
+    };
+    std::fs::write(&file, table("kept")).unwrap();
+    let host = Host::serve(
+        &redis.url(),
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    host.wait_for_log("metrics at http://").await;
+    let log = host.log();
+    let addr = log
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .unwrap()
+        .to_string();
+    std::fs::write(&file, format!("{}{}", table("kept"), table("refused"))).unwrap();
+    redis.on_every_node(&["ACL", "SETUSER", "default", "-hincrby"]);
+    host.signal("-HUP");
+    host.wait_for_log("reload failed").await;
+    redis.on_every_node(&["ACL", "SETUSER", "default", "+hincrby"]);
+    let samples = scrape(&addr).await;
+    assert!(
+        samples.keys().any(|k| k.contains(r#"queue="kept""#)),
+        "{samples:#?}"
+    );
+    let left: Vec<&String> = samples
+        .keys()
+        .filter(|k| k.contains(r#"queue="refused""#))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
