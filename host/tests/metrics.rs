@@ -58,6 +58,17 @@ async fn scrape(addr: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// The address the host serves `/metrics` on, once its log says it.
+async fn metrics_addr(host: &Host) -> String {
+    host.wait_for_log("metrics at http://").await;
+    let log = host.log();
+    log.split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .unwrap()
+        .to_string()
+}
+
 fn figure(samples: &HashMap<String, f64>, name: &str) -> f64 {
     *samples
         .get(name)
@@ -85,14 +96,7 @@ async fn a_scrape_counts_what_the_host_did_and_reads_the_queue_once_an_interval(
             "1h",
         ],
     );
-    host.wait_for_log("metrics at http://").await;
-    let log = host.log();
-    let addr = log
-        .split("metrics at http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap()
-        .to_string();
+    let addr = metrics_addr(&host).await;
 
     // 5 complete; 2 fail for good (dead at once); 2 trap twice (retried once, then dead).
     let mut jobs = vec![json!({"do": "ok"}); 5];
@@ -223,14 +227,7 @@ async fn a_queue_whose_join_fails_in_a_reload_leaves_no_series() {
             "127.0.0.1:0",
         ],
     );
-    host.wait_for_log("metrics at http://").await;
-    let log = host.log();
-    let addr = log
-        .split("metrics at http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap()
-        .to_string();
+    let addr = metrics_addr(&host).await;
     std::fs::write(&file, format!("{}{}", table("kept"), table("refused"))).unwrap();
     redis.on_every_node(&["ACL", "SETUSER", "default", "-hincrby"]);
     host.signal("-HUP");
