@@ -96,11 +96,18 @@ impl GuestEngine {
             Some(dir) => Some(open_cache(dir)?),
             None => None,
         };
-        let (engine, pooling) = match Engine::new(&engine_config(&config, cache.clone(), true)) {
-            Ok(engine) => (engine, true),
+        let pagemap = reset_by_pagemap(&swaps());
+        let pooled = Engine::new(&engine_config(&config, cache.clone(), true, pagemap));
+        let (engine, pooling) = match pooled {
+            Ok(engine) => {
+                if !pagemap {
+                    tracing::info!("swap is on: the instance pool resets each memory's kept pages in full, not only the written ones (wasmtime 48.0.10 misses swapped-out pages), which makes fresh instances slower");
+                }
+                (engine, true)
+            }
             Err(e) => {
                 tracing::warn!("the pooling allocator is unavailable ({e}); instances are allocated on demand, which is slower");
-                let engine = Engine::new(&engine_config(&config, cache, false))
+                let engine = Engine::new(&engine_config(&config, cache, false, pagemap))
                     .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
                 (engine, false)
             }
@@ -276,7 +283,14 @@ impl Sandbox {
     }
 }
 
-fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling: bool) -> Config {
+/// The engine's settings; `pagemap`: whether the pool may reset memory by PAGEMAP_SCAN
+/// ([`reset_by_pagemap`]).
+fn engine_config(
+    config: &EngineConfig,
+    cache: Option<wasmtime::Cache>,
+    pooling: bool,
+    pagemap: bool,
+) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true)
         .wasm_component_model(true)
@@ -308,14 +322,41 @@ fn engine_config(config: &EngineConfig, cache: Option<wasmtime::Cache>, pooling:
             // Teardown is most of a fresh instance's cost. Resetting the pages a guest touched
             // with memset (found with PAGEMAP_SCAN where the kernel has it) keeps them
             // resident and avoids madvise, whose TLB shootdowns interrupt every other core;
-            // what must still be decommitted is batched.
-            .pagemap_scan(wasmtime::Enabled::Auto)
+            // what must still be decommitted is batched. Not where swap is on (see
+            // `reset_by_pagemap`).
+            .pagemap_scan(if pagemap {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            })
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10)
             .decommit_batch_size(instances.min(64) as usize);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c
+}
+
+/// Whether the pool may reset memory by what PAGEMAP_SCAN reports, given `/proc/swaps`.
+/// wasmtime 48.0.10 asks the scan for the written pages that are *present*: a page the kernel
+/// swapped out is not, so it was neither reset nor decommitted, and the next instance in that
+/// slot (another job, perhaps another queue's handler) could read what the last one wrote
+/// there (fixed in wasmtime 48.0.11, which this host cannot take yet: Cargo.toml). Without the
+/// scan, the pool resets the whole kept region, swapped or not, which costs a fresh instance
+/// more. Without swap no page is swapped out; a swap turned on while the host runs is not
+/// seen (docs/HOST.md says so).
+fn reset_by_pagemap(proc_swaps: &Option<String>) -> bool {
+    match proc_swaps {
+        // The first line is the header; every further line is a swap area in use.
+        Some(text) => text.lines().skip(1).all(|line| line.trim().is_empty()),
+        // Unreadable: no way to know, so the safe reset.
+        None => false,
+    }
+}
+
+/// `/proc/swaps`, if it can be read.
+fn swaps() -> Option<String> {
+    std::fs::read_to_string("/proc/swaps").ok()
 }
 
 /// A compiled-module cache in `dir`. The cache holds native code that the host will run, so
@@ -370,6 +411,19 @@ mod tests {
 
     /// The smallest component: the magic, version 0x0d and layer 1.
     const EMPTY: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn memory_is_reset_by_pagemap_only_where_no_swap_is_on() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(reset_by_pagemap(&Some(header.to_string())));
+        assert!(!reset_by_pagemap(&Some(format!(
+            "{header}/swapfile                               file\t\t1048572\t\t0\t\t-2\n"
+        ))));
+        assert!(!reset_by_pagemap(&Some(format!(
+            "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
+        ))));
+        assert!(!reset_by_pagemap(&None));
+    }
 
     #[test]
     fn queues_naming_one_handler_get_one_component_until_the_engine_forgets_its_loads() {
