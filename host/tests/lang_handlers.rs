@@ -495,3 +495,50 @@ async fn a_stop_while_a_large_handler_compiles_ends_the_host_cleanly() {
     let keys: u64 = redis::cmd("DBSIZE").query(&mut *redis.con()).unwrap();
     assert_eq!(keys, 0, "the host wrote to Redis");
 }
+
+/// A SIGTERM while a reload compiles a large handler stops the host at once, with the queues
+/// it served as they were: the reload is dropped, the queue it would have added is never
+/// joined. Before, the signal waited for the compile to end (about 10 s here with one compile
+/// thread), and the host joined the new queue only to leave it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_a_reload_compiles_a_large_handler_ends_the_host_at_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sque.toml");
+    let table = |name: &str, handler: &std::path::Path| {
+        format!(
+            "[[queue]]\nname = \"{name}\"\nhandler = \"{}\"\n",
+            handler.display()
+        )
+    };
+    let noop = support::guests::guest("noop");
+    std::fs::write(&file, table("first", &noop)).unwrap();
+    let host = Host::serve_with_env(
+        &redis.url(),
+        &["--config", file.to_str().unwrap()],
+        &[("RAYON_NUM_THREADS", "1")],
+    );
+    host.wait_for_log("started").await;
+    let python = (PYTHON.example)();
+    std::fs::write(
+        &file,
+        format!("{}{}", table("first", &noop), table("python", &python)),
+    )
+    .unwrap();
+    host.signal("-HUP");
+    // Said once a load has taken two seconds: a compile, still under way.
+    host.wait_for_log("compiling the handler to native code")
+        .await;
+    let (code, log) = host.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SIGTERM while reloading: stopping with the handlers and queues as they were"),
+        "{log}"
+    );
+    assert!(!log.contains("the host serves it from now on"), "{log}");
+    let python_keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*python*")
+        .query(&mut *redis.con())
+        .unwrap();
+    assert!(python_keys.is_empty(), "{python_keys:?}");
+}

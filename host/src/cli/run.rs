@@ -510,13 +510,26 @@ impl Reloader {
             .collect()
     }
 
-    /// Reads the plan again (the config file, when there is one), loads every handler anew
-    /// and joins the queues it adds; only if all of that worked, removes the queues it drops
-    /// and changes the others, none of which can fail. Running jobs finish on what they
-    /// started with.
-    async fn reload(&self) -> anyhow::Result<()> {
-        let plan = plan(&self.args, &self.defaults)?;
-        let prepared = prepare_all(self.host.engine.as_ref(), plan.queues).await?;
+    /// A reload's first half: reads the plan again (the config file, when there is one) and
+    /// loads every handler anew. It changes nothing, so a stop may drop it midway: a large
+    /// handler compiles for seconds (the compile itself runs on to its end in the background,
+    /// unused).
+    async fn load(&self) -> anyhow::Result<(config::Plan, Vec<serving::Prepared>)> {
+        let mut plan = plan(&self.args, &self.defaults)?;
+        let queues = std::mem::take(&mut plan.queues);
+        let prepared = prepare_all(self.host.engine.as_ref(), queues).await?;
+        Ok((plan, prepared))
+    }
+
+    /// A reload's second half, on what [`Reloader::load`] loaded: joins the queues the plan
+    /// adds; only if all of that worked, removes the queues it drops and changes the others,
+    /// none of which can fail or waits (a stop may drop this future only before them).
+    /// Running jobs finish on what they started with.
+    async fn apply(
+        &self,
+        plan: config::Plan,
+        prepared: Vec<serving::Prepared>,
+    ) -> anyhow::Result<()> {
         let mut served = self.served.lock().await;
         let (mut added, mut kept) = (Vec::new(), Vec::new());
         for p in prepared {
@@ -672,7 +685,22 @@ async fn watch_signals(mut signals: Signals, stop: CancellationToken, reloader: 
                 (p, s)
             })
             .collect();
-        if let Err(e) = reloader.reload().await {
+        // A stop while the reload runs is heard at once: while it loads its handlers (a
+        // compile of seconds), or joins the queues it adds (a Redis that answers nothing holds
+        // each call for seconds). It drops the reload, which has changed nothing until its
+        // joins are done (queues joined so far are dropped with nothing leased, as at start).
+        let reload = async {
+            let (plan, prepared) = reloader.load().await?;
+            reloader.apply(plan, prepared).await
+        };
+        let reloaded = tokio::select! {
+            reloaded = reload => reloaded,
+            name = signals.stop_requested() => {
+                tracing::info!("{name} while reloading: stopping with the handlers and queues as they were");
+                break;
+            }
+        };
+        if let Err(e) = reloaded {
             tracing::error!(
                 "reload failed, keeping the running handlers and queues as they were: {}",
                 crate::cli::common::one_line(&e)
