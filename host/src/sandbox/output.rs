@@ -268,6 +268,18 @@ impl GuestOutput {
         }
     }
 
+    /// Emits a whole line, cut into lines of LONGEST_LINE bytes if it is longer (a line that
+    /// ends within a write may be as long as the write).
+    fn emit_cut(&self, line: &[u8]) {
+        if line.len() <= LONGEST_LINE {
+            self.emit(line);
+        } else {
+            for piece in line.chunks(LONGEST_LINE) {
+                self.emit(piece);
+            }
+        }
+    }
+
     fn take(&self, buf: &[u8]) {
         if self.stream == "stderr" {
             self.log.keep_stderr(buf);
@@ -279,11 +291,11 @@ impl GuestOutput {
         let mut rest = buf;
         while let Some(end) = rest.iter().position(|b| *b == b'\n') {
             if partial.is_empty() {
-                self.emit(&rest[..end]);
+                self.emit_cut(&rest[..end]);
             } else {
                 partial.extend_from_slice(&rest[..end]);
                 let line = std::mem::take(&mut *partial);
-                self.emit(&line);
+                self.emit_cut(&line);
             }
             rest = &rest[end + 1..];
         }
@@ -413,6 +425,11 @@ mod tests {
         assert_eq!(log.counted().0, (5, 4 + 2 * LONGEST_LINE));
         write(&mut out, b"\n");
         assert_eq!(log.counted().0, (6, 4 + (20 << 10)));
+        // 20 KiB and its end in one write: three lines too, none over LONGEST_LINE.
+        let mut long = vec![b'y'; 20 << 10];
+        long.push(b'\n');
+        write(&mut out, &long);
+        assert_eq!(log.counted().0, (9, 4 + (40 << 10)));
     }
 
     #[test]
