@@ -782,14 +782,17 @@ impl Inspector {
     }
 
     /// Job `id` as the dead list holds it, or `None` when it is not dead. Found through its
-    /// error record, which names the entry (its lease token), in two reads whatever the
-    /// list's length; an entry that is not a token is found under itself, and one buried by
-    /// a version that wrote no token in its record is searched for (`ZSCAN`).
+    /// error record, which names the entry (its lease token), in a few reads whatever the
+    /// list's length, found or not; an entry that is not a token is found under itself, and
+    /// only one buried by a version that wrote no token in its record (or whose record is
+    /// gone) is searched for (`ZSCAN`): a record that names a token not in the dead list is a
+    /// job that is not dead (retried, or failed and still trying).
     pub async fn dead_job(&self, id: &str) -> Result<Option<DeadJob>> {
         let k = &self.queue.keys;
         let mut con = self.queue.con.clone();
         let record: Option<Raw> = con.hget(&k.errors, id).await?;
         let named = record.and_then(|r| LastError::parse(&r).token);
+        let token_named = named.is_some();
         let mut candidates: Vec<String> = named.into_iter().collect();
         candidates.push(id.to_owned());
         for entry in candidates {
@@ -800,7 +803,7 @@ impl Inspector {
         }
         // An entry that is a token starts with a job id, which has no character a pattern
         // gives a meaning to; anything else was looked for under itself above.
-        if crate::wire::is_id(id) {
+        if crate::wire::is_id(id) && !token_named {
             let found = scan_one(&mut con, &k.dead_at, &format!("{id}|*")).await?;
             if let Some((entry, _)) = found.filter(|(entry, _)| dead_entry_is(entry, id)) {
                 return Ok(self.dead_entries(vec![entry.into_bytes()]).await?.pop());

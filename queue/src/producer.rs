@@ -222,21 +222,25 @@ impl Producer {
     /// old one for as long as it lives.
     async fn encode_now(&self, data: &Value, options: &JobOptions) -> Result<EncodedJob> {
         match self.encode(data, options) {
-            Err(Error::JobTooLarge { .. }) if self.read_limit_again().await? => {
+            Err(Error::JobTooLarge { limit, .. }) if self.read_limit_again(limit).await? => {
                 self.encode(data, options)
             }
             other => other,
         }
     }
 
-    /// Reads the queue's size limit again; whether it changed.
-    async fn read_limit_again(&self) -> Result<bool> {
+    /// Reads the queue's size limit again and keeps it; whether it is not `refused_by`, the
+    /// limit a job was just refused by. Compared with that, not with the limit kept: pushes
+    /// at once through clones of one producer (which share the limit) are all refused by the
+    /// old one, and each must see the new one, not only the first to read it.
+    async fn read_limit_again(&self, refused_by: usize) -> Result<bool> {
         let mut con = self.queue.con.clone();
         let read: Option<String> = con.hget(&self.queue.keys.meta, "max_job_bytes").await?;
         let Some(limit) = read.and_then(|l| l.parse::<usize>().ok()) else {
             return Ok(false);
         };
-        Ok(self.limit.swap(limit, Ordering::Relaxed) != limit)
+        self.limit.store(limit, Ordering::Relaxed);
+        Ok(limit != refused_by)
     }
 
     /// The queue's name.
@@ -269,7 +273,9 @@ impl Producer {
                 .collect::<Result<Vec<_>>>()
         };
         let encoded = match encode(&jobs) {
-            Err(Error::JobTooLarge { .. }) if self.read_limit_again().await? => encode(&jobs)?,
+            Err(Error::JobTooLarge { limit, .. }) if self.read_limit_again(limit).await? => {
+                encode(&jobs)?
+            }
             other => other?,
         };
         self.push_encoded(&encoded).await
