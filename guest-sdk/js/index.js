@@ -80,7 +80,12 @@ function text(value) {
   try {
     return String(value);
   } catch {
-    return Object.prototype.toString.call(value);
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      // A Proxy whose traps throw, a Symbol.toStringTag getter that throws.
+      return '[a value that cannot be shown as text]';
+    }
   }
 }
 
@@ -161,6 +166,19 @@ export function push(queue, data, options = undefined) {
 const cut = (message) => text(message).slice(0, MAX_ERROR_CHARS);
 
 /** What was thrown, as its name and message, then its stack: the start is what counts. */
+/** The WIT error for what the handler threw. Even `instanceof` can throw (a Proxy whose
+ * `getPrototypeOf` throws): whatever it is, the job ends as a retry with a message, never a
+ * trap. */
+function failure(thrown) {
+  try {
+    if (thrown instanceof Fail) return { tag: 'fail', val: cut(thrown.message) };
+    if (thrown instanceof Retry) return { tag: 'retry', val: cut(thrown.message) };
+    return { tag: 'retry', val: cut(described(thrown)) };
+  } catch {
+    return { tag: 'retry', val: 'thrown: [a value that cannot be shown as text]' };
+  }
+}
+
 function described(thrown) {
   if (thrown instanceof Error) {
     return `${text(thrown.name)}: ${text(thrown.message)}\n${text(thrown.stack ?? '')}`.trimEnd();
@@ -184,9 +202,7 @@ export function handler(fn) {
     try {
       value = await fn(new Job(raw));
     } catch (e) {
-      if (e instanceof Fail) throw { tag: 'fail', val: cut(e.message) };
-      if (e instanceof Retry) throw { tag: 'retry', val: cut(e.message) };
-      throw { tag: 'retry', val: cut(described(e)) };
+      throw failure(e);
     }
     if (value === undefined || value === null) return undefined;
     // A result that is not JSON (a BigInt, a cycle, a function) is the handler's mistake,

@@ -79,6 +79,9 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         json!({"do": "unjson"}),
         json!({"do": "bad-push"}),
         json!({"do": "odd-progress"}),
+        // One language's each (the other fails it as an unknown order).
+        json!({"do": "odd-result"}),
+        json!({"do": "unshowable"}),
     ];
     let total = jobs.len() as u64;
     let ids = m.push_many(jobs).await.unwrap();
@@ -178,6 +181,21 @@ async fn completes_fails_retries_reads_its_env_and_reports(lang: &Lang) {
         error.contains("the handler's result is not JSON"),
         "{name}: {error}"
     );
+    // Python: a result json.dumps cannot take for a reason other than its type or value
+    // (a RecursionError, an error of the value's own) fails too; it trapped. JavaScript: a thrown value
+    // that even instanceof cannot look at (a Proxy whose traps throw) is retried with a
+    // message; it trapped.
+    let (order, code, wanted) = match name {
+        "python" => (
+            "odd-result",
+            "fail",
+            "the handler's result is not JSON: items refused",
+        ),
+        _ => ("unshowable", "retry", "cannot be shown as text"),
+    };
+    let (_, got, error) = find(order);
+    assert_eq!(got.as_deref(), Some(code), "{name}: {error}");
+    assert!(error.contains(wanted), "{name}: {error}");
     let (_, code, error) = find("bad-push");
     assert_eq!(code.as_deref(), Some("fail"), "{name}: {error}");
     assert!(

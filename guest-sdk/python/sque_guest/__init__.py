@@ -229,7 +229,7 @@ def handler(function):
             # mistake, which another attempt would make again (after its side effects).
             try:
                 return _json.dumps(value, allow_nan=False)
-            except (TypeError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - TypeError, ValueError, RecursionError, and what the value's own methods raise
                 raise _types.Err(
                     _wit_types.Error_Fail(f"the handler's result is not JSON: {_text(e)}"[:MAX_ERROR_CHARS])
                 ) from None
