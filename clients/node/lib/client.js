@@ -51,7 +51,17 @@ class Job {
    * Reports a failure: retried after a backoff (dead once out of attempts), or with
    * `{permanent: true}` straight to the dead list. Resolves to {retryAfterMs} or {dead: true}.
    */
-  fail(error, { permanent = false, code } = {}) {
+  fail(error, options = {}) {
+    // Refused before the job counts as ended: it stays held, and a corrected call may follow.
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      return Promise.reject(new SqueError('invalid_input', `fail's options must be an object such as {permanent: true}, not ${describeType(options)}`));
+    }
+    const { permanent = false, code } = options;
+    // As the Rust client checks it: a word, and not the queue's own mark of data no worker can
+    // be given (a dead job of code `poison` is never retried).
+    if (code !== undefined && (typeof code !== 'string' || !/^[a-z_]{1,32}$/.test(code) || code === 'poison')) {
+      return Promise.reject(new SqueError('invalid_input', `a failure's code is a word of 1 to 32 lowercase letters and underscores (retry, timeout, ...), and not "poison" (the queue's own): not ${describeType(code)}`));
+    }
     return this._client._end(this, () => this._client._fail(this, error, permanent, code));
   }
 

@@ -209,6 +209,26 @@ describe('handlers and arguments of the wrong kind', () => {
     assert.equal(client.heldCount, 0);
   });
 
+  test("job.fail's options of the wrong type, and codes that are not words, are refused with invalid_input; the job stays held", async () => {
+    const [q, o] = fresh();
+    const manager = track(new sque.manager(q, o));
+    const client = track(new sque.client(q, o));
+    const id = await manager.push({ n: 1 });
+    const job = await client.iAmFree();
+    for (const options of [null, 'permanent', true, 3, [true]]) {
+      await assert.rejects(job.fail('no', options), (e) => e instanceof sque.SqueError && e.code === 'invalid_input' && /fail's options must be an object/.test(e.message));
+    }
+    // A code that is not a word, or is the queue's own `poison` (a dead job `dead retry`
+    // would refuse for good), as the Rust client refuses them.
+    for (const code of ['poison', 'Some Code', '', 'x'.repeat(33), 7]) {
+      await assert.rejects(job.fail('no', { code, permanent: true }), (e) => e instanceof sque.SqueError && e.code === 'invalid_input' && /a failure's code is a word/.test(e.message));
+    }
+    assert.equal(job.ended, false);
+    assert.equal(client.heldCount, 1);
+    assert.deepEqual(await job.fail('no', { permanent: true, code: 'bad_address' }), { dead: true });
+    await assert.rejects(manager.wait(id), (e) => e.code === 'dead' && /no/.test(e.message));
+  });
+
   test('a handler that is not a function is refused before anything is asked', async () => {
     const [q, o] = fresh();
     const manager = track(new sque.manager(q, o));
