@@ -1961,3 +1961,49 @@ async fn a_waiting_low_job_does_not_keep_the_records_of_every_push_since() {
     assert!(s.oldest_waiting_age_ms.is_some(), "{s:?}");
     assert_eq!(next().await, json!("low"));
 }
+
+/// `fail.lua` refuses a code that is not a word, or is `poison`, from any client (the Rust and
+/// Node clients check it first; a client of another language may not): nothing is written and
+/// the lease is still held. A dead job of code `poison` is never retried.
+#[tokio::test]
+async fn the_fail_script_refuses_a_code_that_is_not_a_word() {
+    let redis = RedisServer::start();
+    let manager = Manager::new("coded", opts(&redis)).await.unwrap();
+    let client = Client::new("coded", opts(&redis)).await.unwrap();
+    manager.push(json!(1)).await.unwrap();
+    let job = within("a job", client.i_am_free(None)).await.unwrap();
+    let fail = sque::script_bundle()
+        .into_iter()
+        .find(|(name, _)| *name == "fail")
+        .unwrap()
+        .1;
+    let keys = [
+        "meta", "leases", "delayed", "dead_at", "errors", "stats", "jobs",
+    ]
+    .map(|k| format!("sque:{{coded}}:{k}"));
+    let mut con = redis.con();
+    for code in ["poison", "Some Code", "", &"x".repeat(33)] {
+        let refused: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(&fail)
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(sque::PROTOCOL_VERSION)
+            .arg(job.lease_token())
+            .arg(code)
+            .arg("no")
+            .arg("1")
+            .query(&mut *con);
+        let e = refused.unwrap_err();
+        assert!(
+            e.to_string().contains("a failure's code is a word"),
+            "{code:?}: {e}"
+        );
+    }
+    // Still held: the job's own failure goes through.
+    drop(con);
+    client
+        .fail_permanently(&job, "no such address")
+        .await
+        .unwrap();
+    assert_eq!(manager.stats().await.unwrap().dead, 1);
+}

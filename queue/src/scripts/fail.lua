@@ -8,8 +8,15 @@
 -- the queue's max_error_bytes.
 -- Returns -1 for a stale token (-2 when its job was cancelled), 0 when the job went to the dead
 -- list, else the retry delay in ms.
--- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL.
+-- Errors: SQUE_NOQUEUE, SQUE_PROTOCOL; SQUE_INVALID for a code that is not a word of 1 to 32
+-- lowercase letters and _, or is `poison` (the queue's own mark of data no worker can be
+-- given, which `dead` never retries): refused before anything is written, the lease still held.
 local s = open_call(KEYS[1], ARGV[1], 'backoff', 'backoff_max', 'max_error_bytes')
+local code = ARGV[3]
+if #code < 1 or #code > 32 or string.find(code, '[^a-z_]') or code == 'poison' then
+  return redis.error_reply('SQUE_INVALID a failure\'s code is a word of 1 to 32 lowercase letters and _, and not poison; not ' ..
+    string.format('%q', string.sub(code, 1, 40)))
+end
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then
   local cancelled = s.uses and s.uses.cancel and
     redis.call('ZSCORE', key_base(KEYS[1]) .. 'cancelled', parse_token(ARGV[2]) or '')
@@ -31,10 +38,10 @@ if not id then
   return 0
 end
 if ARGV[5] == '1' or attempt >= max then
-  graveyard().bury(k, s, ARGV[2], id, ARGV[3], message, now)
+  graveyard().bury(k, s, ARGV[2], id, code, message, now)
   return 0
 end
-redis.call('HSET', KEYS[5], id, graveyard().record(ARGV[3], message, now, ARGV[2]))
+redis.call('HSET', KEYS[5], id, graveyard().record(code, message, now, ARGV[2]))
 -- Exponential backoff with "equal jitter": half fixed, half drawn from the clock's microseconds.
 local delay = math.min(s.backoff * 2 ^ (attempt - 1), s.backoff_max)
 local half = math.floor(delay / 2)
