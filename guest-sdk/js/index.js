@@ -165,7 +165,6 @@ export function push(queue, data, options = undefined) {
 
 const cut = (message) => text(message).slice(0, MAX_ERROR_CHARS);
 
-/** What was thrown, as its name and message, then its stack: the start is what counts. */
 /** The WIT error for what the handler threw. Even `instanceof` can throw (a Proxy whose
  * `getPrototypeOf` throws): whatever it is, the job ends as a retry with a message, never a
  * trap. */
@@ -179,6 +178,7 @@ function failure(thrown) {
   }
 }
 
+/** What was thrown, as its name and message, then its stack: the start is what counts. */
 function described(thrown) {
   if (thrown instanceof Error) {
     return `${text(thrown.name)}: ${text(thrown.message)}\n${text(thrown.stack ?? '')}`.trimEnd();

@@ -96,7 +96,7 @@ impl GuestEngine {
             Some(dir) => Some(open_cache(dir)?),
             None => None,
         };
-        let pagemap = reset_by_pagemap(&swaps());
+        let pagemap = reset_by_pagemap(swaps().as_deref());
         let pooled = Engine::new(&engine_config(&config, cache.clone(), true, pagemap));
         let (engine, pooling) = match pooled {
             Ok(engine) => {
@@ -345,7 +345,7 @@ fn engine_config(
 /// scan, the pool resets the whole kept region, swapped or not, which costs a fresh instance
 /// more. Without swap no page is swapped out; a swap turned on while the host runs is not
 /// seen (docs/HOST.md says so).
-fn reset_by_pagemap(proc_swaps: &Option<String>) -> bool {
+fn reset_by_pagemap(proc_swaps: Option<&str>) -> bool {
     match proc_swaps {
         // The first line is the header; every further line is a swap area in use.
         Some(text) => text.lines().skip(1).all(|line| line.trim().is_empty()),
@@ -415,14 +415,14 @@ mod tests {
     #[test]
     fn memory_is_reset_by_pagemap_only_where_no_swap_is_on() {
         let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
-        assert!(reset_by_pagemap(&Some(header.to_string())));
-        assert!(!reset_by_pagemap(&Some(format!(
+        assert!(reset_by_pagemap(Some(header)));
+        assert!(!reset_by_pagemap(Some(&format!(
             "{header}/swapfile                               file\t\t1048572\t\t0\t\t-2\n"
         ))));
-        assert!(!reset_by_pagemap(&Some(format!(
+        assert!(!reset_by_pagemap(Some(&format!(
             "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
         ))));
-        assert!(!reset_by_pagemap(&None));
+        assert!(!reset_by_pagemap(None));
     }
 
     #[test]
